@@ -1,0 +1,277 @@
+//! The typed, normalized configuration. Every field has its default applied and
+//! has passed validation, so the rest of rollbridge trusts these values as they are.
+//!
+//! Field names follow the camelCase config keys (`drainTimeoutMs` → `drain_timeout_ms`).
+
+use super::hook::HookSpec;
+use std::path::PathBuf;
+
+/// A validated, normalized rollbridge config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub application: String,
+    pub control: ControlConfig,
+    pub proxy: ProxyConfig,
+    pub processes: Vec<ProcessConfig>,
+    pub legacy_takeover: Option<LegacyTakeover>,
+    pub release_retention: ReleaseRetention,
+    /// `statePath`; `None` when unset (no persistence).
+    pub state_path: Option<String>,
+    /// Top-level `plugins` table.
+    pub plugins: PluginsConfig,
+}
+
+impl Config {
+    /// The single `proxied` process (validation guarantees exactly one).
+    pub fn proxied(&self) -> &ProcessConfig {
+        self.processes
+            .iter()
+            .find(|p| p.policy == Policy::Proxied)
+            .expect("a validated config has exactly one proxied process")
+    }
+
+    pub fn process(&self, id: &str) -> Option<&ProcessConfig> {
+        self.processes.iter().find(|p| p.id == id)
+    }
+}
+
+/// A control socket owner or group: a numeric id, or a name resolved at bind time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    /// Socket path; defaults to `/tmp/rollbridge-<application>.sock`.
+    pub path: String,
+    /// `chmod` mode as an integer (`"660"` → 432).
+    pub mode: Option<u32>,
+    pub owner: Option<IdOrName>,
+    pub group: Option<IdOrName>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub host: String,
+    /// 0 means an ephemeral port.
+    pub port: u16,
+    pub upstream_host: String,
+    pub health_path: String,
+    pub health_timeout_ms: u64,
+    pub drain_timeout_ms: u64,
+    /// Default `gracefulStopMs` and the `recover --force` grace period.
+    pub force_stop_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Proxied,
+    Companion,
+    Singleton,
+    Service,
+}
+
+impl Policy {
+    pub const NAMES: [&'static str; 4] = ["proxied", "companion", "singleton", "service"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Proxied => "proxied",
+            Policy::Companion => "companion",
+            Policy::Singleton => "singleton",
+            Policy::Service => "service",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Policy> {
+        match text {
+            "proxied" => Some(Policy::Proxied),
+            "companion" => Some(Policy::Companion),
+            "singleton" => Some(Policy::Singleton),
+            "service" => Some(Policy::Service),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeployStrategy {
+    /// One daemon-wide instance that survives deploys (services only).
+    #[default]
+    Persistent,
+    /// A fresh instance per release, started first and stopped last (services only).
+    Handoff,
+}
+
+impl DeployStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStrategy::Persistent => "persistent",
+            DeployStrategy::Handoff => "handoff",
+        }
+    }
+}
+
+/// An inclusive port range; `from == 0` or `to == 0` means "ephemeral".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl PortRange {
+    pub fn is_ephemeral(&self) -> bool {
+        self.from == 0 || self.to == 0
+    }
+}
+
+/// How long a stop waits for the process group before `SIGKILL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GracefulStop {
+    Millis(u64),
+    /// `"indefinite"`: wait for the group to exit, never `SIGKILL`.
+    Indefinite,
+}
+
+impl GracefulStop {
+    /// The bound for quiet and stop hooks: the window itself, or 30 s when indefinite.
+    pub fn hook_timeout_ms(self) -> u64 {
+        match self {
+            GracefulStop::Millis(ms) => ms,
+            GracefulStop::Indefinite => 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub timeout_ms: u64,
+    pub interval_ms: u64,
+    pub start_delay_ms: u64,
+    /// `health.check`: a custom readiness hook; when set, the built-in HTTP probe
+    /// does not run.
+    pub check: Option<HookSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lifecycle {
+    /// `lifecycle.quiet` or the legacy `lifecycle.quietCommand`.
+    pub quiet: Option<HookSpec>,
+    /// `lifecycle.drain` or the legacy `lifecycle.drainCommand`.
+    pub drain: Option<HookSpec>,
+    /// `lifecycle.stop` or the legacy `lifecycle.stopCommand`; replaces `stopSignal`.
+    pub stop: Option<HookSpec>,
+    /// 0 skips the drain step.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartPolicy {
+    /// `None`: unlimited. `Some(0)` turns automatic restarts off.
+    pub max_restarts: Option<u32>,
+    /// 0: the budget covers the whole lifetime of the process object.
+    pub window_ms: u64,
+    pub backoff_factor: f64,
+    /// 0: no cap.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: None,
+            window_ms: 0,
+            backoff_factor: 1.0,
+            max_delay_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    pub limit_bytes: u64,
+    /// 0: no warning.
+    pub warn_bytes: u64,
+    pub check_interval_ms: u64,
+}
+
+/// One entry of `processes[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessConfig {
+    pub id: String,
+    /// Shell command, still holding its `{{…}}` placeholders.
+    pub command: String,
+    pub policy: Policy,
+    pub deploy_strategy: DeployStrategy,
+    /// Working directory template; `None` means the release path.
+    pub cwd: Option<String>,
+    /// Environment templates in config order.
+    pub env: Vec<(String, String)>,
+    pub port: Option<PortRange>,
+    /// `None` when health checking is disabled (`health: false` / `null`).
+    pub health: Option<HealthConfig>,
+    /// Canonical signal name, e.g. `"SIGTERM"`.
+    pub stop_signal: String,
+    pub graceful_stop: GracefulStop,
+    pub lifecycle: Lifecycle,
+    pub non_blocking_drain: bool,
+    pub restart_delay_ms: u64,
+    pub restart: RestartPolicy,
+    pub memory: Option<MemoryConfig>,
+    pub replicas: u32,
+    pub output_lines: usize,
+}
+
+impl ProcessConfig {
+    pub fn is_handoff_service(&self) -> bool {
+        self.policy == Policy::Service && self.deploy_strategy == DeployStrategy::Handoff
+    }
+
+    pub fn is_persistent_service(&self) -> bool {
+        self.policy == Policy::Service && self.deploy_strategy == DeployStrategy::Persistent
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyProcessMatcher {
+    /// Every string must be a substring of a process's command line.
+    pub includes: Vec<String>,
+    /// A label for messages; defaults to `legacy process <i+1>`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyTakeover {
+    pub force_stop_timeout_ms: u64,
+    /// `screens`: the built-in `screen` matcher.
+    pub screens: Vec<String>,
+    /// `processes`: the built-in `cmdline` matcher.
+    pub processes: Vec<LegacyProcessMatcher>,
+    /// `matchers`: extra matcher hooks (Lua, native or built-in by name).
+    pub matchers: Vec<HookSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRetention {
+    pub keep: u64,
+    /// 0: off.
+    pub max_age_ms: u64,
+}
+
+impl Default for ReleaseRetention {
+    fn default() -> Self {
+        ReleaseRetention {
+            keep: 10,
+            max_age_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PluginsConfig {
+    /// Shared libraries to load, resolved against the config's folder.
+    pub native: Vec<PathBuf>,
+}

@@ -1,0 +1,4 @@
+//! The daemon: the single owner of releases, services, singletons and the event
+//! history, and the orchestration of deploy, rollback, stop, restart and shutdown.
+
+pub mod events;

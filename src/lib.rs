@@ -1,0 +1,22 @@
+//! rollbridge: a zero-downtime deploy supervisor for one host.
+//!
+//! The crate is split by responsibility; each folder is one part of the system:
+//! - [`cli`]: the `rollbridge` command line (one file per command);
+//! - [`config`]: loading (Lua / JSON / legacy JS), the typed model, validation, templates;
+//! - [`control`]: the control-socket protocol types, server and client;
+//! - [`daemon`]: the single owner of daemon state (releases, flows, events, persistence);
+//! - [`process`]: spawning and supervising managed processes;
+//! - [`proxy`]: the HTTP/WebSocket proxy with per-request routing and drain tracking;
+//! - [`plugins`]: the hook/plugin registry and its built-in plugins;
+//! - [`lua`]: the embedded Lua engine (sandbox, hook API);
+//! - [`util`]: small shared helpers (time formatting, signals, `/proc`).
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod lua;
+pub mod plugins;
+pub mod process;
+pub mod proxy;
+pub mod util;

@@ -1,0 +1,4 @@
+//! Small helpers shared by every part of rollbridge.
+
+pub mod signals;
+pub mod time;
