@@ -78,7 +78,15 @@ fn compile_c_file(dir: &Path, name: &str, source_path: &Path) -> PathBuf {
     let library = dir.join(format!("lib{name}.so"));
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/include");
     let output = Command::new("cc")
-        .args(["-Wall", "-Werror", "-shared", "-fPIC", "-I"])
+        // Hidden visibility: the header alone must keep the entry point exported.
+        .args([
+            "-Wall",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            "-fvisibility=hidden",
+            "-I",
+        ])
         .arg(&include)
         .arg("-o")
         .arg(&library)

@@ -5,9 +5,9 @@
  * plugin would parse the JSON request (any JSON library will do) and look at
  * "options", "process" and "deadlineMs".
  *
- * Build:  cc -shared -fPIC -I plugins/include -o libalways_ready.so always_ready.c
+ * Build:  cc -shared -fPIC -fvisibility=hidden -I plugins/include -o libalways_ready.so always_ready.c
  * Use:    plugins = { native = { "/path/to/libalways_ready.so" } }
- *         health  = { plugin = "always-ready" }
+ *         processes[i].health = { check = { plugin = "always-ready" } }
  */
 #include <stdlib.h>
 #include <string.h>

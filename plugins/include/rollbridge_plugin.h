@@ -63,8 +63,16 @@ typedef struct rollbridge_plugin_v1 {
     rollbridge_free_fn free_response;
 } rollbridge_plugin_v1;
 
-/* Every plugin defines this function (with default visibility). */
-const rollbridge_plugin_v1 *rollbridge_plugin_entry(void);
+/* Keeps the entry point exported when the plugin is built with
+ * -fvisibility=hidden (recommended, so nothing else leaks into the daemon). */
+#if defined(__GNUC__) || defined(__clang__)
+#define ROLLBRIDGE_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define ROLLBRIDGE_PLUGIN_EXPORT
+#endif
+
+/* Every plugin defines this function. */
+ROLLBRIDGE_PLUGIN_EXPORT const rollbridge_plugin_v1 *rollbridge_plugin_entry(void);
 
 #ifdef __cplusplus
 }
