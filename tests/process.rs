@@ -526,6 +526,30 @@ async fn crash_restarts_stop_at_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_start_does_not_refill_the_restart_budget() {
+    let mut h = Harness::new();
+    h.wants_restart.store(true, Ordering::SeqCst);
+    let mut cfg = config("spent", "exit 1");
+    cfg.restart_delay_ms = 10;
+    cfg.restart.max_restarts = Some(1);
+    cfg.restart.window_ms = 600_000;
+    let process = h.process(cfg);
+    process.start(StartReason::Deploy).await.unwrap();
+    eventually("the budget runs out", || {
+        h.events_named("restart limit reached").len() == 1
+    })
+    .await;
+    assert_eq!(process.restarts(), 1);
+    process.start(StartReason::Manual).await.unwrap();
+    eventually("it gives up again at once", || {
+        h.events_named("restart limit reached").len() == 2
+    })
+    .await;
+    assert_eq!(process.restarts(), 1);
+    assert_eq!(process.state(), ProcessState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlimited_restarts_keep_counting() {
     let mut h = Harness::new();
     h.wants_restart.store(true, Ordering::SeqCst);
@@ -795,7 +819,7 @@ async fn quiet_drain_and_stop_hooks_run_in_order_with_the_pid() {
             log.display()
         ))),
         stop: Some(HookSpec::Command(format!(
-            "echo stop:$ROLLBRIDGE_PID >> {}; kill -TERM -$ROLLBRIDGE_PID",
+            "echo stop:$ROLLBRIDGE_PID >> {}; kill -KILL -$ROLLBRIDGE_PID",
             log.display()
         ))),
         drain_timeout_ms: 2000,
@@ -809,7 +833,9 @@ async fn quiet_drain_and_stop_hooks_run_in_order_with_the_pid() {
         format!("quiet:{pid}\ndrain:{pid}\nstop:{pid}\n")
     );
     assert_eq!(process.state(), ProcessState::Stopped);
-    assert_eq!(process.status_json()["exitSignal"], "SIGTERM");
+    // The successful stop hook replaced the stop signal: the hook's SIGKILL is
+    // what ended the shell.
+    assert_eq!(process.status_json()["exitSignal"], "SIGKILL");
     assert!(
         h.events_named("process stop timed out; sending SIGKILL")
             .is_empty()

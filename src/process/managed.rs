@@ -145,7 +145,8 @@ impl ManagedProcess {
 
     /// Spawns the wrapper. Returns once it runs (readiness is not awaited). Does
     /// nothing when a wrapper already exists. A stop in progress is finished first,
-    /// so it cannot mistake the new child for the old one.
+    /// so it cannot mistake the new child for the old one. A `Crash` start counts
+    /// as an automatic restart and is skipped when a stop began since the crash.
     pub async fn start(self: &Arc<Self>, reason: StartReason) -> Result<(), SpawnError> {
         let pending_stop = self.lock().stop_run.clone();
         if let Some(mut flag) = pending_stop {
@@ -155,6 +156,14 @@ impl ManagedProcess {
             let mut inner = self.lock();
             if inner.child.is_some() {
                 return Ok(());
+            }
+            if reason == StartReason::Crash {
+                // A stop or quiesce that began after the crash wins over the
+                // restart, even when the timer had already fired.
+                if inner.intentional {
+                    return Ok(());
+                }
+                inner.restarts += 1;
             }
             inner.intentional = false;
             inner.exit = None;
@@ -249,11 +258,13 @@ impl ManagedProcess {
             };
             (!inner.intentional, inner.def.instance_id.clone())
         };
-        let _ = exited_tx.send(true);
+        // Logged before waiters are released, so a stop that returns (and a start
+        // that follows it) can never log ahead of this exit.
         self.emit(
             "process exited",
             data! { "code" => code, "id" => id, "signal" => signal },
         );
+        let _ = exited_tx.send(true);
         if unexpected && (self.supervision.should_restart)() {
             self.schedule_crash_restart();
         }
@@ -313,7 +324,6 @@ impl ManagedProcess {
         if !(self.supervision.should_restart)() {
             return;
         }
-        self.lock().restarts += 1;
         if let Err(e) = self.start(StartReason::Crash).await {
             let id = self.instance_id();
             self.emit(

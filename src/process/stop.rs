@@ -153,7 +153,12 @@ impl ManagedProcess {
     async fn stop_group(self: &Arc<Self>, group: &Arc<ProcessGroup>, exited: Option<RunFlag>) {
         let def = self.definition();
         let lifecycle = &def.config.lifecycle;
-        if lifecycle.drain_timeout_ms > 0 && group_alive(group).await {
+        if !group_alive(group).await {
+            return;
+        }
+        // Stragglers of an exited wrapper are being stopped too: say so.
+        self.lock().state = ProcessState::Stopping;
+        if lifecycle.drain_timeout_ms > 0 {
             let bound = Duration::from_millis(lifecycle.drain_timeout_ms);
             match (&lifecycle.drain, exited) {
                 (Some(spec), _) => {
