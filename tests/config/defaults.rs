@@ -395,7 +395,7 @@ fn legacy_takeover_normalizes() {
     );
     // Matchers alone satisfy the at-least-one rule.
     assert_valid(&with_root(
-        json!({"legacyTakeover": {"matchers": [{"plugin": "screen", "names": ["x"]}]}}),
+        json!({"legacyTakeover": {"matchers": [{"plugin": "screen", "name": ["x"]}]}}),
     ));
 }
 

@@ -607,6 +607,65 @@ fn hook_values() {
 }
 
 #[test]
+fn built_in_plugin_options() {
+    let quiet = |hook: Value| with_web(json!({ "lifecycle": { "quiet": hook } }));
+    let check = |hook: Value| with_web(json!({ "health": { "check": hook } }));
+    let matcher = |hook: Value| with_root(json!({ "legacyTakeover": { "matchers": [hook] } }));
+    check_cases(vec![
+        (
+            quiet(json!({"plugin": "command"})),
+            "processes[0].lifecycle.quiet.command must be a non-empty string",
+        ),
+        (
+            quiet(json!({"plugin": "signal", "signal": "SIGBOGUS"})),
+            "processes[0].lifecycle.quiet.signal must be a valid signal name",
+        ),
+        (
+            quiet(json!({"plugin": "signal", "sginal": "TSTP"})),
+            "processes[0].lifecycle.quiet.sginal is not a known key",
+        ),
+        (
+            quiet(json!({"plugin": "wait-exit", "timeout": 5})),
+            "processes[0].lifecycle.quiet.timeout is not a known key",
+        ),
+        (
+            check(json!({"plugin": "http", "port": 0})),
+            "processes[0].health.check.port must be a port number between 1 and 65535",
+        ),
+        (
+            check(json!({"plugin": "http", "path": 5})),
+            "processes[0].health.check.path must be a string",
+        ),
+        (
+            check(json!({"plugin": "tcp", "host": ["a"]})),
+            "processes[0].health.check.host must be a string",
+        ),
+        (
+            check(json!({"plugin": "command", "command": ""})),
+            "processes[0].health.check.command must be a non-empty string",
+        ),
+        (
+            matcher(json!({"plugin": "cmdline", "includes": []})),
+            "legacyTakeover.matchers[0].includes must be a non-empty string or list of strings",
+        ),
+        (
+            matcher(json!({"plugin": "screen"})),
+            "legacyTakeover.matchers[0].name must be a non-empty string or list of strings",
+        ),
+    ]);
+    // Accepted forms.
+    assert_valid(&quiet(json!({"plugin": "signal", "signal": "tstp"})));
+    assert_valid(&quiet(json!({"plugin": "signal"})));
+    assert_valid(&check(
+        json!({"plugin": "http", "host": "::1", "port": 8080, "path": "/up"}),
+    ));
+    assert_valid(&matcher(json!({"plugin": "screen", "name": "shop"})));
+    assert_valid(&matcher(
+        json!({"plugin": "cmdline", "includes": ["puma", "shop"]}),
+    ));
+}
+
+#[test]
 fn lua_function_markers_from_json_are_not_functions() {
     // Only ids registered by a Lua runtime count; JSON cannot forge a function.
     let marker = rollbridge::config::markers::lua_function(1);
