@@ -116,9 +116,9 @@ pub async fn probe(path: &Path) -> io::Result<SocketOwner> {
     }
 }
 
-/// Makes `path` free to bind: fails when a live daemon or another process owns
-/// it, and removes a stale socket file left by a daemon that died.
-pub async fn prepare_path(path: &Path) -> Result<(), ControlSocketError> {
+/// Fails when a live daemon or another process answers on `path`, or when a
+/// file that is not a socket sits there.
+pub async fn check_free(path: &Path) -> Result<(), ControlSocketError> {
     let shown = path.display().to_string();
     let owner = probe(path)
         .await
@@ -126,19 +126,32 @@ pub async fn prepare_path(path: &Path) -> Result<(), ControlSocketError> {
             path: shown.clone(),
             reason: describe_io_error(&error),
         })?;
-    if owner.alive {
-        return Err(match owner.application {
-            Some(application) => ControlSocketError::AlreadyRunning {
-                application,
-                path: shown,
-                active: match owner.active_release_id {
-                    Some(id) => format!("active release: {id}"),
-                    None => "no active release".to_string(),
-                },
-            },
-            None => ControlSocketError::InUse { path: shown },
-        });
+    if !owner.alive {
+        return match std::fs::symlink_metadata(path) {
+            Ok(metadata) if !metadata.file_type().is_socket() => {
+                Err(ControlSocketError::NotASocket { path: shown })
+            }
+            _ => Ok(()),
+        };
     }
+    Err(match owner.application {
+        Some(application) => ControlSocketError::AlreadyRunning {
+            application,
+            path: shown,
+            active: match owner.active_release_id {
+                Some(id) => format!("active release: {id}"),
+                None => "no active release".to_string(),
+            },
+        },
+        None => ControlSocketError::InUse { path: shown },
+    })
+}
+
+/// Makes `path` free to bind: fails when a live daemon or another process owns
+/// it, and removes a stale socket file left by a daemon that died.
+pub async fn prepare_path(path: &Path) -> Result<(), ControlSocketError> {
+    check_free(path).await?;
+    let shown = path.display().to_string();
     match std::fs::symlink_metadata(path) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(ControlSocketError::StaleRemoval {

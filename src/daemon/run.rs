@@ -46,6 +46,12 @@ pub async fn run(mode: StartMode) -> Result<i32, String> {
     );
     let takeover = bootstrap.as_ref().is_some_and(|b| b.takeover_owner);
     if !takeover {
+        // Find a running daemon on the socket path before taking the proxy port
+        // (which it would hold too): its message says what to do.
+        let control_path = PathBuf::from(daemon.config().control.path.clone());
+        socket::check_free(&control_path)
+            .await
+            .map_err(|e| e.to_string())?;
         daemon.report_orphans();
         bind_proxy(&daemon, Duration::ZERO).await?;
     }
