@@ -483,3 +483,45 @@ fn collect(stream: impl Read + Send + 'static, output: Output) {
         }
     });
 }
+
+/// A WebSocket client connected through the proxy.
+pub type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+pub fn ws_connect(port: u16) -> Ws {
+    let (mut socket, response) =
+        tungstenite::connect(format!("ws://127.0.0.1:{port}/socket")).expect("websocket connect");
+    assert_eq!(response.status().as_u16(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+    }
+    socket
+}
+
+/// Sends a text message and returns the echo.
+pub fn ws_echo(socket: &mut Ws, text: &str) -> String {
+    socket
+        .send(tungstenite::Message::text(text.to_string()))
+        .expect("websocket send");
+    loop {
+        match socket.read().expect("websocket read") {
+            tungstenite::Message::Text(reply) => return reply.to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => panic!("unexpected websocket message {other:?}"),
+        }
+    }
+}
+
+/// The pid of a process object from status.
+pub fn pid_of(process: &Value) -> i32 {
+    process["pid"].as_i64().expect("process has a pid") as i32
+}
+
+/// Event messages and data from the daemon's `events` command.
+pub fn events_of(harness: &Harness) -> Vec<Value> {
+    harness.ok(json!({"command": "events"}))["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
