@@ -6,6 +6,8 @@
 //! engine (functions and `{lua=…, fn=…}` scripts) and native libraries each
 //! implement [`PluginProvider`].
 
+pub mod builtin;
+
 use crate::config::hook::HookSpec;
 use crate::config::model::Policy;
 use crate::daemon::events::EventSink;
