@@ -39,16 +39,28 @@ fn protocol_errors_are_replies_and_the_daemon_keeps_serving() {
         (r#"{"command":5}"#, "Unknown command: 5"),
         (r#"{"command":{}}"#, "Unknown command: [object Object]"),
         (r#"{"command":"deploy"}"#, "releasePath is required"),
-        (r#"{"command":"deploy","releasePath":"/x","releaseId":5}"#, "Expected string value"),
-        (r#"{"command":"restart","policy":false}"#, "Expected string value"),
+        (
+            r#"{"command":"deploy","releasePath":"/x","releaseId":5}"#,
+            "Expected string value",
+        ),
+        (
+            r#"{"command":"restart","policy":false}"#,
+            "Expected string value",
+        ),
         (r#"{"command":"retire-owner"}"#, "attestation is required"),
         (
             r#"{"command":"retire-owner","attestation":"sha256:ABC"}"#,
             "Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format",
         ),
         (r#"{"command":"stop"}"#, "Release not found: active"),
-        (r#"{"command":"stop","releaseId":"nope"}"#, "Release not found: nope"),
-        (r#"{"command":"rollback"}"#, "No previous release to roll back to."),
+        (
+            r#"{"command":"stop","releaseId":"nope"}"#,
+            "Release not found: nope",
+        ),
+        (
+            r#"{"command":"rollback"}"#,
+            "No previous release to roll back to.",
+        ),
         (
             r#"{"command":"rollback","releaseId":"nope"}"#,
             "No retained release \"nope\" to roll back to.",
@@ -65,7 +77,11 @@ fn protocol_errors_are_replies_and_the_daemon_keeps_serving() {
         .into_iter()
         .filter(|e| e["message"] == "command failed")
         .collect();
-    assert!(failures.iter().any(|e| e["data"]["error"] == "Unknown command: bogus"));
+    assert!(
+        failures
+            .iter()
+            .any(|e| e["data"]["error"] == "Unknown command: bogus")
+    );
     assert!(failures.len() >= cases.len() + 2);
 
     // `limit` returns the last events, oldest first.
@@ -106,7 +122,11 @@ fn status_has_the_documented_shape() {
     assert_eq!(runtime["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         runtime["path"],
-        std::path::Path::new(BIN).parent().unwrap().to_str().unwrap()
+        std::path::Path::new(BIN)
+            .parent()
+            .unwrap()
+            .to_str()
+            .unwrap()
     );
     assert_eq!(
         status["control"],
@@ -121,7 +141,9 @@ fn several_requests_on_one_connection_each_get_a_reply() {
     stream
         .write_all(b"{\"command\":\"status\"}\n{\"command\":\"bogus\"}\r\n{\"command\":\"events\",\"limit\":1}\n")
         .unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut reader = BufReader::new(stream);
     let mut replies = Vec::new();
     for _ in 0..3 {
@@ -133,11 +155,17 @@ fn several_requests_on_one_connection_each_get_a_reply() {
         replies.iter().filter(|r| r["status"] == "success").count(),
         2
     );
-    assert!(replies.iter().any(|r| r["error"] == "Unknown command: bogus"));
+    assert!(
+        replies
+            .iter()
+            .any(|r| r["error"] == "Unknown command: bogus")
+    );
 }
 
 fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 #[test]
@@ -154,7 +182,8 @@ fn abusive_clients_do_not_hurt_the_daemon() {
 
     // A 10 MB line: refused with a clear error, then the connection closes.
     let mut huge = UnixStream::connect(&harness.socket).unwrap();
-    huge.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let chunk = vec![b'x'; 1024 * 1024];
     for _ in 0..10 {
         if huge.write_all(&chunk).is_err() {
@@ -167,7 +196,10 @@ fn abusive_clients_do_not_hurt_the_daemon() {
     let parsed: Value = serde_json::from_str(first_line).unwrap();
     assert_eq!(parsed["status"], "error");
     assert!(
-        parsed["error"].as_str().unwrap().contains("longer than 1048576 bytes"),
+        parsed["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 1048576 bytes"),
         "{parsed}"
     );
 
@@ -187,9 +219,11 @@ fn abusive_clients_do_not_hurt_the_daemon() {
     drop(partial);
     drop(huge);
     assert_eq!(harness.status()["status"], "success");
-    wait_until(Duration::from_secs(10), "connections to be released", || {
-        open_fds(pid) <= baseline + 2
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "connections to be released",
+        || open_fds(pid) <= baseline + 2,
+    );
 }
 
 #[test]
@@ -252,7 +286,8 @@ fn a_second_daemon_reports_the_running_one() {
     })
     .unwrap();
     assert!(
-        stderr.contains("A Rollbridge daemon for application \"rollbridge-test\" is already running"),
+        stderr
+            .contains("A Rollbridge daemon for application \"rollbridge-test\" is already running"),
         "{stderr}"
     );
     assert!(stderr.contains("active release: v1"), "{stderr}");
@@ -288,7 +323,10 @@ fn a_regular_file_at_the_socket_path_is_never_deleted() {
     std::fs::write(&harness.socket, "important").unwrap();
     let mut daemon = harness.spawn(&[]);
     assert_eq!(daemon.child.wait().unwrap().code(), Some(1));
-    assert_eq!(std::fs::read_to_string(&harness.socket).unwrap(), "important");
+    assert_eq!(
+        std::fs::read_to_string(&harness.socket).unwrap(),
+        "important"
+    );
 }
 
 #[test]
@@ -316,9 +354,12 @@ fn shutdown_replies_after_cleanup_closes_idle_clients_and_exits() {
     let worker_pid = harness.process_in("v1", "worker").unwrap()["pid"]
         .as_i64()
         .unwrap() as i32;
-    let web_pid = harness.process_in("v1", "web").unwrap()["pid"].as_i64().unwrap() as i32;
+    let web_pid = harness.process_in("v1", "web").unwrap()["pid"]
+        .as_i64()
+        .unwrap() as i32;
     let mut idle = UnixStream::connect(&harness.socket).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     // Make sure the idle connection has been accepted before the shutdown.
     assert_eq!(harness.status()["status"], "success");
 
@@ -330,7 +371,11 @@ fn shutdown_replies_after_cleanup_closes_idle_clients_and_exits() {
     assert!(!alive(web_pid));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     let mut buffer = [0u8; 16];
-    assert_eq!(idle.read(&mut buffer).unwrap_or(0), 0, "idle client sees EOF");
+    assert_eq!(
+        idle.read(&mut buffer).unwrap_or(0),
+        0,
+        "idle client sees EOF"
+    );
     assert_eq!(harness.wait_exit(Duration::from_secs(10)), 0);
 
     // A replacement with the same config starts at once.
@@ -352,8 +397,14 @@ fn shutdown_reports_a_state_cleanup_failure_but_still_releases_the_socket() {
     let reply = control(&harness.socket, json!({"command": "shutdown"}));
     assert_eq!(reply["status"], "error");
     let error = reply["error"].as_str().unwrap();
-    assert!(error.starts_with("persistent state cleanup failed: "), "{error}");
-    assert!(error.contains("EISDIR") || error.contains("directory"), "{error}");
+    assert!(
+        error.starts_with("persistent state cleanup failed: "),
+        "{error}"
+    );
+    assert!(
+        error.contains("EISDIR") || error.contains("directory"),
+        "{error}"
+    );
     assert!(!harness.socket.exists());
     harness.wait_exit(Duration::from_secs(10));
 }
@@ -393,7 +444,10 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
     harness.signal(libc::SIGTERM);
     harness.signal(libc::SIGINT);
     assert_eq!(harness.wait_exit(Duration::from_secs(20)), 0);
-    assert!(!alive(stubborn), "the stubborn child was killed, not abandoned");
+    assert!(
+        !alive(stubborn),
+        "the stubborn child was killed, not abandoned"
+    );
     assert!(!harness.socket.exists());
     let output = harness.output();
     assert!(output.has_event("process stop timed out; sending SIGKILL"));

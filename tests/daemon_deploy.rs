@@ -88,8 +88,11 @@ fn deploy_switches_traffic_and_retires_the_previous_release() {
     );
     assert!(events.iter().any(|e| e["message"] == "traffic switched"
         && e["data"] == json!({"previousReleaseId": "v1", "releaseId": "abc123"})));
-    assert!(events.iter().any(|e| e["message"] == "release drained"
-        && e["data"] == json!({"releaseId": "v1"})));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "release drained" && e["data"] == json!({"releaseId": "v1"}))
+    );
     assert!(events[0]["at"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -141,7 +144,10 @@ fn a_failed_health_check_leaves_the_previous_release_active_and_nothing_running(
     harness.start();
     harness.deploy("good");
     let error = harness.deploy_err("bad-release");
-    assert!(error.starts_with("Health check failed for http://127.0.0.1:"), "{error}");
+    assert!(
+        error.starts_with("Health check failed for http://127.0.0.1:"),
+        "{error}"
+    );
     assert!(error.ends_with("/ping: HTTP 500"), "{error}");
     assert_eq!(harness.get("/release"), (200, "good".to_string()));
     let status = harness.status();
@@ -160,14 +166,26 @@ fn a_failed_health_check_leaves_the_previous_release_active_and_nothing_running(
     assert_eq!(failed[1]["data"]["phase"], "after cleanup");
     let statuses: Vec<&Value> = events
         .iter()
-        .filter(|e| e["message"] == "release startup process status" && e["data"]["processId"] == "web")
+        .filter(|e| {
+            e["message"] == "release startup process status" && e["data"]["processId"] == "web"
+        })
         .collect();
     assert_eq!(statuses.len(), 2);
     let before = &statuses[0]["data"];
     let keys: Vec<&String> = before.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["command", "exitCode", "exitSignal", "logs", "phase", "pid", "processId", "releaseId", "state"]
+        [
+            "command",
+            "exitCode",
+            "exitSignal",
+            "logs",
+            "phase",
+            "pid",
+            "processId",
+            "releaseId",
+            "state"
+        ]
     );
     assert_eq!(before["state"], "running");
     let lines: Vec<&str> = before["logs"]
@@ -176,16 +194,19 @@ fn a_failed_health_check_leaves_the_previous_release_active_and_nothing_running(
         .iter()
         .map(|l| l["line"].as_str().unwrap())
         .collect();
-    assert!(lines.contains(&"listening on ") || lines.iter().any(|l| l.starts_with("listening on")));
+    assert!(
+        lines.contains(&"listening on ") || lines.iter().any(|l| l.starts_with("listening on"))
+    );
     assert!(lines.iter().any(|l| l.starts_with("stderr hello")));
     let after = &statuses[1]["data"];
     assert_eq!(after["phase"], "after cleanup");
     assert_eq!(after["state"], "stopped");
     assert_eq!(after["pid"], Value::Null);
     // Nothing the failed deploy started is still running.
-    for event in events.iter().filter(|e| {
-        e["message"] == "process started" && e["data"]["releaseId"] == "bad-release"
-    }) {
+    for event in events
+        .iter()
+        .filter(|e| e["message"] == "process started" && e["data"]["releaseId"] == "bad-release")
+    {
         let pid = event["data"]["pid"].as_i64().unwrap() as i32;
         assert!(!group_alive(pid), "process group {pid} leaked");
     }
@@ -225,7 +246,10 @@ fn deploy_errors_name_the_problem() {
     let mut harness = harness;
     harness.start();
     let error = harness.deploy_err("v1");
-    assert_eq!(error, "Missing template value for {{env.ROLLBRIDGE_ENV_MISSING}}");
+    assert_eq!(
+        error,
+        "Missing template value for {{env.ROLLBRIDGE_ENV_MISSING}}"
+    );
     // A missing working directory fails the spawn; fixing it makes the same
     // deploy work.
     harness.rewrite_config(|config| {
@@ -269,7 +293,11 @@ fn exhausted_port_ranges_are_explained() {
             "No available ports in range {from}-{to} (2 ports on 127.0.0.1): 0 reserved by this deploy, 2 already in use. Widen the port range, free a port, or check bind permissions."
         )
     );
-    assert!(events_of(&harness).iter().any(|e| e["message"] == "deploy failed"));
+    assert!(
+        events_of(&harness)
+            .iter()
+            .any(|e| e["message"] == "deploy failed")
+    );
     drop((first, second));
 }
 
@@ -316,12 +344,18 @@ fn incompatible_or_failing_reloads_keep_the_running_release() {
         config["processes"][0]["health"]["timeoutMs"] = json!(300);
     });
     let error = harness.deploy_err("v2");
-    assert!(error.starts_with("Health check failed for http://127.0.0.1:"), "{error}");
+    assert!(
+        error.starts_with("Health check failed for http://127.0.0.1:"),
+        "{error}"
+    );
     assert!(error.contains("/not-ready: "), "{error}");
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
     harness.rewrite_config(|config| config["proxy"] = json!("broken"));
     let error = harness.deploy_err("v2");
-    assert!(error.starts_with("Invalid Rollbridge config:\n  - "), "{error}");
+    assert!(
+        error.starts_with("Invalid Rollbridge config:\n  - "),
+        "{error}"
+    );
     assert_eq!(harness.status()["activeReleaseId"], "v1");
 }
 
@@ -388,8 +422,11 @@ fn stop_takes_the_release_out_of_traffic() {
     let (status, body) = harness.get("/release");
     assert_eq!(status, 503);
     assert_eq!(body, "No active release\n");
-    assert!(events_of(&harness).iter().any(|e| e["message"] == "release stopped"
-        && e["data"] == json!({"releaseId": "v1"})));
+    assert!(
+        events_of(&harness)
+            .iter()
+            .any(|e| e["message"] == "release stopped" && e["data"] == json!({"releaseId": "v1"}))
+    );
     assert_eq!(
         harness.err(json!({"command": "stop"})),
         "Release not found: active"
@@ -413,7 +450,12 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
     let second_path = harness.release("v2");
     let first = std::thread::spawn({
         let socket = socket.clone();
-        move || control(&socket, json!({"command": "deploy", "releasePath": first_path, "releaseId": "v1"}))
+        move || {
+            control(
+                &socket,
+                json!({"command": "deploy", "releasePath": first_path, "releaseId": "v1"}),
+            )
+        }
     });
     let deploying = wait_for(LONG, || {
         let status = harness.status();
@@ -425,7 +467,12 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
     assert!(deploying["startedAt"].as_str().unwrap().ends_with('Z'));
     let second = std::thread::spawn({
         let socket = socket.clone();
-        move || control(&socket, json!({"command": "deploy", "releasePath": second_path, "releaseId": "v2"}))
+        move || {
+            control(
+                &socket,
+                json!({"command": "deploy", "releasePath": second_path, "releaseId": "v2"}),
+            )
+        }
     });
     std::thread::sleep(Duration::from_millis(300));
     // The second deploy waits for the first: still only v1 is being deployed.
@@ -439,11 +486,22 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
     let starts: Vec<String> = events_of(&harness)
         .iter()
         .filter(|e| e["message"] == "deploy starting" || e["message"] == "traffic switched")
-        .map(|e| format!("{} {}", e["message"].as_str().unwrap(), e["data"]["releaseId"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["message"].as_str().unwrap(),
+                e["data"]["releaseId"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         starts,
-        ["deploy starting v1", "traffic switched v1", "deploy starting v2", "traffic switched v2"]
+        [
+            "deploy starting v1",
+            "traffic switched v1",
+            "deploy starting v2",
+            "traffic switched v2"
+        ]
     );
 }
 
@@ -459,7 +517,9 @@ fn retention_prunes_stopped_releases() {
     harness.deploy("v1");
     harness.deploy("v2");
     harness.deploy("v3");
-    wait_until(LONG, "v1 to be pruned", || harness.release_status("v1").is_none());
+    wait_until(LONG, "v1 to be pruned", || {
+        harness.release_status("v1").is_none()
+    });
     let ids: Vec<String> = harness.status()["releases"]
         .as_array()
         .unwrap()

@@ -57,7 +57,7 @@ pub fn build(
         replica_index,
         replica_count: process.replicas,
         port,
-        ports: release.ports.iter().cloned().collect(),
+        ports: release.ports.to_vec(),
         proxy_host: config.proxy.host.clone(),
         proxy_port: config.proxy.port,
         proxy_upstream_host: config.proxy.upstream_host.clone(),

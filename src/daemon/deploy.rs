@@ -44,7 +44,10 @@ impl DeployOutcome {
 
 impl Daemon {
     /// Runs a deploy. The caller holds [`Daemon::operations`].
-    pub async fn deploy_locked(self: &Arc<Self>, request: DeployRequest) -> Result<DeployOutcome, String> {
+    pub async fn deploy_locked(
+        self: &Arc<Self>,
+        request: DeployRequest,
+    ) -> Result<DeployOutcome, String> {
         self.ensure_running()?;
         let (config, registry) = self.reload_config()?;
         let revision_given = request.revision.clone().filter(|r| !r.is_empty());
@@ -168,7 +171,11 @@ impl Daemon {
         release: &Arc<Release>,
         started_services: &mut Vec<String>,
     ) -> Result<(), String> {
-        for process in config.processes.iter().filter(|p| p.is_persistent_service()) {
+        for process in config
+            .processes
+            .iter()
+            .filter(|p| p.is_persistent_service())
+        {
             self.ensure_running()?;
             if self.state().service(&process.id).is_some() {
                 continue;
@@ -217,7 +224,9 @@ impl Daemon {
         registry: &Registry,
         release: &Arc<Release>,
     ) -> Result<(), String> {
-        let result = self.spawn_release_processes(config, registry, release).await;
+        let result = self
+            .spawn_release_processes(config, registry, release)
+            .await;
         let Err(error) = result else {
             return Ok(());
         };
@@ -316,7 +325,10 @@ impl Daemon {
             data.insert("exitSignal".into(), field("exitSignal"));
             data.insert(
                 "logs".into(),
-                status.get("logs").cloned().unwrap_or(Value::Array(Vec::new())),
+                status
+                    .get("logs")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new())),
             );
             data.insert("phase".into(), Value::from(phase));
             data.insert("pid".into(), field("pid"));
@@ -387,7 +399,11 @@ impl Daemon {
     /// pick them up at their next (re)start.
     fn refresh_service_templates(&self, config: &Config, release: &Release) -> Vec<String> {
         let mut problems = Vec::new();
-        for process in config.processes.iter().filter(|p| p.is_persistent_service()) {
+        for process in config
+            .processes
+            .iter()
+            .filter(|p| p.is_persistent_service())
+        {
             let Some(managed) = self.state().service(&process.id) else {
                 continue;
             };
@@ -417,28 +433,40 @@ impl Daemon {
             .filter(|p| p.policy == Policy::Singleton)
         {
             if self.is_stopping() {
-                problems.push(format!("singleton \"{}\" was not replaced: {SHUTTING_DOWN}", process.id));
+                problems.push(format!(
+                    "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
+                    process.id
+                ));
                 break;
             }
             let old = self.state().singleton(&process.id);
             if let Some(old) = old {
                 old.stop().await;
                 if self.is_stopping() {
-                    problems.push(format!("singleton \"{}\" was not replaced: {SHUTTING_DOWN}", process.id));
+                    problems.push(format!(
+                        "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
+                        process.id
+                    ));
                     break;
                 }
             }
             let def = match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
                 Ok(def) => def,
                 Err(error) => {
-                    problems.push(format!("singleton \"{}\" failed to start: {error}", process.id));
+                    problems.push(format!(
+                        "singleton \"{}\" failed to start: {error}",
+                        process.id
+                    ));
                     continue;
                 }
             };
             let managed = ManagedProcess::new(def, self.singleton_supervision(registry, release));
             self.state().set_singleton(&process.id, managed.clone());
             if let Err(error) = managed.start(StartReason::Deploy).await {
-                problems.push(format!("singleton \"{}\" failed to start: {error}", process.id));
+                problems.push(format!(
+                    "singleton \"{}\" failed to start: {error}",
+                    process.id
+                ));
             }
         }
         problems
@@ -459,7 +487,11 @@ impl Daemon {
     }
 
     /// Singletons follow the release that built them.
-    pub fn singleton_supervision(&self, registry: &Registry, release: &Arc<Release>) -> Supervision {
+    pub fn singleton_supervision(
+        &self,
+        registry: &Registry,
+        release: &Arc<Release>,
+    ) -> Supervision {
         self.release_supervision(registry, release)
     }
 

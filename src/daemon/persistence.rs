@@ -76,7 +76,9 @@ impl Daemon {
         self.stop_persistence().await;
         let orphans: Vec<Orphan> = {
             let mut state = self.state();
-            state.orphans.retain(|orphan| persist::pid_alive(orphan.pid));
+            state
+                .orphans
+                .retain(|orphan| persist::pid_alive(orphan.pid));
             state.orphans.clone()
         };
         let path = file.path().to_path_buf();

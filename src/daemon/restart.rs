@@ -42,10 +42,7 @@ impl Daemon {
             } else {
                 format!(" (restarted: {})", restarted.join(", "))
             };
-            Err(format!(
-                "Failed to restart {}{done}",
-                failures.join("; ")
-            ))
+            Err(format!("Failed to restart {}{done}", failures.join("; ")))
         }
     }
 
@@ -96,7 +93,9 @@ impl Daemon {
         }
         if let Some(wanted) = process_id {
             if targets.is_empty() {
-                return Err(format!("No managed process with id \"{wanted}\" to restart."));
+                return Err(format!(
+                    "No managed process with id \"{wanted}\" to restart."
+                ));
             }
         }
         Ok(targets)

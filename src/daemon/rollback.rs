@@ -28,7 +28,9 @@ impl Daemon {
                             continue;
                         }
                         let activated = release.meta().activated_at.clone();
-                        let Some(at) = activated.as_deref().and_then(crate::util::time::parse_iso_ms)
+                        let Some(at) = activated
+                            .as_deref()
+                            .and_then(crate::util::time::parse_iso_ms)
                         else {
                             continue;
                         };

@@ -36,7 +36,9 @@ pub async fn run(mode: StartMode) -> Result<i32, String> {
     let runtime = tokio::task::spawn_blocking(RuntimeIdentity::current)
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("Could not read the rollbridge executable to identify this build: {e}"))?;
+        .map_err(|e| {
+            format!("Could not read the rollbridge executable to identify this build: {e}")
+        })?;
     let daemon = Daemon::new(
         loaded.config,
         registry,
@@ -176,17 +178,14 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let listener = socket::bind(&control).map_err(|e| e.to_string())?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
     let handler: Arc<dyn ControlHandler> = daemon.clone();
     let server = ControlServer::start(listener, path, handler, daemon.events.clone());
     daemon.endpoints().control = Some(server);
-    daemon.events.emit(
-        "control socket listening",
-        data! { "path" => control.path },
-    );
+    daemon
+        .events
+        .emit("control socket listening", data! { "path" => control.path });
     daemon.start_persistence().await;
     Ok(())
 }
@@ -200,7 +199,9 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Stri
             socket::describe_io_error(&error)
         )
     };
-    let mut stream = tokio::net::UnixStream::connect(path).await.map_err(describe)?;
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(describe)?;
     let line = Request::RetireOwner {
         attestation: attestation.to_string(),
     }

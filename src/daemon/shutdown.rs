@@ -31,7 +31,10 @@ impl Daemon {
             .clone()
     }
 
-    async fn perform_shutdown(self: &Arc<Self>, origin: Option<ConnectionId>) -> Result<(), String> {
+    async fn perform_shutdown(
+        self: &Arc<Self>,
+        origin: Option<ConnectionId>,
+    ) -> Result<(), String> {
         let mut errors: Vec<String> = Vec::new();
         self.begin_stopping();
         let control = self.endpoints().control.clone();
@@ -93,8 +96,18 @@ impl Daemon {
         let owned: Vec<Owned> = {
             let state = self.state();
             let mut owned: Vec<Owned> = Vec::new();
-            owned.extend(state.services.iter().map(|(_, p)| Owned::Process(p.clone())));
-            owned.extend(state.singletons.iter().map(|(_, p)| Owned::Process(p.clone())));
+            owned.extend(
+                state
+                    .services
+                    .iter()
+                    .map(|(_, p)| Owned::Process(p.clone())),
+            );
+            owned.extend(
+                state
+                    .singletons
+                    .iter()
+                    .map(|(_, p)| Owned::Process(p.clone())),
+            );
             let mut releases: Vec<Arc<Release>> = Vec::new();
             for release in state
                 .starting
@@ -118,7 +131,10 @@ impl Daemon {
                     }
                     Owned::Release(release) => {
                         release.stop_now().await;
-                        !release.processes().iter().any(|p| still_running(&p.process))
+                        !release
+                            .processes()
+                            .iter()
+                            .any(|p| still_running(&p.process))
                     }
                 }
             })

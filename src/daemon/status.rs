@@ -34,7 +34,10 @@ impl Daemon {
             "activeReleaseId".into(),
             active.map(Value::from).unwrap_or(Value::Null),
         );
-        map.insert("application".into(), Value::from(config.application.clone()));
+        map.insert(
+            "application".into(),
+            Value::from(config.application.clone()),
+        );
         if let Some(bootstrap) = bootstrap {
             let mut object = Map::new();
             if let Some(attestation) = bootstrap.attestation {

@@ -25,7 +25,11 @@ impl Daemon {
                     release_id.as_deref().unwrap_or("active")
                 )
             })?;
-            if state.active.as_ref().is_some_and(|a| Arc::ptr_eq(a, &release)) {
+            if state
+                .active
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(a, &release))
+            {
                 state.active = None;
                 self.router.set_active(None);
             }

@@ -59,9 +59,12 @@ pub fn alive(pid: i32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|end| stat[end + 1..].split_whitespace().next().map(str::to_string));
+            let state = stat.rfind(')').and_then(|end| {
+                stat[end + 1..]
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            });
             !matches!(state.as_deref(), Some("Z") | Some("X"))
         }
         Err(_) => false,
@@ -85,7 +88,9 @@ pub fn group_alive(pgid: i32) -> bool {
             return false;
         };
         let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
-        fields.len() > 3 && fields[2].parse::<i32>().ok() == Some(pgid) && !matches!(fields[0], "Z" | "X")
+        fields.len() > 3
+            && fields[2].parse::<i32>().ok() == Some(pgid)
+            && !matches!(fields[0], "Z" | "X")
     })
 }
 
@@ -288,7 +293,10 @@ impl Harness {
     /// Writes `config` (with `control.path` and `proxy.port` filled in when absent)
     /// into a fresh temp dir. Does not start the daemon.
     pub fn new(build: impl FnOnce(&Path, u16) -> Value) -> Harness {
-        let dir = tempfile::Builder::new().prefix("rb-daemon-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rb-daemon-")
+            .tempdir()
+            .unwrap();
         let proxy_port = free_port();
         let config = build(dir.path(), proxy_port);
         let socket = PathBuf::from(config["control"]["path"].as_str().unwrap());
@@ -326,7 +334,11 @@ impl Harness {
         let text = std::fs::read_to_string(&self.config_path).unwrap();
         let mut config: Value = serde_json::from_str(&text).unwrap();
         edit(&mut config);
-        std::fs::write(&self.config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        std::fs::write(
+            &self.config_path,
+            serde_json::to_string_pretty(&config).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Spawns `rollbridge daemon --config <path>` plus `extra` arguments.
@@ -433,10 +445,12 @@ impl Harness {
     /// when killed by a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
         let daemon = self.daemon.as_mut().expect("daemon running");
-        let status = wait_for(timeout, || daemon.child.try_wait().unwrap())
-            .expect("daemon exited in time");
+        let status =
+            wait_for(timeout, || daemon.child.try_wait().unwrap()).expect("daemon exited in time");
         use std::os::unix::process::ExitStatusExt;
-        status.code().unwrap_or_else(|| -status.signal().unwrap_or(0))
+        status
+            .code()
+            .unwrap_or_else(|| -status.signal().unwrap_or(0))
     }
 
     pub fn signal(&self, signal: i32) {
