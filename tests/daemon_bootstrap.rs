@@ -54,42 +54,119 @@ fn invalid_bootstrap_options_fail_before_anything_starts() {
     let release = harness.release("r1");
     let config = harness.config_path.to_string_lossy().into_owned();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--release-path".into(), release.clone()], "must be provided together"),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into(), "--config".into(), "rollbridge.json".into()],
+            vec!["--release-path".into(), release.clone()],
+            "must be provided together",
+        ),
+        (
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+                "--config".into(),
+                "rollbridge.json".into(),
+            ],
             "--config must be an absolute path",
         ),
         (
-            vec!["--release-path".into(), "releases/r1".into(), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into()],
+            vec![
+                "--release-path".into(),
+                "releases/r1".into(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+            ],
             "--release-path must be an absolute path",
         ),
         (
-            vec!["--release-path".into(), format!("{root}/child/.."), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into()],
+            vec![
+                "--release-path".into(),
+                format!("{root}/child/.."),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+            ],
             "--release-path must be normalized",
         ),
         (
-            vec!["--release-path".into(), format!("{root}/missing"), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into()],
+            vec![
+                "--release-path".into(),
+                format!("{root}/missing"),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+            ],
             "--release-path is not accessible",
         ),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "unsafe id".into(), "--revision".into(), "abc".into()],
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "unsafe id".into(),
+                "--revision".into(),
+                "abc".into(),
+            ],
             "--release-id",
         ),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "r1".into(), "--revision".into(), "unsafe revision".into()],
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "unsafe revision".into(),
+            ],
             "--revision",
         ),
-        (vec!["--boot-attestation".into(), attestation('a')], "accepted only with"),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into(), "--boot-attestation".into(), attestation('A')],
+            vec!["--boot-attestation".into(), attestation('a')],
+            "accepted only with",
+        ),
+        (
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+                "--boot-attestation".into(),
+                attestation('A'),
+            ],
             "--boot-attestation",
         ),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into(), "--boot-attestation".into(), format!("sha512:{}", "a".repeat(64))],
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+                "--boot-attestation".into(),
+                format!("sha512:{}", "a".repeat(64)),
+            ],
             "--boot-attestation",
         ),
         (
-            vec!["--release-path".into(), release.clone(), "--release-id".into(), "r1".into(), "--revision".into(), "abc".into(), "--boot-attestation".into(), format!("sha256:{}", "a".repeat(63))],
+            vec![
+                "--release-path".into(),
+                release.clone(),
+                "--release-id".into(),
+                "r1".into(),
+                "--revision".into(),
+                "abc".into(),
+                "--boot-attestation".into(),
+                format!("sha256:{}", "a".repeat(63)),
+            ],
             "--boot-attestation",
         ),
         (vec!["--takeover-owner".into()], "--takeover-owner requires"),
@@ -134,7 +211,11 @@ fn plain_start_is_listener_only() {
 #[test]
 fn bootstrap_activates_the_exact_release_before_exposing_control() {
     let mut harness = Harness::new(gated);
-    let args = bootstrap_args(&harness, "release-42", &["--boot-attestation", &attestation('a')]);
+    let args = bootstrap_args(
+        &harness,
+        "release-42",
+        &["--boot-attestation", &attestation('a')],
+    );
     let daemon = spawn_with(&harness, &args);
     wait_until(LONG, "the web process to start", || {
         daemon.output.has_event("process started")
@@ -179,10 +260,17 @@ fn a_failed_bootstrap_reports_cleans_up_and_exits_non_zero() {
         .iter()
         .find(|e| e["message"] == "bootstrap activation failed")
         .expect("bootstrap activation failed");
-    assert_eq!(failed["data"], json!({"releaseId": "bad-release", "status": "error"}));
-    assert!(events.iter().any(|e| e["message"] == "release startup process status"
-        && e["data"]["phase"] == "after cleanup"
-        && e["data"]["state"] == "stopped"));
+    assert_eq!(
+        failed["data"],
+        json!({"releaseId": "bad-release", "status": "error"})
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "release startup process status"
+                && e["data"]["phase"] == "after cleanup"
+                && e["data"]["state"] == "stopped")
+    );
     assert!(!harness.socket.exists());
     for pid in harness.started_pids() {
         assert!(!group_alive(pid));
@@ -222,7 +310,10 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
         config
     });
     std::fs::write(harness.path("gate"), "").unwrap();
-    let mut orphan = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
     let pid = orphan.id() as i32;
     harness.extra_pids.lock().unwrap().push(pid);
     std::fs::write(
@@ -244,8 +335,12 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
     assert_eq!(harness.wait_exit(LONG), 0);
     assert!(alive(pid));
     let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(harness.path("state.json")).unwrap()).unwrap();
-    assert_eq!(state["orphans"], json!([{"id": "worker", "pid": pid, "releaseId": "previous"}]));
+        serde_json::from_str(&std::fs::read_to_string(harness.path("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["orphans"],
+        json!([{"id": "worker", "pid": pid, "releaseId": "previous"}])
+    );
     let _ = orphan.kill();
     let _ = orphan.wait();
 }

@@ -22,7 +22,11 @@ struct Sleeper(Child);
 impl Sleeper {
     fn start() -> Sleeper {
         use std::os::unix::process::CommandExt;
-        let child = Command::new("sleep").arg("1000").process_group(0).spawn().unwrap();
+        let child = Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
         Sleeper(child)
     }
 
@@ -67,7 +71,13 @@ fn state_is_persisted_without_secrets_and_removed_on_clean_shutdown() {
     assert!(!text.contains("\"logs\""));
     assert!(!text.contains("\"cwd\""));
     assert!(state.get("status").is_none());
-    assert!(state["events"].as_array().unwrap().iter().any(|e| e["message"] == "traffic switched"));
+    assert!(
+        state["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == "traffic switched")
+    );
     assert!(state["persistedAt"].as_str().unwrap().ends_with('Z'));
     let web = &state["releases"][0]["processes"][0];
     assert_eq!(web["id"], "web");
@@ -172,8 +182,10 @@ fn a_failing_state_write_is_reported_and_ignored() {
     });
     harness.start();
     harness.deploy("v1");
-    assert!(events_of(&harness)
-        .iter()
-        .any(|e| e["message"] == "state persist failed"));
+    assert!(
+        events_of(&harness)
+            .iter()
+            .any(|e| e["message"] == "state persist failed")
+    );
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
 }

@@ -20,7 +20,13 @@ fn log_lines(path: &std::path::Path) -> Vec<Value> {
 fn events_summary(path: &std::path::Path) -> Vec<String> {
     log_lines(path)
         .iter()
-        .map(|l| format!("{} {}", l["event"].as_str().unwrap(), l["releaseId"].as_str().unwrap()))
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["event"].as_str().unwrap(),
+                l["releaseId"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -53,14 +59,24 @@ fn persistent_services_survive_deploys_and_restart_with_the_latest_template() {
     let svc = &status["services"][0];
     assert_eq!(svc["id"], "svc");
     let pid = pid_of(&svc["process"]);
-    assert!(svc["process"]["command"].as_str().unwrap().ends_with("# v1"));
+    assert!(
+        svc["process"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("# v1")
+    );
     let port = harness.release_status("v1").unwrap()["ports"]["svc"].clone();
 
     harness.deploy("v2");
     let status = harness.status();
     let svc = &status["services"][0];
     assert_eq!(pid_of(&svc["process"]), pid, "not restarted by the deploy");
-    assert!(svc["process"]["command"].as_str().unwrap().ends_with("# v2"));
+    assert!(
+        svc["process"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("# v2")
+    );
     assert_eq!(harness.release_status("v2").unwrap()["ports"]["svc"], port);
 
     // A crash of the service restarts it from the v2 template.
@@ -69,7 +85,10 @@ fn persistent_services_survive_deploys_and_restart_with_the_latest_template() {
     });
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     wait_until(LONG, "svc to restart from v2", || {
-        events_summary(&harness.path("svc.log")).last().map(String::as_str) == Some("start v2")
+        events_summary(&harness.path("svc.log"))
+            .last()
+            .map(String::as_str)
+            == Some("start v2")
     });
     let status = harness.status();
     assert_eq!(status["services"][0]["process"]["lastStartReason"], "crash");
@@ -129,7 +148,9 @@ fn a_failed_singleton_after_the_switch_still_retires_the_old_release() {
     });
     let error = harness.deploy_err("v2");
     assert!(
-        error.starts_with("Traffic switched to release \"v2\", but singleton \"jobs\" failed to start: "),
+        error.starts_with(
+            "Traffic switched to release \"v2\", but singleton \"jobs\" failed to start: "
+        ),
         "{error}"
     );
     let status = harness.status();
@@ -154,7 +175,11 @@ fn handoff_services_start_per_release_and_stop_after_their_dependents() {
         let processes = config["processes"].as_array_mut().unwrap();
         processes.insert(
             0,
-            service("beacon", dir, json!({"deployStrategy": "handoff", "port": {"from": 20000, "to": 20999}})),
+            service(
+                "beacon",
+                dir,
+                json!({"deployStrategy": "handoff", "port": {"from": 20000, "to": 20999}}),
+            ),
         );
         processes.push(json!({
             "id": "worker", "policy": "companion", "command": "exec sleep 1000",
@@ -171,7 +196,11 @@ fn handoff_services_start_per_release_and_stop_after_their_dependents() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["beacon", "worker", "web"], "handoff first, proxied last");
+    assert_eq!(
+        ids,
+        ["beacon", "worker", "web"],
+        "handoff first, proxied last"
+    );
     assert!(harness.status()["services"].as_array().unwrap().is_empty());
     let mut socket = ws_connect(harness.proxy_port);
     assert_eq!(ws_echo(&mut socket, "release"), "v1");
@@ -184,13 +213,19 @@ fn handoff_services_start_per_release_and_stop_after_their_dependents() {
         harness.process_in("v1", "worker").unwrap()["state"] == "stopped"
     });
     assert_eq!(harness.release_status("v1").unwrap()["state"], "draining");
-    assert_eq!(harness.process_in("v1", "beacon").unwrap()["state"], "running");
+    assert_eq!(
+        harness.process_in("v1", "beacon").unwrap()["state"],
+        "running"
+    );
     socket.close(None).unwrap();
     drop(socket);
     wait_until(LONG, "v1 to stop", || {
         harness.release_status("v1").unwrap()["state"] == "stopped"
     });
-    assert_eq!(harness.process_in("v1", "beacon").unwrap()["state"], "stopped");
+    assert_eq!(
+        harness.process_in("v1", "beacon").unwrap()["state"],
+        "stopped"
+    );
     wait_until(LONG, "the beacon log", || {
         events_summary(&harness.path("beacon.log")).len() == 3
     });
@@ -242,18 +277,27 @@ fn restart_selects_by_instance_base_id_and_policy() {
 
     let before = pid("worker#1");
     let reply = harness.ok(json!({"command": "restart", "processId": "worker#1"}));
-    assert_eq!(reply, json!({"status": "success", "restarted": ["worker#1"]}));
+    assert_eq!(
+        reply,
+        json!({"status": "success", "restarted": ["worker#1"]})
+    );
     assert_ne!(pid("worker#1"), before);
     assert_eq!(
         harness.process_in("v1", "worker#1").unwrap()["lastStartReason"],
         "manual"
     );
     let reply = harness.ok(json!({"command": "restart", "processId": "worker"}));
-    assert_eq!(reply["restarted"], json!(["worker#0", "worker#1", "worker#2"]));
+    assert_eq!(
+        reply["restarted"],
+        json!(["worker#0", "worker#1", "worker#2"])
+    );
 
     let beacon = pid("beacon");
     let reply = harness.ok(json!({"command": "restart", "policy": "companion"}));
-    assert_eq!(reply["restarted"], json!(["worker#0", "worker#1", "worker#2"]));
+    assert_eq!(
+        reply["restarted"],
+        json!(["worker#0", "worker#1", "worker#2"])
+    );
     assert_eq!(pid("beacon"), beacon);
     let reply = harness.ok(json!({"command": "restart", "policy": "bogus"}));
     assert_eq!(reply["restarted"], json!([]));
@@ -268,8 +312,14 @@ fn restart_selects_by_instance_base_id_and_policy() {
     assert_ne!(pid("beacon"), beacon);
 
     let refusal = "The proxied process cannot be restarted in place; use \"rollbridge deploy\" for a zero-downtime replacement.";
-    assert_eq!(harness.err(json!({"command": "restart", "processId": "web"})), refusal);
-    assert_eq!(harness.err(json!({"command": "restart", "policy": "proxied"})), refusal);
+    assert_eq!(
+        harness.err(json!({"command": "restart", "processId": "web"})),
+        refusal
+    );
+    assert_eq!(
+        harness.err(json!({"command": "restart", "policy": "proxied"})),
+        refusal
+    );
     assert_eq!(
         harness.err(json!({"command": "restart", "processId": "missing"})),
         "No managed process with id \"missing\" to restart."
@@ -279,12 +329,22 @@ fn restart_selects_by_instance_base_id_and_policy() {
         "No managed process with id \"\" to restart."
     );
     let events = events_of(&harness);
-    assert!(events.iter().any(|e| e["message"] == "process restart requested"
-        && e["data"] == json!({"processId": "worker#1"})));
-    assert!(events.iter().any(|e| e["message"] == "process started"
-        && e["data"]["reason"] == "manual"));
-    assert!(events.iter().any(|e| e["message"] == "process started"
-        && e["data"]["reason"] == "deploy"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "process restart requested"
+                && e["data"] == json!({"processId": "worker#1"}))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "process started" && e["data"]["reason"] == "manual")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "process started" && e["data"]["reason"] == "deploy")
+    );
 }
 
 #[test]
@@ -317,7 +377,10 @@ fn restart_revives_a_dead_process_and_reports_failures_after_trying_all() {
     });
     let reply = harness.ok(json!({"command": "restart", "processId": "worker"}));
     assert_eq!(reply["restarted"], json!(["worker"]));
-    assert_eq!(harness.process_in("v1", "worker").unwrap()["state"], "running");
+    assert_eq!(
+        harness.process_in("v1", "worker").unwrap()["state"],
+        "running"
+    );
 
     // One target cannot start: the others are still restarted.
     std::fs::remove_dir_all(format!("{v1}/jobs")).unwrap();
@@ -350,7 +413,9 @@ fn a_process_over_its_memory_limit_is_restarted() {
     let hog = harness.process_in("v1", "hog").unwrap();
     assert_eq!(hog["lastStartReason"], "memory");
     assert!(hog["lastMemoryRestartAt"].is_string());
-    assert!(events_of(&harness)
-        .iter()
-        .any(|e| e["message"] == "memory limit exceeded"));
+    assert!(
+        events_of(&harness)
+            .iter()
+            .any(|e| e["message"] == "memory limit exceeded")
+    );
 }

@@ -107,7 +107,9 @@ fn run_under_load(deploys: usize) -> (u64, Duration) {
             slow_request_client(port, load, "slow".into())
         }));
     }
-    wait_until(LONG, "load to flow", || load.requests.load(Ordering::Relaxed) > 20);
+    wait_until(LONG, "load to flow", || {
+        load.requests.load(Ordering::Relaxed) > 20
+    });
 
     let started = Instant::now();
     let mut sockets: Vec<(String, Ws)> = Vec::new();
@@ -123,7 +125,11 @@ fn run_under_load(deploys: usize) -> (u64, Duration) {
         assert_eq!(http_get(port, "/release").unwrap(), (200, id.clone()));
         // Older sockets still reach their own (draining) release.
         for (release, socket) in sockets.iter_mut() {
-            assert_eq!(ws_echo(socket, "release"), *release, "websocket of {release} kept");
+            assert_eq!(
+                ws_echo(socket, "release"),
+                *release,
+                "websocket of {release} kept"
+            );
         }
         // Keep at most two sockets open so older releases can finish draining.
         if sockets.len() > 2 {
@@ -193,7 +199,10 @@ fn run_under_load(deploys: usize) -> (u64, Duration) {
 fn five_deploys_and_a_rollback_under_load_drop_nothing() {
     let (requests, elapsed) = run_under_load(5);
     eprintln!("5 deploys + rollback: {requests} requests, {elapsed:?}, 0 failures");
-    assert!(requests > 100, "the load actually ran ({requests} requests)");
+    assert!(
+        requests > 100,
+        "the load actually ran ({requests} requests)"
+    );
 }
 
 #[test]

@@ -366,6 +366,9 @@ impl Daemon {
             previous
         };
         self.router.set_active(Some(release.target.clone()));
+        if let Some(previous) = &previous {
+            previous.mark_retired();
+        }
         let previous_id = previous.as_ref().map(|p| p.id.clone());
         self.events.emit(
             "traffic switched",

@@ -6,6 +6,7 @@ use super::release::ReleaseState;
 use super::state::Daemon;
 use crate::data;
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Daemon {
     /// Runs a rollback. The caller holds [`Daemon::operations`].
@@ -51,7 +52,10 @@ impl Daemon {
         }
         if !matches!(target.state(), ReleaseState::Stopped | ReleaseState::Failed) {
             // Still draining: stop the old instance now so it is not orphaned once
-            // its id is reused by the new one.
+            // its id is reused by the new one. HTTP requests it is still answering
+            // finish first (bounded by the drain timeout); its WebSockets end.
+            let timeout = Duration::from_millis(self.config().proxy.drain_timeout_ms);
+            super::drain::wait_http_requests(&target, timeout).await;
             target.stop_now().await;
         }
         self.events.emit(

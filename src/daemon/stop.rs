@@ -32,6 +32,7 @@ impl Daemon {
             {
                 state.active = None;
                 self.router.set_active(None);
+                release.mark_retired();
             }
             release
         };

@@ -128,10 +128,10 @@ pub fn err(socket: &Path, request: Value) -> String {
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    stream.set_nodelay(true)?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     parse_response(&response)
@@ -160,6 +160,7 @@ impl KeepAlive {
     pub fn connect(port: u16) -> std::io::Result<KeepAlive> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
         Ok(KeepAlive {
             reader: BufReader::new(stream),
             port,
@@ -169,10 +170,8 @@ impl KeepAlive {
     /// One GET; `Err` when the connection failed or was closed.
     pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
         let port = self.port;
-        write!(
-            self.reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-        )?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        self.reader.get_mut().write_all(request.as_bytes())?;
         let mut status_line = String::new();
         if self.reader.read_line(&mut status_line)? == 0 {
             return Err(std::io::Error::new(
