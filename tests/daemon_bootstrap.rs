@@ -424,3 +424,63 @@ fn a_failed_takeover_leaves_the_owner_in_charge() {
     assert_eq!(status["bootstrap"]["attestation"], attestation('a'));
     assert_eq!(harness.get("/release"), (200, "r1".to_string()));
 }
+
+#[test]
+fn retire_owner_releases_the_listeners_before_slow_processes_finish() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["processes"].as_array_mut().unwrap().push(json!({
+            "id": "worker", "policy": "companion", "command": "exec sleep 1000",
+            "lifecycle": {
+                "quietCommand": format!("touch {}", dir.join("quiet-ran").display()),
+                "drainCommand": "sleep 3",
+                "drainTimeoutMs": 3000
+            }
+        }));
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    let worker = pid_of(&harness.process_in("v1", "worker").unwrap());
+    let reply = control(
+        &harness.socket,
+        json!({"command": "retire-owner", "attestation": attestation('c')}),
+    );
+    assert_eq!(
+        reply,
+        json!({"status": "success", "message": "owner retired"})
+    );
+    assert_eq!(
+        reply.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["status", "message"]
+    );
+    assert!(
+        harness.path("quiet-ran").exists(),
+        "quiet ran before the reply"
+    );
+    assert!(!harness.socket.exists());
+    assert!(alive(worker), "the worker is still draining");
+    let mut old = harness.daemon.take().unwrap();
+    wait_until(LONG, "the retirement event", || {
+        old.output.has_event("external owner retired")
+    });
+    let retired = old
+        .output
+        .events()
+        .into_iter()
+        .find(|e| e["message"] == "external owner retired")
+        .unwrap();
+    assert_eq!(
+        retired["data"],
+        json!({"attestation": attestation('c'), "status": "draining"})
+    );
+    // A replacement binds the same socket and proxy port right away.
+    harness.start();
+    let status = harness.status();
+    assert_eq!(status["orphans"], json!([]));
+    assert_eq!(status["proxy"]["port"], harness.proxy_port);
+    // The old daemon finishes stopping its processes and exits by itself.
+    let exited = wait_for(LONG, || old.child.try_wait().unwrap()).expect("old daemon exits");
+    assert_eq!(exited.code(), Some(0));
+    assert!(!alive(worker));
+}

@@ -573,3 +573,22 @@ fn injected_environment_reaches_the_process() {
         ports["background-jobs"].to_string()
     );
 }
+
+#[test]
+fn redeploying_the_active_id_replaces_it_and_shutdown_still_stops_the_old_one() {
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let old_web = pid_of(&harness.process_in("v1", "web").unwrap());
+    let mut socket = ws_connect(harness.proxy_port);
+    assert_eq!(ws_echo(&mut socket, "release"), "v1");
+    let reply = harness.deploy("v1");
+    assert_eq!(reply["previousReleaseId"], "v1");
+    let releases = harness.status()["releases"].clone();
+    assert_eq!(releases.as_array().unwrap().len(), 1);
+    assert_ne!(pid_of(&releases[0]["processes"][0]), old_web);
+    // The replaced instance is still draining behind the open WebSocket.
+    assert!(alive(old_web));
+    assert_eq!(ws_echo(&mut socket, "release"), "v1");
+    assert_eq!(harness.shutdown(), 0);
+    assert!(!alive(old_web), "shutdown stopped the replaced instance");
+}

@@ -354,9 +354,8 @@ impl Daemon {
             state.registry = registry.clone();
             if let Some(replaced) = state.insert_release(release.clone()) {
                 // The same id was deployed again: the old object leaves the map but
-                // may still run; keep it reachable so shutdown stops it.
-                let is_previous = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &replaced));
-                if !is_previous && replaced.state() != ReleaseState::Stopped {
+                // may still run (or drain); keep it reachable so shutdown stops it.
+                if replaced.state() != ReleaseState::Stopped {
                     state.detached.push(replaced);
                 }
             }
