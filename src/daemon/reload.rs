@@ -137,6 +137,12 @@ mod tests {
                 .unwrap_err()
                 .starts_with("Config changes to processes cannot")
         );
-        assert!(check(|c| c["processes"][1]["policy"] = json!("singleton")).is_err());
+        assert!(
+            check(|c| {
+                c["processes"][1]["policy"] = json!("singleton");
+                c["processes"][1]["replicas"] = json!(1);
+            })
+            .is_err()
+        );
     }
 }
