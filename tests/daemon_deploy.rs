@@ -592,3 +592,40 @@ fn redeploying_the_active_id_replaces_it_and_shutdown_still_stops_the_old_one() 
     assert_eq!(harness.shutdown(), 0);
     assert!(!alive(old_web), "shutdown stopped the replaced instance");
 }
+
+#[test]
+fn health_check_hooks_come_from_the_plugin_registry() {
+    // A native plugin that always says "healthy" lets a release whose /ping
+    // answers 500 through; the built-in `tcp` plugin is used the same way.
+    let harness = Harness::new(base_config);
+    let source = format!(
+        "{}/plugins/example-c/always_ready.c",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let library = harness.path("libalways_ready.so");
+    let compiled = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-I"])
+        .arg(format!("{}/plugins/include", env!("CARGO_MANIFEST_DIR")))
+        .arg("-o")
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .expect("run cc");
+    assert!(compiled.success());
+    harness.rewrite_config(|config| {
+        config["plugins"] = json!({"native": [library]});
+        config["processes"][0]["health"]["check"] = json!({"plugin": "always-ready"});
+    });
+    let mut harness = harness;
+    harness.start();
+    harness.deploy("bad-but-ready");
+    // The plugin does not wait for the app to listen, so give it a moment.
+    wait_until(LONG, "the app to answer", || {
+        harness.get("/release") == (200, "bad-but-ready".to_string())
+    });
+    harness.rewrite_config(|config| {
+        config["processes"][0]["health"]["check"] = json!({"plugin": "tcp"});
+    });
+    harness.deploy("bad-tcp");
+    assert_eq!(harness.get("/release"), (200, "bad-tcp".to_string()));
+}

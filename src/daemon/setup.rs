@@ -4,10 +4,17 @@
 use crate::config::LoadedConfig;
 use crate::plugins::Registry;
 use crate::plugins::builtin::BuiltinPlugins;
+use crate::plugins::native::NativePlugins;
 use std::sync::Arc;
 
-/// The registry for `loaded`: the built-in plugins, then the config's Lua
-/// functions and native plugins when it has any.
-pub fn registry_for(_loaded: &LoadedConfig) -> Result<Registry, String> {
-    Ok(Registry::new(vec![Arc::new(BuiltinPlugins)]))
+/// The registry for `loaded`: the built-in plugins, then the native libraries
+/// listed under `plugins.native`. Lua hooks join here once a Lua provider exists.
+pub fn registry_for(loaded: &LoadedConfig) -> Result<Registry, String> {
+    let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
+    let native = &loaded.config.plugins.native;
+    if !native.is_empty() {
+        let plugins = NativePlugins::load(native).map_err(|error| error.to_string())?;
+        registry.add_provider(Arc::new(plugins));
+    }
+    Ok(registry)
 }
