@@ -452,3 +452,27 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
     let output = harness.output();
     assert!(output.has_event("process stop timed out; sending SIGKILL"));
 }
+
+#[test]
+fn a_client_reset_is_recorded_and_harmless() {
+    let harness = Harness::started();
+    {
+        // Ask for a reply and hang up without reading it: the daemon's side of a
+        // Unix socket then sees ECONNRESET.
+        let mut stream = UnixStream::connect(&harness.socket).unwrap();
+        stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(Duration::from_secs(10), "the connection error event", || {
+        events(&harness).iter().any(|e| {
+            e["message"] == "control connection error" && e["data"]["code"] == "ECONNRESET"
+        })
+    });
+    let event = events(&harness)
+        .into_iter()
+        .find(|e| e["message"] == "control connection error")
+        .unwrap();
+    let keys: Vec<&String> = event["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["code", "error"]);
+    assert_eq!(harness.status()["status"], "success");
+}
