@@ -463,11 +463,15 @@ fn a_client_reset_is_recorded_and_harmless() {
         stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
         std::thread::sleep(Duration::from_millis(300));
     }
-    wait_until(Duration::from_secs(10), "the connection error event", || {
-        events(&harness).iter().any(|e| {
-            e["message"] == "control connection error" && e["data"]["code"] == "ECONNRESET"
-        })
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the connection error event",
+        || {
+            events(&harness).iter().any(|e| {
+                e["message"] == "control connection error" && e["data"]["code"] == "ECONNRESET"
+            })
+        },
+    );
     let event = events(&harness)
         .into_iter()
         .find(|e| e["message"] == "control connection error")

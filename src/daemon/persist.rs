@@ -148,8 +148,15 @@ pub fn orphans_only_snapshot(orphans: &[Orphan]) -> Value {
 pub fn live_processes(state: &Value) -> Vec<Orphan> {
     recorded_processes(state)
         .into_iter()
-        .filter(|orphan| pid_alive(orphan.pid))
+        .filter(|orphan| orphan_alive(orphan.pid))
         .collect()
+}
+
+/// Whether a recorded managed process is still around: its wrapper pid is
+/// alive, or something still runs in the process group it led (a wrapper shell
+/// can die and leave its children behind).
+pub fn orphan_alive(pid: i32) -> bool {
+    pid_alive(pid) || crate::process::group_alive(pid)
 }
 
 /// Every process recorded in a snapshot, alive or not.
@@ -296,6 +303,27 @@ mod tests {
             .collect();
         assert_eq!(ids, [("old", None), ("web", Some("v1")), ("svc", None)]);
         assert!(live_processes(&json!({"orphans": []})).is_empty());
+    }
+
+    #[test]
+    fn a_group_outliving_its_leader_is_alive() {
+        use std::os::unix::process::CommandExt;
+        // The leader shell exits at once; its child keeps the group alive.
+        let mut leader = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & exit 0"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id() as i32;
+        leader.wait().unwrap();
+        assert!(!pid_alive(pgid));
+        assert!(orphan_alive(pgid));
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while orphan_alive(pgid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!orphan_alive(pgid));
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Daemon {
             let mut state = self.state();
             state
                 .orphans
-                .retain(|orphan| persist::pid_alive(orphan.pid));
+                .retain(|orphan| persist::orphan_alive(orphan.pid));
             state.orphans.clone()
         };
         let path = file.path().to_path_buf();

@@ -11,7 +11,7 @@ impl Daemon {
     pub fn recheck_orphans(&self) {
         self.state()
             .orphans
-            .retain(|orphan| persist::pid_alive(orphan.pid));
+            .retain(|orphan| persist::orphan_alive(orphan.pid));
     }
 
     /// The status object without the `status` envelope key.
