@@ -215,6 +215,28 @@ fn abusive_clients_do_not_hurt_the_daemon() {
         let reply = thread.join().unwrap();
         assert_eq!(reply["status"], "success");
     }
+    // A client that sends many requests and never reads the replies: the daemon
+    // stops reading from it instead of queueing replies without bound.
+    let flood_socket = harness.socket.clone();
+    let flood = std::thread::spawn(move || {
+        let mut stream = UnixStream::connect(flood_socket).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let line = b"{\"command\":\"status\"}\n".repeat(1000);
+        let mut sent = 0usize;
+        for _ in 0..100 {
+            if stream.write_all(&line).is_err() {
+                break;
+            }
+            sent += 1000;
+        }
+        (stream, sent)
+    });
+    let (flood_stream, sent) = flood.join().unwrap();
+    assert!(sent < 100_000, "the daemon applied back-pressure ({sent} requests accepted)");
+    assert_eq!(harness.status()["status"], "success");
+    drop(flood_stream);
     drop(silent);
     drop(partial);
     drop(huge);

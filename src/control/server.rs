@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Identifies one accepted control connection.
@@ -32,6 +32,11 @@ pub type ConnectionId = u64;
 /// this number is a runaway client, and the cap keeps file descriptors for the
 /// processes the daemon supervises.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// At most this many requests of one connection are answered at a time; the
+/// connection is not read further until replies have been written. A client that
+/// sends without reading therefore cannot make the daemon queue replies forever.
+pub const MAX_PENDING_PER_CONNECTION: usize = 64;
 
 /// What the server does with the connection after writing a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +246,8 @@ async fn turn_away(mut stream: UnixStream) {
 struct Outgoing {
     line: String,
     after: AfterReply,
+    /// Released once the line has been written.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 async fn serve_connection(
@@ -275,6 +282,7 @@ async fn read_requests(
 ) {
     let mut buffer: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
+    let slots = Arc::new(Semaphore::new(MAX_PENDING_PER_CONNECTION));
     loop {
         let read = tokio::select! {
             // Stop reading once the writer is gone (the connection is closing).
@@ -303,7 +311,11 @@ async fn read_requests(
                 return;
             }
             let line = String::from_utf8_lossy(&buffer[line_start..end]).into_owned();
-            dispatch_line(line, &outgoing, &shared, &handler, id);
+            let slot = tokio::select! {
+                _ = outgoing.closed() => return,
+                slot = slots.clone().acquire_owned() => slot.ok(),
+            };
+            dispatch_line(line, slot, &outgoing, &shared, &handler, id);
             line_start = end + 1;
             position = line_start;
         }
@@ -326,11 +338,13 @@ fn reject_long_line(outgoing: &mpsc::UnboundedSender<Outgoing>, shared: &Shared)
     let _ = outgoing.send(Outgoing {
         line: reply_line(&error_reply(&message)),
         after: AfterReply::Close,
+        _slot: None,
     });
 }
 
 fn dispatch_line(
     line: String,
+    slot: Option<OwnedSemaphorePermit>,
     outgoing: &mpsc::UnboundedSender<Outgoing>,
     shared: &Arc<Shared>,
     handler: &Arc<dyn ControlHandler>,
@@ -339,7 +353,7 @@ fn dispatch_line(
     match Request::parse_line(&line) {
         Err(error) => {
             let reply = Reply::error(error.to_string());
-            send_reply(reply, outgoing, shared);
+            send_reply(reply, slot, outgoing, shared);
         }
         Ok(request) => {
             let handler = handler.clone();
@@ -347,13 +361,18 @@ fn dispatch_line(
             let shared = shared.clone();
             tokio::spawn(async move {
                 let reply = handler.handle(request, id).await;
-                send_reply(reply, &outgoing, &shared);
+                send_reply(reply, slot, &outgoing, &shared);
             });
         }
     }
 }
 
-fn send_reply(reply: Reply, outgoing: &mpsc::UnboundedSender<Outgoing>, shared: &Shared) {
+fn send_reply(
+    reply: Reply,
+    slot: Option<OwnedSemaphorePermit>,
+    outgoing: &mpsc::UnboundedSender<Outgoing>,
+    shared: &Shared,
+) {
     let value = match reply.result {
         Ok(payload) => success_reply(payload),
         Err(message) => {
@@ -366,6 +385,7 @@ fn send_reply(reply: Reply, outgoing: &mpsc::UnboundedSender<Outgoing>, shared: 
     let sent = outgoing.send(Outgoing {
         line: reply_line(&value),
         after: reply.after,
+        _slot: slot,
     });
     if let Err(unsent) = sent {
         // The client is gone; a shutdown still has to let the daemon exit.
@@ -381,7 +401,7 @@ async fn write_replies(
     shared: Arc<Shared>,
 ) {
     let mut healthy = true;
-    while let Some(Outgoing { line, after }) = queue.recv().await {
+    while let Some(Outgoing { line, after, _slot }) = queue.recv().await {
         if healthy {
             if let Err(error) = writer.write_all(line.as_bytes()).await {
                 healthy = false;
