@@ -133,8 +133,13 @@ impl Release {
         meta.activated_at = Some(iso_now());
     }
 
+    /// Marks the release stopped; a release already stopped keeps its first
+    /// `stoppedAt`.
     pub fn mark_stopped(&self) {
         let mut meta = self.meta();
+        if meta.state == ReleaseState::Stopped && meta.stopped_at.is_some() {
+            return;
+        }
         meta.state = ReleaseState::Stopped;
         meta.stopped_at = Some(iso_now());
     }
