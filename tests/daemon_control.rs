@@ -502,3 +502,29 @@ fn a_client_reset_is_recorded_and_harmless() {
     assert_eq!(keys, ["code", "error"]);
     assert_eq!(harness.status()["status"], "success");
 }
+
+#[test]
+fn an_unlink_failure_is_reported_after_everything_else_was_cleaned_up() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["statePath"] = json!(dir.join("state.json"));
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    let web = pid_of(&harness.process_in("v1", "web").unwrap());
+    // Keep a second name for the socket, then put a non-empty directory where
+    // the daemon expects its socket file, so removing it fails.
+    let alias = harness.path("alias.sock");
+    std::fs::hard_link(&harness.socket, &alias).unwrap();
+    std::fs::remove_file(&harness.socket).unwrap();
+    std::fs::create_dir_all(harness.socket.join("blocker")).unwrap();
+    let reply = control(&alias, json!({"command": "shutdown"}));
+    assert_eq!(reply["status"], "error");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.starts_with("control socket unlink failed: EISDIR"), "{error}");
+    assert!(!alive(web));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
+    assert!(!harness.path("state.json").exists());
+    assert_eq!(harness.wait_exit(Duration::from_secs(10)), 0);
+}
