@@ -6,12 +6,14 @@
 //! JavaScript rollbridge (`error: unknown option '--x'`) so deploy scripts that
 //! match on them keep working.
 
+pub mod common;
 pub mod completion;
 pub mod daemon;
 pub mod deploy;
 pub mod doctor;
 pub mod ensure_daemon;
 pub mod events;
+mod interim_config;
 pub mod logs;
 pub mod predeploy_cleanup;
 pub mod recover;

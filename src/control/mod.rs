@@ -1,1 +1,4 @@
 //! control
+
+pub mod client;
+pub mod probe;

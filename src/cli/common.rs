@@ -1,0 +1,93 @@
+//! What the daemon-talking commands share: load the config, find the control
+//! socket, send one request, print the reply.
+
+use super::ConfigArg;
+use crate::config::model::Config;
+use crate::control::client::{self, ClientError};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long read-only commands (`status`, `events`, `logs`) wait for an answer.
+/// They never queue behind deploys, so a daemon that stays silent this long is stuck.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A loaded config and the path it came from.
+pub struct CliConfig {
+    /// The config path as given on the command line, or as found in the working directory.
+    pub path: PathBuf,
+    pub config: Config,
+}
+
+impl CliConfig {
+    /// The control socket of this config's daemon.
+    pub fn socket_path(&self) -> &Path {
+        Path::new(&self.config.control.path)
+    }
+}
+
+/// Resolves `--config` (or the default file in the working directory) and loads it
+/// with full validation.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<CliConfig> {
+    // INTEGRATION POINT (config helper): replace with
+    // `crate::config::resolve_config_path` + `crate::config::load` once they are on main.
+    super::interim_config::load(arg.config.as_deref())
+}
+
+/// Sends one command to the daemon of `config`.
+pub fn send(
+    config: &CliConfig,
+    command: &str,
+    fields: Map<String, Value>,
+    timeout: Option<Duration>,
+) -> Result<Map<String, Value>, ClientError> {
+    client::command(config.socket_path(), command, fields, timeout)
+}
+
+/// Prints a reply object the way every daemon-talking command does: pretty JSON
+/// with 2-space indentation, `"status":"success"` included.
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("a JSON value always serializes")
+    );
+}
+
+/// The usual end of a daemon-talking command: print the reply, exit 0.
+pub fn print_reply(reply: Map<String, Value>) -> super::CliResult {
+    print_json(&Value::Object(reply));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A local option check failed: the message goes to stderr as is, exit 1.
+pub fn option_error(message: &str) -> super::CliResult {
+    eprintln!("{message}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Adds `key: value` to a request when the option was given.
+pub fn put_optional(fields: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        fields.insert(key.to_string(), Value::from(value));
+    }
+}
+
+/// `1 process` / `2 processes`: English plurals for counts in messages.
+pub fn plural(count: usize, singular: &str, plural: &str) -> String {
+    if count == 1 {
+        format!("{count} {singular}")
+    } else {
+        format!("{count} {plural}")
+    }
+}
+
+/// Formats a number the way the JavaScript tool printed it: integers without a
+/// fractional part (`10000`, not `10000.0`).
+pub fn js_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
