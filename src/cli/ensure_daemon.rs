@@ -59,7 +59,11 @@ pub struct DaemonStartArgs {
     #[arg(long = "daemon-runtime-path", value_name = "path")]
     pub daemon_runtime_path: Option<PathBuf>,
     /// How long to wait for a started daemon to answer, in ms (default 10000).
-    #[arg(long = "daemon-start-timeout-ms", value_name = "ms")]
+    #[arg(
+        long = "daemon-start-timeout-ms",
+        value_name = "ms",
+        allow_hyphen_values = true
+    )]
     pub daemon_start_timeout_ms: Option<String>,
 }
 
@@ -248,13 +252,14 @@ fn wait_until_ready(
         std::thread::sleep(READY_POLL_INTERVAL);
     }
     if let Some(status) = exited {
-        let last_line = last_log_line(&log_path(config, options));
+        let log = log_path(config, options);
+        let last_line = last_log_line(&log)
+            .map(|line| format!(" Last log line: {line}"))
+            .unwrap_or_default();
         bail!(
-            "Rollbridge daemon did not become ready: it exited ({status}) before answering.{} Its log is {}.",
-            last_line
-                .map(|line| format!(" Last log line: {line}"))
-                .unwrap_or_default(),
-            log_path(config, options).display()
+            "Rollbridge daemon did not become ready: it {} before answering (log: {}).{last_line}",
+            describe_exit(status),
+            log.display()
         );
     }
     match last_error {
@@ -266,6 +271,18 @@ fn wait_until_ready(
             "Rollbridge daemon did not become ready within {}ms.",
             js_number(timeout_ms)
         ),
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!(
+            "was killed by {}",
+            crate::util::signals::signal_name_from_number(signal).unwrap_or("a signal")
+        ),
+        _ => "exited".to_string(),
     }
 }
 

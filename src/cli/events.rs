@@ -11,7 +11,7 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Only the last N events (a positive integer).
-    #[arg(long = "limit", value_name = "n")]
+    #[arg(long = "limit", value_name = "n", allow_hyphen_values = true)]
     pub limit: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long)]

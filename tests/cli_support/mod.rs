@@ -1,0 +1,323 @@
+//! Shared helpers for the CLI tests: running the real binary, temp configs, a fake
+//! daemon on a real Unix socket, and guards that kill what a test spawned.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rollbridge");
+
+/// The result of one CLI run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `rollbridge <args>` in `cwd` and waits for it.
+pub fn rollbridge_in(cwd: &Path, args: &[&str]) -> Run {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollbridge");
+    Run::from(output)
+}
+
+/// A temp directory holding a JSON config whose control socket lives inside it.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub application: String,
+}
+
+impl Sandbox {
+    pub fn new(application: &str) -> Sandbox {
+        Sandbox::with(application, |_| {})
+    }
+
+    /// A sandbox whose config is the default one, edited by `edit`.
+    pub fn with(application: &str, edit: impl FnOnce(&mut Value)) -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("rb-cli-")
+            .tempdir()
+            .expect("temp dir");
+        let sandbox = Sandbox {
+            dir,
+            application: application.to_string(),
+        };
+        let mut config = json!({
+            "application": application,
+            "control": {"path": sandbox.socket().to_str().unwrap()},
+            "proxy": {"host": "127.0.0.1", "port": 0, "forceStopTimeoutMs": 2000},
+            "processes": [{
+                "id": "web",
+                "policy": "proxied",
+                "command": "python3 app.py",
+                "port": {"from": 0, "to": 0}
+            }]
+        });
+        edit(&mut config);
+        sandbox.write_config(&config);
+        sandbox
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("rollbridge.json")
+    }
+
+    pub fn write_config(&self, config: &Value) {
+        std::fs::write(
+            self.config_path(),
+            serde_json::to_string_pretty(config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Runs `rollbridge <command> --config <this config> <rest>` from the sandbox.
+    pub fn run(&self, command: &str, rest: &[&str]) -> Run {
+        let config = self.config_path();
+        let mut args = vec![command, "--config", config.to_str().unwrap()];
+        args.extend_from_slice(rest);
+        rollbridge_in(self.path(), &args)
+    }
+}
+
+/// How the fake daemon answers one request line: `Some(line)` is written back
+/// (a `\n` is added), `None` leaves the connection silent.
+pub type Responder = dyn Fn(&Value) -> Option<String> + Send + Sync;
+
+/// A stand-in daemon on a real Unix socket that records every request.
+pub struct FakeDaemon {
+    pub path: PathBuf,
+    requests: Arc<Mutex<Vec<Value>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeDaemon {
+    pub fn start(
+        path: &Path,
+        responder: impl Fn(&Value) -> Option<String> + Send + Sync + 'static,
+    ) -> FakeDaemon {
+        let listener = UnixListener::bind(path).expect("bind fake daemon");
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let responder: Arc<Responder> = Arc::new(responder);
+        let thread = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            stream.set_nonblocking(false).unwrap();
+                            let (requests, responder) = (requests.clone(), responder.clone());
+                            std::thread::spawn(move || {
+                                let mut line = String::new();
+                                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                let request: Value =
+                                    serde_json::from_str(line.trim_end()).unwrap_or(Value::Null);
+                                requests.lock().unwrap().push(request.clone());
+                                if let Some(reply) = responder(&request) {
+                                    let mut stream = stream;
+                                    let _ = stream.write_all(format!("{reply}\n").as_bytes());
+                                }
+                                // Keep the connection until the client hangs up.
+                                let mut rest = String::new();
+                                let _ = reader.read_line(&mut rest);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        FakeDaemon {
+            path: path.to_path_buf(),
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The `command` of every request received so far, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| {
+                r.get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A success reply: `{"status":"success", ...payload}`.
+pub fn success(payload: Value) -> String {
+    let mut reply = serde_json::Map::new();
+    reply.insert("status".into(), json!("success"));
+    if let Value::Object(payload) = payload {
+        reply.extend(payload);
+    }
+    Value::Object(reply).to_string()
+}
+
+/// An error reply in the daemon's key order.
+pub fn failure(message: &str) -> String {
+    json!({"error": message, "status": "error"}).to_string()
+}
+
+/// A process the test started in its own process group; the whole group is
+/// killed (and the leader reaped) on drop.
+pub struct GroupGuard {
+    pub child: Child,
+}
+
+impl GroupGuard {
+    /// Starts `sh -c <script>` as the leader of a new process group, like a
+    /// managed process.
+    pub fn spawn_shell(script: &str) -> GroupGuard {
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        GroupGuard { child }
+    }
+
+    /// Starts `sleep <secs>` directly as a group leader.
+    pub fn spawn_sleep(args: &[&str]) -> GroupGuard {
+        let child = Command::new("sleep")
+            .args(args)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        GroupGuard { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// True while the leader runs (a zombie counts as gone; it is reaped here).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// True when a process with this pid exists and is not a zombie.
+pub fn pid_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SHA-256 of the rollbridge binary under test: the runtime digest a compatible
+/// daemon reports.
+pub fn binary_digest() -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(BIN).unwrap()))
+}
+
+/// A `daemonRuntime` object matching the binary under test.
+pub fn matching_runtime() -> Value {
+    json!({
+        "digest": binary_digest(),
+        "format": 1,
+        "path": Path::new(BIN).parent().unwrap().to_str().unwrap(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
