@@ -14,6 +14,8 @@ pub mod doctor;
 pub mod ensure_daemon;
 pub mod events;
 mod interim_config;
+mod interim_matchers;
+pub mod legacy;
 pub mod logs;
 pub mod orphans;
 pub mod predeploy_cleanup;

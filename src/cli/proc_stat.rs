@@ -62,6 +62,32 @@ pub fn group_alive(pgid: i32) -> bool {
         .any(|stat| stat.pgrp == pgid && stat.is_live())
 }
 
+/// The process table as legacy-takeover matchers see it (pid, ppid, command line).
+pub fn proc_table() -> std::io::Result<Vec<crate::plugins::LegacyProcess>> {
+    let mut table: Vec<crate::plugins::LegacyProcess> = fs::read_dir("/proc")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = read_stat(pid)?;
+            let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = raw
+                .split(|&b| b == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(crate::plugins::LegacyProcess {
+                pid,
+                ppid: stat.ppid,
+                cmdline,
+                cwd: None,
+                user: None,
+            })
+        })
+        .collect();
+    table.sort_by_key(|p| p.pid);
+    Ok(table)
+}
+
 /// When a process started, in ms since the epoch (boot time plus its start ticks).
 pub fn start_time_ms(stat: &ProcStat) -> Option<i64> {
     let boot_seconds: i64 = fs::read_to_string("/proc/stat")

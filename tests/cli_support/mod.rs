@@ -143,12 +143,14 @@ impl FakeDaemon {
         let responder: Arc<Responder> = Arc::new(responder);
         let thread = {
             let (requests, stop) = (requests.clone(), stop.clone());
+            let socket_path = path.to_path_buf();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             stream.set_nonblocking(false).unwrap();
                             let (requests, responder) = (requests.clone(), responder.clone());
+                            let (stop, path) = (stop.clone(), socket_path.clone());
                             std::thread::spawn(move || {
                                 let mut line = String::new();
                                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -161,6 +163,14 @@ impl FakeDaemon {
                                 if let Some(reply) = responder(&request) {
                                     let mut stream = stream;
                                     let _ = stream.write_all(format!("{reply}\n").as_bytes());
+                                    // Like a daemon: a successful shutdown releases the socket.
+                                    if request["command"] == "shutdown"
+                                        && reply.contains("\"success\"")
+                                    {
+                                        stop.store(true, Ordering::SeqCst);
+                                        let _ = std::fs::remove_file(&path);
+                                        return;
+                                    }
                                 }
                                 // Keep the connection until the client hangs up.
                                 let mut rest = String::new();
@@ -320,4 +330,59 @@ pub fn matching_runtime() -> Value {
         "path": Path::new(BIN).parent().unwrap().to_str().unwrap(),
         "version": env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// A fake daemon in its own process (python3): answers `status` with `status`
+/// (a full reply line), `shutdown` with success and then exits. Every request
+/// line is appended to `log`.
+pub fn external_fake_daemon(socket: &Path, status: &Value, log: &Path) -> GroupGuard {
+    const SCRIPT: &str = r#"
+import os, socket, sys
+path, reply, log = sys.argv[1], sys.argv[2], sys.argv[3]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(16)
+while True:
+    conn, _ = server.accept()
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    line = data.decode().strip()
+    if not line:
+        conn.close()
+        continue
+    with open(log, "a") as f:
+        f.write(line + "\n")
+    if '"shutdown"' in line:
+        conn.sendall(b'{"status":"success","message":"shutdown"}\n')
+        conn.close()
+        os.unlink(path)
+        sys.exit(0)
+    try:
+        conn.sendall(reply.encode() + b"\n")
+    except OSError:
+        pass
+    conn.close()
+"#;
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(socket)
+        .arg(status.to_string())
+        .arg(log)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let guard = GroupGuard { child };
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        }),
+        "the fake daemon did not start listening"
+    );
+    guard
 }
