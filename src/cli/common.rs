@@ -35,6 +35,23 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<CliConfig> {
     super::interim_config::load(arg.config.as_deref())
 }
 
+/// Loads and validates the config for `doctor`, which reports problems instead of
+/// failing on them.
+pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
+    use super::doctor::ConfigVerdict;
+    // INTEGRATION POINT (config helper): `resolve_config_path` + `check`.
+    let explicit = arg.config.as_deref();
+    let found = explicit.is_some()
+        || ["rollbridge.lua", "rollbridge.json", "rollbridge.js"]
+            .iter()
+            .any(|name| Path::new(name).is_file());
+    match super::interim_config::load(explicit) {
+        Ok(config) => ConfigVerdict::Valid(Box::new(config)),
+        Err(error) if !found => ConfigVerdict::Unresolvable(error.to_string()),
+        Err(_) => ConfigVerdict::Invalid(1),
+    }
+}
+
 /// Sends one command to the daemon of `config`.
 pub fn send(
     config: &CliConfig,
