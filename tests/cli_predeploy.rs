@@ -230,3 +230,36 @@ fn recovers_orphans_from_the_state_file() {
     assert!(wait_for(Duration::from_secs(5), || !orphan.running()));
     assert!(!sandbox.path().join("state.json").exists());
 }
+
+#[test]
+fn a_daemon_of_another_build_is_restarted_only_for_a_release_path() {
+    let marker = unique_marker();
+    let sandbox = legacy_sandbox(&marker, 300);
+    let mut status = daemon_status(Some("v1"), 18999);
+    status["daemonRuntime"] =
+        json!({"digest": "0".repeat(64), "format": 1, "path": "/opt/old", "version": "0.1.0"});
+
+    let log = sandbox.path().join("first.log");
+    let mut daemon = external_fake_daemon(&sandbox.socket(), &status, &log);
+    let run = sandbox.run("predeploy-cleanup", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Rollbridge daemon already has an active release; no legacy cleanup needed.\n"
+    );
+    assert!(daemon.running());
+
+    let release = sandbox.path().join("release");
+    std::fs::create_dir(&release).unwrap();
+    let run = sandbox.run(
+        "predeploy-cleanup",
+        &["--release-path", release.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("Stopped existing Rollbridge daemon before deploy.\n"),
+        "{run:?}"
+    );
+    assert!(wait_for(Duration::from_secs(5), || !daemon.running()));
+}

@@ -51,6 +51,9 @@ pub fn run(args: DeployArgs) -> CliResult {
 /// against the CLI's working directory here, because the daemon's working
 /// directory is usually somewhere else. An absolute path is sent unchanged.
 pub fn absolute_release_path(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str().is_empty() {
+        anyhow::bail!("--release-path must not be empty; pass the release directory");
+    }
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -40,7 +40,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(name: &str, detail: impl Into<String>) -> Check {
+    pub(super) fn pass(name: &str, detail: impl Into<String>) -> Check {
         Check {
             name: name.to_string(),
             ok: true,
@@ -48,7 +48,7 @@ impl Check {
         }
     }
 
-    fn fail(name: &str, detail: impl Into<String>) -> Check {
+    pub(super) fn fail(name: &str, detail: impl Into<String>) -> Check {
         Check {
             name: name.to_string(),
             ok: false,
