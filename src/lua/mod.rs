@@ -1,1 +1,52 @@
-//! lua
+//! The embedded Lua engine (Lua 5.4 through mlua).
+//!
+//! - [`sandbox`]: builds a restricted Lua state (no `io`, no process control, no
+//!   file loading outside the config's folder) with time and memory limits;
+//! - [`library`]: the Lua library compiled into the binary (`require("rollbridge")`);
+//! - [`runtime`]: [`LuaRuntime`], a config's Lua state kept alive together with the
+//!   functions its hook values point at, shareable across threads.
+
+pub mod library;
+pub mod runtime;
+pub mod sandbox;
+
+pub use runtime::{LuaRuntime, RuntimeBuilder};
+pub use sandbox::{Budget, Limits};
+
+/// One line describing a Lua error: the innermost message without the traceback,
+/// e.g. `rollbridge.lua:3: attempt to index a nil value (global 'x')`.
+pub fn error_line(error: &mlua::Error) -> String {
+    let text = match error {
+        mlua::Error::CallbackError { cause, .. } => return error_line(cause),
+        mlua::Error::WithContext { cause, .. } => return error_line(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) | mlua::Error::MemoryError(message) => message.clone(),
+        mlua::Error::ExternalError(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    // Lua's own continuation lines (e.g. the places `require` looked in) are kept,
+    // joined into one line; the traceback is dropped.
+    let message = text.split("stack traceback:").next().unwrap_or_default();
+    let line = message
+        .lines()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        "unknown Lua error".to_string()
+    } else {
+        line
+    }
+}
+
+/// Whether a Lua error is (or wraps) a memory limit error.
+pub fn is_memory_error(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
+        _ => false,
+    }
+}

@@ -6,6 +6,9 @@
 //! engine (functions and `{lua=…, fn=…}` scripts) and native libraries each
 //! implement [`PluginProvider`].
 
+pub mod builtin;
+pub mod native;
+
 use crate::config::hook::HookSpec;
 use crate::config::model::Policy;
 use crate::daemon::events::EventSink;

@@ -1,1 +1,30 @@
-//! proxy
+//! The HTTP/WebSocket proxy in front of the active release.
+//!
+//! Every request is routed on arrival to the release the [`Router`] points at, over a
+//! keep-alive pool owned by that release's [`ReleaseTarget`]; a switch affects the
+//! very next request, even on a client connection that stays open. Each release's
+//! [`ConnectionCounters`] track its in-flight HTTP requests and open upgraded
+//! connections so the daemon can wait for a retired release to drain.
+//!
+//! Layout: `server` (listener, connections, shutdown), `forward` (one request),
+//! `upgrade` (WebSocket and other upgrades), `headers` (hop-by-hop and
+//! `X-Forwarded-*`), `body` (streamed response bodies holding the drain count),
+//! `pool` (upstream keep-alive connections), `counters`, `router`, `target`, `errors`.
+
+mod body;
+mod counters;
+mod errors;
+mod forward;
+mod headers;
+mod pool;
+mod router;
+mod server;
+mod target;
+mod upgrade;
+
+pub use counters::{ConnectionCounters, ConnectionGuard};
+pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
+pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
+pub use router::Router;
+pub use server::{HEADER_READ_TIMEOUT, ProxyServer};
+pub use target::ReleaseTarget;

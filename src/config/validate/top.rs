@@ -1,0 +1,358 @@
+//! The root object and the top-level sections: proxy, control, release retention,
+//! statePath and plugins.
+
+use super::{Section, Validator, cross, legacy, millis, process};
+use crate::config::model::{
+    Config, ControlConfig, IdOrName, PluginsConfig, ProxyConfig, ReleaseRetention,
+};
+use serde_json::{Map, Value};
+
+const ROOT_KEYS: &[&str] = &[
+    "application",
+    "control",
+    "legacyTakeover",
+    "plugins",
+    "processes",
+    "proxy",
+    "releaseRetention",
+    "statePath",
+];
+const PROXY_KEYS: &[&str] = &[
+    "drainTimeoutMs",
+    "forceStopTimeoutMs",
+    "healthPath",
+    "healthTimeoutMs",
+    "host",
+    "port",
+    "upstreamHost",
+];
+const CONTROL_KEYS: &[&str] = &["group", "mode", "owner", "path"];
+const RETENTION_KEYS: &[&str] = &["keep", "maxAgeMs"];
+const PLUGINS_KEYS: &[&str] = &["native"];
+
+pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
+    let Some(root) = v.as_object(root) else {
+        v.wrong_type(
+            Some(root),
+            "Config must be an object".to_string(),
+            "Make the config evaluate to one table (a JSON object) with at least proxy and processes."
+                .to_string(),
+        );
+        return None;
+    };
+    v.known_keys(root, "", ROOT_KEYS);
+
+    let application = v
+        .optional_string(root.get("application"), "application")
+        .unwrap_or_else(|| v.ctx.default_application.clone());
+
+    let proxy = match root.get("proxy") {
+        None => {
+            v.issue(
+                "proxy is required",
+                "Add a proxy section, e.g. proxy = { port = 8182 } in Lua or \"proxy\": {\"port\": 8182} in JSON.",
+            );
+            None
+        }
+        Some(value) => match v.section(
+            Some(value),
+            "proxy",
+            "Make proxy a table of named settings (host, port, healthPath, ...), not a list or a plain value.",
+        ) {
+            Section::Present(map) => Some(map),
+            _ => None,
+        },
+    };
+    let control = match v.section(
+        root.get("control"),
+        "control",
+        "Make control a table of named settings (path, mode, owner, group), or leave it out to use the defaults.",
+    ) {
+        Section::Present(map) => Some(map),
+        _ => None,
+    };
+    let processes = match root.get("processes").and_then(|p| v.as_array(p)) {
+        Some(items) => items,
+        None => {
+            v.wrong_type(
+                root.get("processes"),
+                "processes must be an array".to_string(),
+                "Make processes a list with one entry per process, each with at least an id and a command."
+                    .to_string(),
+            );
+            &[]
+        }
+    };
+
+    let proxy = validate_proxy(v, proxy.unwrap_or(&super::EMPTY_MAP));
+    let control = validate_control(v, control.unwrap_or(&super::EMPTY_MAP), &application);
+
+    // Plugins are read before the processes because native libraries add plugin
+    // names that hook values may use; their issues are reported in their own place.
+    let before = std::mem::take(&mut v.issues);
+    let plugins = validate_plugins(v, root.get("plugins"));
+    let plugin_issues = std::mem::replace(&mut v.issues, before);
+
+    let mut checked = Vec::new();
+    for (index, value) in processes.iter().enumerate() {
+        if let Some(entry) = process::validate_process(v, value, index, &proxy) {
+            checked.push(entry);
+        }
+    }
+
+    let legacy_takeover = legacy::validate_legacy_takeover(v, root.get("legacyTakeover"), &proxy);
+    let release_retention = validate_retention(v, root.get("releaseRetention"));
+    let state_path = match root.get("statePath") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(path)) => Some(path.clone()),
+        Some(other) => {
+            v.wrong_type(
+                Some(other),
+                "statePath must be a string".to_string(),
+                "Set statePath to the path of the state file, or remove it to keep no state file."
+                    .to_string(),
+            );
+            None
+        }
+    };
+    v.issues.extend(plugin_issues);
+
+    cross::validate_cross_process(v, &checked);
+
+    Some(Config {
+        application,
+        control,
+        proxy,
+        processes: checked.into_iter().map(|entry| entry.config).collect(),
+        legacy_takeover,
+        release_retention,
+        state_path,
+        plugins,
+    })
+}
+
+fn validate_proxy(v: &mut Validator, proxy: &Map<String, Value>) -> ProxyConfig {
+    v.known_keys(proxy, "proxy", PROXY_KEYS);
+    let host = v
+        .optional_string(proxy.get("host"), "proxy.host")
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let drain_timeout_ms = v
+        .non_negative_number(proxy.get("drainTimeoutMs"), "proxy.drainTimeoutMs", 60000)
+        .map_or(60_000, millis);
+    let force_stop_timeout_ms = v
+        .non_negative_number(
+            proxy.get("forceStopTimeoutMs"),
+            "proxy.forceStopTimeoutMs",
+            10000,
+        )
+        .map_or(10_000, millis);
+    let health_path = v
+        .optional_string(proxy.get("healthPath"), "proxy.healthPath")
+        .unwrap_or_else(|| "/ping".to_string());
+    let health_timeout_ms = v
+        .non_negative_number(proxy.get("healthTimeoutMs"), "proxy.healthTimeoutMs", 30000)
+        .map_or(30_000, millis);
+    let port = match v.optional_number(proxy.get("port"), "proxy.port") {
+        None => 8182,
+        Some(port) if port.fract() == 0.0 && (0.0..=65535.0).contains(&port) => port as u16,
+        Some(_) => {
+            v.issue(
+                "proxy.port must be a port number between 0 and 65535",
+                "Use a whole number from 1 to 65535 for the port the proxy listens on, or 0 to let the system pick a free one.",
+            );
+            8182
+        }
+    };
+    let upstream_host = v
+        .optional_string(proxy.get("upstreamHost"), "proxy.upstreamHost")
+        .unwrap_or_else(|| match host.as_str() {
+            // A wildcard listen address is not something to connect to.
+            "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+            _ => host.clone(),
+        });
+    ProxyConfig {
+        host,
+        port,
+        upstream_host,
+        health_path,
+        health_timeout_ms,
+        drain_timeout_ms,
+        force_stop_timeout_ms,
+    }
+}
+
+fn validate_control(
+    v: &mut Validator,
+    control: &Map<String, Value>,
+    application: &str,
+) -> ControlConfig {
+    v.known_keys(control, "control", CONTROL_KEYS);
+    let group = id_or_name(
+        v,
+        control.get("group"),
+        "control.group",
+        "Use a group name such as \"www-data\", or a numeric group id of 0 or more.",
+    );
+    let mode = control.get("mode").and_then(|value| {
+        let mode = parse_mode(value);
+        if mode.is_none() {
+            v.wrong_type(
+                Some(value),
+                "control.mode must be an octal file mode between 0 and 0o777".to_string(),
+                "Write the mode as an octal string such as \"660\" or \"0o660\", or as its decimal value (432); the largest allowed mode is 0o777."
+                    .to_string(),
+            );
+        }
+        mode
+    });
+    let owner = id_or_name(
+        v,
+        control.get("owner"),
+        "control.owner",
+        "Use a user name such as \"deploy\", or a numeric user id of 0 or more.",
+    );
+    let path = v
+        .optional_string(control.get("path"), "control.path")
+        .unwrap_or_else(|| format!("/tmp/rollbridge-{application}.sock"));
+    ControlConfig {
+        path,
+        mode,
+        owner,
+        group,
+    }
+}
+
+/// `"660"`, `"0o660"`, `"0"` or an integer up to 511.
+fn parse_mode(value: &Value) -> Option<u32> {
+    match value {
+        Value::Number(number) => {
+            let number = number.as_f64()?;
+            (number.fract() == 0.0 && (0.0..=511.0).contains(&number)).then_some(number as u32)
+        }
+        Value::String(text) => {
+            let digits = text.strip_prefix("0o").unwrap_or(text);
+            if digits.is_empty()
+                || digits.len() > 4
+                || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+            {
+                return None;
+            }
+            let mode = u32::from_str_radix(digits, 8).ok()?;
+            (mode <= 0o777).then_some(mode)
+        }
+        _ => None,
+    }
+}
+
+fn id_or_name(v: &mut Validator, value: Option<&Value>, key: &str, fix: &str) -> Option<IdOrName> {
+    let value = value?;
+    let parsed = match value {
+        Value::Number(number) => number
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(u32::MAX))
+            .map(|n| IdOrName::Id(n as u32)),
+        Value::String(text) if !text.is_empty() => Some(match text.parse::<u32>() {
+            Ok(id) if text.bytes().all(|b| b.is_ascii_digit()) => IdOrName::Id(id),
+            _ => IdOrName::Name(text.clone()),
+        }),
+        _ => None,
+    };
+    if parsed.is_none() {
+        v.wrong_type(
+            Some(value),
+            format!("{key} must be a non-negative integer id or a name"),
+            fix.to_string(),
+        );
+    }
+    parsed
+}
+
+fn validate_retention(v: &mut Validator, value: Option<&Value>) -> ReleaseRetention {
+    let map = match v.section(
+        value,
+        "releaseRetention",
+        "Make releaseRetention a table with keep and/or maxAgeMs, or remove it to use the defaults.",
+    ) {
+        Section::Present(map) => map,
+        _ => return ReleaseRetention::default(),
+    };
+    v.known_keys(map, "releaseRetention", RETENTION_KEYS);
+    let keep = v
+        .integer_where(
+            map.get("keep"),
+            |n| n >= 0.0,
+            "releaseRetention.keep must be a non-negative integer".to_string(),
+            "Use 0 or a positive whole number: how many stopped releases to remember, e.g. 10."
+                .to_string(),
+        )
+        .map_or(10, |n| n as u64);
+    let max_age_ms = v
+        .non_negative_number(map.get("maxAgeMs"), "releaseRetention.maxAgeMs", 0)
+        .map_or(0, millis);
+    ReleaseRetention { keep, max_age_ms }
+}
+
+fn validate_plugins(v: &mut Validator, value: Option<&Value>) -> PluginsConfig {
+    let map = match v.section(
+        value,
+        "plugins",
+        "Make plugins a table such as plugins = { native = { \"./libmyplugin.so\" } }.",
+    ) {
+        Section::Present(map) => map,
+        _ => return PluginsConfig::default(),
+    };
+    v.known_keys(map, "plugins", PLUGINS_KEYS);
+    let Some(native) = map.get("native") else {
+        return PluginsConfig::default();
+    };
+    let Some(entries) = v.as_array(native) else {
+        v.wrong_type(
+            Some(native),
+            "plugins.native must be an array".to_string(),
+            "Make plugins.native a list of shared library paths.".to_string(),
+        );
+        return PluginsConfig::default();
+    };
+    let mut paths = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let key = format!("plugins.native[{index}]");
+        let text = match entry {
+            Value::String(text) if !text.is_empty() => text,
+            other => {
+                v.wrong_type(
+                    Some(other),
+                    format!("{key} must be a non-empty string"),
+                    "Use the path of a shared library (.so), absolute or relative to the config's folder."
+                        .to_string(),
+                );
+                continue;
+            }
+        };
+        let path = v.ctx.config_dir.join(text);
+        if !path.is_file() {
+            v.issue(
+                format!("{key} file {} does not exist", path.display()),
+                "Check the path: a relative path is resolved against the folder that holds the config file.",
+            );
+            continue;
+        }
+        if let Some(inspect) = v.ctx.native_inspector.clone() {
+            match inspect(&path) {
+                Ok(names) => {
+                    for (kind, name) in names {
+                        v.plugins.add(kind, name);
+                    }
+                }
+                Err(reason) => v.issue(
+                    format!("{key} could not be loaded: {reason}"),
+                    format!(
+                        "Check that {} is a rollbridge native plugin built for this rollbridge version.",
+                        path.display()
+                    ),
+                ),
+            }
+        }
+        paths.push(path);
+    }
+    PluginsConfig { native: paths }
+}

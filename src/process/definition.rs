@@ -1,0 +1,75 @@
+//! What a managed process is: its fully rendered definition, why it was started, and
+//! the states it moves through.
+
+use crate::config::model::ProcessConfig;
+use std::path::PathBuf;
+
+/// A fully rendered process definition. The daemon builds it from the config and the
+/// release's template values; the supervisor never renders anything itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessDefinition {
+    /// `"web"`, or `"worker#0"` for a replica.
+    pub instance_id: String,
+    pub base_id: String,
+    /// The release the definition was built from; prefixes every process event.
+    pub release_id: String,
+    pub release_path: String,
+    pub revision: String,
+    /// The rendered shell command, run as `/bin/sh -c <command>`.
+    pub command: String,
+    /// The rendered working directory.
+    pub cwd: PathBuf,
+    /// `ROLLBRIDGE_*` plus the rendered `env`; the daemon's own environment is
+    /// inherited underneath and loses to these.
+    pub env: Vec<(String, String)>,
+    pub port: Option<u16>,
+    pub replica_index: u32,
+    pub replica_count: u32,
+    /// Policy, stop signal, graceful stop, lifecycle hooks, restart, memory and
+    /// output settings.
+    pub config: ProcessConfig,
+}
+
+/// Why a process was (re)started; reported as `lastStartReason` and in
+/// `process started`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartReason {
+    Deploy,
+    Crash,
+    Manual,
+    Memory,
+}
+
+impl StartReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartReason::Deploy => "deploy",
+            StartReason::Crash => "crash",
+            StartReason::Manual => "manual",
+            StartReason::Memory => "memory",
+        }
+    }
+}
+
+/// `stopped` (initial) → `starting` → `running` → (`stopping` → `stopped`) or
+/// `failed`. A spawn error goes straight to `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl ProcessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Starting => "starting",
+            ProcessState::Running => "running",
+            ProcessState::Stopping => "stopping",
+            ProcessState::Stopped => "stopped",
+            ProcessState::Failed => "failed",
+        }
+    }
+}

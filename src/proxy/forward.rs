@@ -1,0 +1,125 @@
+//! Per-request handling: pick the active release, count the request, rewrite the
+//! headers and relay the exchange.
+
+use super::body::{ProxyBody, UpstreamBody};
+use super::errors::{ErrorReporter, UpstreamError};
+use super::headers::{self, ClientInfo};
+use super::router::Router;
+use super::upgrade;
+use http::header::{CONTENT_TYPE, HOST, UPGRADE};
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub(crate) const NO_ACTIVE_RELEASE_BODY: &str = "No active release\n";
+pub(crate) const BAD_GATEWAY_BODY: &str = "Bad gateway\n";
+
+/// State shared by every connection of one proxy server.
+#[derive(Debug)]
+pub(crate) struct ServerShared {
+    pub(crate) router: Arc<Router>,
+    pub(crate) reporter: Arc<ErrorReporter>,
+    /// Spliced upgraded connections are tracked with the client connections so a
+    /// shutdown waits for (and finally ends) them too.
+    pub(crate) tasks: TaskTracker,
+    pub(crate) hard_stop: CancellationToken,
+}
+
+/// What one client connection's requests share.
+#[derive(Debug)]
+pub(crate) struct ConnectionContext {
+    pub(crate) server: Arc<ServerShared>,
+    pub(crate) client: ClientInfo,
+}
+
+pub(crate) async fn handle(
+    context: Arc<ConnectionContext>,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Some(target) = context.server.router.active() else {
+        return Ok(text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            NO_ACTIVE_RELEASE_BODY,
+        ));
+    };
+    // Counted from arrival; the guard follows the request wherever it goes and
+    // releases the count when dropped, whichever way the exchange ends.
+    let count = target.counters().track_http();
+
+    if request.headers().contains_key(UPGRADE)
+        && headers::connection_lists(request.headers(), "upgrade")
+    {
+        return Ok(upgrade::forward(&context, target, count, request).await);
+    }
+
+    prepare_upstream_request(&mut request, &context.client, &target, false);
+    match target.pool().send(request).await {
+        Ok((response, sender)) => {
+            let (mut parts, body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            let body = UpstreamBody::new(
+                body,
+                sender,
+                target,
+                Arc::clone(&context.server.reporter),
+                count,
+            );
+            Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+        }
+        Err(error) => Ok(upstream_failed(&context.server.reporter, &error)),
+    }
+}
+
+/// Turns the client's request into the one sent upstream, in place.
+pub(crate) fn prepare_upstream_request(
+    request: &mut Request<Incoming>,
+    client: &ClientInfo,
+    target: &super::target::ReleaseTarget,
+    keep_upgrade: bool,
+) {
+    *request.version_mut() = Version::HTTP_11;
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        // Absolute-form target (a client speaking to us as a forward proxy): the
+        // upstream gets the origin-form path only.
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
+    }
+    let headers = request.headers_mut();
+    headers::strip_hop_by_hop(headers, keep_upgrade);
+    if !headers.contains_key(HOST) {
+        if let Some(host) = target.pool().host_header() {
+            headers.insert(HOST, host.clone());
+        }
+    }
+    headers::add_forwarded(headers, client);
+}
+
+/// 502 for a request whose upstream exchange failed before any response header;
+/// the failure is reported unless it was the client that went away.
+pub(crate) fn upstream_failed(
+    reporter: &ErrorReporter,
+    error: &UpstreamError,
+) -> Response<ProxyBody> {
+    if !error.caused_by_client() {
+        reporter.report(error);
+    }
+    text_response(StatusCode::BAD_GATEWAY, BAD_GATEWAY_BODY)
+}
+
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::text(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

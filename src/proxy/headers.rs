@@ -1,0 +1,264 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110
+//! §7.6.1) and the `X-Forwarded-*` family.
+
+use bytes::{BufMut, BytesMut};
+use http::header::{
+    CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Facts about the client connection that every request on it shares, prepared
+/// once per connection so requests only copy cheap header values.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientInfo {
+    pub(crate) address: HeaderValue,
+    pub(crate) local_port: HeaderValue,
+}
+
+impl ClientInfo {
+    pub(crate) fn new(peer: IpAddr, local_port: HeaderValue) -> ClientInfo {
+        let address = HeaderValue::from_str(&peer.to_canonical().to_string())
+            .expect("an IP address is a valid header value");
+        ClientInfo {
+            address,
+            local_port,
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || name.as_str().starts_with("proxy-")
+}
+
+/// Does the `Connection` header list `token` (case-insensitive)?
+pub(crate) fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Removes the hop-by-hop headers: the fixed set and every header the `Connection`
+/// header names. With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade`
+/// is put back, because an upgrade handshake must reach the other side.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Fast path: most messages carry none of them.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter_map(|item| HeaderName::from_bytes(item.trim_ascii()).ok())
+        .filter(|name| !(keep_upgrade && name == UPGRADE))
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        KEEP_ALIVE,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .keys()
+        .any(|name| name.as_str().starts_with("proxy-"))
+    {
+        let proxy_named: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy_named {
+            headers.remove(name);
+        }
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Adds the `X-Forwarded-*` headers to a request bound upstream: `For` gets the
+/// client address appended; `Proto`, `Host` and `Port` are kept when the client (or a
+/// proxy in front of us) sent them and filled in otherwise.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
+    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
+        None => client.address.clone(),
+        Some(_) => appended_for(headers, &client.address),
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    let host = headers.get(HOST).cloned();
+    if !headers.contains_key(X_FORWARDED_HOST) {
+        if let Some(host) = &host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+    }
+    if !headers.contains_key(X_FORWARDED_PORT) {
+        let port = host
+            .as_ref()
+            .and_then(port_of_host)
+            .unwrap_or_else(|| client.local_port.clone());
+        headers.insert(X_FORWARDED_PORT, port);
+    }
+}
+
+/// `existing, address`, joining several existing header lines first.
+fn appended_for(headers: &HeaderMap, address: &HeaderValue) -> HeaderValue {
+    let mut joined = BytesMut::with_capacity(64);
+    for value in headers.get_all(X_FORWARDED_FOR) {
+        let value = value.as_bytes().trim_ascii();
+        if value.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.put_slice(b", ");
+        }
+        joined.put_slice(value);
+    }
+    if !joined.is_empty() {
+        joined.put_slice(b", ");
+    }
+    joined.put_slice(address.as_bytes());
+    HeaderValue::from_maybe_shared(joined.freeze()).unwrap_or_else(|_| address.clone())
+}
+
+/// The explicit port of a `Host` value (`example.test:8443`, `[::1]:8080`).
+fn port_of_host(host: &HeaderValue) -> Option<HeaderValue> {
+    let host = host.as_bytes();
+    let after_name = match host.first() {
+        Some(b'[') => &host[host.iter().position(|&b| b == b']')? + 1..],
+        _ => &host[host.iter().rposition(|&b| b == b':').unwrap_or(host.len())..],
+    };
+    let port = after_name.strip_prefix(b":")?;
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    HeaderValue::from_bytes(port).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    fn client() -> ClientInfo {
+        ClientInfo::new("10.1.2.3".parse().unwrap(), HeaderValue::from(8182u16))
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut headers, false);
+        let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn upgrade_survives_for_handshakes() {
+        let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn forwarded_headers_filled_when_absent() {
+        let mut headers = map(&[("host", "example.test:8443")]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "example.test:8443");
+        assert_eq!(headers["x-forwarded-port"], "8443");
+    }
+
+    #[test]
+    fn forwarded_headers_kept_when_present_and_for_appended() {
+        let mut headers = map(&[
+            ("host", "example.test"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-host", "public.example"),
+        ]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(
+            headers["x-forwarded-for"],
+            "203.0.113.9, 198.51.100.1, 10.1.2.3"
+        );
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-port"], "443");
+        assert_eq!(headers["x-forwarded-host"], "public.example");
+    }
+
+    #[test]
+    fn port_falls_back_to_listener_port() {
+        let mut headers = map(&[("host", "example.test")]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(headers["x-forwarded-port"], "8182");
+        let mut headers = map(&[("host", "[::1]:9000")]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(headers["x-forwarded-port"], "9000");
+        let mut headers = map(&[("host", "[::1]")]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(headers["x-forwarded-port"], "8182");
+    }
+
+    #[test]
+    fn mapped_ipv4_peer_is_shown_as_ipv4() {
+        let info = ClientInfo::new(
+            "::ffff:192.0.2.7".parse().unwrap(),
+            HeaderValue::from(80u16),
+        );
+        assert_eq!(info.address, "192.0.2.7");
+    }
+}

@@ -1,0 +1,217 @@
+//! A small keep-alive pool of HTTP/1.1 connections to one release's upstream.
+//!
+//! A connection is only handed back once the response it carried has been read to
+//! the end, so a pooled connection is always idle; checkout is a pop under a short
+//! lock (last in, first out, which keeps the warmest connections busy).
+
+use super::errors::UpstreamError;
+use http::HeaderValue;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// How long establishing one upstream TCP connection may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle connections kept per release; extra ones are closed when freed.
+pub const MAX_IDLE_PER_RELEASE: usize = 256;
+
+pub(crate) type Sender = SendRequest<Incoming>;
+
+#[derive(Debug)]
+enum Endpoint {
+    Address(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+#[derive(Debug, Default)]
+struct IdleState {
+    senders: Vec<Sender>,
+    retired: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct UpstreamPool {
+    endpoint: Endpoint,
+    authority: String,
+    host_header: Option<HeaderValue>,
+    idle: Mutex<IdleState>,
+}
+
+impl UpstreamPool {
+    pub(crate) fn new(upstream_host: &str, port: u16) -> UpstreamPool {
+        let bare = upstream_host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(upstream_host);
+        let (endpoint, authority) = match bare.parse::<IpAddr>() {
+            Ok(ip) => {
+                let addr = SocketAddr::new(ip, port);
+                (Endpoint::Address(addr), addr.to_string())
+            }
+            Err(_) => (
+                Endpoint::Name {
+                    host: bare.to_string(),
+                    port,
+                },
+                format!("{bare}:{port}"),
+            ),
+        };
+        UpstreamPool {
+            endpoint,
+            host_header: HeaderValue::from_str(&authority).ok(),
+            authority,
+            idle: Mutex::new(IdleState::default()),
+        }
+    }
+
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// `Host` value for requests that arrived without one (HTTP/1.0 clients).
+    pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
+        self.host_header.as_ref()
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.lock().senders.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleState> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn retire(&self) {
+        let closing = {
+            let mut idle = self.lock();
+            idle.retired = true;
+            std::mem::take(&mut idle.senders)
+        };
+        // Dropping the senders lets each idle connection task finish and close its socket.
+        drop(closing);
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.lock();
+        while let Some(sender) = idle.senders.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Gives back a connection whose last response was read completely.
+    pub(crate) fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if !idle.retired && idle.senders.len() < MAX_IDLE_PER_RELEASE {
+            idle.senders.push(sender);
+        }
+    }
+
+    /// Sends `request` on an idle connection, or a new one. A pooled connection that
+    /// turns out to be closed before the request went out is skipped transparently.
+    pub(crate) async fn send(
+        &self,
+        mut request: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            if let Err(error) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(self.exchange_error(error));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(self.exchange_error(failed.into_error())),
+                },
+            }
+        }
+    }
+
+    fn exchange_error(&self, source: hyper::Error) -> UpstreamError {
+        UpstreamError::Exchange {
+            authority: self.authority.clone(),
+            source,
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let stream = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, self.open_socket()).await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(UpstreamError::ConnectTimeout {
+                    authority: self.authority.clone(),
+                });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| self.exchange_error(source))?;
+        tokio::spawn(async move {
+            // Errors surface through the request that was using the connection.
+            let _ = connection.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    async fn open_socket(&self) -> Result<TcpStream, UpstreamError> {
+        match &self.endpoint {
+            Endpoint::Address(addr) => {
+                TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| UpstreamError::Connect {
+                        authority: self.authority.clone(),
+                        source,
+                    })
+            }
+            Endpoint::Name { host, port } => {
+                let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|source| UpstreamError::Resolve {
+                        host: host.clone(),
+                        source,
+                    })?;
+                let mut last_error = None;
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(error) => last_error = Some((addr, error)),
+                    }
+                }
+                Err(match last_error {
+                    Some((addr, source)) => UpstreamError::Connect {
+                        authority: addr.to_string(),
+                        source,
+                    },
+                    None => UpstreamError::Resolve {
+                        host: host.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no addresses found",
+                        ),
+                    },
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The listening side: accept loop, one task per client connection, shutdown.
+
+use super::errors::ErrorReporter;
+use super::forward::{self, ConnectionContext, ServerShared};
+use super::headers::ClientInfo;
+use super::router::Router;
+use crate::daemon::events::EventSink;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A client must send its complete request head within this time (slowloris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause after an accept error that is not about one connection (such as running out
+/// of file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// A running proxy listener. Dropping it stops accepting and ends every connection
+/// at once; [`ProxyServer::shutdown`] is the graceful way.
+#[derive(Debug)]
+pub struct ProxyServer {
+    local_addr: SocketAddr,
+    shared: Arc<ServerShared>,
+    stop_accepting: CancellationToken,
+    accept_loop: Option<JoinHandle<()>>,
+}
+
+impl ProxyServer {
+    /// Binds `host:port` (an IPv4 or IPv6 address, with or without brackets, or a
+    /// name; port 0 picks a free port) and starts serving on the current runtime.
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        router: Arc<Router>,
+        events: EventSink,
+    ) -> io::Result<ProxyServer> {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let listener = TcpListener::bind((bare, port)).await.map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot listen for proxy traffic on {host}:{port}: {error}"),
+            )
+        })?;
+        ProxyServer::start(listener, router, events)
+    }
+
+    /// Serves on a listener bound elsewhere (systemd socket activation). Must be
+    /// called from inside a tokio runtime.
+    pub fn serve_listener(
+        listener: std::net::TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+    ) -> io::Result<ProxyServer> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "the proxy must be started from inside a tokio runtime",
+            ));
+        }
+        listener.set_nonblocking(true)?;
+        ProxyServer::start(TcpListener::from_std(listener)?, router, events)
+    }
+
+    fn start(listener: TcpListener, router: Arc<Router>, events: EventSink) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(ServerShared {
+            router,
+            reporter: Arc::new(ErrorReporter::new(events)),
+            tasks: tokio_util::task::TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+        });
+        let stop_accepting = CancellationToken::new();
+        let accept_loop = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&shared),
+            stop_accepting.clone(),
+        ));
+        Ok(ProxyServer {
+            local_addr,
+            shared,
+            stop_accepting,
+            accept_loop: Some(accept_loop),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting at once (the listening socket is closed before this returns
+    /// its first await), lets in-flight requests and upgraded connections finish
+    /// until `deadline`, then closes whatever is left. Idle keep-alive client
+    /// connections are closed right away.
+    pub async fn shutdown(mut self, deadline: tokio::time::Instant) {
+        self.stop_accepting.cancel();
+        if let Some(accept_loop) = self.accept_loop.take() {
+            let _ = accept_loop.await;
+        }
+        let tasks = self.shared.tasks.clone();
+        tasks.close();
+        if tokio::time::timeout_at(deadline, tasks.wait())
+            .await
+            .is_err()
+        {
+            self.shared.hard_stop.cancel();
+            tasks.wait().await;
+        }
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        self.stop_accepting.cancel();
+        self.shared.hard_stop.cancel();
+    }
+}
+
+fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, stop: CancellationToken) {
+    let builder = Arc::new(http1_builder());
+    let local_port =
+        hyper::header::HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let context = Arc::new(ConnectionContext {
+                    server: Arc::clone(&shared),
+                    client: ClientInfo::new(peer.ip(), local_port.clone()),
+                });
+                let stopping = stop.clone();
+                shared.tasks.spawn(serve_client(
+                    stream,
+                    context,
+                    Arc::clone(&builder),
+                    stopping,
+                ));
+            }
+            Err(error) if is_per_connection(&error) => {}
+            Err(error) => {
+                shared
+                    .reporter
+                    .report(&format!("accepting a proxy connection failed: {error}"));
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+    // The listener is dropped here, so new connections are refused from now on.
+}
+
+/// Accept errors that concern only the connection being accepted.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+async fn serve_client(
+    stream: TcpStream,
+    context: Arc<ConnectionContext>,
+    builder: Arc<http1::Builder>,
+    stopping: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let hard_stop = context.server.hard_stop.clone();
+    let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        biased;
+        _ = connection.as_mut() => return,
+        _ = hard_stop.cancelled() => return,
+        _ = stopping.cancelled() => {}
+    }
+    // Graceful: finish the request in progress, then close instead of keeping alive.
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        biased;
+        _ = connection.as_mut() => {}
+        _ = hard_stop.cancelled() => {}
+    }
+}
