@@ -265,3 +265,25 @@ fn logs_without_processes() {
     assert_eq!(run.stdout, "No managed processes.\n");
     assert_eq!(run.code, 0);
 }
+
+#[test]
+fn config_problems_stop_the_command_before_connecting() {
+    let sandbox = Sandbox::with("fake", |config| config["processes"] = json!([]));
+    let daemon = FakeDaemon::start(&sandbox.socket(), |_| Some(success(json!({}))));
+    let run = sandbox.run("status", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("Error: Invalid Rollbridge config:\n  - "),
+        "{run:?}"
+    );
+    assert!(daemon.requests().is_empty());
+
+    let empty = tempfile::tempdir().unwrap();
+    let run = rollbridge_in(empty.path(), &["status"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.starts_with("Error: No config file found in "),
+        "{run:?}"
+    );
+}

@@ -229,3 +229,108 @@ fn no_config_file_at_all() {
             .starts_with("No config file found in ")
     );
 }
+
+#[test]
+fn an_invalid_config_is_the_only_check() {
+    let sandbox = sandbox_on(free_port(), |config| config["processes"] = json!([]));
+    let run = sandbox.run("doctor", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "✗ config: 1 issue — run \"rollbridge validate\" for details\n"
+    );
+    assert_eq!(run.stderr, "\n1 check failed.\n");
+    let run = sandbox.run("doctor", &["--json"]);
+    assert_eq!(run.code, 1);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report,
+        json!({"checks": [{"detail": "1 issue — run \"rollbridge validate\" for details", "name": "config", "ok": false}], "ok": false})
+    );
+}
+
+fn release_sandbox(command: &str) -> Sandbox {
+    let command = command.to_string();
+    sandbox_on(free_port(), move |config| {
+        config["processes"] = json!([
+            {"id": "web", "policy": "proxied", "command": command, "cwd": "{{releasePath}}/backend",
+             "port": {"from": 18000, "to": 18099}},
+            {"id": "worker", "command": "run-worker --port {{ports.web}}"}
+        ]);
+    })
+}
+
+#[test]
+fn release_checks_pass_for_a_complete_release() {
+    let sandbox = release_sandbox("serve --port {{port}} --release {{releaseId}}");
+    let release = sandbox.path().join("releases/r42");
+    std::fs::create_dir_all(release.join("backend")).unwrap();
+    let run = sandbox.run("doctor", &["--release-path", "releases/r42"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let release_text = release.display();
+    assert!(
+        run.stdout
+            .contains(&format!("✓ release path: {release_text} exists\n")),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("✓ process templates: all 2 process command/cwd/env templates resolve\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("✓ process working directories: all 2 process working directories exist\n"),
+        "{run:?}"
+    );
+    assert!(run.stdout.ends_with("\nAll checks passed.\n"), "{run:?}");
+}
+
+#[test]
+fn release_checks_report_templates_and_missing_directories() {
+    let sandbox = release_sandbox("serve {{missingVar}}");
+    let release = sandbox.path().join("r1");
+    std::fs::create_dir(&release).unwrap();
+    let run = sandbox.run(
+        "doctor",
+        &[
+            "--release-path",
+            release.to_str().unwrap(),
+            "--revision",
+            "abc",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("✗ process templates: unresolved templates — web: Missing template value for {{missingVar}}\n"),
+        "{run:?}"
+    );
+    // Only the worker rendered; it runs in the release directory, which exists.
+    assert!(
+        run.stdout
+            .contains("✓ process working directories: all 1 process working directory exists\n"),
+        "{run:?}"
+    );
+
+    let sandbox = release_sandbox("serve");
+    let release = sandbox.path().join("r2");
+    std::fs::create_dir(&release).unwrap();
+    let run = sandbox.run("doctor", &["--release-path", release.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "✗ process working directories: missing working directory: web ({}/backend)\n",
+            release.display()
+        )),
+        "{run:?}"
+    );
+
+    let run = sandbox.run("doctor", &["--release-path", "does-not-exist"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("✗ release path: "), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("does-not-exist is missing or not a directory\n"),
+        "{run:?}"
+    );
+}

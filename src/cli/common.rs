@@ -2,8 +2,10 @@
 //! socket, send one request, print the reply.
 
 use super::ConfigArg;
-use crate::config::model::Config;
+use crate::config::{self, model::Config};
 use crate::control::client::{self, ClientError};
+use crate::lua::LuaRuntime;
+use anyhow::Context;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ pub struct CliConfig {
     /// The config path as given on the command line, or as found in the working directory.
     pub path: PathBuf,
     pub config: Config,
+    /// The config's Lua state, when it has Lua hooks.
+    pub lua: Option<LuaRuntime>,
 }
 
 impl CliConfig {
@@ -30,25 +34,40 @@ impl CliConfig {
 /// Resolves `--config` (or the default file in the working directory) and loads it
 /// with full validation.
 pub fn load_config(arg: &ConfigArg) -> anyhow::Result<CliConfig> {
-    // INTEGRATION POINT (config helper): replace with
-    // `crate::config::resolve_config_path` + `crate::config::load` once they are on main.
-    super::interim_config::load(arg.config.as_deref())
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let path = config::resolve_config_path(arg.config.as_deref(), &cwd)?;
+    let loaded = config::load(&path)?;
+    Ok(CliConfig {
+        path: loaded.path,
+        config: loaded.config,
+        lua: loaded.lua,
+    })
 }
 
 /// Loads and validates the config for `doctor`, which reports problems instead of
 /// failing on them.
 pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
     use super::doctor::ConfigVerdict;
-    // INTEGRATION POINT (config helper): `resolve_config_path` + `check`.
-    let explicit = arg.config.as_deref();
-    let found = explicit.is_some()
-        || ["rollbridge.lua", "rollbridge.json", "rollbridge.js"]
-            .iter()
-            .any(|name| Path::new(name).is_file());
-    match super::interim_config::load(explicit) {
-        Ok(config) => ConfigVerdict::Valid(Box::new(config)),
-        Err(error) if !found => ConfigVerdict::Unresolvable(error.to_string()),
-        Err(_) => ConfigVerdict::Invalid(1),
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(error) => {
+            return ConfigVerdict::Unresolvable(format!(
+                "cannot read the working directory: {error}"
+            ));
+        }
+    };
+    let path = match config::resolve_config_path(arg.config.as_deref(), &cwd) {
+        Ok(path) => path,
+        Err(error) => return ConfigVerdict::Unresolvable(error.to_string()),
+    };
+    let report = config::check(&path);
+    match report.config {
+        Some(config) if report.issues.is_empty() => ConfigVerdict::Valid(Box::new(CliConfig {
+            path,
+            config,
+            lua: None,
+        })),
+        _ => ConfigVerdict::Invalid(report.issues.len().max(1)),
     }
 }
 

@@ -99,11 +99,13 @@ pub fn run(args: DoctorArgs) -> CliResult {
     };
     let mut checks = vec![config_check(&config.config)];
     checks.extend(environment_checks(&config.config));
-    if args.release_path.is_some() {
-        // INTEGRATION POINT (config helper): release checks need the template renderer.
-        anyhow::bail!(
-            "doctor --release-path needs the template renderer, which is not in this build yet"
-        );
+    if let Some(release_path) = &args.release_path {
+        checks.extend(super::doctor_release::release_checks(
+            &config,
+            release_path,
+            args.release_id.as_deref(),
+            args.revision.as_deref(),
+        ));
     }
     Ok(print_report(&checks, args.json))
 }

@@ -15,7 +15,8 @@ pub fn release_checks(
     revision: Option<&str>,
 ) -> Vec<Check> {
     let config = &config.config;
-    let release_path = std::path::absolute(release_path).unwrap_or_else(|_| release_path.to_path_buf());
+    let release_path =
+        std::path::absolute(release_path).unwrap_or_else(|_| release_path.to_path_buf());
     let release_text = release_path.to_string_lossy().into_owned();
     let release_id = release_id
         .filter(|id| !id.is_empty())

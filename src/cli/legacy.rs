@@ -9,10 +9,12 @@
 //! This command and its ancestors, and a daemon that is kept running with all its
 //! descendants and managed process groups, are never touched.
 
-use super::proc_stat::{proc_table, read_stat};
 use crate::config::hook::HookSpec;
-use crate::config::model::LegacyTakeover;
+use crate::config::model::{Config, LegacyTakeover};
+use crate::plugins::builtin::BuiltinPlugins;
+use crate::plugins::native::NativePlugins;
 use crate::plugins::{LegacyProcess, MatcherPlugin, Registry};
+use crate::process::proc_table::{proc_table, read_stat};
 use anyhow::{Context, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -37,12 +39,18 @@ pub struct LegacyMatcher {
     pub plugin: Arc<dyn MatcherPlugin>,
 }
 
-/// The registry the legacy matchers are resolved from.
-pub fn matcher_registry() -> Registry {
-    // INTEGRATION POINT (process + lua helpers): built-in plugins from
-    // `crate::plugins::builtin::BuiltinPlugins`, plus the Lua provider of the loaded
-    // config for Lua matcher hooks.
-    Registry::new(vec![Arc::new(super::interim_matchers::InterimMatchers)])
+/// The registry the legacy matchers are resolved from: the built-in plugins and
+/// the config's native plugin libraries.
+pub fn matcher_registry(config: &Config) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
+    if !config.plugins.native.is_empty() {
+        let native = NativePlugins::load(&config.plugins.native)
+            .context("cannot load the native plugins listed in plugins.native")?;
+        registry.add_provider(Arc::new(native));
+    }
+    // INTEGRATION POINT (lua helper): add the Lua provider of the loaded config here
+    // once it exists, so Lua matcher hooks resolve too.
+    Ok(registry)
 }
 
 /// Every matcher a `legacyTakeover` section asks for, resolved through `registry`.
@@ -401,7 +409,8 @@ mod tests {
             }],
             matchers: vec![],
         };
-        let matchers = legacy_matchers(&takeover, &matcher_registry()).unwrap();
+        let registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
+        let matchers = legacy_matchers(&takeover, &registry).unwrap();
         let labels: Vec<&str> = matchers.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels, vec!["legacy process 1", "screens app"]);
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,9 @@
 //!   group, or that started at a different time than the state file says, is a
 //!   recycled pid and is ignored.
 
-use super::proc_stat::{ProcStat, group_alive, read_stat, start_time_ms};
+use super::proc_stat::start_time_ms;
+use crate::process::group_alive;
+use crate::process::proc_table::{ProcStat, read_stat};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

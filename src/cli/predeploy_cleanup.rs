@@ -151,7 +151,8 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
 
     let mut stopped = 0;
     if let Some(takeover) = &config.config.legacy_takeover {
-        let matchers = legacy_matchers(takeover, &matcher_registry())?;
+        let registry = matcher_registry(&config.config)?;
+        let matchers = legacy_matchers(takeover, &registry)?;
         let cleanup =
             stop_legacy_processes(takeover, &matchers, &protected_groups, &protected_roots)?;
         for warning in &cleanup.warnings {
