@@ -386,3 +386,171 @@ while True:
     );
     guard
 }
+
+/// The release app every end-to-end config runs.
+pub fn fixture_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli/app.py")
+}
+
+/// A config for a real daemon: proxied `web` (the fixture app) and a `worker`
+/// companion, proxy on `port`, state file inside the sandbox.
+pub fn daemon_sandbox(application: &str, port: u16) -> Sandbox {
+    let app = fixture_app();
+    Sandbox::with(application, move |config| {
+        config["proxy"] = json!({
+            "host": "127.0.0.1",
+            "port": port,
+            "healthTimeoutMs": 15000,
+            "drainTimeoutMs": 2000,
+            "forceStopTimeoutMs": 3000
+        });
+        config["processes"] = json!([
+            {"id": "web", "policy": "proxied", "command": format!("exec python3 {}", app.display()),
+             "port": {"from": 0, "to": 0}, "health": {"path": "/ping", "intervalMs": 50}},
+            {"id": "worker", "command": "exec sleep 300"}
+        ]);
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (closed again before it is returned).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills every process whose command line mentions `marker` (a sandbox path), so
+/// nothing a test's daemon started can outlive the test.
+pub fn kill_processes_mentioning(marker: &str) {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            unsafe {
+                libc::kill(pid.parse().unwrap(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A daemon process the test owns: stopped with SIGTERM (then SIGKILL) on drop,
+/// and every process mentioning its sandbox is killed afterwards.
+pub struct DaemonGuard {
+    pub pid: i32,
+    child: Option<Child>,
+    marker: String,
+}
+
+impl DaemonGuard {
+    /// Runs `rollbridge daemon --config <sandbox config>` and waits for its
+    /// `control socket listening` line.
+    pub fn start(sandbox: &Sandbox) -> DaemonGuard {
+        let mut child = Command::new(BIN)
+            .args([
+                "daemon",
+                "--config",
+                sandbox.config_path().to_str().unwrap(),
+            ])
+            .current_dir(sandbox.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start daemon");
+        let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"control socket listening\"") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let guard = DaemonGuard {
+            pid: child.id() as i32,
+            child: Some(child),
+            marker: sandbox.path().to_string_lossy().into_owned(),
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon did not report `control socket listening`");
+        guard
+    }
+
+    /// Adopts a daemon started elsewhere (by `ensure-daemon`), known by its pid.
+    pub fn adopt(pid: i32, sandbox: &Sandbox) -> DaemonGuard {
+        DaemonGuard {
+            pid,
+            child: None,
+            marker: sandbox.path().to_string_lossy().into_owned(),
+        }
+    }
+
+    /// True while the daemon process exists and is not a zombie.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => pid_running(self.pid),
+        }
+    }
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if self.running() {
+            unsafe {
+                libc::kill(self.pid, libc::SIGTERM);
+            }
+            if !wait_for(Duration::from_secs(15), || !self.running()) {
+                unsafe {
+                    libc::kill(self.pid, libc::SIGKILL);
+                }
+            }
+        }
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
+        kill_processes_mentioning(&self.marker);
+    }
+}
+
+/// `GET <path>` through the proxy; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Parses a command's stdout as JSON.
+pub fn json_of(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
+}
