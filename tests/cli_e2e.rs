@@ -234,3 +234,69 @@ fn doctor_and_recover_next_to_a_running_daemon() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("is using"), "{run:?}");
 }
+
+#[test]
+fn recover_cleans_up_after_a_crashed_daemon() {
+    let port = free_port();
+    let sandbox = daemon_sandbox("cli-crash", port);
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.config_path()).unwrap()).unwrap();
+    config["statePath"] = json!("state/daemon-state.json");
+    sandbox.write_config(&config);
+    std::fs::create_dir(sandbox.path().join("state")).unwrap();
+    release_dir(&sandbox, "v1");
+    let mut daemon = DaemonGuard::start(&sandbox);
+    assert_eq!(
+        sandbox
+            .run(
+                "deploy",
+                &["--release-path", "releases/v1", "--release-id", "v1"]
+            )
+            .code,
+        0
+    );
+    let status = json_of(&sandbox.run("status", &[]));
+    let pids: Vec<i64> = status["releases"][0]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    let state = sandbox.path().join("state/daemon-state.json");
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&state)
+            .is_ok_and(|text| text.contains("\"activeReleaseId\": \"v1\""))
+    }));
+
+    // The daemon dies without cleaning up; its processes live on.
+    unsafe {
+        libc::kill(daemon.pid, libc::SIGKILL);
+    }
+    assert!(wait_for(Duration::from_secs(10), || !daemon.running()));
+    assert!(pids.iter().all(|&pid| pid_running(pid as i32)));
+
+    let run = sandbox.run("recover", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("Found 2 orphaned processes (run with --force to stop):\n"),
+        "{run:?}"
+    );
+    for pid in &pids {
+        assert!(
+            run.stdout.contains(&format!("(pid {pid}, release v1)")),
+            "{run:?}"
+        );
+    }
+
+    let run = sandbox.run("recover", &["--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with("Stopped 2 orphaned processes:\n"),
+        "{run:?}"
+    );
+    assert!(wait_for(Duration::from_secs(5), || pids
+        .iter()
+        .all(|&pid| !pid_running(pid as i32))));
+    assert!(!state.exists());
+}
