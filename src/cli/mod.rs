@@ -6,14 +6,19 @@
 //! JavaScript rollbridge (`error: unknown option '--x'`) so deploy scripts that
 //! match on them keep working.
 
+pub mod common;
 pub mod completion;
 pub mod daemon;
 pub mod deploy;
 pub mod doctor;
+mod doctor_release;
 pub mod ensure_daemon;
 pub mod events;
+pub mod legacy;
 pub mod logs;
+pub mod orphans;
 pub mod predeploy_cleanup;
+pub mod proc_stat;
 pub mod recover;
 pub mod restart;
 pub mod rollback;
@@ -157,12 +162,4 @@ fn report_parse_error(error: clap::Error) -> ExitCode {
     }
     let _ = error.print();
     ExitCode::FAILURE
-}
-
-/// Placeholder result for commands that need the daemon before it exists in this
-/// build: they fail honestly instead of pretending.
-pub(crate) fn daemon_unavailable(command: &str) -> CliResult {
-    anyhow::bail!(
-        "\"rollbridge {command}\" needs the rollbridge daemon, which is not available in this build yet"
-    )
 }
