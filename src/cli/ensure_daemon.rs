@@ -11,19 +11,16 @@
 use super::common::{CliConfig, js_number, load_config, print_reply};
 use super::{CliResult, ConfigArg};
 use crate::control::client::ClientError;
+use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// `daemonRuntime.format` this build speaks.
-pub const RUNTIME_FORMAT: u64 = 1;
 
 /// Default `--daemon-start-timeout-ms`.
 const DEFAULT_START_TIMEOUT_MS: f64 = 10_000.0;
@@ -87,49 +84,22 @@ pub fn run(args: EnsureDaemonArgs) -> CliResult {
     print_reply(status)
 }
 
-/// The identity this binary expects a compatible daemon to report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuntimeIdentity {
-    pub version: String,
-    pub digest: String,
+/// The runtime identity of this binary: what a daemon it starts reports, and
+/// what a daemon it reuses must report.
+pub fn own_runtime() -> anyhow::Result<RuntimeIdentity> {
+    RuntimeIdentity::current()
+        .context("cannot read this rollbridge executable to compute its runtime digest")
 }
 
-impl RuntimeIdentity {
-    /// Version and SHA-256 of the running executable. `/proc/self/exe` is read so
-    /// the digest is that of the program actually running, even when its file has
-    /// since been replaced or deleted.
-    pub fn of_current_executable() -> anyhow::Result<RuntimeIdentity> {
-        let digest = sha256_file(Path::new("/proc/self/exe"))
-            .context("cannot read this rollbridge executable to compute its runtime digest")?;
-        Ok(RuntimeIdentity {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            digest,
-        })
-    }
-
-    /// True when `status.daemonRuntime` names this same runtime.
-    pub fn matches(&self, status: &Map<String, Value>) -> bool {
-        let Some(runtime) = status.get("daemonRuntime").and_then(Value::as_object) else {
-            return false;
-        };
-        runtime.get("format").and_then(Value::as_u64) == Some(RUNTIME_FORMAT)
-            && runtime.get("version").and_then(Value::as_str) == Some(self.version.as_str())
-            && runtime.get("digest").and_then(Value::as_str) == Some(self.digest.as_str())
-    }
-}
-
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+/// True when `status.daemonRuntime` names the same runtime as `own` (same
+/// format, version and digest; the path may differ).
+pub fn runtime_matches(own: &RuntimeIdentity, status: &Map<String, Value>) -> bool {
+    let Some(runtime) = status.get("daemonRuntime").and_then(Value::as_object) else {
+        return false;
+    };
+    runtime.get("format").and_then(Value::as_u64) == Some(own.format)
+        && runtime.get("version").and_then(Value::as_str) == Some(own.version.as_str())
+        && runtime.get("digest").and_then(Value::as_str) == Some(own.digest.as_str())
 }
 
 /// Returns the status of a daemon running this runtime, starting one if no daemon
@@ -139,7 +109,7 @@ pub fn ensure(
     options: &DaemonStartArgs,
     timeout_ms: f64,
 ) -> anyhow::Result<Map<String, Value>> {
-    let identity = RuntimeIdentity::of_current_executable()?;
+    let identity = own_runtime()?;
     let timeout = Duration::from_secs_f64(timeout_ms / 1000.0);
     match query_status(config, timeout) {
         Ok(status) => return checked(&identity, status),
@@ -155,7 +125,7 @@ fn checked(
     identity: &RuntimeIdentity,
     status: Map<String, Value>,
 ) -> anyhow::Result<Map<String, Value>> {
-    if identity.matches(&status) {
+    if runtime_matches(identity, &status) {
         Ok(status)
     } else {
         bail!("{RUNTIME_MISMATCH}")
@@ -327,14 +297,16 @@ mod tests {
     #[test]
     fn identity_requires_format_version_and_digest() {
         let identity = RuntimeIdentity {
-            version: "0.2.0".into(),
             digest: "ab".repeat(32),
+            format: 1,
+            path: "/opt/rollbridge".into(),
+            version: "0.2.0".into(),
         };
         let status = |runtime: Value| json!({"status": "success", "daemonRuntime": runtime});
         let good = status(
             json!({"digest": "ab".repeat(32), "format": 1, "path": "/x", "version": "0.2.0"}),
         );
-        assert!(identity.matches(good.as_object().unwrap()));
+        assert!(runtime_matches(&identity, good.as_object().unwrap()));
         for bad in [
             json!({"status": "success"}),
             status(
@@ -347,7 +319,10 @@ mod tests {
                 json!({"digest": "ab".repeat(32), "format": 1, "path": "/x", "version": "0.1.21"}),
             ),
         ] {
-            assert!(!identity.matches(bad.as_object().unwrap()), "{bad}");
+            assert!(
+                !runtime_matches(&identity, bad.as_object().unwrap()),
+                "{bad}"
+            );
         }
     }
 }

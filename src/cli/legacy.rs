@@ -9,10 +9,11 @@
 //! This command and its ancestors, and a daemon that is kept running with all its
 //! descendants and managed process groups, are never touched.
 
+use super::common::CliConfig;
+use crate::config::LoadedConfig;
 use crate::config::hook::HookSpec;
-use crate::config::model::{Config, LegacyTakeover};
-use crate::plugins::builtin::BuiltinPlugins;
-use crate::plugins::native::NativePlugins;
+use crate::config::model::LegacyTakeover;
+use crate::daemon::setup::registry_for;
 use crate::plugins::{LegacyProcess, MatcherPlugin, Registry};
 use crate::process::proc_table::{proc_table, read_stat};
 use anyhow::{Context, bail};
@@ -39,18 +40,15 @@ pub struct LegacyMatcher {
     pub plugin: Arc<dyn MatcherPlugin>,
 }
 
-/// The registry the legacy matchers are resolved from: the built-in plugins and
-/// the config's native plugin libraries.
-pub fn matcher_registry(config: &Config) -> anyhow::Result<Registry> {
-    let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
-    if !config.plugins.native.is_empty() {
-        let native = NativePlugins::load(&config.plugins.native)
-            .context("cannot load the native plugins listed in plugins.native")?;
-        registry.add_provider(Arc::new(native));
-    }
-    // INTEGRATION POINT (lua helper): add the Lua provider of the loaded config here
-    // once it exists, so Lua matcher hooks resolve too.
-    Ok(registry)
+/// The registry the legacy matchers are resolved from: the same one the daemon
+/// builds for this config (built-in plugins, native libraries, ...).
+pub fn matcher_registry(config: &CliConfig) -> anyhow::Result<Registry> {
+    let loaded = LoadedConfig {
+        config: config.config.clone(),
+        path: config.path.clone(),
+        lua: config.lua.clone(),
+    };
+    registry_for(&loaded).map_err(|error| anyhow::anyhow!("cannot set up the plugins: {error}"))
 }
 
 /// Every matcher a `legacyTakeover` section asks for, resolved through `registry`.
@@ -370,6 +368,7 @@ fn wait_gone(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::builtin::BuiltinPlugins;
 
     fn process(pid: i32, ppid: i32, cmdline: &str) -> LegacyProcess {
         LegacyProcess {

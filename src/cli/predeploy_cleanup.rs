@@ -7,10 +7,11 @@
 
 use super::common::{CliConfig, QUERY_TIMEOUT, load_config, plural, send};
 use super::deploy::absolute_release_path;
-use super::ensure_daemon::RuntimeIdentity;
+use super::ensure_daemon::{own_runtime, runtime_matches};
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
 use super::recover::recover;
 use super::{CliResult, ConfigArg};
+use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -72,7 +73,7 @@ pub fn decide(
         return Decision::Restart("its proxy settings differ from the config".into());
     }
     if let Some(runtime) = runtime {
-        if status.get("daemonRuntime").is_some() && !runtime.matches(status) {
+        if status.get("daemonRuntime").is_some() && !runtime_matches(runtime, status) {
             return Decision::Restart("it runs a different rollbridge build".into());
         }
     }
@@ -87,7 +88,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
     let runtime = match &args.release_path {
         Some(path) => {
             absolute_release_path(path)?;
-            Some(RuntimeIdentity::of_current_executable()?)
+            Some(own_runtime()?)
         }
         None => None,
     };
@@ -151,7 +152,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
 
     let mut stopped = 0;
     if let Some(takeover) = &config.config.legacy_takeover {
-        let registry = matcher_registry(&config.config)?;
+        let registry = matcher_registry(&config)?;
         let matchers = legacy_matchers(takeover, &registry)?;
         let cleanup =
             stop_legacy_processes(takeover, &matchers, &protected_groups, &protected_roots)?;
