@@ -233,6 +233,15 @@ fn doctor_and_recover_next_to_a_running_daemon() {
     let run = sandbox.run("recover", &["--force"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("is using"), "{run:?}");
+
+    // Same proxy, no active release: predeploy-cleanup keeps the daemon.
+    let run = sandbox.run("predeploy-cleanup", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Rollbridge daemon is running without an active release; kept it running.\nStopped 0 legacy processes.\n"
+    );
+    assert_eq!(sandbox.run("status", &[]).code, 0);
 }
 
 #[test]
