@@ -97,6 +97,9 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_parse_error(error),
     };
+    if !matches!(cli.command, Command::Daemon(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Deploy(args) => deploy::run(args),
@@ -162,4 +165,16 @@ fn report_parse_error(error: clap::Error) -> ExitCode {
     }
     let _ = error.print();
     ExitCode::FAILURE
+}
+
+/// Short-lived commands behave like other Unix tools when their output pipe
+/// closes early (`rollbridge logs | head`): they end quietly instead of failing on
+/// a write. The daemon keeps Rust's default (ignored SIGPIPE) so a vanished client
+/// is an error on one socket, never the end of the daemon.
+fn restore_default_sigpipe() {
+    // SAFETY: called once at startup, before any thread is spawned, and SIG_DFL is
+    // always a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
