@@ -14,6 +14,7 @@ use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, 
 use crate::util::time::{iso_now, timestamp_release_id};
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -137,8 +138,20 @@ impl Daemon {
         started_services: &mut Vec<String>,
         release_slot: &mut Option<Arc<Release>>,
     ) -> Result<Arc<Release>, String> {
-        let service_ports = self.state().service_ports.clone();
-        let ports = ports::allocate(config, &service_ports)?;
+        let (service_ports, held) = {
+            let state = self.state();
+            let live = state
+                .releases
+                .iter()
+                .chain(state.detached.iter())
+                .chain(state.starting.iter())
+                .filter(|release| release.state() != ReleaseState::Stopped);
+            let held: HashSet<u16> = live
+                .flat_map(|release| release.ports.iter().map(|(_, port)| *port))
+                .collect();
+            (state.service_ports.clone(), held)
+        };
+        let ports = ports::allocate(config, &service_ports, &held)?;
         let proxied = config.proxied();
         let proxied_port = ports
             .iter()
