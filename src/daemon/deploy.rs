@@ -27,6 +27,22 @@ pub struct DeployRequest {
     pub revision: Option<String>,
 }
 
+/// Who the release being deployed is.
+#[derive(Debug, Clone, Copy)]
+struct NewRelease<'a> {
+    id: &'a str,
+    path: &'a str,
+    revision: &'a str,
+}
+
+/// What a deploy has started so far, so a failure can undo exactly that.
+#[derive(Default)]
+struct StartProgress {
+    release: Option<Arc<Release>>,
+    /// Persistent services this deploy started (not ones that already ran).
+    started_services: Vec<String>,
+}
+
 /// `{activeReleaseId, previousReleaseId}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployOutcome {
@@ -74,19 +90,19 @@ impl Daemon {
             started_at: iso_now(),
         });
 
-        let mut started_services: Vec<String> = Vec::new();
-        let mut release_slot: Option<Arc<Release>> = None;
+        let mut progress = StartProgress::default();
+        let identity = NewRelease {
+            id: &release_id,
+            path: &request.release_path,
+            revision: &revision,
+        };
         let started = self
-            .start_guarded(
-                &config,
-                &registry,
-                &release_id,
-                &request.release_path,
-                &revision,
-                &mut started_services,
-                &mut release_slot,
-            )
+            .start_guarded(&config, &registry, identity, &mut progress)
             .await;
+        let StartProgress {
+            release: release_slot,
+            started_services,
+        } = progress;
         let release = match started {
             Ok(release) => release,
             Err(error) => {
@@ -126,17 +142,13 @@ impl Daemon {
     }
 
     /// Steps 5–7 of the deploy: everything whose failure leaves the previous
-    /// release in charge.
-    #[allow(clippy::too_many_arguments)]
+    /// release in charge. `progress` records what was started, for the cleanup.
     async fn start_guarded(
         self: &Arc<Self>,
         config: &Arc<Config>,
         registry: &Registry,
-        release_id: &str,
-        release_path: &str,
-        revision: &str,
-        started_services: &mut Vec<String>,
-        release_slot: &mut Option<Arc<Release>>,
+        identity: NewRelease<'_>,
+        progress: &mut StartProgress,
     ) -> Result<Arc<Release>, String> {
         let (service_ports, held) = {
             let state = self.state();
@@ -159,17 +171,17 @@ impl Daemon {
             .map(|(_, port)| *port)
             .ok_or_else(|| format!("Proxied process {} must define a port range", proxied.id))?;
         let release = Release::new(
-            release_id.to_string(),
-            release_path.to_string(),
-            revision.to_string(),
+            identity.id.to_string(),
+            identity.path.to_string(),
+            identity.revision.to_string(),
             ports,
             &config.proxy.upstream_host,
             proxied_port,
         );
-        *release_slot = Some(release.clone());
+        progress.release = Some(release.clone());
         self.state().starting.push(release.clone());
 
-        self.ensure_persistent_services(config, registry, &release, started_services)
+        self.ensure_persistent_services(config, registry, &release, &mut progress.started_services)
             .await?;
         self.start_release(config, registry, &release).await?;
         self.ensure_running()?;
