@@ -7,9 +7,10 @@
 //! connections so the daemon can wait for a retired release to drain.
 //!
 //! Layout: `server` (listener, connections, shutdown), `forward` (one request),
-//! `upgrade` (WebSocket and other upgrades), `headers` (hop-by-hop and
-//! `X-Forwarded-*`), `body` (streamed response bodies holding the drain count),
-//! `pool` (upstream keep-alive connections), `counters`, `router`, `target`, `errors`.
+//! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
+//! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
+//! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
+//! connections), `counters`, `router`, `target`, `errors`.
 
 mod body;
 mod counters;
@@ -19,6 +20,7 @@ mod headers;
 mod pool;
 mod router;
 mod server;
+mod splice;
 mod target;
 mod upgrade;
 

@@ -5,13 +5,19 @@ use super::body::{ProxyBody, UpstreamBody};
 use super::counters::ConnectionGuard;
 use super::forward::{self, ConnectionContext};
 use super::headers;
+use super::splice::{Relay, Side};
 use super::target::ReleaseTarget;
+use bytes::Bytes;
 use http::header::UPGRADE;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Parts, Upgraded};
 use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const WEBSOCKET_NEEDS_GET_BODY: &str = "WebSocket upgrade requests must use GET\n";
@@ -72,8 +78,31 @@ pub(crate) async fn forward(
     let reporter = Arc::clone(&server.reporter);
     let authority = target.upstream_authority().to_string();
     let hard_stop = server.hard_stop.clone();
+    // This task lives as long as the WebSocket, so it is kept small: the relay is
+    // boxed on its own and nothing else big is held while it runs.
     server.tasks.spawn(async move {
-        splice(client_side, upstream_side, hard_stop, &reporter, &authority).await;
+        let Some((client, upstream)) = both_switched(client_side, upstream_side, &hard_stop).await
+        else {
+            return;
+        };
+        let relay = match (client, upstream) {
+            (Ok(client), Ok(upstream)) => relay_between(client, upstream),
+            // The client vanished before the switch completed: nothing to report.
+            (Err(_), _) => return,
+            (Ok(_), Err(error)) => {
+                let message = format!(
+                    "upstream {authority} upgrade failed: {}",
+                    super::errors::error_chain(&error)
+                );
+                reporter.report(&message);
+                return;
+            }
+        };
+        tokio::select! {
+            // A reset on either side simply ends the session.
+            _ = relay => {}
+            _ = hard_stop.cancelled() => {}
+        }
         drop(websocket_count);
     });
 
@@ -82,37 +111,63 @@ pub(crate) async fn forward(
     Response::from_parts(parts, ProxyBody::empty())
 }
 
-/// Waits until hyper hands over both raw connections, then copies bytes both ways
-/// until both directions are closed (or the server is stopped for good).
-async fn splice(
+type Upgrade = hyper::Result<Upgraded>;
+
+/// Waits until hyper hands over both raw connections (`None` on a hard stop).
+async fn both_switched(
     client_side: OnUpgrade,
     upstream_side: OnUpgrade,
-    hard_stop: CancellationToken,
-    reporter: &super::errors::ErrorReporter,
-    authority: &str,
-) {
-    let (client, upstream) = tokio::select! {
-        both = async { tokio::join!(client_side, upstream_side) } => both,
-        _ = hard_stop.cancelled() => return,
-    };
-    let (client, upstream) = match (client, upstream) {
-        (Ok(client), Ok(upstream)) => (client, upstream),
-        // The client vanished before the switch completed: nothing to report.
-        (Err(_), _) => return,
-        (Ok(_), Err(error)) => {
-            let message = format!(
-                "upstream {authority} upgrade failed: {}",
-                super::errors::error_chain(&error)
-            );
-            reporter.report(&message);
-            return;
+    hard_stop: &CancellationToken,
+) -> Option<(Upgrade, Upgrade)> {
+    tokio::select! {
+        both = async { tokio::join!(client_side, upstream_side) } => Some(both),
+        _ = hard_stop.cancelled() => None,
+    }
+}
+
+type RelayFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// The byte relay between both sides, until both directions are closed.
+///
+/// Both sides are plain TCP sockets underneath (the server and the upstream pool
+/// both hand hyper a `TokioIo<TcpStream>`). Getting the sockets back lets an idle
+/// session wait without holding any copy buffer; see `splice`.
+fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
+    let client = match client.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => tcp_side(parts),
+        Err(client) => {
+            return Box::pin(copy_generic(
+                TokioIo::new(client),
+                TokioIo::new(upstream),
+                Bytes::new(),
+            ));
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    tokio::select! {
-        // A reset on either side simply ends the session.
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        _ = hard_stop.cancelled() => {}
+    match upstream.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Box::pin(Relay::new(client, tcp_side(parts))),
+        Err(upstream) => Box::pin(copy_generic(
+            client.socket,
+            TokioIo::new(upstream),
+            client.early_bytes,
+        )),
     }
+}
+
+fn tcp_side(parts: Parts<TokioIo<TcpStream>>) -> Side {
+    Side {
+        socket: parts.io.into_inner(),
+        early_bytes: parts.read_buf,
+    }
+}
+
+/// The relay for connection types other than plain TCP, which this proxy does not
+/// create today: tokio's copy with its two fixed buffers.
+async fn copy_generic<C, U>(mut client: C, mut upstream: U, client_early: Bytes) -> io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    upstream.write_all(&client_early).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }
