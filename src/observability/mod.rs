@@ -1,0 +1,22 @@
+//! Making a running daemon observable: logging, systemd integration and metrics.
+//!
+//! - `events_layer`: the tracing layer that writes daemon event lines and fills the
+//!   event ring (the only writer of both);
+//! - `diagnostics`: the extra lines `--log-level` / `RUST_LOG` select;
+//! - `log_file`, `output`, `logging`: the non-blocking output (stdout or a file with
+//!   rotation, retention and reopen on SIGHUP) and the pipeline that ties it up.
+
+mod diagnostics;
+mod events_layer;
+mod log_file;
+mod logging;
+mod output;
+
+pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
+pub use events_layer::{
+    EVENT_TARGET, EventLayer, EventObserver, EventObservers, emit_event, event_dispatch,
+    only_events,
+};
+pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
+pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};
+pub use output::LineOutput;
