@@ -4,13 +4,17 @@
 //!   event ring (the only writer of both);
 //! - `diagnostics`: the extra lines `--log-level` / `RUST_LOG` select;
 //! - `log_file`, `output`, `logging`: the non-blocking output (stdout or a file with
-//!   rotation, retention and reopen on SIGHUP) and the pipeline that ties it up.
+//!   rotation, retention and reopen on SIGHUP) and the pipeline that ties it up;
+//! - `systemd`, `activation`: `sd_notify` readiness/status/watchdog and socket
+//!   activation.
 
+mod activation;
 mod diagnostics;
 mod events_layer;
 mod log_file;
 mod logging;
 mod output;
+mod systemd;
 
 pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
 pub use events_layer::{
@@ -20,3 +24,5 @@ pub use events_layer::{
 pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
 pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};
 pub use output::LineOutput;
+pub use activation::{ActivatedSockets, ActivationError};
+pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};
