@@ -9,6 +9,7 @@
 
 use super::diagnostics::{DiagnosticLayer, InvalidLogLevel, diagnostics_filter};
 use super::events_layer::{EventLayer, EventObserver, EventObservers, only_events};
+use super::metrics::{HookCallLayer, Metrics};
 use super::log_file::{CountingWriter, LogFile, LogFileError, LogFileWriter, Rotation};
 use super::output::LineOutput;
 use crate::daemon::events::{EVENT_RING_CAPACITY, EventRing, EventSink};
@@ -77,6 +78,7 @@ pub struct Logging {
     events: EventSink,
     dispatch: Dispatch,
     observers: Arc<EventObservers>,
+    hook_calls: HookCallLayer,
     stats: LoggingStats,
     file: Option<LogFile>,
     guard: Option<WorkerGuard>,
@@ -127,14 +129,17 @@ impl Logging {
         let ring = EventRing::new(EVENT_RING_CAPACITY);
         let event_layer = EventLayer::new(ring.clone(), output.clone());
         let observers = event_layer.observers();
+        let hook_calls = HookCallLayer::new();
         let subscriber = tracing_subscriber::registry()
             .with(event_layer.with_filter(only_events()))
+            .with(hook_calls.clone().with_filter(HookCallLayer::filter()))
             .with(DiagnosticLayer::new(output).with_filter(diagnostics));
         let dispatch = Dispatch::new(subscriber);
         Ok(Logging {
             events: EventSink::from_parts(ring, dispatch.clone()),
             dispatch,
             observers,
+            hook_calls,
             stats,
             file,
             guard: Some(guard),
@@ -160,6 +165,15 @@ impl Logging {
     /// Adds an observer of every recorded event (the metrics registry).
     pub fn observe_events(&self, observer: Arc<dyn EventObserver>) {
         self.observers.add(observer);
+    }
+
+    /// Feeds `metrics`: deploys and restarts from the events, hook calls from
+    /// the hook reports, and this pipeline's dropped lines.
+    pub fn attach_metrics(&self, metrics: &Arc<Metrics>) {
+        self.observe_events(metrics.clone());
+        self.hook_calls.attach(metrics.clone());
+        let stats = self.stats.clone();
+        metrics.add_dropped_lines_source("daemon", Arc::new(move || stats.dropped_lines()));
     }
 
     pub fn stats(&self) -> LoggingStats {

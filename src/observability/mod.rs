@@ -6,12 +6,15 @@
 //! - `log_file`, `output`, `logging`: the non-blocking output (stdout or a file with
 //!   rotation, retention and reopen on SIGHUP) and the pipeline that ties it up;
 //! - `systemd`, `activation`: `sd_notify` readiness/status/watchdog and socket
-//!   activation.
+//!   activation;
+//! - `metrics`: the registry (lock-free on the proxy's path), its Prometheus text
+//!   and the optional `/metrics` listener.
 
 mod activation;
 mod diagnostics;
 mod events_layer;
 mod log_file;
+pub mod metrics;
 mod logging;
 mod output;
 mod systemd;
