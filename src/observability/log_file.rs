@@ -155,11 +155,15 @@ impl LogFile {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends one complete line (with its newline).
-    fn append(&self, line: &[u8]) {
+    /// Appends `lines` complete lines (each with its newline) in one write; on
+    /// failure they all count as lost.
+    pub(crate) fn append_lines(&self, batch: &[u8], lines: u64) {
+        if batch.is_empty() {
+            return;
+        }
         let mut state = self.lock();
-        if state.append(line).is_err() {
-            self.failed_lines.fetch_add(1, Ordering::Relaxed);
+        if state.append(batch).is_err() {
+            self.failed_lines.fetch_add(lines, Ordering::Relaxed);
         }
     }
 }
@@ -304,14 +308,14 @@ impl LogFileWriter {
 
 impl Write for LogFileWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.append(buf);
+        self.file.append_lines(buf, 1);
         Ok(buf.len())
     }
 
     /// Each queued message is one complete line; a failure is counted, never
     /// returned, so the worker thread goes on with the next line.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.append(buf);
+        self.file.append_lines(buf, 1);
         Ok(())
     }
 

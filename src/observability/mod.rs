@@ -8,8 +8,10 @@
 //! - `systemd`, `activation`: `sd_notify` readiness/status/watchdog and socket
 //!   activation;
 //! - `metrics`: the registry (lock-free on the proxy's path), its Prometheus text
-//!   and the optional `/metrics` listener.
+//!   and the optional `/metrics` listener;
+//! - `access_log`, `request_observer`: what the proxy records per request.
 
+mod access_log;
 mod activation;
 mod diagnostics;
 mod events_layer;
@@ -17,6 +19,7 @@ mod log_file;
 pub mod metrics;
 mod logging;
 mod output;
+mod request_observer;
 mod systemd;
 
 pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
@@ -29,3 +32,8 @@ pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, Loggin
 pub use output::LineOutput;
 pub use activation::{ActivatedSockets, ActivationError};
 pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};
+pub use access_log::{
+    ACCESS_LOG_QUEUE, AccessLog, AccessLogFormat, AccessLogStats, AccessLogWriter, AccessRecord,
+    format_line,
+};
+pub use request_observer::{ProxyObserver, RequestObservation};

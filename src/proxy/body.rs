@@ -5,6 +5,7 @@ use super::counters::ConnectionGuard;
 use super::errors::{ErrorReporter, error_chain};
 use super::pool::Sender;
 use super::target::ReleaseTarget;
+use crate::observability::RequestObservation;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,6 +24,8 @@ pub(crate) struct UpstreamBody {
     sender: Option<Sender>,
     target: Arc<ReleaseTarget>,
     reporter: Arc<ErrorReporter>,
+    /// Metrics and access log for this request, recorded when the body is dropped.
+    observation: Option<RequestObservation>,
     _count: ConnectionGuard,
 }
 
@@ -39,8 +42,14 @@ impl UpstreamBody {
             sender: Some(sender),
             target,
             reporter,
+            observation: None,
             _count: count,
         }
+    }
+
+    /// Records the request (metrics, access log) when this body ends.
+    pub(crate) fn observe(&mut self, observation: RequestObservation) {
+        self.observation = Some(observation);
     }
 
     fn recycle_connection(&mut self) {
@@ -89,6 +98,13 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(body) => {
                 let polled = Pin::new(&mut body.inner).poll_frame(cx);
                 match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(observation), Some(data)) =
+                            (&mut body.observation, frame.data_ref())
+                        {
+                            observation.add_bytes(data.len() as u64);
+                        }
+                    }
                     Poll::Ready(None) => body.recycle_connection(),
                     Poll::Ready(Some(Err(error))) => {
                         body.sender = None;

@@ -6,6 +6,7 @@ use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
 use super::router::Router;
 use super::upgrade;
+use crate::observability::{ProxyObserver, RequestObservation};
 use http::header::{CONTENT_TYPE, HOST, UPGRADE};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -27,6 +28,8 @@ pub(crate) struct ServerShared {
     /// shutdown waits for (and finally ends) them too.
     pub(crate) tasks: TaskTracker,
     pub(crate) hard_stop: CancellationToken,
+    /// Metrics and access log, when either is on.
+    pub(crate) observer: Option<Arc<ProxyObserver>>,
 }
 
 /// What one client connection's requests share.
@@ -38,14 +41,36 @@ pub(crate) struct ConnectionContext {
 
 pub(crate) async fn handle(
     context: Arc<ConnectionContext>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let Some(target) = context.server.router.active() else {
-        return Ok(text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            NO_ACTIVE_RELEASE_BODY,
-        ));
+    let Some(observer) = &context.server.observer else {
+        return Ok(route(&context, request, None).await);
     };
+    // Metrics / access log: the observation is recorded when it is dropped, which
+    // for a streamed body is when the body ends.
+    let mut observation = observer.begin(&request, &context.client.address);
+    let mut response = route(&context, request, Some(&mut observation)).await;
+    observation.responded(response.status());
+    match response.body_mut() {
+        ProxyBody::Upstream(body) => body.observe(observation),
+        ProxyBody::Fixed(data) => {
+            observation.add_bytes(data.as_ref().map_or(0, |d| d.len() as u64));
+        }
+    }
+    Ok(response)
+}
+
+async fn route(
+    context: &Arc<ConnectionContext>,
+    mut request: Request<Incoming>,
+    observation: Option<&mut RequestObservation>,
+) -> Response<ProxyBody> {
+    let Some(target) = context.server.router.active() else {
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+    };
+    if let Some(observation) = observation {
+        observation.routed(&target);
+    }
     // Counted from arrival; the guard follows the request wherever it goes and
     // releases the count when dropped, whichever way the exchange ends.
     let count = target.counters().track_http();
@@ -53,7 +78,7 @@ pub(crate) async fn handle(
     if request.headers().contains_key(UPGRADE)
         && headers::connection_lists(request.headers(), "upgrade")
     {
-        return Ok(upgrade::forward(&context, target, count, request).await);
+        return upgrade::forward(context, target, count, request).await;
     }
 
     prepare_upstream_request(&mut request, &context.client, &target, false);
@@ -68,9 +93,9 @@ pub(crate) async fn handle(
                 Arc::clone(&context.server.reporter),
                 count,
             );
-            Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+            Response::from_parts(parts, ProxyBody::Upstream(body))
         }
-        Err(error) => Ok(upstream_failed(&context.server.reporter, &error)),
+        Err(error) => upstream_failed(&context.server.reporter, &error),
     }
 }
 

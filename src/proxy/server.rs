@@ -5,6 +5,7 @@ use super::forward::{self, ConnectionContext, ServerShared};
 use super::headers::ClientInfo;
 use super::router::Router;
 use crate::daemon::events::EventSink;
+use crate::observability::ProxyObserver;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -42,6 +43,27 @@ impl ProxyServer {
         router: Arc<Router>,
         events: EventSink,
     ) -> io::Result<ProxyServer> {
+        ProxyServer::bind_with(host, port, router, events, None).await
+    }
+
+    /// [`ProxyServer::bind`] with metrics and/or an access log recorded per request.
+    pub async fn bind_observed(
+        host: &str,
+        port: u16,
+        router: Arc<Router>,
+        events: EventSink,
+        observer: Arc<ProxyObserver>,
+    ) -> io::Result<ProxyServer> {
+        ProxyServer::bind_with(host, port, router, events, Some(observer)).await
+    }
+
+    async fn bind_with(
+        host: &str,
+        port: u16,
+        router: Arc<Router>,
+        events: EventSink,
+        observer: Option<Arc<ProxyObserver>>,
+    ) -> io::Result<ProxyServer> {
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -52,7 +74,7 @@ impl ProxyServer {
                 format!("cannot listen for proxy traffic on {host}:{port}: {error}"),
             )
         })?;
-        ProxyServer::start(listener, router, events)
+        ProxyServer::start(listener, router, events, observer)
     }
 
     /// Serves on a listener bound elsewhere (systemd socket activation). Must be
@@ -62,22 +84,47 @@ impl ProxyServer {
         router: Arc<Router>,
         events: EventSink,
     ) -> io::Result<ProxyServer> {
+        ProxyServer::serve_listener_with(listener, router, events, None)
+    }
+
+    /// [`ProxyServer::serve_listener`] with metrics and/or an access log.
+    pub fn serve_listener_observed(
+        listener: std::net::TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+        observer: Arc<ProxyObserver>,
+    ) -> io::Result<ProxyServer> {
+        ProxyServer::serve_listener_with(listener, router, events, Some(observer))
+    }
+
+    fn serve_listener_with(
+        listener: std::net::TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+        observer: Option<Arc<ProxyObserver>>,
+    ) -> io::Result<ProxyServer> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(io::Error::other(
                 "the proxy must be started from inside a tokio runtime",
             ));
         }
         listener.set_nonblocking(true)?;
-        ProxyServer::start(TcpListener::from_std(listener)?, router, events)
+        ProxyServer::start(TcpListener::from_std(listener)?, router, events, observer)
     }
 
-    fn start(listener: TcpListener, router: Arc<Router>, events: EventSink) -> io::Result<Self> {
+    fn start(
+        listener: TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+        observer: Option<Arc<ProxyObserver>>,
+    ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(ServerShared {
             router,
             reporter: Arc::new(ErrorReporter::new(events)),
             tasks: tokio_util::task::TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            observer: observer.filter(|o| !o.is_empty()),
         });
         let stop_accepting = CancellationToken::new();
         let accept_loop = tokio::spawn(accept_loop(
