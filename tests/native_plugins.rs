@@ -722,3 +722,67 @@ const rollbridge_plugin_v1 *rollbridge_plugin_entry(void) { return &descriptor; 
     );
     assert!(reason.contains("empty response"), "{reason}");
 }
+
+// ---------------------------------------------------------------- validate
+
+/// Runs `rollbridge validate --json` on a JSON config written into `dir`.
+fn validate_json(dir: &Path, config: Value) -> (bool, Value) {
+    let path = dir.join("rollbridge.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rollbridge"))
+        .args(["validate", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run rollbridge validate");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("validate --json output");
+    (output.status.success(), report)
+}
+
+fn config_with_native(library: &Path, drain: Value) -> Value {
+    serde_json::json!({
+        "proxy": {"port": 0},
+        "plugins": {"native": [library.to_string_lossy()]},
+        "processes": [
+            {"id": "web", "policy": "proxied", "command": "true", "port": {"from": 0, "to": 0}},
+            {"id": "worker", "command": "true",
+             "lifecycle": {"drain": drain, "drainTimeoutMs": 1000}}
+        ]
+    })
+}
+
+#[test]
+fn validate_opens_native_libraries_and_learns_their_plugin_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = &built_plugins().queue_drain;
+    let (ok, report) = validate_json(
+        dir.path(),
+        config_with_native(
+            library,
+            serde_json::json!({"plugin": "queue-drain", "depthFile": "/tmp/q"}),
+        ),
+    );
+    assert!(ok, "{report:#}");
+    assert_eq!(report["valid"], true);
+
+    let (ok, report) = validate_json(
+        dir.path(),
+        config_with_native(library, serde_json::json!({"plugin": "no-such-plugin"})),
+    );
+    assert!(!ok);
+    let messages = report["issues"].to_string();
+    assert!(messages.contains("no-such-plugin"), "{messages}");
+}
+
+#[test]
+fn validate_reports_a_native_library_that_does_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libfake.so");
+    std::fs::write(&fake, b"not an ELF file").unwrap();
+    let (ok, report) = validate_json(
+        dir.path(),
+        config_with_native(&fake, serde_json::json!("true")),
+    );
+    assert!(!ok);
+    let messages = report["issues"].to_string();
+    assert!(messages.contains("could not be loaded"), "{messages}");
+}

@@ -22,4 +22,4 @@ mod wire;
 pub use abi::{ABI_VERSION, ENTRY_SYMBOL, HookKind};
 pub use call::MAX_ABANDONED_CALLS;
 pub use error::NativePluginError;
-pub use provider::{NativePluginInfo, NativePlugins, check_native_plugins};
+pub use provider::{NativePluginInfo, NativePlugins, check_native_plugins, config_inspector};

@@ -203,3 +203,27 @@ impl MatcherPlugin for NativeMatcher {
         })
     }
 }
+
+/// The check `validate` and `load` run on each `plugins.native` entry: open the
+/// library (then let it go) and report the plugin name under every extension point
+/// its manifest declares.
+pub fn config_inspector() -> crate::config::NativeInspector {
+    use crate::config::HookKind as ConfigKind;
+    std::sync::Arc::new(|path: &std::path::Path| {
+        let library = PluginLibrary::open(path).map_err(|error| error.to_string())?;
+        let mut provided = Vec::new();
+        for (native, config) in [
+            (HookKind::Quiet, ConfigKind::Lifecycle),
+            (HookKind::Drain, ConfigKind::Lifecycle),
+            (HookKind::Stop, ConfigKind::Lifecycle),
+            (HookKind::Health, ConfigKind::Health),
+            (HookKind::Match, ConfigKind::Matcher),
+        ] {
+            let entry = (config, library.name.clone());
+            if library.provides(native) && !provided.contains(&entry) {
+                provided.push(entry);
+            }
+        }
+        Ok(provided)
+    })
+}
