@@ -19,27 +19,7 @@ pub const ACCESS_LOG_QUEUE: usize = 8192;
 /// The writer appends at most this much in one write.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// `proxy.accessLog.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AccessLogFormat {
-    /// One JSON object per line (the default).
-    #[default]
-    Json,
-    /// The Apache/nginx "combined" format.
-    Combined,
-}
-
-impl AccessLogFormat {
-    pub const NAMES: [&'static str; 2] = ["json", "combined"];
-
-    pub fn parse(text: &str) -> Option<AccessLogFormat> {
-        match text {
-            "json" => Some(AccessLogFormat::Json),
-            "combined" => Some(AccessLogFormat::Combined),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::model::AccessLogFormat;
 
 /// One finished request. Built from cheap clones of the request's parts; all
 /// formatting happens on the writer thread.
