@@ -106,6 +106,7 @@ fn status_has_the_documented_shape() {
             "application",
             "control",
             "daemonRuntime",
+            "logging",
             "orphans",
             "proxy",
             "releases",

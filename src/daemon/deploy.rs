@@ -117,7 +117,17 @@ impl Daemon {
             let state = self.state();
             return Ok((state.config.clone(), state.registry.clone()));
         };
-        let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
+        // systemd sees RELOADING=1 … READY=1 around the reload, whatever its outcome.
+        let observability = self.observability();
+        if let Some(observability) = observability {
+            observability.reloading();
+        }
+        let loaded = crate::config::load(path).map_err(|error| error.to_string());
+        if let Some(observability) = observability {
+            let active = self.state().active.as_ref().map(|r| r.id.clone());
+            observability.reloaded(active.as_deref());
+        }
+        let loaded = loaded?;
         let current = self.config();
         reload::check_compatible(&current, &loaded.config)?;
         let registry = super::setup::registry_for(&loaded)?;

@@ -41,8 +41,14 @@ impl Daemon {
         if let Some(control) = &control {
             control.close_except(origin).await;
             // Only a socket this daemon bound is removed: a failed bootstrap must
-            // not delete another daemon's socket file.
-            match std::fs::remove_file(control.path()) {
+            // not delete another daemon's socket file, and a socket systemd passed
+            // stays for the next start.
+            let unlinked = if self.control_socket_activated() {
+                Ok(())
+            } else {
+                std::fs::remove_file(control.path())
+            };
+            match unlinked {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     errors.push(format!(
                         "control socket unlink failed: {}",

@@ -70,6 +70,9 @@ impl Daemon {
             object.insert("startedAt".into(), Value::from(deploying.started_at));
             map.insert("deploying".into(), Value::Object(object));
         }
+        if let Some(observability) = self.observability() {
+            map.insert("logging".into(), observability.logging_status());
+        }
         map.insert(
             "orphans".into(),
             Value::Array(orphans.iter().map(Orphan::to_json).collect()),

@@ -9,10 +9,13 @@
 //!   activation;
 //! - `metrics`: the registry (lock-free on the proxy's path), its Prometheus text
 //!   and the optional `/metrics` listener;
-//! - `access_log`, `request_observer`: what the proxy records per request.
+//! - `access_log`, `request_observer`: what the proxy records per request;
+//! - `daemon`: the daemon's handle on all of the above, called at a few moments of
+//!   its life (start, configure, ready, reload, stopping, close).
 
 mod access_log;
 mod activation;
+mod daemon;
 mod diagnostics;
 mod events_layer;
 mod log_file;
@@ -37,3 +40,4 @@ pub use access_log::{
     format_line,
 };
 pub use request_observer::{ProxyObserver, RequestObservation};
+pub use daemon::{DaemonObservability, SystemdHandoff};
