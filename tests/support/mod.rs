@@ -342,6 +342,12 @@ impl Harness {
 
     /// Spawns `rollbridge daemon --config <path>` plus `extra` arguments.
     pub fn spawn(&self, extra: &[&str]) -> DaemonProcess {
+        self.spawn_with(extra, |_| {})
+    }
+
+    /// [`Harness::spawn`] with a last say on the command (environment, passed
+    /// file descriptors, a wrapper).
+    pub fn spawn_with(&self, extra: &[&str], edit: impl FnOnce(&mut Command)) -> DaemonProcess {
         let mut command = Command::new(BIN);
         command
             .arg("daemon")
@@ -352,6 +358,7 @@ impl Harness {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        edit(&mut command);
         let mut child = command.spawn().expect("spawn rollbridge daemon");
         let output = Output::default();
         let stderr = Output::default();
@@ -484,7 +491,8 @@ impl Drop for Harness {
     }
 }
 
-fn collect(stream: impl Read + Send + 'static, output: Output) {
+/// Collects a child's output lines into `output` on a reader thread.
+pub fn collect(stream: impl Read + Send + 'static, output: Output) {
     std::thread::spawn(move || {
         let reader = BufReader::new(stream);
         for line in reader.lines() {
