@@ -31,10 +31,13 @@ fn parsed(lines: &[String]) -> Vec<Value> {
 fn is_iso_millis(text: &str) -> bool {
     let pattern = "9999-99-99T99:99:99.999Z";
     text.len() == pattern.len()
-        && text
-            .bytes()
-            .zip(pattern.bytes())
-            .all(|(c, p)| if p == b'9' { c.is_ascii_digit() } else { c == p })
+        && text.bytes().zip(pattern.bytes()).all(|(c, p)| {
+            if p == b'9' {
+                c.is_ascii_digit()
+            } else {
+                c == p
+            }
+        })
 }
 
 /// An event line: exactly `at`, `data`, `message`, in that order.
@@ -101,7 +104,12 @@ fn stdout_lines_are_the_event_history() {
         .iter()
         .map(|l| assert_event_line(l))
         .collect();
-    for message in ["proxy listening", "control socket listening", "traffic switched", "command failed"] {
+    for message in [
+        "proxy listening",
+        "control socket listening",
+        "traffic switched",
+        "command failed",
+    ] {
         assert!(printed.iter().any(|e| e["message"] == message), "{message}");
     }
     assert_eq!(harness.status()["logging"], json!({"droppedLines": 0}));
@@ -115,11 +123,18 @@ fn a_log_file_gets_the_event_lines_and_stdout_stays_empty() {
     start_with_file(&mut harness, &log, &[]);
     harness.deploy("v1");
     wait_until(WAIT, "the file to hold exactly the event history", || {
-        let written: Vec<Value> = file_lines(&log).iter().map(|l| assert_event_line(l)).collect();
+        let written: Vec<Value> = file_lines(&log)
+            .iter()
+            .map(|l| assert_event_line(l))
+            .collect();
         written == history(&harness.socket)
     });
     assert_eq!(harness.shutdown(), 0);
-    assert!(harness.output().lines().is_empty(), "{:?}", harness.output().lines());
+    assert!(
+        harness.output().lines().is_empty(),
+        "{:?}",
+        harness.output().lines()
+    );
     // Nothing was lost at exit: the shutdown's last events are in the file.
     let after = parsed(&file_lines(&log));
     assert!(after.iter().any(|e| e["message"] == "process exited"));
@@ -156,7 +171,13 @@ fn hourly_rotation_dates_the_old_file_and_keeps_n() {
         .filter(|name| name.starts_with("daemon.log."))
         .collect();
     rolled.sort();
-    assert_eq!(rolled, ["daemon.log.2020-01-01-02".to_string(), expected_name.clone()]);
+    assert_eq!(
+        rolled,
+        [
+            "daemon.log.2020-01-01-02".to_string(),
+            expected_name.clone()
+        ]
+    );
     assert_eq!(
         std::fs::read_to_string(harness.path(&expected_name)).unwrap(),
         "{\"old\":true}\n"
@@ -198,15 +219,22 @@ fn sighup_after_a_rename_starts_a_new_file() {
 fn debug_diagnostics_are_extra_lines_and_events_keep_their_shape() {
     let mut harness = Harness::new(base_config);
     let log = harness.path("debug.log");
-    start_with_file(&mut harness, &log, &["--log-level", "rollbridge::hooks=debug"]);
+    start_with_file(
+        &mut harness,
+        &log,
+        &["--log-level", "rollbridge::hooks=debug"],
+    );
     harness.deploy("v1");
     wait_until(WAIT, "a hook call diagnostic", || {
-        file_lines(&log).iter().any(|l| l.contains("\"target\":\"rollbridge::hooks\""))
+        file_lines(&log)
+            .iter()
+            .any(|l| l.contains("\"target\":\"rollbridge::hooks\""))
     });
     let split = || {
         let lines = parsed(&file_lines(&log));
-        let (diagnostics, events): (Vec<Value>, Vec<Value>) =
-            lines.into_iter().partition(|line| line.get("level").is_some());
+        let (diagnostics, events): (Vec<Value>, Vec<Value>) = lines
+            .into_iter()
+            .partition(|line| line.get("level").is_some());
         (diagnostics, events)
     };
     wait_until(WAIT, "the file's event lines to match the history", || {

@@ -133,7 +133,9 @@ fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
     let environment = environment_of(web_pid(&harness, "v1"));
     for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID"] {
         assert!(
-            !environment.iter().any(|e| e.starts_with(&format!("{name}="))),
+            !environment
+                .iter()
+                .any(|e| e.starts_with(&format!("{name}="))),
             "{name} leaked into the managed process"
         );
     }
@@ -239,12 +241,12 @@ fn passed_listeners_are_served_and_queued_clients_get_answers() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 
     let status = harness.status();
-    assert_eq!(status["proxy"]["port"], port, "status reports the passed socket");
-    harness.deploy("v1");
     assert_eq!(
-        http_get(port, "/release").unwrap(),
-        (200, "v1".to_string())
+        status["proxy"]["port"], port,
+        "status reports the passed socket"
     );
+    harness.deploy("v1");
+    assert_eq!(http_get(port, "/release").unwrap(), (200, "v1".to_string()));
     assert!(
         http_get(harness.proxy_port, "/release").is_err(),
         "the configured port is not bound"

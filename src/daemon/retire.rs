@@ -47,7 +47,10 @@ impl Daemon {
             everything.extend(release.processes().into_iter().map(|p| p.process));
         }
         join_all(everything.iter().map(|p| p.quiesce())).await;
-        if let Some(control) = control.as_ref().filter(|_| !self.control_socket_activated()) {
+        if let Some(control) = control
+            .as_ref()
+            .filter(|_| !self.control_socket_activated())
+        {
             let _ = std::fs::remove_file(control.path());
         }
         if let Some(observability) = self.observability() {

@@ -26,10 +26,7 @@ const TAKEOVER_BIND_PATIENCE: Duration = Duration::from_secs(10);
 /// Runs a daemon until it is shut down. `Err` is a startup failure to print.
 /// `observability` carries the logging pipeline (whose event sink the daemon
 /// uses), systemd's notify socket and passed listeners, and the metrics.
-pub async fn run(
-    mode: StartMode,
-    observability: Arc<DaemonObservability>,
-) -> Result<i32, String> {
+pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Result<i32, String> {
     let (config_arg, bootstrap) = match mode {
         StartMode::ListenerOnly { config } => (config, None),
         StartMode::Bootstrap(request) => (Some(request.config.clone()), Some(request)),
@@ -165,7 +162,10 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
             .await?;
     }
     let observer = observability.as_ref().and_then(|o| o.proxy_observer());
-    if let Some(listener) = observability.as_ref().and_then(|o| o.take_activated_proxy()) {
+    if let Some(listener) = observability
+        .as_ref()
+        .and_then(|o| o.take_activated_proxy())
+    {
         let proxy = match observer {
             Some(observer) => ProxyServer::serve_listener_observed(
                 listener,
@@ -173,14 +173,13 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
                 daemon.events.clone(),
                 observer,
             ),
-            None => ProxyServer::serve_listener(
-                listener,
-                daemon.router.clone(),
-                daemon.events.clone(),
-            ),
+            None => {
+                ProxyServer::serve_listener(listener, daemon.router.clone(), daemon.events.clone())
+            }
         }
         .map_err(|e| format!("Could not serve the proxy socket systemd passed: {e}"))?;
-        return Ok(proxy_bound(daemon, &config, proxy));
+        proxy_bound(daemon, &config, proxy);
+        return Ok(());
     }
     let proxy = loop {
         let bound = match &observer {

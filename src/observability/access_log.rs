@@ -42,7 +42,7 @@ pub struct AccessRecord {
 }
 
 enum Message {
-    Record(AccessRecord),
+    Record(Box<AccessRecord>),
     Reopen,
     Stop,
 }
@@ -56,7 +56,8 @@ pub struct AccessLogStats {
 
 impl AccessLogStats {
     pub fn dropped_lines(&self) -> u64 {
-        self.queue_full.load(Ordering::Relaxed) + self.file.as_ref().map_or(0, LogFile::failed_lines)
+        self.queue_full.load(Ordering::Relaxed)
+            + self.file.as_ref().map_or(0, LogFile::failed_lines)
     }
 }
 
@@ -107,7 +108,8 @@ impl AccessLog {
     }
 
     /// Queues a finished request; drops and counts it when the queue is full.
-    pub fn record(&self, record: AccessRecord) {
+    /// (Boxed: the proxy builds it in a box when the request arrives.)
+    pub fn record(&self, record: Box<AccessRecord>) {
         // Full, or the writer already stopped (shutdown): either way the line is lost.
         if self.queue.try_send(Message::Record(record)).is_err() {
             self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -331,11 +333,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let (log, writer) = AccessLog::open(&path, AccessLogFormat::Json).unwrap();
-        log.record(record());
+        log.record(Box::new(record()));
         log.reopen();
         // The reopen message is ordered after the first record; rename before
         // the writer reaches it is not guaranteed, so only check the count here.
-        log.record(record());
+        log.record(Box::new(record()));
         writer.finish();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
@@ -344,7 +346,7 @@ mod tests {
         let (log, writer) = AccessLog::open(&path, AccessLogFormat::Json).unwrap();
         std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
         log.reopen();
-        log.record(record());
+        log.record(Box::new(record()));
         writer.finish();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }
@@ -358,7 +360,7 @@ mod tests {
             stats: AccessLogStats::default(),
         };
         for _ in 0..12 {
-            log.record(record());
+            log.record(Box::new(record()));
         }
         assert_eq!(log.stats().dropped_lines(), 10);
     }
@@ -369,7 +371,7 @@ mod tests {
         let (log, writer) =
             AccessLog::open(&dir.path().join("a.log"), AccessLogFormat::Combined).unwrap();
         writer.finish();
-        log.record(record());
+        log.record(Box::new(record()));
         assert_eq!(log.stats().dropped_lines(), 1);
     }
 }

@@ -132,9 +132,7 @@ enum SocketKind {
 impl SocketKind {
     fn of(fd: &OwnedFd) -> SocketKind {
         let socket = socket2::SockRef::from(fd);
-        let stream = socket
-            .r#type()
-            .is_ok_and(|t| t == socket2::Type::STREAM);
+        let stream = socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM);
         let listening = socket.is_listener().unwrap_or(false);
         if !stream || !listening {
             return SocketKind::Other;
@@ -179,7 +177,11 @@ mod tests {
         ])
         .unwrap();
         assert!(sockets.proxy.is_some() && sockets.control.is_some());
-        assert!(ActivatedSockets::from_descriptors(vec![]).unwrap().is_empty());
+        assert!(
+            ActivatedSockets::from_descriptors(vec![])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub struct DaemonObservability {
 
 impl std::fmt::Debug for DaemonObservability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaemonObservability").finish_non_exhaustive()
+        f.debug_struct("DaemonObservability")
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +174,10 @@ impl DaemonObservability {
             }
             None => None,
         };
-        let metrics = config.metrics.is_some().then(|| self.metrics.proxy().clone());
+        let metrics = config
+            .metrics
+            .is_some()
+            .then(|| self.metrics.proxy().clone());
         let _ = self
             .observer
             .set(Arc::new(ProxyObserver::new(metrics, access)));
@@ -196,7 +200,10 @@ impl DaemonObservability {
                 "metrics listening",
                 crate::data! { "host" => settings.host, "port" => server.local_addr().port() },
             );
-            *self.metrics_server.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+            *self
+                .metrics_server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(server);
         }
         Ok(())
     }
@@ -213,32 +220,14 @@ impl DaemonObservability {
     }
 
     /// Reopens the log file and the access log on every SIGHUP (logrotate).
-    pub fn spawn_reopen_on_sighup(&self) -> std::io::Result<()> {
+    pub fn spawn_reopen_on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangups = signal(SignalKind::hangup())?;
-        let log = self.reopen_log.clone();
-        let access = self
-            .access_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(log, _)| log.clone());
+        let this = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                if let Some(log) = &log {
-                    let log = log.clone();
-                    let reopened = tokio::task::spawn_blocking(move || log.reopen()).await;
-                    if let Ok(Err(error)) = reopened {
-                        tracing::warn!(
-                            target: "rollbridge::logging",
-                            error = %error,
-                            "could not reopen the log file; lines are counted as dropped until it can be opened"
-                        );
-                    }
-                }
-                if let Some(access) = &access {
-                    access.reopen();
-                }
+                let Some(this) = this.upgrade() else { return };
+                this.reopen_logs().await;
             }
         });
         self.background
@@ -246,6 +235,29 @@ impl DaemonObservability {
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
         Ok(())
+    }
+
+    /// Closes and reopens the log file and the access log.
+    pub async fn reopen_logs(&self) {
+        if let Some(log) = self.reopen_log.clone() {
+            let reopened = tokio::task::spawn_blocking(move || log.reopen()).await;
+            if let Ok(Err(error)) = reopened {
+                tracing::warn!(
+                    target: "rollbridge::logging",
+                    error = %error,
+                    "could not reopen the log file; lines are counted as dropped until it can be opened"
+                );
+            }
+        }
+        let access = self
+            .access_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(log, _)| log.clone());
+        if let Some(access) = access {
+            access.reopen();
+        }
     }
 
     /// Proxy and control serve: `READY=1` and the watchdog starts.
@@ -314,7 +326,11 @@ impl DaemonObservability {
 
     /// Writes out every queued log line. Call it last, before the process exits.
     pub fn finish(&self) {
-        let logging = self.logging.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let logging = self
+            .logging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(logging) = logging {
             logging.finish();
         }

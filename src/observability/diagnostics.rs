@@ -72,7 +72,9 @@ pub fn parse_level(text: &str) -> Result<EnvFilter, InvalidLogLevel> {
 pub fn diagnostics_filter<S: Subscriber>(
     explicit: Option<&str>,
 ) -> Result<impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static, InvalidLogLevel> {
-    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let text = explicit
         .map(str::to_string)
         .or(from_env)

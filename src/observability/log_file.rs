@@ -170,7 +170,11 @@ impl LogFile {
 
 impl State {
     fn open(&mut self) -> io::Result<()> {
-        let file = match OpenOptions::new().create(true).append(true).open(&self.path) {
+        let file = match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
             Ok(file) => file,
             Err(error) => {
                 self.last_open_failure = Some(Instant::now());
@@ -286,10 +290,13 @@ fn is_period_suffix(suffix: &str) -> bool {
     };
     let shape_ok = |pattern: &str| {
         period.len() == pattern.len()
-            && period
-                .bytes()
-                .zip(pattern.bytes())
-                .all(|(c, p)| if p == b'9' { c.is_ascii_digit() } else { c == p })
+            && period.bytes().zip(pattern.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
     };
     (shape_ok("9999-99-99") || shape_ok("9999-99-99-99"))
         && counter.is_none_or(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))

@@ -9,8 +9,8 @@
 
 use super::diagnostics::{DiagnosticLayer, InvalidLogLevel, diagnostics_filter};
 use super::events_layer::{EventLayer, EventObserver, EventObservers, only_events};
-use super::metrics::{HookCallLayer, Metrics};
 use super::log_file::{CountingWriter, LogFile, LogFileError, LogFileWriter, Rotation};
+use super::metrics::{HookCallLayer, Metrics};
 use super::output::LineOutput;
 use crate::daemon::events::{EVENT_RING_CAPACITY, EventRing, EventSink};
 use std::path::PathBuf;
@@ -114,10 +114,7 @@ impl Logging {
             }
             None => (
                 None,
-                builder.finish(CountingWriter::new(
-                    std::io::stdout(),
-                    write_failed.clone(),
-                )),
+                builder.finish(CountingWriter::new(std::io::stdout(), write_failed.clone())),
             ),
         };
         let stats = LoggingStats {
@@ -217,7 +214,10 @@ mod tests {
         })
         .unwrap();
         let events = logging.events();
-        events.emit("proxy listening", crate::data! { "host" => "127.0.0.1", "port" => 1 });
+        events.emit(
+            "proxy listening",
+            crate::data! { "host" => "127.0.0.1", "port" => 1 },
+        );
         tracing::dispatcher::with_default(logging.dispatch(), || {
             tracing::debug!(target: "rollbridge::test", "a diagnostic");
         });
@@ -226,7 +226,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert_eq!(lines[0], serde_json::to_string(&events.recent(None)[0]).unwrap());
+        assert_eq!(
+            lines[0],
+            serde_json::to_string(&events.recent(None)[0]).unwrap()
+        );
         assert!(lines[1].contains(r#""level":"debug""#), "{}", lines[1]);
         assert_eq!(stats.dropped_lines(), 0);
     }

@@ -19,12 +19,18 @@ mod daemon;
 mod diagnostics;
 mod events_layer;
 mod log_file;
-pub mod metrics;
 mod logging;
+pub mod metrics;
 mod output;
 mod request_observer;
 mod systemd;
 
+pub use access_log::{
+    ACCESS_LOG_QUEUE, AccessLog, AccessLogFormat, AccessLogStats, AccessLogWriter, AccessRecord,
+    format_line,
+};
+pub use activation::{ActivatedSockets, ActivationError};
+pub use daemon::{DaemonObservability, SystemdHandoff};
 pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
 pub use events_layer::{
     EVENT_TARGET, EventLayer, EventObserver, EventObservers, emit_event, event_dispatch,
@@ -33,11 +39,5 @@ pub use events_layer::{
 pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
 pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};
 pub use output::LineOutput;
-pub use activation::{ActivatedSockets, ActivationError};
-pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};
-pub use access_log::{
-    ACCESS_LOG_QUEUE, AccessLog, AccessLogFormat, AccessLogStats, AccessLogWriter, AccessRecord,
-    format_line,
-};
 pub use request_observer::{ProxyObserver, RequestObservation};
-pub use daemon::{DaemonObservability, SystemdHandoff};
+pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};

@@ -116,7 +116,7 @@ impl Drop for RequestObservation {
             access.status = self.status.as_u16();
             access.bytes = self.bytes;
             access.duration = duration;
-            log.record(*access);
+            log.record(access);
         }
     }
 }

@@ -497,7 +497,10 @@ mod observability_keys_tests {
         let metrics = config.metrics.unwrap();
         assert_eq!((metrics.host.as_str(), metrics.port), ("127.0.0.1", 9464));
         let access = config.proxy.access_log.unwrap();
-        assert_eq!(access.path, std::path::Path::new("/etc/app/logs/access.log"));
+        assert_eq!(
+            access.path,
+            std::path::Path::new("/etc/app/logs/access.log")
+        );
         assert_eq!(access.format, AccessLogFormat::Json);
 
         let combined = check(json!({
@@ -523,7 +526,10 @@ mod observability_keys_tests {
             "proxy.accessLog.path is required",
             "proxy.accessLog.format \"apache\" is not a known format",
         ] {
-            assert!(issues.iter().any(|i| i == expected), "{expected} in {issues:?}");
+            assert!(
+                issues.iter().any(|i| i == expected),
+                "{expected} in {issues:?}"
+            );
         }
         let issues = check(json!({ "metrics": { "port": 8182 } })).unwrap_err();
         assert_eq!(issues, ["metrics.port 8182 is also the proxy port"]);

@@ -102,11 +102,26 @@ mod tests {
         declare(&mut writer, "d_seconds", "D.");
         histogram.write(&mut writer, "d_seconds", &[("release", "v1")]);
         let text = writer.finish();
-        assert!(text.contains("d_seconds_bucket{release=\"v1\",le=\"0.01\"} 2\n"), "{text}");
-        assert!(text.contains("d_seconds_bucket{release=\"v1\",le=\"0.1\"} 3\n"), "{text}");
-        assert!(text.contains("d_seconds_bucket{release=\"v1\",le=\"+Inf\"} 4\n"), "{text}");
-        assert!(text.contains("d_seconds_sum{release=\"v1\"} 3.065\n"), "{text}");
-        assert!(text.contains("d_seconds_count{release=\"v1\"} 4\n"), "{text}");
+        assert!(
+            text.contains("d_seconds_bucket{release=\"v1\",le=\"0.01\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_bucket{release=\"v1\",le=\"0.1\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_bucket{release=\"v1\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_sum{release=\"v1\"} 3.065\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_count{release=\"v1\"} 4\n"),
+            "{text}"
+        );
         assert_eq!(histogram.count(), 4);
     }
 }

@@ -129,10 +129,15 @@ impl LifecyclePlugin for ObservedLifecycle {
 
     fn run(&self, call: HookCall) -> HookFuture<()> {
         let stage = call.stage.as_str();
-        observe_hook(self.0.name(), stage, self.0.run(call), |result| match result {
-            Ok(()) => HookOutcome::Ok,
-            Err(error) => HookOutcome::of_error(error),
-        })
+        observe_hook(
+            self.0.name(),
+            stage,
+            self.0.run(call),
+            |result| match result {
+                Ok(()) => HookOutcome::Ok,
+                Err(error) => HookOutcome::of_error(error),
+            },
+        )
     }
 }
 

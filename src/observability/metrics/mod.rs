@@ -171,7 +171,11 @@ impl Metrics {
             Kind::Gauge,
             "1 for the release receiving new traffic.",
         );
-        let router = self.router.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let router = self
+            .router
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let Some(active) = router.and_then(|r| r.active()) {
             writer.sample(
                 "rollbridge_active_release",
@@ -303,8 +307,7 @@ fn group_rss(samples: &[ProcessSample]) -> Vec<Option<u64>> {
     let Ok(stats) = crate::process::proc_table::scan_stats() else {
         return vec![None; samples.len()];
     };
-    let mut by_group: BTreeMap<i32, Option<u64>> =
-        samples.iter().map(|s| (s.pgid, None)).collect();
+    let mut by_group: BTreeMap<i32, Option<u64>> = samples.iter().map(|s| (s.pgid, None)).collect();
     for stat in stats {
         if let Some(total) = by_group.get_mut(&stat.pgrp) {
             if let Some(rss) = crate::process::proc_table::read_rss_bytes(stat.pid) {
@@ -351,8 +354,8 @@ impl EventObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data;
     use crate::daemon::events::EventSink;
+    use crate::data;
 
     fn event(message: &str, data: serde_json::Map<String, serde_json::Value>) -> Event {
         Event {
@@ -381,11 +384,30 @@ mod tests {
         assert_eq!(metrics.deploys("deploy", "success"), 1);
         assert_eq!(metrics.deploys("rollback", "failure"), 1);
         let text = metrics.render();
-        assert!(text.contains("rollbridge_deploys_total{kind=\"deploy\",result=\"success\"} 1\n"), "{text}");
-        assert!(text.contains("rollbridge_deploys_total{kind=\"rollback\",result=\"failure\"} 1\n"), "{text}");
-        assert!(text.contains("rollbridge_deploy_duration_seconds_count{result=\"success\"} 1\n"), "{text}");
-        assert!(text.contains("rollbridge_process_restarts_total{process=\"web\",reason=\"crash\"} 2\n"), "{text}");
-        assert!(text.contains("rollbridge_process_restarts_total{process=\"web\",reason=\"memory\"} 1\n"), "{text}");
+        assert!(
+            text.contains("rollbridge_deploys_total{kind=\"deploy\",result=\"success\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollbridge_deploys_total{kind=\"rollback\",result=\"failure\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollbridge_deploy_duration_seconds_count{result=\"success\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rollbridge_process_restarts_total{process=\"web\",reason=\"crash\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rollbridge_process_restarts_total{process=\"web\",reason=\"memory\"} 1\n"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("reason=\"deploy\""), "{text}");
     }
 
@@ -398,7 +420,10 @@ mod tests {
         let metrics = Metrics::new();
         observers.add(metrics.clone());
         sink.emit("deploy starting", data! { "releaseId" => "v1" });
-        sink.emit("deploy failed", data! { "error" => "x", "releaseId" => "v1" });
+        sink.emit(
+            "deploy failed",
+            data! { "error" => "x", "releaseId" => "v1" },
+        );
         assert_eq!(metrics.deploys("deploy", "failure"), 1);
     }
 
@@ -417,10 +442,17 @@ mod tests {
         let text = metrics.render();
         let rss_line = text
             .lines()
-            .find(|l| l.starts_with("rollbridge_process_resident_memory_bytes{process=\"self\",release=\"v1\"} "))
+            .find(|l| {
+                l.starts_with(
+                    "rollbridge_process_resident_memory_bytes{process=\"self\",release=\"v1\"} ",
+                )
+            })
             .unwrap_or_else(|| panic!("{text}"));
         let rss: f64 = rss_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(rss > 1_000_000.0, "{rss_line}");
-        assert!(text.contains("rollbridge_log_lines_dropped_total{log=\"daemon\"} 7\n"), "{text}");
+        assert!(
+            text.contains("rollbridge_log_lines_dropped_total{log=\"daemon\"} 7\n"),
+            "{text}"
+        );
     }
 }

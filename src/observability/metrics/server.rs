@@ -130,10 +130,8 @@ async fn answer(
         ));
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Use GET /metrics\n".into(),
-        );
+        let mut response =
+            text_response(StatusCode::METHOD_NOT_ALLOWED, "Use GET /metrics\n".into());
         response
             .headers_mut()
             .insert(ALLOW, http::HeaderValue::from_static("GET, HEAD"));
