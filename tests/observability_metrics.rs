@@ -269,8 +269,6 @@ fn harness_with(access_log: Value) -> Harness {
         let mut config = base_config(dir, port);
         config["metrics"] = json!({"host": "127.0.0.1", "port": 0});
         config["proxy"]["accessLog"] = access_log;
-        // Short enough that the failing deploy below does not take long.
-        config["processes"][0]["health"]["timeoutMs"] = json!(1500);
         config
     });
     harness.start();
@@ -316,9 +314,15 @@ fn metrics_parse_and_move_with_requests_and_deploys() {
         assert_eq!(harness.get("/release"), (200, "v1".to_string()));
     }
     assert_eq!(harness.get("/missing").0, 404);
-    // A deploy that fails its health check counts as a failed deploy.
+    // A deploy that fails its health check counts as a failed deploy; a short
+    // timeout for it alone keeps the test quick (the config is reloaded per deploy).
+    let health_timeout = |ms: u64| {
+        move |config: &mut Value| config["processes"][0]["health"]["timeoutMs"] = json!(ms)
+    };
+    harness.rewrite_config(health_timeout(1000));
     let error = harness.deploy_err("bad");
     assert!(error.contains("Health check failed"), "{error}");
+    harness.rewrite_config(health_timeout(10_000));
     harness.deploy("v2");
     assert_eq!(harness.get("/release"), (200, "v2".to_string()));
 
