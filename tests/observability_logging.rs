@@ -280,3 +280,56 @@ fn bad_logging_options_fail_with_a_fix() {
     let status = wait_for(WAIT, || bad_rotation.child.try_wait().unwrap()).expect("exits");
     assert_ne!(status.code(), Some(0));
 }
+
+#[test]
+fn ensure_daemon_log_path_is_written_by_the_daemon_itself() {
+    let harness = Harness::new(base_config);
+    let log = harness.path("ensured/daemon.log");
+    let pid_file = harness.path("ensured/daemon.pid");
+    let run = std::process::Command::new(BIN)
+        .arg("ensure-daemon")
+        .arg("--config")
+        .arg(&harness.config_path)
+        .arg("--daemon-log-path")
+        .arg(&log)
+        .arg("--daemon-pid-path")
+        .arg(&pid_file)
+        .current_dir(harness.dir.path())
+        .output()
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // Whatever happens below, the detached daemon does not outlive the test.
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if self.0 > 0 {
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+            }
+        }
+    }
+    let _kill = Kill(pid);
+    assert!(run.status.success(), "{run:?}");
+    wait_until(WAIT, "the readiness line in the log", || {
+        file_lines(&log)
+            .iter()
+            .any(|l| l.contains("\"message\":\"control socket listening\""))
+    });
+    for line in file_lines(&log) {
+        assert_event_line(&line);
+    }
+    // The daemon holds the file open itself: after a rename and SIGHUP it
+    // writes a new one.
+    std::fs::rename(&log, harness.path("ensured/daemon.log.old")).unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_until(WAIT, "a new log file", || log.exists());
+    let _ = harness.err(json!({"command": "rollback", "releaseId": "after-hup"}));
+    wait_until(WAIT, "the next event in the new file", || {
+        file_lines(&log).iter().any(|l| l.contains("after-hup"))
+    });
+    ok(&harness.socket, json!({"command": "shutdown"}));
+    wait_until(WAIT, "the daemon to exit", || !alive(pid));
+}
