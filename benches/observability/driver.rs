@@ -90,21 +90,19 @@ fn main() {
         metrics.set_router(router.clone());
         let _metrics_server = match options.metrics {
             Some(address) => {
-                let server = MetricsServer::bind(
-                    &address.ip().to_string(),
-                    address.port(),
-                    metrics.clone(),
-                )
-                .await
-                .expect("bind metrics");
+                let server =
+                    MetricsServer::bind(&address.ip().to_string(), address.port(), metrics.clone())
+                        .await
+                        .expect("bind metrics");
                 println!("metrics {}", server.local_addr());
                 Some(server)
             }
             None => None,
         };
-        let access = options.access_log.as_ref().map(|path| {
-            AccessLog::open(path, options.format).expect("open the access log")
-        });
+        let access = options
+            .access_log
+            .as_ref()
+            .map(|path| AccessLog::open(path, options.format).expect("open the access log"));
         let observer = Arc::new(ProxyObserver::new(
             options.metrics.map(|_| metrics.proxy().clone()),
             access.as_ref().map(|(log, _)| log.clone()),

@@ -4,8 +4,9 @@
 //! the service restarts, so clients connecting in between wait in the kernel's
 //! backlog instead of being refused. rollbridge takes at most one TCP socket (the
 //! proxy) and one Unix stream socket (the control socket). With
-//! `FileDescriptorName=proxy` / `control` they are matched by name; without names
-//! (`LISTEN_FDNAMES` absent) by address family.
+//! `FileDescriptorName=proxy` / `control` they are matched by name; without a name
+//! of their own (systemd then uses the socket unit's name, or passes no names)
+//! by address family.
 
 use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -72,12 +73,18 @@ impl ActivatedSockets {
             let role = match name.as_str() {
                 "proxy" => Role::Proxy,
                 "control" => Role::Control,
-                // systemd's placeholders when the unit names nothing.
-                "unknown" | "" | "stored" | "connection" => match kind {
-                    SocketKind::TcpListener => Role::Proxy,
-                    SocketKind::UnixListener => Role::Control,
-                    SocketKind::Other => return Err(ActivationError::UnknownName(name)),
-                },
+                // systemd's defaults when the unit names nothing: the unit's name
+                // (`app.socket`), or placeholders.
+                other
+                    if other.ends_with(".socket")
+                        || matches!(other, "unknown" | "" | "stored" | "connection") =>
+                {
+                    match kind {
+                        SocketKind::TcpListener => Role::Proxy,
+                        SocketKind::UnixListener => Role::Control,
+                        SocketKind::Other => return Err(ActivationError::UnknownName(name)),
+                    }
+                }
                 _ => return Err(ActivationError::UnknownName(name)),
             };
             match role {
@@ -174,6 +181,12 @@ mod tests {
         let sockets = ActivatedSockets::from_descriptors(vec![
             (tcp(), "unknown".into()),
             (unix(&dir, "c.sock"), "unknown".into()),
+        ])
+        .unwrap();
+        assert!(sockets.proxy.is_some() && sockets.control.is_some());
+        let sockets = ActivatedSockets::from_descriptors(vec![
+            (unix(&dir, "d.sock"), "rollbridge@shop.socket".into()),
+            (tcp(), "rollbridge@shop.socket".into()),
         ])
         .unwrap();
         assert!(sockets.proxy.is_some() && sockets.control.is_some());
