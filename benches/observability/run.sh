@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # What metrics and the access log cost the proxy: the same fast upstream (nginx
-# `return 200`, 1 worker) measured through two proxies of the same build in
+# `return 200`, 1 worker) measured through three proxies of the same build in
 # one run,
-#   off - rollbridge's proxy without observability,
-#   on  - the same proxy with request metrics (plus a /metrics listener that is
-#         scraped once a second during the run) and a JSON access log,
-# with interleaved rounds so machine noise hits both alike. Reported: requests
-# per second (median and best round), the on/off ratio, CPU per request of the
-# proxy process (its access log writer thread included), and whether the
+#   off     - rollbridge's proxy without observability,
+#   metrics - with request metrics and a /metrics listener scraped once a second,
+#   on      - metrics as above plus a JSON access log,
+# with interleaved rounds so machine noise hits all alike. Reported: requests
+# per second (median and best round), the ratios to "off", CPU per request of
+# the proxy process (its access log writer thread included), and whether the
 # access log kept every line.
 #
 # Usage: benches/observability/run.sh          (from the repository root)
-# Env:   DURATION=3s ROUNDS=5 WORKERS=2 CARGO_TARGET_DIR=...
+# Env:   DURATION=3s ROUNDS=6 WORKERS=2 CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built observability_driver
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-6}
 WORKERS=${WORKERS:-2}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -94,13 +94,18 @@ start_driver() { # label extra-args...
   [ -n "${PORT[$label]}" ] || { cat "$WORK/$label.out" >&2; exit 1; }
 }
 start_driver off
+start_driver metrics --metrics 127.0.0.1:0
 start_driver on --metrics 127.0.0.1:0 --access-log "$WORK/access.log" --format json
-METRICS_PORT=$(sed -n 's/^metrics .*:\([0-9]*\)$/\1/p' "$WORK/on.out")
+declare -A METRICS_PORT
+for label in metrics on; do
+  METRICS_PORT[$label]=$(sed -n 's/^metrics .*:\([0-9]*\)$/\1/p' "$WORK/$label.out")
+done
+LABELS=(off metrics on)
 
-# A scraper like Prometheus, once a second, while the "on" proxy is measured.
-scrape_loop() {
+# A scraper like Prometheus, once a second, while a proxy with metrics is measured.
+scrape_loop() { # port
   while true; do
-    curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null || true
+    curl -s -o /dev/null "http://127.0.0.1:$1/metrics" 2>/dev/null || true
     sleep 1
   done
 }
@@ -115,8 +120,8 @@ measure() { # label conns mode(ka|close)
   local header=()
   [ "$mode" = close ] && header=(-H "Connection: close")
   local scraper=""
-  if [ "$label" = on ] && command -v curl >/dev/null; then
-    scrape_loop &
+  if [ -n "${METRICS_PORT[$label]:-}" ] && command -v curl >/dev/null; then
+    scrape_loop "${METRICS_PORT[$label]}" &
     scraper=$!
   fi
   local before after out
@@ -139,7 +144,7 @@ CONFIGS=("ka 1" "ka 64" "close 64")
 echo "warming up" >&2
 for config in "${CONFIGS[@]}"; do
   read -r mode conns <<<"$config"
-  for label in off on; do
+  for label in "${LABELS[@]}"; do
     header=()
     [ "$mode" = close ] && header=(-H "Connection: close")
     wrk -t1 -c"$conns" -d1s "${header[@]}" "http://127.0.0.1:${PORT[$label]}/" >/dev/null 2>&1 || true
@@ -151,8 +156,12 @@ echo "measuring ($ROUNDS interleaved rounds of $DURATION, $WORKERS runtime threa
 for round in $(seq 1 "$ROUNDS"); do
   for config in "${CONFIGS[@]}"; do
     read -r mode conns <<<"$config"
-    # Alternate which proxy goes first so neither always gets the warmer machine.
-    if [ $((round % 2)) = 1 ]; then order=(off on); else order=(on off); fi
+    # Rotate which proxy goes first so none always gets the warmer machine.
+    case $((round % 3)) in
+      1) order=(off metrics on) ;;
+      2) order=(on off metrics) ;;
+      *) order=(metrics on off) ;;
+    esac
     for label in "${order[@]}"; do
       measure "$label" "$conns" "$mode"
     done
@@ -170,15 +179,15 @@ DROPPED=$(sed -n 's/^access-log-dropped //p' "$WORK/on.out")
 LINES=$(( $(wc -l <"$WORK/access.log") - WARMUP_LINES ))
 
 echo
-echo "| run | off req/s (median / best) | on req/s (median / best) | on/off (median) | on/off (best) | CPU us/req off / on |"
-echo "|---|---|---|---|---|---|"
+echo "| run | off req/s (median / best) | metrics req/s (median / best) | metrics + access log req/s (median / best) | metrics/off | full/off | CPU us/req off / metrics / full |"
+echo "|---|---|---|---|---|---|---|"
 for config in "${CONFIGS[@]}"; do
   read -r mode conns <<<"$config"
-  off="off/$mode/c$conns" on="on/$mode/c$conns"
-  off_median=$(median <<<"${SAMPLES[$off]}") on_median=$(median <<<"${SAMPLES[$on]}")
-  off_best=$(best <<<"${SAMPLES[$off]}") on_best=$(best <<<"${SAMPLES[$on]}")
+  off="off/$mode/c$conns" met="metrics/$mode/c$conns" on="on/$mode/c$conns"
+  off_median=$(median <<<"${SAMPLES[$off]}") met_median=$(median <<<"${SAMPLES[$met]}") on_median=$(median <<<"${SAMPLES[$on]}")
+  off_best=$(best <<<"${SAMPLES[$off]}") met_best=$(best <<<"${SAMPLES[$met]}") on_best=$(best <<<"${SAMPLES[$on]}")
   name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
-  echo "| $name c=$conns | $off_median / $off_best | $on_median / $on_best | $(ratio "$on_median" "$off_median") | $(ratio "$on_best" "$off_best") | $(cpu_us "${CPU_SUM[$off]}" "${REQ_SUM[$off]}") / $(cpu_us "${CPU_SUM[$on]}" "${REQ_SUM[$on]}") |"
+  echo "| $name c=$conns | $off_median / $off_best | $met_median / $met_best | $on_median / $on_best | $(ratio "$met_median" "$off_median") | $(ratio "$on_median" "$off_median") | $(cpu_us "${CPU_SUM[$off]}" "${REQ_SUM[$off]}") / $(cpu_us "${CPU_SUM[$met]}" "${REQ_SUM[$met]}") / $(cpu_us "${CPU_SUM[$on]}" "${REQ_SUM[$on]}") |"
 done
 echo
 echo "access log: $LINES lines for $TOTAL_ON_REQUESTS measured requests, ${DROPPED:-?} dropped"
