@@ -153,7 +153,7 @@ impl Drop for AccessLogWriter {
 fn write_loop(receiver: Receiver<Message>, file: LogFile, format: AccessLogFormat) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     let mut lines = 0;
-    let mut flush = |batch: &mut Vec<u8>, lines: &mut u64| {
+    let flush = |batch: &mut Vec<u8>, lines: &mut u64| {
         file.append_lines(batch, *lines);
         batch.clear();
         *lines = 0;
