@@ -58,6 +58,12 @@ impl LuaRuntime {
         &self.inner.budget
     }
 
+    /// A shared handle to the budget, for hooks installed on the state (which must
+    /// not hold the runtime itself: the state would then keep itself alive).
+    pub fn budget_handle(&self) -> Arc<Budget> {
+        self.inner.budget.clone()
+    }
+
     pub fn limits(&self) -> Limits {
         self.inner.limits
     }

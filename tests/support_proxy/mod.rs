@@ -157,7 +157,10 @@ impl Client {
 
     pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = Request::get(path);
-        if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
             request = request.header("host", "proxy.test");
         }
         for (name, value) in headers {
