@@ -7,6 +7,7 @@
 
 use super::api;
 use crate::daemon::events::EventSink;
+use crate::plugins::builtin::shell::millis_until;
 use crate::plugins::{HookCall, LegacyProcess, ProcessInfo, Stage};
 use crate::process::ProcessGroup;
 use mlua::serde::SerializeOptions;
@@ -30,6 +31,9 @@ pub(crate) struct CallScope {
     /// The managed process the hook acts on; `None` for matchers.
     pub process: Option<ProcessInfo>,
     pub deadline: Instant,
+    /// The stage's bound as the caller gave it (rounded up to whole
+    /// milliseconds), for "timed out after … ms".
+    pub bound_ms: u64,
     /// Where `ctx:event` records; `None` for matchers (they log instead).
     pub events: Option<EventSink>,
     /// The folder relative paths and `ctx:exec` use.
@@ -46,6 +50,7 @@ impl CallScope {
             cwd: call.process.cwd.clone(),
             process: Some(call.process.clone()),
             deadline: call.deadline,
+            bound_ms: millis_until(call.deadline),
             events: Some(call.events.clone()),
             ended: CancellationToken::new(),
             group: OnceLock::new(),
@@ -57,6 +62,7 @@ impl CallScope {
             stage: Stage::Match,
             process: None,
             deadline,
+            bound_ms: millis_until(deadline),
             events: None,
             cwd,
             ended: CancellationToken::new(),

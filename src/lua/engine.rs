@@ -22,7 +22,6 @@ use super::ctx::CallScope;
 use super::runtime::LuaRuntime;
 use super::sandbox::Budget;
 use crate::plugins::HookError;
-use crate::plugins::builtin::shell::millis_until;
 use futures_util::future::BoxFuture;
 use mlua::{Function, HookTriggers, Lua, MultiValue, VmState};
 use std::cell::Cell;
@@ -171,7 +170,7 @@ async fn run_call<T>(
     finish: Finish<T>,
 ) -> Result<T, HookError> {
     let deadline = scope.deadline;
-    let bound_ms = millis_until(deadline);
+    let bound_ms = scope.bound_ms;
     let lua = runtime.lua();
     let started = setup(lua).and_then(|args| {
         let thread = lua.create_thread(function)?;

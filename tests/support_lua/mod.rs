@@ -196,3 +196,105 @@ pub fn config_with(prelude: &str, process_fields: &str) -> String {
         "{prelude}\nreturn {{\n  proxy = {{ port = 0 }},\n  processes = {{\n    {{ id = \"worker\", command = \"sleep 1000\", {process_fields} }},\n    {{ id = \"web\", command = \"sleep 1000\", policy = \"proxied\", port = {{ from = 4100, to = 4101 }} }},\n  }},\n}}\n"
     )
 }
+
+/// Starts the worker fixture (records signals in `marks`) and waits until it is
+/// ready. `extra` is passed as its second argument.
+pub async fn start_worker(world: &World, marks: &str, extra: &str) -> Group {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lua/worker.py");
+    let marks_path = world.path(marks);
+    let group = Group::start(
+        &format!(
+            "exec python3 {} {} {extra}",
+            fixture.display(),
+            marks_path.display()
+        ),
+        world.dir.path(),
+    );
+    let path = marks_path.clone();
+    assert!(
+        eventually(|| read_lines(&path).iter().any(|l| l == "ready")).await,
+        "worker fixture did not start"
+    );
+    group
+}
+
+/// The lines of a file; empty when it does not exist.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a process is alive (not a zombie).
+pub fn pid_alive(pid: i32) -> bool {
+    rollbridge::process::proc_table::read_stat(pid).is_some_and(|s| s.is_live())
+}
+
+/// A one-connection-at-a-time HTTP server on 127.0.0.1 that answers every request
+/// with `response` (raw HTTP) and records each raw request it got.
+pub struct TinyServer {
+    pub port: u16,
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TinyServer {
+    pub async fn start(response: impl Fn() -> String + Send + Sync + 'static) -> TinyServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut raw = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = socket.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&raw).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if raw.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&raw).to_string());
+                let _ = socket.write_all(response().as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        TinyServer {
+            port,
+            requests,
+            task,
+        }
+    }
+}
+
+impl Drop for TinyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -76,7 +76,10 @@ struct Outcome {
     timed_out: bool,
 }
 
-fn read_options(options: Option<Table>) -> mlua::Result<(Option<Duration>, Vec<(String, String)>)> {
+/// Extra environment variables, in the order given.
+type ExtraEnv = Vec<(String, String)>;
+
+fn read_options(options: Option<Table>) -> mlua::Result<(Option<Duration>, ExtraEnv)> {
     let Some(options) = options else {
         return Ok((None, Vec::new()));
     };
