@@ -19,7 +19,10 @@ pub fn run(args: CompletionArgs) -> CliResult {
         "zsh" => Shell::Zsh,
         "fish" => Shell::Fish,
         other => {
-            eprintln!("Unsupported shell \"{other}\". Supported shells: bash, zsh, fish.");
+            let _ = writeln!(
+                std::io::stderr(),
+                "Unsupported shell \"{other}\". Supported shells: bash, zsh, fish."
+            );
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -5,6 +5,7 @@ use crate::config::error::Counted;
 use crate::config::{self, Issue, ValidationReport};
 use clap::Args;
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ pub fn run(args: ValidateArgs) -> CliResult {
                 let issue = Issue::new(error.to_string(), error.fix());
                 print_json(&result_json(None, &[issue], None));
             } else {
-                eprintln!("{error}");
+                err(&error.to_string());
             }
             return Ok(ExitCode::FAILURE);
         }
@@ -75,21 +76,30 @@ fn result_json(config: Option<Value>, issues: &[Issue], path: Option<&Path>) -> 
 
 fn print_json(value: &Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
-    println!("{text}");
+    out(&text);
+}
+
+// Writes that ignore a closed pipe (`| head`), unlike `println!`, which panics.
+fn out(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn err(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn print_text(report: &ValidationReport, path: &Path) {
     match &report.config {
-        Some(config) if report.is_valid() => println!(
+        Some(config) if report.is_valid() => out(&format!(
             "{} is valid: {}, proxy on {}:{}.",
             path.display(),
             Counted(config.processes.len(), "process", "processes"),
             config.proxy.host,
             config.proxy.port
-        ),
+        )),
         _ => {
-            eprintln!(
-                "Found {} in {}:",
+            let mut text = format!(
+                "Found {} in {}:\n",
                 Counted(
                     report.issues.len(),
                     "configuration issue",
@@ -98,10 +108,14 @@ fn print_text(report: &ValidationReport, path: &Path) {
                 path.display()
             );
             for (index, issue) in report.issues.iter().enumerate() {
-                eprintln!();
-                eprintln!("{}. {}", index + 1, issue.message);
-                eprintln!("   Fix: {}", issue.fix);
+                text.push_str(&format!(
+                    "\n{}. {}\n   Fix: {}\n",
+                    index + 1,
+                    issue.message,
+                    issue.fix
+                ));
             }
+            err(text.trim_end_matches('\n'));
         }
     }
 }

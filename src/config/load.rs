@@ -29,7 +29,8 @@ pub struct LoadedConfig {
     pub lua: Option<LuaRuntime>,
 }
 
-/// Knobs for loading; the default is what the CLI uses.
+/// Knobs for loading. [`LoadOptions::standard`] is what the CLI and the daemon
+/// use; `Default` leaves native libraries unopened (only their existence is checked).
 #[derive(Clone, Default)]
 pub struct LoadOptions {
     /// Plugin names accepted in `{plugin = ...}`; `None` means the built-ins.
@@ -38,6 +39,16 @@ pub struct LoadOptions {
     pub native_inspector: Option<NativeInspector>,
     /// Lua time and memory limits.
     pub lua_limits: Limits,
+}
+
+impl LoadOptions {
+    /// Built-in plugins, native libraries opened and checked, default Lua limits.
+    pub fn standard() -> LoadOptions {
+        LoadOptions {
+            native_inspector: Some(crate::plugins::native::config_inspector()),
+            ..LoadOptions::default()
+        }
+    }
 }
 
 /// The config path: `explicit` as given, else the first regular file among
@@ -57,7 +68,7 @@ pub fn resolve_config_path(explicit: Option<&Path>, cwd: &Path) -> Result<PathBu
 
 /// Loads and fully validates a config.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    load_with(path, &LoadOptions::default())
+    load_with(path, &LoadOptions::standard())
 }
 
 pub fn load_with(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, ConfigError> {
@@ -74,7 +85,7 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, Con
 
 /// Loads a config for `validate`: every issue, a load error included, as a report.
 pub fn check(path: &Path) -> ValidationReport {
-    check_with(path, &LoadOptions::default())
+    check_with(path, &LoadOptions::standard())
 }
 
 pub fn check_with(path: &Path, options: &LoadOptions) -> ValidationReport {

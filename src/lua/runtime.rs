@@ -6,6 +6,11 @@
 //! are run once at load time. Both are looked up here by the hook engine. The
 //! runtime is cheap to clone and can be shared across threads (mlua's `send`
 //! feature serialises access to the state).
+//!
+//! Calling into Lua: wrap every call in [`Budget::run`] (via
+//! `runtime.budget().run(limit, || ...)`). Outside of it no deadline is set and a
+//! runaway function would only be stopped by the memory limit. The budget belongs
+//! to the state, so calls that overlap (async hooks) must share one deadline.
 
 use super::sandbox::{self, Budget, Limits};
 use crate::config::hook::HookSpec;

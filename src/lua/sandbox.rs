@@ -383,3 +383,40 @@ pub fn io_reason(error: &std::io::Error) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_trips_only_past_its_deadline() {
+        let budget = Budget::default();
+        assert!(!budget.expired(), "no deadline set");
+        let (value, tripped) = budget.run(Duration::from_secs(60), || 7);
+        assert_eq!((value, tripped), (7, false));
+        budget.start(Duration::ZERO);
+        assert!(budget.expired());
+        assert!(budget.check().is_err());
+        assert!(budget.tripped());
+        budget.clear();
+        assert!(!budget.expired());
+    }
+
+    #[test]
+    fn hook_calls_are_bounded_by_the_budget() {
+        let dir = std::env::temp_dir();
+        let (lua, budget) = new_state(&dir, &Limits::default()).unwrap();
+        let spin: Function = lua
+            .load("return function() while true do end end")
+            .eval()
+            .unwrap();
+        let (result, tripped) = budget.run(Duration::from_millis(50), || spin.call::<()>(()));
+        assert!(result.is_err());
+        assert!(tripped);
+        // The state stays usable afterwards.
+        let (sum, tripped) = budget.run(Duration::from_secs(5), || {
+            lua.load("return 1 + 2").eval::<i64>()
+        });
+        assert_eq!((sum.unwrap(), tripped), (3, false));
+    }
+}

@@ -7,6 +7,7 @@
 //! implement [`PluginProvider`].
 
 pub mod builtin;
+pub mod native;
 
 use crate::config::hook::HookSpec;
 use crate::config::model::Policy;

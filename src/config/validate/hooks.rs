@@ -197,9 +197,11 @@ pub(super) fn validate_hook(
                 unknown_plugin(v, key, kind, name);
                 return None;
             }
+            let options = options(&["plugin"]);
+            super::plugin_options::check(v, key, kind, name, &options);
             Some(HookSpec::Plugin {
                 name: name.to_string(),
-                options: options(&["plugin"]),
+                options,
             })
         }
         (None, Some(file)) => lua_file_hook(v, key, file, map.get("fn"), options(&["lua", "fn"])),

@@ -11,6 +11,7 @@ mod cross;
 mod hooks;
 mod keys;
 mod legacy;
+mod plugin_options;
 mod process;
 mod top;
 
