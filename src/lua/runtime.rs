@@ -10,7 +10,9 @@
 //! Calling into Lua: wrap every call in [`Budget::run`] (via
 //! `runtime.budget().run(limit, || ...)`). Outside of it no deadline is set and a
 //! runaway function would only be stopped by the memory limit. The budget belongs
-//! to the state, so calls that overlap (async hooks) must share one deadline.
+//! to the state, so calls that overlap must not each set it: the hook engine
+//! (`lua::engine`) gives every overlapping hook call its own deadline with
+//! [`Budget::run_on_thread`] instead.
 
 use super::sandbox::{self, Budget, Limits};
 use crate::config::hook::HookSpec;
