@@ -94,12 +94,9 @@ async fn answers_503_without_an_active_release() {
     let url = proxy.url("/socket");
     let refused = blocking(move || ws_connect(&url)).await;
     match refused {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(
-                response.body().as_deref(),
-                Some(b"No active release\n".as_slice())
-            );
+        Err(WsRefusal::Http { status, body }) => {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(body, b"No active release\n");
         }
         other => panic!("expected a 503 answer, got {:?}", other.map(|_| ())),
     }
@@ -482,9 +479,7 @@ async fn websocket_failures_get_http_answers() {
     proxy.activate("gone", dead_port());
     let url = proxy.url("/socket");
     match blocking(move || ws_connect(&url)).await {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::BAD_GATEWAY)
-        }
+        Err(WsRefusal::Http { status, .. }) => assert_eq!(status, StatusCode::BAD_GATEWAY),
         other => panic!("expected 502, got {:?}", other.map(|_| ())),
     }
 
@@ -493,12 +488,9 @@ async fn websocket_failures_get_http_answers() {
     let target = proxy.activate("plain", http_only.addr);
     let url = proxy.url("/socket");
     match blocking(move || ws_connect(&url)).await {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::FORBIDDEN);
-            assert_eq!(
-                response.body().as_deref(),
-                Some(b"no upgrades here\n".as_slice())
-            );
+        Err(WsRefusal::Http { status, body }) => {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(body, b"no upgrades here\n");
         }
         other => panic!("expected the upstream's 403, got {:?}", other.map(|_| ())),
     }

@@ -25,7 +25,13 @@ pub(crate) struct ClientInfo {
 
 impl ClientInfo {
     pub(crate) fn new(peer: IpAddr, local_port: HeaderValue) -> ClientInfo {
-        let address = HeaderValue::from_str(&peer.to_canonical().to_string())
+        use std::io::Write;
+        // Longest IPv6 text is 45 bytes; format on the stack, copy once.
+        let mut text = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = write!(cursor, "{}", peer.to_canonical());
+        let written = cursor.position() as usize;
+        let address = HeaderValue::from_bytes(&text[..written])
             .expect("an IP address is a valid header value");
         ClientInfo {
             address,

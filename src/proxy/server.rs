@@ -73,6 +73,9 @@ impl ProxyServer {
 
     fn start(listener: TcpListener, router: Arc<Router>, events: EventSink) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
+        // saves one system call per client connection.
+        let _ = socket2::SockRef::from(&listener).set_nodelay(true);
         let shared = Arc::new(ServerShared {
             router,
             reporter: Arc::new(ErrorReporter::new(events)),
@@ -187,7 +190,10 @@ async fn serve_client(
     builder: Arc<http1::Builder>,
     stopping: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    if !cfg!(target_os = "linux") {
+        // Streamed bodies (SSE) must not wait for the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
+    }
     let hard_stop = context.server.hard_stop.clone();
     let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
     let connection = builder

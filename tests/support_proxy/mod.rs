@@ -539,8 +539,19 @@ fn echo_session(stream: StdStream, name: &str) {
 
 pub type WsClient = tungstenite::WebSocket<StdStream>;
 
+/// Why a WebSocket handshake did not open a socket.
+#[derive(Debug)]
+pub enum WsRefusal {
+    /// The handshake got an HTTP answer other than 101.
+    Http {
+        status: StatusCode,
+        body: Vec<u8>,
+    },
+    Other(String),
+}
+
 /// Opens a WebSocket through the proxy (blocking; call inside [`blocking`]).
-pub fn ws_connect(url: &str) -> Result<WsClient, tungstenite::Error> {
+pub fn ws_connect(url: &str) -> Result<WsClient, WsRefusal> {
     let addr = url
         .trim_start_matches("ws://")
         .split('/')
@@ -551,7 +562,15 @@ pub fn ws_connect(url: &str) -> Result<WsClient, tungstenite::Error> {
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     match tungstenite::client(url, stream) {
         Ok((socket, _response)) => Ok(socket),
-        Err(tungstenite::HandshakeError::Failure(error)) => Err(error),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(WsRefusal::Http {
+                status: response.status(),
+                body: response.body().clone().unwrap_or_default(),
+            })
+        }
+        Err(tungstenite::HandshakeError::Failure(error)) => {
+            Err(WsRefusal::Other(error.to_string()))
+        }
         Err(tungstenite::HandshakeError::Interrupted(_)) => {
             panic!("blocking handshake interrupted")
         }

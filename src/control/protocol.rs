@@ -1,0 +1,504 @@
+//! The control protocol: one JSON object per line in each direction.
+//!
+//! Parsing follows the wire rules exactly (protocol.md §3), including the quirks
+//! scripts can observe: arrays count as objects without a `command`, the unknown
+//! command value is stringified the way JavaScript would, and field errors are
+//! reported before any work starts. The same [`Request`] type builds the lines the
+//! CLI sends, so both sides agree on names and shapes.
+
+use serde_json::{Map, Value};
+
+/// The largest request line the daemon accepts. Real requests are a few hundred
+/// bytes; the cap keeps a misbehaving client from growing a buffer without bound.
+pub const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
+
+/// One control request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Status,
+    Events {
+        /// Only a JSON number is honoured; anything else means "all events".
+        limit: Option<f64>,
+    },
+    Deploy {
+        release_path: String,
+        /// `None` when missing, `null` or empty.
+        release_id: Option<String>,
+        /// `None` when missing, `null` or empty.
+        revision: Option<String>,
+    },
+    Rollback {
+        release_id: Option<String>,
+    },
+    Stop {
+        release_id: Option<String>,
+    },
+    Restart {
+        /// Used literally: `""` matches nothing.
+        process_id: Option<String>,
+        /// Used literally: an unknown policy matches nothing.
+        policy: Option<String>,
+    },
+    Shutdown,
+    RetireOwner {
+        attestation: String,
+    },
+}
+
+/// A request that could not be turned into a [`Request`]. The Display text is the
+/// exact `error` string of the reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("Invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("Control command must be an object")]
+    NotAnObject,
+    #[error("Unknown command: {0}")]
+    UnknownCommand(String),
+    #[error("Expected string value")]
+    ExpectedString,
+    #[error("{0} is required")]
+    Required(&'static str),
+    #[error(
+        "Control request line is longer than {limit} bytes; send one JSON object per line (requests are small, so this is not a rollbridge client)"
+    )]
+    LineTooLong { limit: usize },
+}
+
+/// Every command name the daemon knows.
+pub const COMMAND_NAMES: [&str; 8] = [
+    "status",
+    "events",
+    "deploy",
+    "rollback",
+    "stop",
+    "restart",
+    "shutdown",
+    "retire-owner",
+];
+
+impl Request {
+    /// Parses one request line (without its LF).
+    pub fn parse_line(line: &str) -> Result<Request, RequestError> {
+        let value: Value = serde_json::from_str(line)
+            .map_err(|error| RequestError::InvalidJson(error.to_string()))?;
+        Request::from_value(&value)
+    }
+
+    /// Interprets an already-parsed JSON value.
+    pub fn from_value(value: &Value) -> Result<Request, RequestError> {
+        let empty = Map::new();
+        let object = match value {
+            Value::Object(map) => map,
+            // Arrays are objects to the JavaScript reference; they have no `command`.
+            Value::Array(_) => &empty,
+            _ => return Err(RequestError::NotAnObject),
+        };
+        let command = object.get("command");
+        let name = match command {
+            Some(Value::String(name)) if COMMAND_NAMES.contains(&name.as_str()) => name.as_str(),
+            other => return Err(RequestError::UnknownCommand(js_string(other))),
+        };
+        Ok(match name {
+            "status" => Request::Status,
+            "events" => Request::Events {
+                limit: object.get("limit").and_then(Value::as_f64),
+            },
+            "deploy" => {
+                let release_path = required_string(object, "releasePath")?;
+                let release_id = non_empty(optional_string(object, "releaseId")?);
+                let revision = non_empty(optional_string(object, "revision")?);
+                Request::Deploy {
+                    release_path,
+                    release_id,
+                    revision,
+                }
+            }
+            "rollback" => Request::Rollback {
+                release_id: non_empty(optional_string(object, "releaseId")?),
+            },
+            "stop" => Request::Stop {
+                release_id: non_empty(optional_string(object, "releaseId")?),
+            },
+            "restart" => {
+                let process_id = optional_string(object, "processId")?;
+                let policy = optional_string(object, "policy")?;
+                Request::Restart { process_id, policy }
+            }
+            "shutdown" => Request::Shutdown,
+            "retire-owner" => Request::RetireOwner {
+                attestation: required_string(object, "attestation")?,
+            },
+            _ => unreachable!("every name in COMMAND_NAMES is handled"),
+        })
+    }
+
+    /// The command name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Events { .. } => "events",
+            Request::Deploy { .. } => "deploy",
+            Request::Rollback { .. } => "rollback",
+            Request::Stop { .. } => "stop",
+            Request::Restart { .. } => "restart",
+            Request::Shutdown => "shutdown",
+            Request::RetireOwner { .. } => "retire-owner",
+        }
+    }
+
+    /// The request as a JSON object. Options that were not given are left out, as
+    /// the reference CLI does.
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("command".into(), Value::from(self.name()));
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                map.insert(key.into(), Value::from(value.as_str()));
+            }
+        };
+        match self {
+            Request::Status | Request::Shutdown => {}
+            Request::Events { limit } => {
+                if let Some(limit) = limit {
+                    let number = if limit.fract() == 0.0 && limit.abs() < 9.0e15 {
+                        Value::from(*limit as i64)
+                    } else {
+                        serde_json::Number::from_f64(*limit)
+                            .map(Value::Number)
+                            .unwrap_or(Value::Null)
+                    };
+                    map.insert("limit".into(), number);
+                }
+            }
+            Request::Deploy {
+                release_path,
+                release_id,
+                revision,
+            } => {
+                put("releasePath", &Some(release_path.clone()));
+                put("releaseId", release_id);
+                put("revision", revision);
+            }
+            Request::Rollback { release_id } | Request::Stop { release_id } => {
+                put("releaseId", release_id);
+            }
+            Request::Restart { process_id, policy } => {
+                put("processId", process_id);
+                put("policy", policy);
+            }
+            Request::RetireOwner { attestation } => {
+                put("attestation", &Some(attestation.clone()));
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// The request as one wire line, LF included.
+    pub fn to_line(&self) -> String {
+        let mut line = self.to_value().to_string();
+        line.push('\n');
+        line
+    }
+
+    /// Deploy-class commands change releases or processes and run one at a time.
+    pub fn is_exclusive(&self) -> bool {
+        matches!(
+            self,
+            Request::Deploy { .. }
+                | Request::Rollback { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Shutdown
+                | Request::RetireOwner { .. }
+        )
+    }
+}
+
+/// `{"status":"success", ...payload}` with `status` first.
+pub fn success_reply(payload: Map<String, Value>) -> Value {
+    let mut map = Map::with_capacity(payload.len() + 1);
+    map.insert("status".into(), Value::from("success"));
+    for (key, value) in payload {
+        if key != "status" {
+            map.insert(key, value);
+        }
+    }
+    Value::Object(map)
+}
+
+/// `{"error":message,"status":"error"}`.
+pub fn error_reply(message: &str) -> Value {
+    let mut map = Map::with_capacity(2);
+    map.insert("error".into(), Value::from(message));
+    map.insert("status".into(), Value::from("error"));
+    Value::Object(map)
+}
+
+/// A reply as one wire line, LF included.
+pub fn reply_line(reply: &Value) -> String {
+    let mut line = reply.to_string();
+    line.push('\n');
+    line
+}
+
+/// Reads a reply: `Ok(whole object)` on success, `Err(message)` on an error
+/// reply (`Unknown Rollbridge error` when the message is missing or empty).
+pub fn interpret_reply(reply: Value) -> Result<Value, String> {
+    let is_error = reply.get("status").and_then(Value::as_str) == Some("error");
+    if !is_error {
+        return Ok(reply);
+    }
+    match reply.get("error").and_then(Value::as_str) {
+        Some(message) if !message.is_empty() => Err(message.to_string()),
+        _ => Err("Unknown Rollbridge error".to_string()),
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, RequestError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(RequestError::ExpectedString),
+    }
+}
+
+fn required_string(object: &Map<String, Value>, key: &'static str) -> Result<String, RequestError> {
+    match object.get(key) {
+        Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
+        _ => Err(RequestError::Required(key)),
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|text| !text.is_empty())
+}
+
+/// Converts a JSON value to text the way JavaScript's `String(value)` does, so
+/// `Unknown command: <value>` reads like the reference.
+fn js_string(value: Option<&Value>) -> String {
+    match value {
+        None => "undefined".to_string(),
+        Some(value) => js_value_string(value, false),
+    }
+}
+
+fn js_value_string(value: &Value, inside_array: bool) -> String {
+    match value {
+        // Inside an array, null and undefined join as empty strings.
+        Value::Null if inside_array => String::new(),
+        Value::Null => "null".to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => js_number_string(number),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| js_value_string(item, true))
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => "[object Object]".to_string(),
+    }
+}
+
+fn js_number_string(number: &serde_json::Number) -> String {
+    if let Some(int) = number.as_i64() {
+        return int.to_string();
+    }
+    if let Some(int) = number.as_u64() {
+        return int.to_string();
+    }
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    if float == 0.0 {
+        return "0".to_string();
+    }
+    let magnitude = float.abs();
+    if (1e-7..1e21).contains(&magnitude) {
+        // Rust's shortest round-trip form matches JavaScript in this range.
+        return format!("{float}");
+    }
+    // JavaScript uses exponent form with an explicit sign: 1e+21, 1e-7.
+    let text = format!("{float:e}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+            format!("{mantissa}e+{exponent}")
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(line: &str) -> Result<Request, String> {
+        Request::parse_line(line).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn malformed_json_mentions_json() {
+        let error = parse("this is not json").unwrap_err();
+        assert!(error.starts_with("Invalid JSON: "), "{error}");
+        assert!(parse("").unwrap_err().contains("JSON"));
+        assert!(parse("\r").unwrap_err().contains("JSON"));
+    }
+
+    #[test]
+    fn non_objects_are_rejected_but_arrays_are_unknown_commands() {
+        for line in ["123", "null", "\"status\"", "true"] {
+            assert_eq!(
+                parse(line).unwrap_err(),
+                "Control command must be an object"
+            );
+        }
+        assert_eq!(parse("[1,2]").unwrap_err(), "Unknown command: undefined");
+    }
+
+    #[test]
+    fn unknown_commands_are_stringified_like_javascript() {
+        let cases = [
+            (r#"{}"#, "undefined"),
+            (r#"{"command":"bogus"}"#, "bogus"),
+            (r#"{"command":5}"#, "5"),
+            (r#"{"command":2.5}"#, "2.5"),
+            (r#"{"command":1e21}"#, "1e+21"),
+            (r#"{"command":null}"#, "null"),
+            (r#"{"command":true}"#, "true"),
+            (r#"{"command":{"a":1}}"#, "[object Object]"),
+            (r#"{"command":[1,null,"x"]}"#, "1,,x"),
+            (r#"{"command":""}"#, ""),
+        ];
+        for (line, shown) in cases {
+            assert_eq!(
+                parse(line).unwrap_err(),
+                format!("Unknown command: {shown}"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn deploy_fields_are_checked_in_order() {
+        assert_eq!(
+            parse(r#"{"command":"deploy"}"#).unwrap_err(),
+            "releasePath is required"
+        );
+        assert_eq!(
+            parse(r#"{"command":"deploy","releasePath":""}"#).unwrap_err(),
+            "releasePath is required"
+        );
+        assert_eq!(
+            parse(r#"{"command":"deploy","releasePath":7,"releaseId":7}"#).unwrap_err(),
+            "releasePath is required"
+        );
+        assert_eq!(
+            parse(r#"{"command":"deploy","releasePath":"/r","releaseId":7}"#).unwrap_err(),
+            "Expected string value"
+        );
+        assert_eq!(
+            parse(
+                r#"{"command":"deploy","releasePath":"/r","releaseId":"","revision":null,"x":1}"#
+            )
+            .unwrap(),
+            Request::Deploy {
+                release_path: "/r".into(),
+                release_id: None,
+                revision: None
+            }
+        );
+    }
+
+    #[test]
+    fn restart_keeps_empty_strings_literally() {
+        assert_eq!(
+            parse(r#"{"command":"restart","processId":"","policy":""}"#).unwrap(),
+            Request::Restart {
+                process_id: Some(String::new()),
+                policy: Some(String::new())
+            }
+        );
+        assert_eq!(
+            parse(r#"{"command":"restart","policy":3}"#).unwrap_err(),
+            "Expected string value"
+        );
+    }
+
+    #[test]
+    fn events_limit_only_honours_numbers() {
+        assert_eq!(
+            parse(r#"{"command":"events","limit":"3"}"#).unwrap(),
+            Request::Events { limit: None }
+        );
+        assert_eq!(
+            parse(r#"{"command":"events","limit":2.5}"#).unwrap(),
+            Request::Events { limit: Some(2.5) }
+        );
+    }
+
+    #[test]
+    fn retire_owner_requires_attestation() {
+        assert_eq!(
+            parse(r#"{"command":"retire-owner"}"#).unwrap_err(),
+            "attestation is required"
+        );
+    }
+
+    #[test]
+    fn requests_round_trip_through_lines() {
+        let requests = [
+            Request::Status,
+            Request::Events { limit: Some(3.0) },
+            Request::Events { limit: None },
+            Request::Deploy {
+                release_path: "/srv/a".into(),
+                release_id: Some("v1".into()),
+                revision: None,
+            },
+            Request::Rollback { release_id: None },
+            Request::Stop {
+                release_id: Some("v2".into()),
+            },
+            Request::Restart {
+                process_id: Some("worker#1".into()),
+                policy: None,
+            },
+            Request::Shutdown,
+            Request::RetireOwner {
+                attestation: "sha256:00".into(),
+            },
+        ];
+        for request in requests {
+            let line = request.to_line();
+            assert!(line.ends_with('\n'));
+            assert_eq!(Request::parse_line(line.trim_end()).unwrap(), request);
+        }
+        assert_eq!(
+            Request::Deploy {
+                release_path: "/a".into(),
+                release_id: None,
+                revision: Some("abc".into())
+            }
+            .to_value(),
+            json!({"command":"deploy","releasePath":"/a","revision":"abc"})
+        );
+    }
+
+    #[test]
+    fn envelopes_have_their_key_order() {
+        let mut payload = Map::new();
+        payload.insert("message".into(), json!("shutdown"));
+        assert_eq!(
+            success_reply(payload).to_string(),
+            r#"{"status":"success","message":"shutdown"}"#
+        );
+        assert_eq!(
+            error_reply("boom").to_string(),
+            r#"{"error":"boom","status":"error"}"#
+        );
+        assert_eq!(
+            interpret_reply(error_reply("")).unwrap_err(),
+            "Unknown Rollbridge error"
+        );
+        assert_eq!(interpret_reply(error_reply("x")).unwrap_err(), "x");
+    }
+}

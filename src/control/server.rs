@@ -1,0 +1,427 @@
+//! The control socket server: a Unix stream socket speaking one JSON object per
+//! line (protocol.md §1–§3).
+//!
+//! Each accepted connection runs in its own task, so a silent or slow client only
+//! ever holds up itself. Every request line starts its own handler; replies are
+//! written in completion order. The server knows nothing about releases: it parses
+//! lines, hands [`Request`]s to a [`ControlHandler`], and writes what comes back.
+
+use super::protocol::{
+    MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
+};
+use super::socket::errno_code;
+use crate::daemon::events::EventSink;
+use crate::data;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Identifies one accepted control connection.
+pub type ConnectionId = u64;
+
+/// More simultaneous control connections than this are turned away with an
+/// error reply: the CLI uses one short connection per command, so anything near
+/// this number is a runaway client, and the cap keeps file descriptors for the
+/// processes the daemon supervises.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// At most this many requests of one connection are answered at a time; the
+/// connection is not read further until replies have been written. A client that
+/// sends without reading therefore cannot make the daemon queue replies forever.
+pub const MAX_PENDING_PER_CONNECTION: usize = 64;
+
+/// What the server does with the connection after writing a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterReply {
+    /// Leave the connection open; the client closes it.
+    KeepOpen,
+    /// End the stream after the reply (owner retirement).
+    Close,
+    /// End the stream after the reply, then tell the daemon it may exit
+    /// (a control-driven shutdown).
+    CloseAndExit,
+}
+
+/// A handler's answer to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The success payload (merged after `"status":"success"`) or the error text.
+    pub result: Result<Map<String, Value>, String>,
+    pub after: AfterReply,
+}
+
+impl Reply {
+    pub fn ok(payload: Map<String, Value>) -> Reply {
+        Reply {
+            result: Ok(payload),
+            after: AfterReply::KeepOpen,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            result: Err(message.into()),
+            after: AfterReply::KeepOpen,
+        }
+    }
+
+    pub fn then(mut self, after: AfterReply) -> Reply {
+        self.after = after;
+        self
+    }
+}
+
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// Answers control requests. The daemon implements this.
+pub trait ControlHandler: Send + Sync + 'static {
+    /// Handles one parsed request that arrived on connection `origin`.
+    fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture;
+}
+
+/// Shared state between the accept loop, the connections and the daemon.
+struct Shared {
+    path: PathBuf,
+    events: EventSink,
+    next_id: AtomicU64,
+    connections: Mutex<HashMap<ConnectionId, CancellationToken>>,
+    /// Cancelled when the server stops accepting.
+    accepting: CancellationToken,
+    /// Becomes true once the accept loop has returned and the listener is closed.
+    listener_closed: watch::Sender<bool>,
+    /// Becomes true once a `CloseAndExit` reply has been flushed and the
+    /// connection closed.
+    exit_requested: watch::Sender<bool>,
+}
+
+/// A handle on a running control server. Cloning is cheap.
+#[derive(Clone)]
+pub struct ControlServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlServer {
+    /// Starts accepting on `listener` (already bound with its final permissions).
+    pub fn start(
+        listener: tokio::net::UnixListener,
+        path: PathBuf,
+        handler: Arc<dyn ControlHandler>,
+        events: EventSink,
+    ) -> ControlServer {
+        let shared = Arc::new(Shared {
+            path,
+            events,
+            next_id: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            accepting: CancellationToken::new(),
+            listener_closed: watch::channel(false).0,
+            exit_requested: watch::channel(false).0,
+        });
+        tokio::spawn(accept_loop(listener, shared.clone(), handler));
+        ControlServer { shared }
+    }
+
+    /// The socket path as configured.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Stops accepting and closes every open connection except `keep` (the one
+    /// that asked for the shutdown or retirement). Returns once the listener is
+    /// closed.
+    pub async fn close_except(&self, keep: Option<ConnectionId>) {
+        self.shared.accepting.cancel();
+        let others: Vec<CancellationToken> = {
+            let connections = lock(&self.shared.connections);
+            connections
+                .iter()
+                .filter(|(id, _)| Some(**id) != keep)
+                .map(|(_, token)| token.clone())
+                .collect()
+        };
+        for token in others {
+            token.cancel();
+        }
+        let mut closed = self.shared.listener_closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Resolves once a `CloseAndExit` reply has been delivered.
+    pub async fn exit_requested(&self) {
+        let mut requested = self.shared.exit_requested.subscribe();
+        let _ = requested.wait_for(|requested| *requested).await;
+    }
+
+    /// How many control connections are open right now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.connections).len()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    shared: Arc<Shared>,
+    handler: Arc<dyn ControlHandler>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.accepting.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let token = CancellationToken::new();
+                let admitted = {
+                    let mut connections = lock(&shared.connections);
+                    if connections.len() >= MAX_CONNECTIONS {
+                        false
+                    } else {
+                        connections.insert(id, token.clone());
+                        true
+                    }
+                };
+                if admitted {
+                    tokio::spawn(serve_connection(
+                        stream,
+                        id,
+                        token,
+                        shared.clone(),
+                        handler.clone(),
+                    ));
+                } else {
+                    tokio::spawn(turn_away(stream));
+                }
+            }
+            Err(error) => {
+                // Out of file descriptors and similar: report, back off briefly
+                // and keep serving the connections that exist.
+                shared.events.emit(
+                    "control connection error",
+                    data! { "code" => errno_code(&error), "error" => error.to_string() },
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    shared.listener_closed.send_replace(true);
+}
+
+async fn turn_away(mut stream: UnixStream) {
+    let reply = error_reply(&format!(
+        "The daemon already has {MAX_CONNECTIONS} open control connections; close idle clients and retry."
+    ));
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.write_all(reply_line(&reply).as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// One line to write, and what to do after it.
+struct Outgoing {
+    line: String,
+    after: AfterReply,
+    /// Released once the line has been written.
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+async fn serve_connection(
+    stream: UnixStream,
+    id: ConnectionId,
+    token: CancellationToken,
+    shared: Arc<Shared>,
+    handler: Arc<dyn ControlHandler>,
+) {
+    let (reader, writer) = stream.into_split();
+    let (outgoing, queue) = mpsc::unbounded_channel::<Outgoing>();
+    let write_side = write_replies(writer, queue, shared.clone());
+    let read_side = read_requests(reader, outgoing, shared.clone(), handler, id);
+    // The writer ends when every sender is gone (the reader and all pending
+    // handlers) or when a reply asks for the connection to close.
+    let both = async {
+        tokio::join!(read_side, write_side);
+    };
+    tokio::select! {
+        _ = token.cancelled() => {}
+        _ = both => {}
+    }
+    lock(&shared.connections).remove(&id);
+}
+
+async fn read_requests(
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    shared: Arc<Shared>,
+    handler: Arc<dyn ControlHandler>,
+    id: ConnectionId,
+) {
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let slots = Arc::new(Semaphore::new(MAX_PENDING_PER_CONNECTION));
+    loop {
+        let read = tokio::select! {
+            // Stop reading once the writer is gone (the connection is closing).
+            _ = outgoing.closed() => return,
+            read = reader.read(&mut chunk) => read,
+        };
+        let count = match read {
+            Ok(0) => return,
+            Ok(count) => count,
+            Err(error) => {
+                shared.events.emit(
+                    "control connection error",
+                    data! { "code" => errno_code(&error), "error" => error.to_string() },
+                );
+                return;
+            }
+        };
+        let scan_from = buffer.len();
+        buffer.extend_from_slice(&chunk[..count]);
+        let mut line_start = 0;
+        let mut position = scan_from;
+        while let Some(offset) = buffer[position..].iter().position(|&byte| byte == b'\n') {
+            let end = position + offset;
+            if end - line_start > MAX_REQUEST_LINE_BYTES {
+                reject_long_line(&outgoing, &shared);
+                return;
+            }
+            let line = String::from_utf8_lossy(&buffer[line_start..end]).into_owned();
+            let slot = tokio::select! {
+                _ = outgoing.closed() => return,
+                slot = slots.clone().acquire_owned() => slot.ok(),
+            };
+            dispatch_line(line, slot, &outgoing, &shared, &handler, id);
+            line_start = end + 1;
+            position = line_start;
+        }
+        buffer.drain(..line_start);
+        if buffer.len() > MAX_REQUEST_LINE_BYTES {
+            reject_long_line(&outgoing, &shared);
+            return;
+        }
+    }
+}
+
+fn reject_long_line(outgoing: &mpsc::UnboundedSender<Outgoing>, shared: &Shared) {
+    let message = RequestError::LineTooLong {
+        limit: MAX_REQUEST_LINE_BYTES,
+    }
+    .to_string();
+    shared
+        .events
+        .emit("command failed", data! { "error" => message.clone() });
+    let _ = outgoing.send(Outgoing {
+        line: reply_line(&error_reply(&message)),
+        after: AfterReply::Close,
+        _slot: None,
+    });
+}
+
+fn dispatch_line(
+    line: String,
+    slot: Option<OwnedSemaphorePermit>,
+    outgoing: &mpsc::UnboundedSender<Outgoing>,
+    shared: &Arc<Shared>,
+    handler: &Arc<dyn ControlHandler>,
+    id: ConnectionId,
+) {
+    match Request::parse_line(&line) {
+        Err(error) => {
+            let reply = Reply::error(error.to_string());
+            send_reply(reply, slot, outgoing, shared);
+        }
+        Ok(request) => {
+            let handler = handler.clone();
+            let outgoing = outgoing.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let reply = handler.handle(request, id).await;
+                send_reply(reply, slot, &outgoing, &shared);
+            });
+        }
+    }
+}
+
+fn send_reply(
+    reply: Reply,
+    slot: Option<OwnedSemaphorePermit>,
+    outgoing: &mpsc::UnboundedSender<Outgoing>,
+    shared: &Shared,
+) {
+    let value = match reply.result {
+        Ok(payload) => success_reply(payload),
+        Err(message) => {
+            shared
+                .events
+                .emit("command failed", data! { "error" => message.clone() });
+            error_reply(&message)
+        }
+    };
+    let sent = outgoing.send(Outgoing {
+        line: reply_line(&value),
+        after: reply.after,
+        _slot: slot,
+    });
+    if let Err(unsent) = sent {
+        // The client is gone; a shutdown still has to let the daemon exit.
+        if unsent.0.after == AfterReply::CloseAndExit {
+            shared.exit_requested.send_replace(true);
+        }
+    }
+}
+
+async fn write_replies(
+    mut writer: tokio::net::unix::OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
+    let mut healthy = true;
+    while let Some(Outgoing { line, after, _slot }) = queue.recv().await {
+        if healthy {
+            if let Err(error) = writer.write_all(line.as_bytes()).await {
+                healthy = false;
+                shared.events.emit(
+                    "control connection error",
+                    data! { "code" => errno_code(&error), "error" => error.to_string() },
+                );
+            }
+        }
+        match after {
+            AfterReply::KeepOpen => {}
+            AfterReply::Close | AfterReply::CloseAndExit => {
+                let _ = writer.shutdown().await;
+                queue.close();
+                drop(writer);
+                if after == AfterReply::CloseAndExit {
+                    shared.exit_requested.send_replace(true);
+                }
+                return;
+            }
+        }
+    }
+}

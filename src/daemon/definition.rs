@@ -1,0 +1,86 @@
+//! Turning config entries into process definitions for one release: templates
+//! rendered, `ROLLBRIDGE_*` injected, instance ids assigned.
+
+use super::release::Release;
+use crate::config::model::{Config, ProcessConfig};
+use crate::config::template::{self, TemplateContext};
+use crate::process::ProcessDefinition;
+use std::path::PathBuf;
+
+/// What a definition needs to know about the release it belongs to.
+#[derive(Debug, Clone)]
+pub struct ReleaseIdentity<'a> {
+    pub id: &'a str,
+    pub path: &'a str,
+    pub revision: &'a str,
+    pub ports: &'a [(String, u16)],
+}
+
+impl<'a> ReleaseIdentity<'a> {
+    pub fn of(release: &'a Release) -> ReleaseIdentity<'a> {
+        ReleaseIdentity {
+            id: &release.id,
+            path: &release.path,
+            revision: &release.revision,
+            ports: &release.ports,
+        }
+    }
+}
+
+/// The instance id of replica `index` of `count`: the base id, or `id#index`.
+pub fn instance_id(base_id: &str, index: u32, count: u32) -> String {
+    if count > 1 {
+        format!("{base_id}#{index}")
+    } else {
+        base_id.to_string()
+    }
+}
+
+/// Renders one instance's definition.
+pub fn build(
+    config: &Config,
+    process: &ProcessConfig,
+    release: &ReleaseIdentity<'_>,
+    replica_index: u32,
+) -> Result<ProcessDefinition, String> {
+    let port = release
+        .ports
+        .iter()
+        .find(|(id, _)| *id == process.id)
+        .map(|(_, port)| *port);
+    let context = TemplateContext {
+        application: config.application.clone(),
+        release_id: release.id.to_string(),
+        release_path: release.path.to_string(),
+        revision: release.revision.to_string(),
+        process_id: process.id.clone(),
+        replica_index,
+        replica_count: process.replicas,
+        port,
+        ports: release.ports.to_vec(),
+        proxy_host: config.proxy.host.clone(),
+        proxy_port: config.proxy.port,
+        proxy_upstream_host: config.proxy.upstream_host.clone(),
+        env: std::env::vars().collect(),
+    };
+    let rendered = template::render_process(process, &context).map_err(|e| e.to_string())?;
+    let mut env = template::injected_env(&context);
+    for (key, value) in rendered.env {
+        env.retain(|(existing, _)| *existing != key);
+        env.push((key, value));
+    }
+    Ok(ProcessDefinition {
+        instance_id: instance_id(&process.id, replica_index, process.replicas),
+        base_id: process.id.clone(),
+        release_id: release.id.to_string(),
+        release_path: release.path.to_string(),
+        revision: release.revision.to_string(),
+        command: rendered.command,
+        cwd: PathBuf::from(rendered.cwd.unwrap_or_else(|| release.path.to_string())),
+        env,
+        port,
+        replica_index,
+        replica_count: process.replicas,
+        config: process.clone(),
+    })
+}

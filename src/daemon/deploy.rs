@@ -1,0 +1,518 @@
+//! Deploy (flows.md §3): reload the config, start the new release next to the
+//! running one, health-check it, switch traffic, refresh services, replace
+//! singletons, and retire the previous release in the background.
+
+use super::definition::{self, ReleaseIdentity};
+use super::release::{Release, ReleaseState};
+use super::state::{Daemon, DeployingInfo, SHUTTING_DOWN};
+use super::{ports, reload};
+use crate::config::hook::HookSpec;
+use crate::config::model::{Config, Policy, ProcessConfig};
+use crate::data;
+use crate::plugins::{HookCall, Registry, Stage};
+use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, wait_healthy};
+use crate::util::time::{iso_now, timestamp_release_id};
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+/// A deploy as requested over the control socket (or by a bootstrap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequest {
+    pub release_path: String,
+    /// `None` or empty: use the revision, else a timestamp.
+    pub release_id: Option<String>,
+    pub revision: Option<String>,
+}
+
+/// `{activeReleaseId, previousReleaseId}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployOutcome {
+    pub active_release_id: String,
+    pub previous_release_id: Option<String>,
+}
+
+impl DeployOutcome {
+    pub fn to_payload(&self) -> Map<String, Value> {
+        data! {
+            "activeReleaseId" => self.active_release_id,
+            "previousReleaseId" => self.previous_release_id,
+        }
+    }
+}
+
+impl Daemon {
+    /// Runs a deploy. The caller holds [`Daemon::operations`].
+    pub async fn deploy_locked(
+        self: &Arc<Self>,
+        request: DeployRequest,
+    ) -> Result<DeployOutcome, String> {
+        self.ensure_running()?;
+        let (config, registry) = self.reload_config()?;
+        let revision_given = request.revision.clone().filter(|r| !r.is_empty());
+        let release_id = request
+            .release_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .or_else(|| revision_given.clone())
+            .unwrap_or_else(timestamp_release_id);
+        let revision = revision_given.clone().unwrap_or_else(|| release_id.clone());
+
+        let mut starting = data! {
+            "releaseId" => release_id,
+            "releasePath" => request.release_path,
+        };
+        if let Some(revision) = &revision_given {
+            starting.insert("revision".into(), Value::from(revision.clone()));
+        }
+        self.events.emit("deploy starting", starting);
+        self.state().deploying = Some(DeployingInfo {
+            release_id: release_id.clone(),
+            release_path: request.release_path.clone(),
+            started_at: iso_now(),
+        });
+
+        let mut started_services: Vec<String> = Vec::new();
+        let mut release_slot: Option<Arc<Release>> = None;
+        let started = self
+            .start_guarded(
+                &config,
+                &registry,
+                &release_id,
+                &request.release_path,
+                &revision,
+                &mut started_services,
+                &mut release_slot,
+            )
+            .await;
+        let release = match started {
+            Ok(release) => release,
+            Err(error) => {
+                self.events.emit(
+                    "deploy failed",
+                    data! { "error" => error, "releaseId" => release_id },
+                );
+                if let Some(release) = &release_slot {
+                    release.stop_now().await;
+                }
+                self.stop_started_services(&started_services).await;
+                let mut state = self.state();
+                if let Some(release) = &release_slot {
+                    state.starting.retain(|r| !Arc::ptr_eq(r, release));
+                }
+                state.deploying = None;
+                return Err(error);
+            }
+        };
+        let outcome = self.switch_and_finish(release, config, registry).await;
+        self.state().deploying = None;
+        outcome
+    }
+
+    /// Loads the config file again and checks that it can be applied live. Without
+    /// a config file (embedded use), the current config stays.
+    fn reload_config(&self) -> Result<(Arc<Config>, Registry), String> {
+        let Some(path) = &self.config_path else {
+            let state = self.state();
+            return Ok((state.config.clone(), state.registry.clone()));
+        };
+        let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
+        let current = self.config();
+        reload::check_compatible(&current, &loaded.config)?;
+        let registry = super::setup::registry_for(&loaded)?;
+        Ok((Arc::new(loaded.config), registry))
+    }
+
+    /// Steps 5–7 of the deploy: everything whose failure leaves the previous
+    /// release in charge.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_guarded(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        registry: &Registry,
+        release_id: &str,
+        release_path: &str,
+        revision: &str,
+        started_services: &mut Vec<String>,
+        release_slot: &mut Option<Arc<Release>>,
+    ) -> Result<Arc<Release>, String> {
+        let service_ports = self.state().service_ports.clone();
+        let ports = ports::allocate(config, &service_ports)?;
+        let proxied = config.proxied();
+        let proxied_port = ports
+            .iter()
+            .find(|(id, _)| *id == proxied.id)
+            .map(|(_, port)| *port)
+            .ok_or_else(|| format!("Proxied process {} must define a port range", proxied.id))?;
+        let release = Release::new(
+            release_id.to_string(),
+            release_path.to_string(),
+            revision.to_string(),
+            ports,
+            &config.proxy.upstream_host,
+            proxied_port,
+        );
+        *release_slot = Some(release.clone());
+        self.state().starting.push(release.clone());
+
+        self.ensure_persistent_services(config, registry, &release, started_services)
+            .await?;
+        self.start_release(config, registry, &release).await?;
+        self.ensure_running()?;
+        Ok(release)
+    }
+
+    /// Starts every persistent service that does not exist yet (flows.md §3.5).
+    async fn ensure_persistent_services(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        registry: &Registry,
+        release: &Arc<Release>,
+        started_services: &mut Vec<String>,
+    ) -> Result<(), String> {
+        for process in config
+            .processes
+            .iter()
+            .filter(|p| p.is_persistent_service())
+        {
+            self.ensure_running()?;
+            if self.state().service(&process.id).is_some() {
+                continue;
+            }
+            let def = definition::build(config, process, &ReleaseIdentity::of(release), 0)?;
+            let managed = ManagedProcess::new(def, self.service_supervision(registry));
+            {
+                let mut state = self.state();
+                state.services.push((process.id.clone(), managed.clone()));
+                if let Some(port) = release.port(&process.id) {
+                    state.service_ports.insert(process.id.clone(), port);
+                }
+            }
+            if let Err(error) = managed.start(StartReason::Deploy).await {
+                let mut state = self.state();
+                state.services.retain(|(id, _)| *id != process.id);
+                state.service_ports.remove(&process.id);
+                return Err(error.to_string());
+            }
+            started_services.push(process.id.clone());
+        }
+        Ok(())
+    }
+
+    /// Stops and forgets the persistent services a failed deploy started.
+    async fn stop_started_services(&self, ids: &[String]) {
+        let removed: Vec<Arc<ManagedProcess>> = {
+            let mut state = self.state();
+            let mut removed = Vec::new();
+            for id in ids {
+                if let Some(index) = state.services.iter().position(|(sid, _)| sid == id) {
+                    removed.push(state.services.remove(index).1);
+                }
+                state.service_ports.remove(id);
+            }
+            removed
+        };
+        join_all(removed.iter().map(|p| p.stop())).await;
+    }
+
+    /// Starts the release's own processes (flows.md §3.6); on failure reports
+    /// their state, stops them all, and reports again.
+    async fn start_release(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        registry: &Registry,
+        release: &Arc<Release>,
+    ) -> Result<(), String> {
+        let result = self
+            .spawn_release_processes(config, registry, release)
+            .await;
+        let Err(error) = result else {
+            return Ok(());
+        };
+        release.set_state(ReleaseState::Failed);
+        self.report_startup_failure(release, &error, "before cleanup");
+        join_all(release.processes().iter().map(|p| p.process.stop())).await;
+        release.mark_stopped();
+        self.report_startup_failure(release, &error, "after cleanup");
+        Err(error)
+    }
+
+    async fn spawn_release_processes(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        registry: &Registry,
+        release: &Arc<Release>,
+    ) -> Result<(), String> {
+        let handoff = config.processes.iter().filter(|p| p.is_handoff_service());
+        let companions = config
+            .processes
+            .iter()
+            .filter(|p| p.policy == Policy::Companion);
+        let proxied = config
+            .processes
+            .iter()
+            .filter(|p| p.policy == Policy::Proxied);
+        for process in handoff.chain(companions).chain(proxied) {
+            for index in 0..process.replicas.max(1) {
+                self.ensure_running()?;
+                let def = definition::build(config, process, &ReleaseIdentity::of(release), index)?;
+                let managed = ManagedProcess::new(def, self.release_supervision(registry, release));
+                release.add_process(&process.id, managed.clone());
+                managed
+                    .start(StartReason::Deploy)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if process.policy == Policy::Proxied {
+                    self.wait_release_healthy(config, registry, release, process, &managed)
+                        .await?;
+                    self.ensure_running()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the readiness check of the new proxied process; shutdown cuts it short.
+    async fn wait_release_healthy(
+        &self,
+        config: &Config,
+        registry: &Registry,
+        release: &Release,
+        process: &ProcessConfig,
+        managed: &Arc<ManagedProcess>,
+    ) -> Result<(), String> {
+        let (Some(health), Some(port)) = (&process.health, release.port(&process.id)) else {
+            return Ok(());
+        };
+        let host = &config.proxy.upstream_host;
+        let url = format!("http://{}:{port}{}", bracket_host(host), health.path);
+        let spec = health.check.clone().unwrap_or_else(|| {
+            let mut options = Map::new();
+            options.insert("host".into(), Value::from(host.clone()));
+            options.insert("path".into(), Value::from(health.path.clone()));
+            HookSpec::Plugin {
+                name: "http".into(),
+                options,
+            }
+        });
+        let plugin = registry.health(&spec).map_err(|error| error.to_string())?;
+        let call = HookCall {
+            stage: Stage::Health,
+            process: managed.process_info(),
+            deadline: health_deadline(health),
+            options: spec.options(),
+            events: self.events.clone(),
+        };
+        tokio::select! {
+            result = wait_healthy(plugin, call, health, &url) => result.map_err(|e| e.to_string()),
+            _ = self.stopped_signal() => Err(SHUTTING_DOWN.to_string()),
+        }
+    }
+
+    /// `release startup failed` plus one `release startup process status` per process.
+    fn report_startup_failure(&self, release: &Release, error: &str, phase: &str) {
+        self.events.emit(
+            "release startup failed",
+            data! { "error" => error, "phase" => phase, "releaseId" => release.id },
+        );
+        for entry in release.processes() {
+            let status = entry.process.status_json();
+            let field = |key: &str| status.get(key).cloned().unwrap_or(Value::Null);
+            let mut data = Map::new();
+            data.insert("command".into(), field("command"));
+            data.insert("exitCode".into(), field("exitCode"));
+            data.insert("exitSignal".into(), field("exitSignal"));
+            data.insert(
+                "logs".into(),
+                status
+                    .get("logs")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new())),
+            );
+            data.insert("phase".into(), Value::from(phase));
+            data.insert("pid".into(), field("pid"));
+            data.insert("processId".into(), field("id"));
+            data.insert("releaseId".into(), Value::from(release.id.clone()));
+            data.insert("state".into(), field("state"));
+            self.events.emit("release startup process status", data);
+        }
+    }
+
+    /// Steps 9–14: switch traffic, refresh services, replace singletons, retire
+    /// the previous release, persist.
+    async fn switch_and_finish(
+        self: &Arc<Self>,
+        release: Arc<Release>,
+        config: Arc<Config>,
+        registry: Registry,
+    ) -> Result<DeployOutcome, String> {
+        let previous = {
+            let mut state = self.state();
+            let previous = state.active.clone();
+            state.config = config.clone();
+            state.registry = registry.clone();
+            if let Some(replaced) = state.insert_release(release.clone()) {
+                // The same id was deployed again: the old object leaves the map but
+                // may still run (or drain); keep it reachable so shutdown stops it.
+                if replaced.state() != ReleaseState::Stopped {
+                    state.detached.push(replaced);
+                }
+            }
+            release.mark_active();
+            state.active = Some(release.clone());
+            state.starting.retain(|r| !Arc::ptr_eq(r, &release));
+            previous
+        };
+        self.router.set_active(Some(release.target.clone()));
+        if let Some(previous) = &previous {
+            previous.mark_retired();
+        }
+        let previous_id = previous.as_ref().map(|p| p.id.clone());
+        self.events.emit(
+            "traffic switched",
+            data! { "previousReleaseId" => previous_id, "releaseId" => release.id },
+        );
+
+        let mut problems = self.refresh_service_templates(&config, &release);
+        problems.extend(self.replace_singletons(&config, &registry, &release).await);
+
+        if let Some(previous) = previous {
+            if !Arc::ptr_eq(&previous, &release) {
+                self.retire_in_background(previous, config.clone());
+            }
+        }
+        self.persist().await;
+        if problems.is_empty() {
+            Ok(DeployOutcome {
+                active_release_id: release.id.clone(),
+                previous_release_id: previous_id,
+            })
+        } else {
+            Err(format!(
+                "Traffic switched to release \"{}\", but {}",
+                release.id,
+                problems.join("; ")
+            ))
+        }
+    }
+
+    /// Points running persistent services at the new release's templates; they
+    /// pick them up at their next (re)start.
+    fn refresh_service_templates(&self, config: &Config, release: &Release) -> Vec<String> {
+        let mut problems = Vec::new();
+        for process in config
+            .processes
+            .iter()
+            .filter(|p| p.is_persistent_service())
+        {
+            let Some(managed) = self.state().service(&process.id) else {
+                continue;
+            };
+            match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
+                Ok(def) => managed.redefine(def),
+                Err(error) => problems.push(format!(
+                    "service \"{}\" keeps its previous template: {error}",
+                    process.id
+                )),
+            }
+        }
+        problems
+    }
+
+    /// Replaces each singleton with one built from the new release: the old
+    /// instance is fully stopped before the new one starts, so they never overlap.
+    async fn replace_singletons(
+        self: &Arc<Self>,
+        config: &Config,
+        registry: &Registry,
+        release: &Arc<Release>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for process in config
+            .processes
+            .iter()
+            .filter(|p| p.policy == Policy::Singleton)
+        {
+            if self.is_stopping() {
+                problems.push(format!(
+                    "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
+                    process.id
+                ));
+                break;
+            }
+            let old = self.state().singleton(&process.id);
+            if let Some(old) = old {
+                old.stop().await;
+                if self.is_stopping() {
+                    problems.push(format!(
+                        "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
+                        process.id
+                    ));
+                    break;
+                }
+            }
+            let def = match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
+                Ok(def) => def,
+                Err(error) => {
+                    problems.push(format!(
+                        "singleton \"{}\" failed to start: {error}",
+                        process.id
+                    ));
+                    continue;
+                }
+            };
+            let managed = ManagedProcess::new(def, self.singleton_supervision(registry, release));
+            self.state().set_singleton(&process.id, managed.clone());
+            if let Err(error) = managed.start(StartReason::Deploy).await {
+                problems.push(format!(
+                    "singleton \"{}\" failed to start: {error}",
+                    process.id
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Release processes restart after a crash while their release is live.
+    pub fn release_supervision(&self, registry: &Registry, release: &Arc<Release>) -> Supervision {
+        let release: Weak<Release> = Arc::downgrade(release);
+        Supervision {
+            events: self.events.clone(),
+            registry: registry.clone(),
+            should_restart: Arc::new(move || {
+                release
+                    .upgrade()
+                    .is_some_and(|release| release.state().allows_restart())
+            }),
+        }
+    }
+
+    /// Singletons follow the release that built them.
+    pub fn singleton_supervision(
+        &self,
+        registry: &Registry,
+        release: &Arc<Release>,
+    ) -> Supervision {
+        self.release_supervision(registry, release)
+    }
+
+    /// Persistent services restart until the daemon stops.
+    pub fn service_supervision(&self, registry: &Registry) -> Supervision {
+        let stopping = self.stopping_flag();
+        Supervision {
+            events: self.events.clone(),
+            registry: registry.clone(),
+            should_restart: Arc::new(move || !stopping.load(Ordering::SeqCst)),
+        }
+    }
+}
+
+/// `::1` → `[::1]` so the host can sit in a URL.
+pub fn bracket_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}

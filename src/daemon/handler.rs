@@ -1,0 +1,83 @@
+//! Dispatch of control requests to the daemon's flows.
+
+use super::deploy::DeployRequest;
+use super::state::Daemon;
+use crate::control::protocol::Request;
+use crate::control::server::{AfterReply, ConnectionId, ControlHandler, Reply, ReplyFuture};
+use crate::data;
+use serde_json::Value;
+use std::sync::Arc;
+
+impl ControlHandler for Daemon {
+    fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture {
+        Box::pin(async move { self.answer(request, origin).await })
+    }
+}
+
+impl Daemon {
+    async fn answer(self: Arc<Self>, request: Request, origin: ConnectionId) -> Reply {
+        match request {
+            Request::Status => {
+                self.recheck_orphans();
+                Reply::ok(self.status_map())
+            }
+            Request::Events { limit } => Reply::ok(data! { "events" => self.events_json(limit) }),
+            // Shutdown and retirement take the operations lock themselves, after
+            // raising `stopping` so a running deploy gives up quickly.
+            Request::Shutdown => {
+                let reply = match self.shutdown(Some(origin)).await {
+                    Ok(()) => Reply::ok(data! { "message" => "shutdown" }),
+                    Err(error) => Reply::error(error),
+                };
+                reply.then(AfterReply::CloseAndExit)
+            }
+            Request::RetireOwner { attestation } => {
+                match self.retire_owner(attestation, Some(origin)).await {
+                    Ok(payload) => Reply::ok(payload).then(AfterReply::Close),
+                    Err(error) => Reply::error(error),
+                }
+            }
+            exclusive => {
+                let _operations = self.operations.lock().await;
+                if let Err(error) = self.ensure_running() {
+                    return Reply::error(error);
+                }
+                match exclusive {
+                    Request::Deploy {
+                        release_path,
+                        release_id,
+                        revision,
+                    } => self
+                        .deploy_locked(DeployRequest {
+                            release_path,
+                            release_id,
+                            revision,
+                        })
+                        .await
+                        .map(|outcome| Reply::ok(outcome.to_payload()))
+                        .unwrap_or_else(Reply::error),
+                    Request::Rollback { release_id } => self
+                        .rollback_locked(release_id)
+                        .await
+                        .map(|outcome| Reply::ok(outcome.to_payload()))
+                        .unwrap_or_else(Reply::error),
+                    Request::Stop { release_id } => self
+                        .stop_locked(release_id)
+                        .await
+                        .map(Reply::ok)
+                        .unwrap_or_else(Reply::error),
+                    Request::Restart { process_id, policy } => self
+                        .restart_locked(process_id, policy)
+                        .await
+                        .map(|ids| {
+                            Reply::ok(data! {
+                                "restarted" => Value::Array(ids.into_iter().map(Value::from).collect())
+                            })
+                        })
+                        .unwrap_or_else(Reply::error),
+                    _ => Reply::error("internal error: request routed to the wrong handler"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! When and how the daemon writes its state file (flows.md §15.1): switched on
+//! once the control socket is exposed, then every 5 s and after every deploy,
+//! drain and stop; never while stopping. Writes are serialized.
+
+use super::persist::{self, Orphan};
+use super::state::Daemon;
+use crate::data;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the state is written even when nothing happened.
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(5000);
+
+impl Daemon {
+    /// Writes the state file now (when configured and switched on).
+    pub async fn persist(&self) {
+        let Some(file) = &self.state_file else {
+            return;
+        };
+        let enabled = self.persistence.lock().await;
+        if !*enabled || self.is_stopping() {
+            return;
+        }
+        let snapshot = persist::snapshot(self.status_map(), self.events_json(None));
+        let path = file.path().to_path_buf();
+        let write = {
+            let snapshot = snapshot.clone();
+            tokio::task::spawn_blocking(move || persist::StateFile::new(path).write(&snapshot))
+        };
+        let result = match write.await {
+            Ok(result) => result.map_err(|e| crate::control::socket::describe_io_error(&e)),
+            Err(error) => Err(error.to_string()),
+        };
+        drop(enabled);
+        if let Err(error) = result {
+            self.events
+                .emit("state persist failed", data! { "error" => error });
+        }
+    }
+
+    /// Switches persistence on, writes once, and keeps writing every 5 s.
+    pub async fn start_persistence(self: &Arc<Self>) {
+        if self.state_file.is_none() {
+            return;
+        }
+        *self.persistence.lock().await = true;
+        self.persist().await;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(daemon) = weak.upgrade() else { return };
+                if daemon.is_stopping() {
+                    return;
+                }
+                daemon.persist().await;
+            }
+        });
+    }
+
+    /// Switches persistence off and waits for a write in flight.
+    pub async fn stop_persistence(&self) {
+        *self.persistence.lock().await = false;
+    }
+
+    /// The final state file at shutdown: kept (with only the previous daemon's
+    /// live processes) when some are still alive, so `recover` can find them;
+    /// otherwise deleted.
+    pub async fn finalize_state_file(&self) -> Result<(), String> {
+        let Some(file) = &self.state_file else {
+            return Ok(());
+        };
+        self.stop_persistence().await;
+        let orphans: Vec<Orphan> = {
+            let mut state = self.state();
+            state
+                .orphans
+                .retain(|orphan| persist::orphan_alive(orphan.pid));
+            state.orphans.clone()
+        };
+        let path = file.path().to_path_buf();
+        let result = tokio::task::spawn_blocking(move || {
+            let file = persist::StateFile::new(path);
+            if orphans.is_empty() {
+                file.clear()
+            } else {
+                file.write(&persist::orphans_only_snapshot(&orphans))
+            }
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+        result.map_err(|error| crate::control::socket::describe_io_error(&error))
+    }
+
+    /// Reads the previous daemon's state file and reports its live processes
+    /// (flows.md §15.4). Nothing is signalled or adopted.
+    pub fn report_orphans(&self) {
+        let Some(file) = &self.state_file else {
+            return;
+        };
+        let orphans = file
+            .read()
+            .map(|state| persist::live_processes(&state))
+            .unwrap_or_default();
+        for orphan in &orphans {
+            self.events.emit(
+                "orphaned managed process detected",
+                data! {
+                    "pid" => orphan.pid,
+                    "processId" => orphan.id,
+                    "releaseId" => orphan.release_id,
+                },
+            );
+        }
+        if !orphans.is_empty() {
+            self.events.emit(
+                "orphaned processes from a previous daemon",
+                data! {
+                    "count" => orphans.len(),
+                    "hint" => "a previous daemon did not shut down cleanly; verify these pids and stop any leftovers",
+                },
+            );
+        }
+        self.state().orphans = orphans;
+    }
+
+    /// The event ring as JSON (`limit` as in the `events` command).
+    pub fn events_json(&self, limit: Option<f64>) -> Value {
+        Value::Array(
+            self.events
+                .recent(limit)
+                .into_iter()
+                .map(|event| serde_json::to_value(event).unwrap_or(Value::Null))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,232 @@
+//! One release: a deploy of a release path with its own ports, its own
+//! release-scoped processes (handoff services, companions, the proxied process)
+//! and its own connection counters.
+
+use crate::process::ManagedProcess;
+use crate::proxy::{ConnectionCounters, ReleaseTarget};
+use crate::util::time::iso_now;
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseState {
+    Starting,
+    Active,
+    Draining,
+    Stopped,
+    Failed,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Starting => "starting",
+            ReleaseState::Active => "active",
+            ReleaseState::Draining => "draining",
+            ReleaseState::Stopped => "stopped",
+            ReleaseState::Failed => "failed",
+        }
+    }
+
+    /// Release processes restart after a crash only while their release is live.
+    pub fn allows_restart(self) -> bool {
+        matches!(self, ReleaseState::Active | ReleaseState::Starting)
+    }
+}
+
+/// Timestamps and state of a release; changes over its life.
+#[derive(Debug, Clone)]
+pub struct ReleaseMeta {
+    pub state: ReleaseState,
+    pub activated_at: Option<String>,
+    pub drain_started_at: Option<String>,
+    pub stopped_at: Option<String>,
+}
+
+/// One release-scoped process instance and the config entry it came from.
+#[derive(Clone)]
+pub struct ReleaseProcess {
+    pub base_id: String,
+    pub process: Arc<ManagedProcess>,
+}
+
+pub struct Release {
+    pub id: String,
+    /// Exactly as given in the deploy request.
+    pub path: String,
+    pub revision: String,
+    /// Allocated ports keyed by base process id, in config order.
+    pub ports: Vec<(String, u16)>,
+    pub counters: Arc<ConnectionCounters>,
+    /// Where the proxy sends this release's traffic.
+    pub target: Arc<ReleaseTarget>,
+    meta: Mutex<ReleaseMeta>,
+    processes: Mutex<Vec<ReleaseProcess>>,
+    /// When the release stopped receiving new traffic.
+    retired_at: Mutex<Option<std::time::Instant>>,
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release")
+            .field("id", &self.id)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Release {
+    pub fn new(
+        id: String,
+        path: String,
+        revision: String,
+        ports: Vec<(String, u16)>,
+        upstream_host: &str,
+        proxied_port: u16,
+    ) -> Arc<Release> {
+        let counters = ConnectionCounters::new();
+        let target = ReleaseTarget::new(id.clone(), upstream_host, proxied_port, counters.clone());
+        Arc::new(Release {
+            id,
+            path,
+            revision,
+            ports,
+            counters,
+            target,
+            meta: Mutex::new(ReleaseMeta {
+                state: ReleaseState::Starting,
+                activated_at: None,
+                drain_started_at: None,
+                stopped_at: None,
+            }),
+            processes: Mutex::new(Vec::new()),
+            retired_at: Mutex::new(None),
+        })
+    }
+
+    /// Records that the router no longer sends new requests here.
+    pub fn mark_retired(&self) {
+        let mut at = self.retired_at.lock().unwrap_or_else(|e| e.into_inner());
+        at.get_or_insert_with(std::time::Instant::now);
+    }
+
+    pub fn retired_at(&self) -> Option<std::time::Instant> {
+        *self.retired_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn meta(&self) -> MutexGuard<'_, ReleaseMeta> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> ReleaseState {
+        self.meta().state
+    }
+
+    pub fn set_state(&self, state: ReleaseState) {
+        self.meta().state = state;
+    }
+
+    pub fn mark_active(&self) {
+        let mut meta = self.meta();
+        meta.state = ReleaseState::Active;
+        meta.activated_at = Some(iso_now());
+    }
+
+    /// Marks the release stopped; a release already stopped keeps its first
+    /// `stoppedAt`.
+    pub fn mark_stopped(&self) {
+        let mut meta = self.meta();
+        if meta.state == ReleaseState::Stopped && meta.stopped_at.is_some() {
+            return;
+        }
+        meta.state = ReleaseState::Stopped;
+        meta.stopped_at = Some(iso_now());
+    }
+
+    pub fn port(&self, base_id: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|(id, _)| id == base_id)
+            .map(|(_, port)| *port)
+    }
+
+    /// Records an instance; called before it is spawned so a failed start can
+    /// still be reported and cleaned up.
+    pub fn add_process(&self, base_id: &str, process: Arc<ManagedProcess>) {
+        self.processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ReleaseProcess {
+                base_id: base_id.to_string(),
+                process,
+            });
+    }
+
+    /// Instances in start order.
+    pub fn processes(&self) -> Vec<ReleaseProcess> {
+        self.processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The instances of one config entry, in replica order.
+    pub fn instances_of(&self, base_id: &str) -> Vec<Arc<ManagedProcess>> {
+        self.processes()
+            .into_iter()
+            .filter(|p| p.base_id == base_id)
+            .map(|p| p.process)
+            .collect()
+    }
+
+    /// Stops every process in parallel with the graceful sequence, without
+    /// waiting for connections, then marks the release stopped.
+    pub async fn stop_now(&self) {
+        let processes = self.processes();
+        join_all(processes.iter().map(|p| p.process.stop())).await;
+        self.target.retire();
+        self.mark_stopped();
+    }
+
+    /// The release object of `status` (protocol.md §4.1), keys in wire order.
+    pub fn status_json(&self) -> Value {
+        let meta = self.meta().clone();
+        let http = self.counters.http();
+        let websocket = self.counters.websocket();
+        let mut map = Map::new();
+        if let Some(at) = meta.activated_at {
+            map.insert("activatedAt".into(), Value::from(at));
+        }
+        map.insert("connectionCount".into(), Value::from(http + websocket));
+        let mut connections = Map::new();
+        connections.insert("http".into(), Value::from(http));
+        connections.insert("websocket".into(), Value::from(websocket));
+        map.insert("connections".into(), Value::Object(connections));
+        if let Some(at) = meta.drain_started_at {
+            map.insert("drainStartedAt".into(), Value::from(at));
+        }
+        let mut ports = Map::new();
+        for (id, port) in &self.ports {
+            ports.insert(id.clone(), Value::from(*port));
+        }
+        map.insert("ports".into(), Value::Object(ports));
+        map.insert(
+            "processes".into(),
+            Value::Array(
+                self.processes()
+                    .iter()
+                    .map(|p| Value::Object(p.process.status_json()))
+                    .collect(),
+            ),
+        );
+        map.insert("releaseId".into(), Value::from(self.id.clone()));
+        map.insert("releasePath".into(), Value::from(self.path.clone()));
+        map.insert("revision".into(), Value::from(self.revision.clone()));
+        map.insert("state".into(), Value::from(meta.state.as_str()));
+        if let Some(at) = meta.stopped_at {
+            map.insert("stoppedAt".into(), Value::from(at));
+        }
+        Value::Object(map)
+    }
+}

@@ -1,0 +1,103 @@
+//! `restart` (flows.md §11): bounce companions, services (persistent and
+//! handoff) and singletons in place, one at a time. The proxied process is never
+//! restarted in place; a deploy replaces it without downtime.
+
+use super::state::Daemon;
+use crate::config::model::Policy;
+use crate::data;
+use crate::process::{ManagedProcess, StartReason};
+use std::sync::Arc;
+
+/// Refusal for the proxied process.
+pub const PROXIED_RESTART: &str = "The proxied process cannot be restarted in place; use \"rollbridge deploy\" for a zero-downtime replacement.";
+
+impl Daemon {
+    /// Runs a restart and returns the restarted instance ids. Every target is
+    /// tried even when an earlier one fails; failures are reported together at
+    /// the end. The caller holds [`Daemon::operations`].
+    pub async fn restart_locked(
+        self: &Arc<Self>,
+        process_id: Option<String>,
+        policy: Option<String>,
+    ) -> Result<Vec<String>, String> {
+        let targets = self.restart_targets(process_id.as_deref(), policy.as_deref())?;
+        let mut restarted = Vec::new();
+        let mut failures = Vec::new();
+        for (instance_id, process) in targets {
+            self.events.emit(
+                "process restart requested",
+                data! { "processId" => instance_id },
+            );
+            process.stop().await;
+            match process.start(StartReason::Manual).await {
+                Ok(()) => restarted.push(instance_id),
+                Err(error) => failures.push(format!("{instance_id}: {error}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(restarted)
+        } else {
+            let done = if restarted.is_empty() {
+                String::new()
+            } else {
+                format!(" (restarted: {})", restarted.join(", "))
+            };
+            Err(format!("Failed to restart {}{done}", failures.join("; ")))
+        }
+    }
+
+    fn restart_targets(
+        &self,
+        process_id: Option<&str>,
+        policy: Option<&str>,
+    ) -> Result<Vec<(String, Arc<ManagedProcess>)>, String> {
+        let state = self.state();
+        let config = state.config.clone();
+        let proxied = config.proxied();
+        if policy == Some("proxied") || process_id == Some(proxied.id.as_str()) {
+            return Err(PROXIED_RESTART.to_string());
+        }
+        let mut targets = Vec::new();
+        for process in &config.processes {
+            if process.policy == Policy::Proxied {
+                continue;
+            }
+            if policy.is_some_and(|wanted| wanted != process.policy.as_str()) {
+                continue;
+            }
+            let instances: Vec<Arc<ManagedProcess>> = match process.policy {
+                Policy::Service if process.is_handoff_service() => state
+                    .active
+                    .as_ref()
+                    .map(|release| release.instances_of(&process.id))
+                    .unwrap_or_default(),
+                Policy::Service => state.service(&process.id).into_iter().collect(),
+                Policy::Singleton => state.singleton(&process.id).into_iter().collect(),
+                Policy::Companion => state
+                    .active
+                    .as_ref()
+                    .map(|release| release.instances_of(&process.id))
+                    .unwrap_or_default(),
+                Policy::Proxied => Vec::new(),
+            };
+            for instance in instances {
+                let instance_id = instance.instance_id();
+                let selected = match process_id {
+                    None => true,
+                    Some(wanted) => wanted == process.id || wanted == instance_id,
+                };
+                if selected {
+                    targets.push((instance_id, instance));
+                }
+            }
+        }
+        if let Some(wanted) = process_id {
+            if targets.is_empty() {
+                return Err(format!(
+                    "No managed process with id \"{wanted}\" to restart."
+                ));
+            }
+        }
+        Ok(targets)
+    }
+}

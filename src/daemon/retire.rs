@@ -1,0 +1,70 @@
+//! Owner retirement (flows.md §13.1): a replacement daemon has activated the
+//! same application and asks this one to step aside. The listeners are released
+//! at once; the old processes are quiesced before the reply and stopped in the
+//! background, after which this daemon exits.
+
+use super::bootstrap::is_canonical_attestation;
+use super::state::Daemon;
+use crate::control::server::ConnectionId;
+use crate::data;
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+impl Daemon {
+    pub async fn retire_owner(
+        self: &Arc<Self>,
+        attestation: String,
+        origin: Option<ConnectionId>,
+    ) -> Result<Map<String, Value>, String> {
+        if !is_canonical_attestation(&attestation) {
+            return Err("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format".into());
+        }
+        self.begin_stopping();
+        // The state file stays: the replacement reads nothing from it, and a
+        // crash during the background stops still leaves a record.
+        self.stop_persistence().await;
+        let control = self.endpoints().control.clone();
+        if let Some(control) = &control {
+            control.close_except(origin).await;
+        }
+        let _operations = self.operations.lock().await;
+        let (processes, releases) = {
+            let state = self.state();
+            let mut processes: Vec<_> = state.services.iter().map(|(_, p)| p.clone()).collect();
+            processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
+            let releases: Vec<_> = state
+                .starting
+                .iter()
+                .chain(state.releases.iter())
+                .chain(state.detached.iter())
+                .cloned()
+                .collect();
+            (processes, releases)
+        };
+        let mut everything = processes.clone();
+        for release in &releases {
+            everything.extend(release.processes().into_iter().map(|p| p.process));
+        }
+        join_all(everything.iter().map(|p| p.quiesce())).await;
+        if let Some(control) = &control {
+            let _ = std::fs::remove_file(control.path());
+        }
+        if let Some(proxy) = self.endpoints().proxy.take() {
+            let deadline = tokio::time::Instant::now() + super::shutdown::PROXY_CLOSE_GRACE;
+            tokio::spawn(proxy.shutdown(deadline));
+        }
+        let retired = self.retired.clone();
+        tokio::spawn(async move {
+            let process_stops = join_all(processes.iter().map(|p| p.stop()));
+            let release_stops = join_all(releases.iter().map(|r| r.stop_now()));
+            futures_util::future::join(process_stops, release_stops).await;
+            retired.notify_one();
+        });
+        self.events.emit(
+            "external owner retired",
+            data! { "attestation" => attestation, "status" => "draining" },
+        );
+        Ok(data! { "message" => "owner retired" })
+    }
+}

@@ -1,0 +1,216 @@
+//! Starting and running a daemon (flows.md §19): listener-only, known-release
+//! bootstrap, or takeover of a running owner. Returns the process exit code.
+
+use super::bootstrap::{BootstrapRequest, StartMode};
+use super::deploy::DeployRequest;
+use super::events::EventSink;
+use super::runtime::RuntimeIdentity;
+use super::signals;
+use super::state::Daemon;
+use crate::control::protocol::{Request, interpret_reply};
+use crate::control::server::{ControlHandler, ControlServer};
+use crate::control::socket;
+use crate::data;
+use crate::proxy::ProxyServer;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::oneshot;
+
+/// How long a takeover candidate keeps retrying the proxy port while the old
+/// owner releases it.
+const TAKEOVER_BIND_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs a daemon until it is shut down. `Err` is a startup failure to print.
+pub async fn run(mode: StartMode) -> Result<i32, String> {
+    let (config_arg, bootstrap) = match mode {
+        StartMode::ListenerOnly { config } => (config, None),
+        StartMode::Bootstrap(request) => (Some(request.config.clone()), Some(request)),
+    };
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let config_path = crate::config::resolve_config_path(config_arg.as_deref(), &cwd)
+        .map_err(|e| e.to_string())?;
+    let loaded = crate::config::load(&config_path).map_err(|e| e.to_string())?;
+    let registry = super::setup::registry_for(&loaded)?;
+    let runtime = tokio::task::spawn_blocking(RuntimeIdentity::current)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!("Could not read the rollbridge executable to identify this build: {e}")
+        })?;
+    let daemon = Daemon::new(
+        loaded.config,
+        registry,
+        Some(config_path),
+        Some(runtime),
+        EventSink::stdout(),
+    );
+    let takeover = bootstrap.as_ref().is_some_and(|b| b.takeover_owner);
+    if !takeover {
+        // Find a running daemon on the socket path before taking the proxy port
+        // (which it would hold too): its message says what to do.
+        let control_path = PathBuf::from(daemon.config().control.path.clone());
+        socket::check_free(&control_path)
+            .await
+            .map_err(|e| e.to_string())?;
+        daemon.report_orphans();
+        bind_proxy(&daemon, Duration::ZERO).await?;
+    }
+    let mut signal_outcome = signals::install(&daemon).map_err(|e| e.to_string())?;
+
+    if let Some(request) = bootstrap {
+        let activation = activate(&daemon, &request);
+        tokio::select! {
+            outcome = &mut signal_outcome => return Ok(signal_exit_code(outcome)),
+            activated = activation => {
+                if let Err(error) = activated {
+                    if daemon.is_stopping() {
+                        // A signal started the shutdown; it decides the exit code.
+                        return Ok(signal_exit_code(signal_outcome.await));
+                    }
+                    eprintln!("Error: {error}");
+                    daemon.events.emit(
+                        "bootstrap activation failed",
+                        data! { "releaseId" => request.release_id, "status" => "error" },
+                    );
+                    if let Err(cleanup) = daemon.shutdown(None).await {
+                        eprintln!("Error: {cleanup}");
+                    }
+                    return Ok(1);
+                }
+            }
+        }
+    } else if let Err(error) = expose_control(&daemon).await {
+        let _ = daemon.shutdown(None).await;
+        return Err(error);
+    }
+
+    let control = daemon.endpoints().control.clone();
+    let control_exit = async {
+        match control {
+            Some(control) => control.exit_requested().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        outcome = signal_outcome => Ok(signal_exit_code(outcome)),
+        _ = control_exit => Ok(0),
+        _ = daemon.retired.notified() => Ok(0),
+    }
+}
+
+fn signal_exit_code(outcome: Result<Result<(), String>, oneshot::error::RecvError>) -> i32 {
+    match outcome {
+        Ok(Ok(())) => 0,
+        Ok(Err(error)) => {
+            eprintln!("Error: {error}");
+            1
+        }
+        Err(_) => 1,
+    }
+}
+
+/// Activates the bootstrap release, then (for a takeover) retires the running
+/// owner and takes its listeners, then exposes control.
+async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<(), String> {
+    {
+        let _operations = daemon.operations.lock().await;
+        daemon
+            .deploy_locked(DeployRequest {
+                release_path: request.release_path.clone(),
+                release_id: Some(request.release_id.clone()),
+                revision: Some(request.revision.clone()),
+            })
+            .await?;
+        daemon.state().bootstrap = Some(request.clone());
+    }
+    if request.takeover_owner {
+        let attestation = request.attestation.clone().unwrap_or_default();
+        let control_path = PathBuf::from(daemon.config().control.path.clone());
+        retire_current_owner(&control_path, &attestation).await?;
+        bind_proxy(daemon, TAKEOVER_BIND_PATIENCE).await?;
+    }
+    expose_control(daemon).await
+}
+
+/// Binds the proxy listener and reports `proxy listening`. With `patience`, an
+/// address still held by a retiring owner is retried until it frees up.
+async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), String> {
+    let config = daemon.config();
+    let deadline = tokio::time::Instant::now() + patience;
+    let proxy = loop {
+        match ProxyServer::bind(
+            &config.proxy.host,
+            config.proxy.port,
+            daemon.router.clone(),
+            daemon.events.clone(),
+        )
+        .await
+        {
+            Ok(proxy) => break proxy,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    };
+    let port = proxy.local_addr().port();
+    daemon.events.emit(
+        "proxy listening",
+        data! { "host" => config.proxy.host, "port" => port },
+    );
+    *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((config.proxy.host.clone(), port));
+    daemon.endpoints().proxy = Some(proxy);
+    Ok(())
+}
+
+/// Claims the control socket path, starts serving it, reports readiness and
+/// switches persistence on.
+async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
+    let control = daemon.config().control.clone();
+    let path = PathBuf::from(&control.path);
+    socket::prepare_path(&path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = socket::bind(&control).map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+    let handler: Arc<dyn ControlHandler> = daemon.clone();
+    let server = ControlServer::start(listener, path, handler, daemon.events.clone());
+    daemon.endpoints().control = Some(server);
+    daemon
+        .events
+        .emit("control socket listening", data! { "path" => control.path });
+    daemon.start_persistence().await;
+    Ok(())
+}
+
+/// Sends `retire-owner` to the daemon on `path` and waits for its reply.
+async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), String> {
+    let describe = |error: std::io::Error| {
+        format!(
+            "Could not reach the current owner on {} to retire it: {}",
+            path.display(),
+            socket::describe_io_error(&error)
+        )
+    };
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(describe)?;
+    let line = Request::RetireOwner {
+        attestation: attestation.to_string(),
+    }
+    .to_line();
+    stream.write_all(line.as_bytes()).await.map_err(describe)?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = String::new();
+    reader.read_line(&mut reply).await.map_err(describe)?;
+    let value: serde_json::Value = serde_json::from_str(&reply)
+        .map_err(|e| format!("The current owner sent an unreadable reply to retire-owner: {e}"))?;
+    interpret_reply(value).map(|_| ())
+}

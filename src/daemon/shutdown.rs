@@ -1,0 +1,153 @@
+//! Shutdown (flows.md §12.1): stop listening for control, stop every owned
+//! process, close the proxy, finalize the state file. Memoised: every caller
+//! waits for the same run and gets the same outcome.
+
+use super::release::Release;
+use super::state::Daemon;
+use crate::control::server::ConnectionId;
+use crate::control::socket::describe_io_error;
+use crate::process::ManagedProcess;
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the proxy listener waits for its open connections at shutdown,
+/// once every upstream process has stopped.
+pub const PROXY_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Something shutdown has to stop.
+enum Owned {
+    Process(Arc<ManagedProcess>),
+    Release(Arc<Release>),
+}
+
+impl Daemon {
+    /// Shuts the daemon down. `origin` is the control connection that asked for
+    /// it (kept open for the reply); `None` for a signal.
+    pub async fn shutdown(self: &Arc<Self>, origin: Option<ConnectionId>) -> Result<(), String> {
+        self.shutdown_outcome
+            .get_or_init(|| self.perform_shutdown(origin))
+            .await
+            .clone()
+    }
+
+    async fn perform_shutdown(
+        self: &Arc<Self>,
+        origin: Option<ConnectionId>,
+    ) -> Result<(), String> {
+        let mut errors: Vec<String> = Vec::new();
+        self.begin_stopping();
+        let control = self.endpoints().control.clone();
+        if let Some(control) = &control {
+            control.close_except(origin).await;
+            // Only a socket this daemon bound is removed: a failed bootstrap must
+            // not delete another daemon's socket file.
+            match std::fs::remove_file(control.path()) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    errors.push(format!(
+                        "control socket unlink failed: {}",
+                        describe_io_error(&error)
+                    ));
+                }
+                _ => {}
+            }
+        }
+        // A deploy in progress sees `stopping`, aborts and cleans up after itself;
+        // waiting for it here means nothing it started is left behind.
+        let _operations = self.operations.lock().await;
+
+        let failed = self.stop_everything().await;
+        if failed > 0 {
+            errors.push(format!(
+                "Shutdown failed to stop {failed} owned resource{}.",
+                if failed == 1 { "" } else { "s" }
+            ));
+        }
+        let proxy = self.endpoints().proxy.take();
+        if let Some(proxy) = proxy {
+            proxy
+                .shutdown(tokio::time::Instant::now() + PROXY_CLOSE_GRACE)
+                .await;
+        }
+        if let Err(error) = self.finalize_state_file().await {
+            errors.push(format!("persistent state cleanup failed: {error}"));
+        }
+        // Keep the failures in a stable order: socket, resources, state.
+        errors.sort_by_key(|message| {
+            if message.starts_with("control socket") {
+                0
+            } else if message.starts_with("Shutdown failed") {
+                1
+            } else {
+                2
+            }
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Stops every persistent service, singleton, starting release and retained
+    /// release in parallel. Returns how many could not be stopped (their process
+    /// group is still alive afterwards).
+    async fn stop_everything(&self) -> usize {
+        let owned: Vec<Owned> = {
+            let state = self.state();
+            let mut owned: Vec<Owned> = Vec::new();
+            owned.extend(
+                state
+                    .services
+                    .iter()
+                    .map(|(_, p)| Owned::Process(p.clone())),
+            );
+            owned.extend(
+                state
+                    .singletons
+                    .iter()
+                    .map(|(_, p)| Owned::Process(p.clone())),
+            );
+            let mut releases: Vec<Arc<Release>> = Vec::new();
+            for release in state
+                .starting
+                .iter()
+                .chain(state.releases.iter())
+                .chain(state.detached.iter())
+            {
+                if !releases.iter().any(|r| Arc::ptr_eq(r, release)) {
+                    releases.push(release.clone());
+                }
+            }
+            owned.extend(releases.into_iter().map(Owned::Release));
+            owned
+        };
+        let stops = owned.into_iter().map(|resource| {
+            tokio::spawn(async move {
+                match resource {
+                    Owned::Process(process) => {
+                        process.stop().await;
+                        !still_running(&process)
+                    }
+                    Owned::Release(release) => {
+                        release.stop_now().await;
+                        !release
+                            .processes()
+                            .iter()
+                            .any(|p| still_running(&p.process))
+                    }
+                }
+            })
+        });
+        join_all(stops)
+            .await
+            .into_iter()
+            .filter(|outcome| !matches!(outcome, Ok(true)))
+            .count()
+    }
+}
+
+/// True when a stopped process's group still has live members.
+pub fn still_running(process: &ManagedProcess) -> bool {
+    process.pid().is_some() || process.pgid().is_some_and(crate::process::group_alive)
+}

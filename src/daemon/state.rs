@@ -1,0 +1,237 @@
+//! The daemon object and the one place its state lives.
+//!
+//! Ownership model (kept deliberately simple):
+//! - [`State`] sits behind one `std::sync::Mutex`. It is only ever locked for short,
+//!   synchronous sections (read or swap a few fields, clone some `Arc`s) and never
+//!   across an `.await`, so `status`, `events` and the background drains never wait
+//!   on a slow operation.
+//! - Deploy-class commands (`deploy`, `rollback`, `stop`, `restart`, `shutdown`,
+//!   `retire-owner`) additionally hold [`Daemon::operations`], an async mutex, for
+//!   their whole run: they happen one at a time, so two deploys can never pick the
+//!   same port or both replace the singletons.
+//! - The proxy reads the active release through the lock-free [`Router`] and never
+//!   touches either lock.
+
+use super::bootstrap::BootstrapRequest;
+use super::events::EventSink;
+use super::persist::{Orphan, StateFile};
+use super::release::Release;
+use super::runtime::RuntimeIdentity;
+use crate::config::model::Config;
+use crate::control::server::ControlServer;
+use crate::plugins::Registry;
+use crate::process::ManagedProcess;
+use crate::proxy::{ProxyServer, Router};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// The deploy in progress, shown as `status.deploying`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployingInfo {
+    pub release_id: String,
+    pub release_path: String,
+    pub started_at: String,
+}
+
+/// Everything the daemon owns that changes over time.
+pub struct State {
+    /// The current config; replaced by the reloaded one when a deploy succeeds.
+    pub config: Arc<Config>,
+    /// Resolves hooks for `config` (its Lua runtime and native plugins).
+    pub registry: Registry,
+    /// Retained releases in first-insertion order. Replacing an id keeps its slot.
+    pub releases: Vec<Arc<Release>>,
+    /// The release receiving new traffic.
+    pub active: Option<Arc<Release>>,
+    /// Persistent services, in the order they were first started.
+    pub services: Vec<(String, Arc<ManagedProcess>)>,
+    /// A persistent service's port, fixed for the daemon's life.
+    pub service_ports: HashMap<String, u16>,
+    /// The current instance of each singleton, in first-start order.
+    pub singletons: Vec<(String, Arc<ManagedProcess>)>,
+    /// Releases whose deploy is in progress.
+    pub starting: Vec<Arc<Release>>,
+    /// Releases that left the map (their id was deployed again) while still
+    /// running; kept so shutdown stops them too.
+    pub detached: Vec<Arc<Release>>,
+    /// Live processes a previous daemon left behind (reported, never managed).
+    pub orphans: Vec<Orphan>,
+    pub deploying: Option<DeployingInfo>,
+    /// `status.bootstrap`, once a known-release bootstrap has activated.
+    pub bootstrap: Option<BootstrapRequest>,
+}
+
+impl State {
+    pub fn release(&self, id: &str) -> Option<Arc<Release>> {
+        self.releases.iter().find(|r| r.id == id).cloned()
+    }
+
+    /// Puts `release` into the map, replacing an entry with the same id in place.
+    /// Returns the replaced entry.
+    pub fn insert_release(&mut self, release: Arc<Release>) -> Option<Arc<Release>> {
+        match self.releases.iter_mut().find(|r| r.id == release.id) {
+            Some(slot) => Some(std::mem::replace(slot, release)),
+            None => {
+                self.releases.push(release);
+                None
+            }
+        }
+    }
+
+    pub fn service(&self, id: &str) -> Option<Arc<ManagedProcess>> {
+        self.services
+            .iter()
+            .find(|(sid, _)| sid == id)
+            .map(|(_, p)| p.clone())
+    }
+
+    pub fn singleton(&self, id: &str) -> Option<Arc<ManagedProcess>> {
+        self.singletons
+            .iter()
+            .find(|(sid, _)| sid == id)
+            .map(|(_, p)| p.clone())
+    }
+
+    pub fn set_singleton(&mut self, id: &str, process: Arc<ManagedProcess>) {
+        match self.singletons.iter_mut().find(|(sid, _)| sid == id) {
+            Some(slot) => slot.1 = process,
+            None => self.singletons.push((id.to_string(), process)),
+        }
+    }
+}
+
+/// The listeners the daemon holds.
+#[derive(Default)]
+pub struct Endpoints {
+    pub proxy: Option<ProxyServer>,
+    pub control: Option<ControlServer>,
+}
+
+/// One rollbridge daemon.
+pub struct Daemon {
+    pub events: EventSink,
+    pub router: Arc<Router>,
+    /// The config file, reloaded before every deploy.
+    pub config_path: Option<PathBuf>,
+    pub runtime: Option<RuntimeIdentity>,
+    state: Mutex<State>,
+    /// Held for the whole run of a deploy-class command.
+    pub operations: tokio::sync::Mutex<()>,
+    /// Set once shutdown or retirement begins; never cleared.
+    stopping: Arc<AtomicBool>,
+    /// Wakes long waits (health checks) when `stopping` is set.
+    pub stopping_notify: Arc<Notify>,
+    pub endpoints: Mutex<Endpoints>,
+    /// The proxy address actually bound (`status.proxy`).
+    pub proxy_bound: Mutex<Option<(String, u16)>>,
+    pub state_file: Option<StateFile>,
+    /// Serializes state file writes; the flag says whether writing is switched on.
+    pub persistence: tokio::sync::Mutex<bool>,
+    /// The shutdown outcome, shared by every caller (shutdown is memoised).
+    pub shutdown_outcome: tokio::sync::OnceCell<Result<(), String>>,
+    /// Set when a retirement has finished its background stops.
+    pub retired: Arc<Notify>,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        registry: Registry,
+        config_path: Option<PathBuf>,
+        runtime: Option<RuntimeIdentity>,
+        events: EventSink,
+    ) -> Arc<Daemon> {
+        let state_file = config.state_path.as_ref().map(StateFile::new);
+        Arc::new(Daemon {
+            events,
+            router: Router::new(),
+            config_path,
+            runtime,
+            state: Mutex::new(State {
+                config: Arc::new(config),
+                registry,
+                releases: Vec::new(),
+                active: None,
+                services: Vec::new(),
+                service_ports: HashMap::new(),
+                singletons: Vec::new(),
+                starting: Vec::new(),
+                detached: Vec::new(),
+                orphans: Vec::new(),
+                deploying: None,
+                bootstrap: None,
+            }),
+            operations: tokio::sync::Mutex::new(()),
+            stopping: Arc::new(AtomicBool::new(false)),
+            stopping_notify: Arc::new(Notify::new()),
+            endpoints: Mutex::new(Endpoints::default()),
+            proxy_bound: Mutex::new(None),
+            state_file,
+            persistence: tokio::sync::Mutex::new(false),
+            shutdown_outcome: tokio::sync::OnceCell::new(),
+            retired: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Locks the state for a short, synchronous section.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.state().config.clone()
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.state().registry.clone()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A shared view of the stopping flag, for restart rules.
+    pub fn stopping_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    /// Marks the daemon as stopping and wakes every wait that watches it.
+    /// Returns false when it was already stopping.
+    pub fn begin_stopping(&self) -> bool {
+        let first = !self.stopping.swap(true, Ordering::SeqCst);
+        self.stopping_notify.notify_waiters();
+        first
+    }
+
+    /// Fails with `Rollbridge is shutting down` once shutdown has begun.
+    pub fn ensure_running(&self) -> Result<(), String> {
+        if self.is_stopping() {
+            Err(SHUTTING_DOWN.to_string())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves once `stopping` is set (at once if it already is).
+    pub async fn stopped_signal(&self) {
+        loop {
+            let notified = self.stopping_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn endpoints(&self) -> MutexGuard<'_, Endpoints> {
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The error of every operation refused because shutdown has begun.
+pub const SHUTTING_DOWN: &str = "Rollbridge is shutting down";

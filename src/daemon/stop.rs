@@ -1,0 +1,47 @@
+//! `stop` (flows.md §7): stop one release's processes right away. Stopping the
+//! active release leaves the proxy without a target (503) until the next deploy.
+
+use super::state::Daemon;
+use crate::data;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+impl Daemon {
+    /// Runs a stop and returns the status afterwards. The caller holds
+    /// [`Daemon::operations`].
+    pub async fn stop_locked(
+        self: &Arc<Self>,
+        release_id: Option<String>,
+    ) -> Result<Map<String, Value>, String> {
+        let release = {
+            let mut state = self.state();
+            let release = match &release_id {
+                Some(id) => state.release(id),
+                None => state.active.clone(),
+            }
+            .ok_or_else(|| {
+                format!(
+                    "Release not found: {}",
+                    release_id.as_deref().unwrap_or("active")
+                )
+            })?;
+            if state
+                .active
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(a, &release))
+            {
+                state.active = None;
+                self.router.set_active(None);
+                release.mark_retired();
+            }
+            release
+        };
+        release.stop_now().await;
+        self.events
+            .emit("release stopped", data! { "releaseId" => release.id });
+        self.prune_releases();
+        self.persist().await;
+        self.recheck_orphans();
+        Ok(self.status_map())
+    }
+}

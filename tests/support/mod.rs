@@ -1,0 +1,540 @@
+//! Shared harness for the daemon tests: start the real `rollbridge daemon` binary
+//! on a JSON config in a temp dir, talk to its control socket with a tiny client,
+//! make HTTP requests through its proxy, and clean up every process on drop.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rollbridge");
+
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `python3 <fixture>`, ready to use as a process `command`.
+pub fn python(name: &str) -> String {
+    format!("exec python3 {}", fixture(name))
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    if wait_for(timeout, || check().then_some(())).is_none() {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether a pid is alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rfind(')').and_then(|end| {
+                stat[end + 1..]
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            });
+            !matches!(state.as_deref(), Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether any non-zombie process is in process group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(end) = stat.rfind(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
+        fields.len() > 3
+            && fields[2].parse::<i32>().ok() == Some(pgid)
+            && !matches!(fields[0], "Z" | "X")
+    })
+}
+
+/// Sends one request line and reads one reply line.
+pub fn control_raw(socket: &Path, line: &str) -> std::io::Result<Value> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.write_all(line.as_bytes())?;
+    stream.write_all(b"\n")?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = String::new();
+    reader.read_line(&mut reply)?;
+    serde_json::from_str(&reply).map_err(|e| std::io::Error::other(format!("{e}: {reply:?}")))
+}
+
+pub fn control(socket: &Path, request: Value) -> Value {
+    control_raw(socket, &request.to_string()).expect("control request")
+}
+
+/// A control request that must succeed.
+pub fn ok(socket: &Path, request: Value) -> Value {
+    let reply = control(socket, request.clone());
+    assert_eq!(reply["status"], "success", "{request} -> {reply}");
+    reply
+}
+
+/// A control request that must fail; returns the error text.
+pub fn err(socket: &Path, request: Value) -> String {
+    let reply = control(socket, request.clone());
+    assert_eq!(reply["status"], "error", "{request} -> {reply}");
+    reply["error"].as_str().unwrap().to_string()
+}
+
+/// A simple HTTP/1.1 GET on a fresh connection: (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_nodelay(true)?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    parse_response(&response)
+}
+
+fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A keep-alive HTTP/1.1 client on one connection (Content-Length bodies only).
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    port: u16,
+}
+
+impl KeepAlive {
+    pub fn connect(port: u16) -> std::io::Result<KeepAlive> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive {
+            reader: BufReader::new(stream),
+            port,
+        })
+    }
+
+    /// One GET; `Err` when the connection failed or was closed.
+    pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
+        let port = self.port;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        let mut status_line = String::new();
+        if self.reader.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before the response",
+            ));
+        }
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut header = String::new();
+            self.reader.read_line(&mut header)?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let lower = header.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
+    }
+}
+
+/// Lines the daemon printed on stdout, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Output {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Output {
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Parsed event lines (`{"at","data","message"}`).
+    pub fn events(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|value| value.get("message").is_some())
+            .collect()
+    }
+
+    pub fn has_event(&self, message: &str) -> bool {
+        self.events().iter().any(|e| e["message"] == message)
+    }
+
+    /// Every pid reported by a `process started` event.
+    pub fn started_pids(&self) -> Vec<i32> {
+        self.events()
+            .iter()
+            .filter(|e| e["message"] == "process started")
+            .filter_map(|e| e["data"]["pid"].as_i64().map(|p| p as i32))
+            .collect()
+    }
+}
+
+/// A test directory with a config file and a running daemon.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub proxy_port: u16,
+    pub daemon: Option<DaemonProcess>,
+    /// Process groups to kill on drop in case the daemon left any behind.
+    pub extra_pids: Mutex<Vec<i32>>,
+}
+
+pub struct DaemonProcess {
+    pub child: Child,
+    pub output: Output,
+    pub stderr: Output,
+}
+
+impl DaemonProcess {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+/// A base config: one proxied `web` app from the python fixture.
+pub fn base_config(dir: &Path, proxy_port: u16) -> Value {
+    json!({
+        "application": "rollbridge-test",
+        "control": {"path": dir.join("control.sock")},
+        "proxy": {
+            "host": "127.0.0.1",
+            "port": proxy_port,
+            "healthTimeoutMs": 10000,
+            "drainTimeoutMs": 5000,
+            "forceStopTimeoutMs": 3000
+        },
+        "processes": [
+            {
+                "id": "web",
+                "policy": "proxied",
+                "command": python("app.py"),
+                "port": {"from": 0, "to": 0},
+                "health": {"path": "/ping", "timeoutMs": 10000, "intervalMs": 50}
+            }
+        ]
+    })
+}
+
+impl Harness {
+    /// Writes `config` (with `control.path` and `proxy.port` filled in when absent)
+    /// into a fresh temp dir. Does not start the daemon.
+    pub fn new(build: impl FnOnce(&Path, u16) -> Value) -> Harness {
+        let dir = tempfile::Builder::new()
+            .prefix("rb-daemon-")
+            .tempdir()
+            .unwrap();
+        let proxy_port = free_port();
+        let config = build(dir.path(), proxy_port);
+        let socket = PathBuf::from(config["control"]["path"].as_str().unwrap());
+        let config_path = dir.path().join("rollbridge.json");
+        std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        Harness {
+            dir,
+            config_path,
+            socket,
+            proxy_port,
+            daemon: None,
+            extra_pids: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A harness on the base config, with the daemon started.
+    pub fn started() -> Harness {
+        let mut harness = Harness::new(base_config);
+        harness.start();
+        harness
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Makes a release directory and returns its path as a string.
+    pub fn release(&self, name: &str) -> String {
+        let path = self.dir.path().join("releases").join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn rewrite_config(&self, edit: impl FnOnce(&mut Value)) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        edit(&mut config);
+        std::fs::write(
+            &self.config_path,
+            serde_json::to_string_pretty(&config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Spawns `rollbridge daemon --config <path>` plus `extra` arguments.
+    pub fn spawn(&self, extra: &[&str]) -> DaemonProcess {
+        let mut command = Command::new(BIN);
+        command
+            .arg("daemon")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(extra)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn rollbridge daemon");
+        let output = Output::default();
+        let stderr = Output::default();
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        DaemonProcess {
+            child,
+            output,
+            stderr,
+        }
+    }
+
+    /// Starts the daemon and waits for its readiness line.
+    pub fn start(&mut self) {
+        let daemon = self.spawn(&[]);
+        let ready = wait_for(Duration::from_secs(30), || {
+            daemon
+                .output
+                .has_event("control socket listening")
+                .then_some(())
+        });
+        if ready.is_none() {
+            panic!(
+                "daemon did not become ready\nstdout:\n{}\nstderr:\n{}",
+                daemon.output.lines().join("\n"),
+                daemon.stderr.lines().join("\n")
+            );
+        }
+        self.daemon = Some(daemon);
+    }
+
+    pub fn output(&self) -> &Output {
+        &self.daemon.as_ref().expect("daemon running").output
+    }
+
+    pub fn ok(&self, request: Value) -> Value {
+        ok(&self.socket, request)
+    }
+
+    pub fn err(&self, request: Value) -> String {
+        err(&self.socket, request)
+    }
+
+    pub fn status(&self) -> Value {
+        self.ok(json!({"command": "status"}))
+    }
+
+    pub fn deploy(&self, release_id: &str) -> Value {
+        let path = self.release(release_id);
+        self.ok(json!({"command": "deploy", "releasePath": path, "releaseId": release_id}))
+    }
+
+    pub fn deploy_err(&self, release_id: &str) -> String {
+        let path = self.release(release_id);
+        self.err(json!({"command": "deploy", "releasePath": path, "releaseId": release_id}))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.proxy_port, path).expect("proxy request")
+    }
+
+    /// The release object with this id from a fresh `status`.
+    pub fn release_status(&self, release_id: &str) -> Option<Value> {
+        self.status()["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["releaseId"] == release_id)
+            .cloned()
+    }
+
+    /// A process object from a release's status.
+    pub fn process_in(&self, release_id: &str, process_id: &str) -> Option<Value> {
+        self.release_status(release_id)?["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == process_id)
+            .cloned()
+    }
+
+    /// Sends `shutdown` and waits for the daemon to exit; returns its exit code.
+    pub fn shutdown(&mut self) -> i32 {
+        let reply = self.ok(json!({"command": "shutdown"}));
+        assert_eq!(reply["message"], "shutdown");
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Waits for the daemon process to exit and returns its exit code (-signal
+    /// when killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let daemon = self.daemon.as_mut().expect("daemon running");
+        let status =
+            wait_for(timeout, || daemon.child.try_wait().unwrap()).expect("daemon exited in time");
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| -status.signal().unwrap_or(0))
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = self.daemon.as_ref().expect("daemon running").pid();
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Every pid the daemon reported starting (for leak checks).
+    pub fn started_pids(&self) -> Vec<i32> {
+        self.daemon
+            .as_ref()
+            .map(|d| d.output.started_pids())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let mut groups: Vec<i32> = self.extra_pids.lock().unwrap().clone();
+        if let Some(daemon) = self.daemon.as_mut() {
+            groups.extend(daemon.output.started_pids());
+            if daemon.child.try_wait().ok().flatten().is_none() {
+                let _ = daemon.child.kill();
+                let _ = daemon.child.wait();
+            }
+        }
+        for pgid in groups {
+            if pgid > 0 {
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static, output: Output) {
+    std::thread::spawn(move || {
+        let reader = BufReader::new(stream);
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("ROLLBRIDGE_TEST_ECHO").is_some() {
+                eprintln!("[daemon] {line}");
+            }
+            output.lines.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// A WebSocket client connected through the proxy.
+pub type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+pub fn ws_connect(port: u16) -> Ws {
+    let (mut socket, response) =
+        tungstenite::connect(format!("ws://127.0.0.1:{port}/socket")).expect("websocket connect");
+    assert_eq!(response.status().as_u16(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+    }
+    socket
+}
+
+/// Sends a text message and returns the echo.
+pub fn ws_echo(socket: &mut Ws, text: &str) -> String {
+    socket
+        .send(tungstenite::Message::text(text.to_string()))
+        .expect("websocket send");
+    loop {
+        match socket.read().expect("websocket read") {
+            tungstenite::Message::Text(reply) => return reply.to_string(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => panic!("unexpected websocket message {other:?}"),
+        }
+    }
+}
+
+/// The pid of a process object from status.
+pub fn pid_of(process: &Value) -> i32 {
+    process["pid"].as_i64().expect("process has a pid") as i32
+}
+
+/// Event messages and data from the daemon's `events` command.
+pub fn events_of(harness: &Harness) -> Vec<Value> {
+    harness.ok(json!({"command": "events"}))["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
