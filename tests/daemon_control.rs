@@ -234,7 +234,10 @@ fn abusive_clients_do_not_hurt_the_daemon() {
         (stream, sent)
     });
     let (flood_stream, sent) = flood.join().unwrap();
-    assert!(sent < 100_000, "the daemon applied back-pressure ({sent} requests accepted)");
+    assert!(
+        sent < 100_000,
+        "the daemon applied back-pressure ({sent} requests accepted)"
+    );
     assert_eq!(harness.status()["status"], "success");
     drop(flood_stream);
     drop(silent);
@@ -522,7 +525,10 @@ fn an_unlink_failure_is_reported_after_everything_else_was_cleaned_up() {
     let reply = control(&alias, json!({"command": "shutdown"}));
     assert_eq!(reply["status"], "error");
     let error = reply["error"].as_str().unwrap();
-    assert!(error.starts_with("control socket unlink failed: EISDIR"), "{error}");
+    assert!(
+        error.starts_with("control socket unlink failed: EISDIR"),
+        "{error}"
+    );
     assert!(!alive(web));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     assert!(!harness.path("state.json").exists());
