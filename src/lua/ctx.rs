@@ -44,17 +44,19 @@ pub(crate) struct CallScope {
 }
 
 impl CallScope {
-    pub fn for_hook(call: &HookCall) -> Arc<CallScope> {
-        Arc::new(CallScope {
+    /// The scope of a lifecycle or health call, and the call's options.
+    pub fn for_hook(call: HookCall) -> (Arc<CallScope>, Map<String, serde_json::Value>) {
+        let scope = Arc::new(CallScope {
             stage: call.stage,
             cwd: call.process.cwd.clone(),
-            process: Some(call.process.clone()),
+            process: Some(call.process),
             deadline: call.deadline,
             bound_ms: millis_until(call.deadline),
-            events: Some(call.events.clone()),
+            events: Some(call.events),
             ended: CancellationToken::new(),
             group: OnceLock::new(),
-        })
+        });
+        (scope, call.options)
     }
 
     pub fn for_match(deadline: Instant, cwd: PathBuf) -> Arc<CallScope> {
@@ -154,7 +156,7 @@ pub(crate) fn build_ctx(
     options: &Map<String, serde_json::Value>,
 ) -> mlua::Result<AnyUserData> {
     let process = match &scope.process {
-        Some(process) => Value::Table(process_table(lua, process)?),
+        Some(process) => Value::Table(process_table(lua, process, &scope)?),
         None => Value::Nil,
     };
     let options = match options_value(lua, options)? {
@@ -178,7 +180,7 @@ fn options_value(lua: &Lua, options: &Map<String, serde_json::Value>) -> mlua::R
 }
 
 /// `ctx.process`.
-fn process_table(lua: &Lua, process: &ProcessInfo) -> mlua::Result<Table> {
+fn process_table(lua: &Lua, process: &ProcessInfo, scope: &Arc<CallScope>) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, 13)?;
     table.raw_set("id", process.id.as_str())?;
     table.raw_set("instanceId", process.instance_id.as_str())?;
@@ -192,11 +194,26 @@ fn process_table(lua: &Lua, process: &ProcessInfo) -> mlua::Result<Table> {
     table.raw_set("replicaIndex", process.replica_index)?;
     table.raw_set("replicaCount", process.replica_count)?;
     table.raw_set("cwd", process.cwd.to_string_lossy().as_ref())?;
-    let env = lua.create_table_with_capacity(0, process.env.len())?;
-    for (name, value) in &process.env {
-        env.raw_set(name.as_str(), value.as_str())?;
-    }
-    table.raw_set("env", env)?;
+    // `env` is built on first use: most hooks never read it, and it is the
+    // largest part of the table.
+    let scope = scope.clone();
+    let build_env = lua.create_function(move |lua, (table, key): (Table, Value)| {
+        if !matches!(&key, Value::String(name) if name.as_bytes().as_ref() == b"env") {
+            return Ok(Value::Nil);
+        }
+        let Some(process) = &scope.process else {
+            return Ok(Value::Nil);
+        };
+        let env = lua.create_table_with_capacity(0, process.env.len())?;
+        for (name, value) in &process.env {
+            env.raw_set(name.as_str(), value.as_str())?;
+        }
+        table.raw_set("env", &env)?;
+        Ok(Value::Table(env))
+    })?;
+    let meta = lua.create_table_with_capacity(0, 1)?;
+    meta.raw_set("__index", build_env)?;
+    table.set_metatable(Some(meta))?;
     Ok(table)
 }
 

@@ -94,10 +94,10 @@ impl LuaHook {
     fn call_with_ctx<T: Send + 'static>(&self, call: HookCall, finish: Finish<T>) -> HookFuture<T> {
         let engine = self.engine.clone();
         let function = self.function.clone();
-        let scope = CallScope::for_hook(&call);
+        let (scope, options) = CallScope::for_hook(call);
         let ctx_scope = scope.clone();
         let setup: Setup = Box::new(move |lua| {
-            let ctx = build_ctx(lua, ctx_scope, &call.options)?;
+            let ctx = build_ctx(lua, ctx_scope, &options)?;
             ctx.into_lua_multi(lua)
         });
         Box::pin(async move { engine.call(function, scope, setup, finish).await })
