@@ -1295,3 +1295,41 @@ async fn a_lua_health_check_gates_readiness_until_its_deadline() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_command_started_by_a_hook_ends_when_the_caller_gives_up() {
+    let world = World::new();
+    let loaded = world.lua_config(&config_with(
+        "",
+        r#"lifecycle = { quiet = function(ctx) ctx:exec("echo $$ > cmd.pid; exec sleep 1000") end }"#,
+    ));
+    let registry = registry(&loaded);
+    let spec = lifecycle_spec(&loaded, 0, Stage::Quiet);
+    let plugin = registry.lifecycle(&spec, Stage::Quiet).unwrap();
+    // A bound far beyond PATIENCE, so only giving up can end the command in time.
+    let bound = Duration::from_secs(600);
+    let running = plugin.run(world.call(Stage::Quiet, world.process(None), bound));
+    let pid_file = world.path("cmd.pid");
+    // Give up on the call (drop it) once the command runs.
+    let gave_up = tokio::time::timeout(PATIENCE, async {
+        tokio::select! {
+            _ = running => panic!("the hook cannot finish on its own"),
+            _ = async {
+                while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            } => {}
+        }
+    })
+    .await;
+    assert!(gave_up.is_ok());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        eventually(|| !pid_alive(pid)).await,
+        "the command outlived the abandoned hook"
+    );
+}

@@ -472,3 +472,24 @@ async fn match_process_reads_its_criteria_from_json_options() {
         vec![vec![true, false, false]]
     );
 }
+
+#[test]
+fn the_worked_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workers.lua");
+    let loaded = rollbridge::config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+    let jobs = &loaded.config.processes[1];
+    assert_eq!(jobs.replicas, 2);
+    assert_eq!(jobs.lifecycle.drain_timeout_ms, 300000);
+    assert!(jobs.lifecycle.quiet.is_some() && jobs.lifecycle.stop.is_some());
+    assert_eq!(
+        loaded
+            .config
+            .legacy_takeover
+            .as_ref()
+            .unwrap()
+            .matchers
+            .len(),
+        2
+    );
+    assert!(loaded.lua.is_some());
+}

@@ -169,6 +169,9 @@ async fn run_call<T>(
     setup: Setup,
     finish: Finish<T>,
 ) -> Result<T, HookError> {
+    // Whatever the hook's helpers still run (a command, a request) ends with the
+    // call, also when the caller gives up and this future is dropped.
+    let _end = EndOnDrop(scope.clone());
     let deadline = scope.deadline;
     let bound_ms = scope.bound_ms;
     let lua = runtime.lua();
@@ -199,9 +202,15 @@ async fn run_call<T>(
             }
         }
     };
-    // Whatever the hook's helpers still run (a command, a request) ends with it.
-    scope.end();
     outcome
+}
+
+struct EndOnDrop(Arc<CallScope>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 /// A Lua error as a `hook failed` reason.
