@@ -1,7 +1,12 @@
-//! `rollbridge deploy`.
+//! `rollbridge deploy`: ask the daemon to start, health-check and switch to a release.
 
+use super::common::{load_config, print_reply, put_optional, send};
+use super::ensure_daemon::{DaemonStartArgs, ensure};
 use super::{CliResult, ConfigArg};
+use anyhow::Context;
 use clap::Args;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -9,7 +14,7 @@ pub struct DeployArgs {
     pub config: ConfigArg,
     /// Release directory; a relative path is resolved against the current directory.
     #[arg(long = "release-path", value_name = "path", required = true)]
-    pub release_path: std::path::PathBuf,
+    pub release_path: PathBuf,
     /// Release id (default: the revision, else a UTC timestamp).
     #[arg(long = "release-id", value_name = "id")]
     pub release_id: Option<String>,
@@ -19,20 +24,43 @@ pub struct DeployArgs {
     /// Start the daemon first if none is running.
     #[arg(long = "ensure-daemon")]
     pub ensure_daemon: bool,
-    /// Where a daemon started by this command writes its log.
-    #[arg(long = "daemon-log-path", value_name = "path")]
-    pub daemon_log_path: Option<std::path::PathBuf>,
-    /// Where a daemon started by this command records its pid.
-    #[arg(long = "daemon-pid-path", value_name = "path")]
-    pub daemon_pid_path: Option<std::path::PathBuf>,
-    /// Directory for the daemon runtime copy (accepted for compatibility).
-    #[arg(long = "daemon-runtime-path", value_name = "path")]
-    pub daemon_runtime_path: Option<std::path::PathBuf>,
-    /// How long to wait for a started daemon to answer, in ms (default 10000).
-    #[arg(long = "daemon-start-timeout-ms", value_name = "ms")]
-    pub daemon_start_timeout_ms: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonStartArgs,
 }
 
-pub fn run(_args: DeployArgs) -> CliResult {
-    super::daemon_unavailable("deploy")
+pub fn run(args: DeployArgs) -> CliResult {
+    let release_path = absolute_release_path(&args.release_path)?;
+    let start_timeout_ms = if args.ensure_daemon {
+        Some(args.daemon.start_timeout_ms()?)
+    } else {
+        None
+    };
+    let config = load_config(&args.config)?;
+    if let Some(timeout_ms) = start_timeout_ms {
+        ensure(&config, &args.daemon, timeout_ms)?;
+    }
+    let mut fields = Map::new();
+    fields.insert("releasePath".into(), Value::from(release_path));
+    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    put_optional(&mut fields, "revision", args.revision.as_deref());
+    // A deploy waits for the health check and the traffic switch: no timeout.
+    print_reply(send(&config, "deploy", fields, None)?)
+}
+
+/// The release path as the daemon must see it. A relative path is resolved
+/// against the CLI's working directory here, because the daemon's working
+/// directory is usually somewhere else. An absolute path is sent unchanged.
+pub fn absolute_release_path(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str().is_empty() {
+        anyhow::bail!("--release-path must not be empty; pass the release directory");
+    }
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::path::absolute(path)
+            .with_context(|| format!("cannot resolve --release-path {}", path.display()))?
+    };
+    absolute.into_os_string().into_string().map_err(|path| {
+        anyhow::anyhow!("--release-path {path:?} is not valid UTF-8; rename the release directory")
+    })
 }

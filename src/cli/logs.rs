@@ -1,7 +1,11 @@
-//! `rollbridge logs`.
+//! `rollbridge logs`: recent captured output of every managed process, built
+//! from one `status` reply (the daemon has no separate logs command).
 
+use super::common::{QUERY_TIMEOUT, load_config, print_json, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
+use serde_json::{Map, Value};
+use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -15,6 +19,165 @@ pub struct LogsArgs {
     pub json: bool,
 }
 
-pub fn run(_args: LogsArgs) -> CliResult {
-    super::daemon_unavailable("logs")
+/// One process's captured output and where the process belongs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSource {
+    /// The instance id (`web`, `worker#0`).
+    pub id: String,
+    /// `release <id> (<state>)`, `service` or `singleton`.
+    pub source: String,
+    pub logs: Vec<Value>,
+}
+
+impl LogSource {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("id".into(), Value::from(self.id.clone()));
+        object.insert("logs".into(), Value::Array(self.logs.clone()));
+        object.insert("source".into(), Value::from(self.source.clone()));
+        Value::Object(object)
+    }
+}
+
+pub fn run(args: LogsArgs) -> CliResult {
+    let config = load_config(&args.config)?;
+    let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+    let sources = log_sources(&status);
+    if args.json {
+        let selected = sources
+            .iter()
+            .filter(|source| args.process.as_ref().is_none_or(|id| &source.id == id))
+            .map(LogSource::to_json)
+            .collect();
+        print_json(&Value::Array(selected));
+    } else {
+        println!("{}", format_log_sources(&sources, args.process.as_deref()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flattens a status object into log sources: every release's processes (in
+/// release order), then services, then singletons.
+pub fn log_sources(status: &Map<String, Value>) -> Vec<LogSource> {
+    let mut sources = Vec::new();
+    for release in array(status.get("releases")) {
+        let release_id = text(release.get("releaseId"));
+        let state = text(release.get("state"));
+        let label = format!("release {release_id} ({state})");
+        for process in array(release.get("processes")) {
+            sources.push(source_of(process, None, &label));
+        }
+    }
+    for (key, label) in [("services", "service"), ("singletons", "singleton")] {
+        for entry in array(status.get(key)) {
+            if let Some(process) = entry.get("process") {
+                sources.push(source_of(process, entry.get("id"), label));
+            }
+        }
+    }
+    sources
+}
+
+fn source_of(process: &Value, fallback_id: Option<&Value>, label: &str) -> LogSource {
+    let id = process
+        .get("id")
+        .and_then(Value::as_str)
+        .or_else(|| fallback_id.and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    LogSource {
+        id,
+        source: label.to_string(),
+        logs: array(process.get("logs")).to_vec(),
+    }
+}
+
+fn array(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The text form: a `== <id> [<source>] ==` section per source with its lines,
+/// sections separated by a blank line.
+pub fn format_log_sources(sources: &[LogSource], process: Option<&str>) -> String {
+    if sources.is_empty() {
+        return "No managed processes.".to_string();
+    }
+    let selected: Vec<&LogSource> = sources
+        .iter()
+        .filter(|source| process.is_none_or(|id| source.id == id))
+        .collect();
+    if selected.is_empty() {
+        return format!("No process found with id \"{}\".", process.unwrap_or(""));
+    }
+    selected
+        .iter()
+        .map(|source| {
+            let mut lines = vec![format!("== {} [{}] ==", source.id, source.source)];
+            if source.logs.is_empty() {
+                lines.push("  (no recent output)".to_string());
+            }
+            for entry in &source.logs {
+                lines.push(format!(
+                    "  {} [{}] {}",
+                    text(entry.get("at")),
+                    text(entry.get("stream")),
+                    text(entry.get("line"))
+                ));
+            }
+            lines.join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample_status() -> Map<String, Value> {
+        let status = json!({
+            "status": "success",
+            "releases": [{"releaseId": "v1", "state": "active", "processes": [
+                {"id": "web", "logs": [{"at": "2026-05-22T00:00:00.000Z", "line": "listening", "stream": "stdout"}]},
+                {"id": "worker#0", "logs": []}
+            ]}],
+            "services": [{"id": "beacon", "process": {"id": "beacon", "logs": []}}],
+            "singletons": []
+        });
+        status.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn renders_a_section_per_process() {
+        let text = format_log_sources(&log_sources(&sample_status()), None);
+        assert_eq!(
+            text,
+            "== web [release v1 (active)] ==\n  2026-05-22T00:00:00.000Z [stdout] listening\n\n\
+             == worker#0 [release v1 (active)] ==\n  (no recent output)\n\n\
+             == beacon [service] ==\n  (no recent output)"
+        );
+    }
+
+    #[test]
+    fn filters_by_exact_instance_id() {
+        let sources = log_sources(&sample_status());
+        assert_eq!(
+            format_log_sources(&sources, Some("beacon")),
+            "== beacon [service] ==\n  (no recent output)"
+        );
+        assert_eq!(
+            format_log_sources(&sources, Some("worker")),
+            "No process found with id \"worker\"."
+        );
+        assert_eq!(format_log_sources(&[], None), "No managed processes.");
+    }
 }

@@ -6,14 +6,19 @@
 //! JavaScript rollbridge (`error: unknown option '--x'`) so deploy scripts that
 //! match on them keep working.
 
+pub mod common;
 pub mod completion;
 pub mod daemon;
 pub mod deploy;
 pub mod doctor;
+mod doctor_release;
 pub mod ensure_daemon;
 pub mod events;
+pub mod legacy;
 pub mod logs;
+pub mod orphans;
 pub mod predeploy_cleanup;
+pub mod proc_stat;
 pub mod recover;
 pub mod restart;
 pub mod rollback;
@@ -92,6 +97,9 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_parse_error(error),
     };
+    if !matches!(cli.command, Command::Daemon(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Deploy(args) => deploy::run(args),
@@ -159,10 +167,14 @@ fn report_parse_error(error: clap::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Placeholder result for commands that need the daemon before it exists in this
-/// build: they fail honestly instead of pretending.
-pub(crate) fn daemon_unavailable(command: &str) -> CliResult {
-    anyhow::bail!(
-        "\"rollbridge {command}\" needs the rollbridge daemon, which is not available in this build yet"
-    )
+/// Short-lived commands behave like other Unix tools when their output pipe
+/// closes early (`rollbridge logs | head`): they end quietly instead of failing on
+/// a write. The daemon keeps Rust's default (ignored SIGPIPE) so a vanished client
+/// is an error on one socket, never the end of the daemon.
+fn restore_default_sigpipe() {
+    // SAFETY: called once at startup, before any thread is spawned, and SIG_DFL is
+    // always a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

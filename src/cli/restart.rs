@@ -1,7 +1,12 @@
-//! `rollbridge restart`.
+//! `rollbridge restart`: gracefully restart non-proxied processes in place.
 
+use super::common::{load_config, option_error, print_reply, put_optional, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
+use serde_json::Map;
+
+/// The policies `--policy` accepts (the proxied process is replaced by deploys only).
+pub const RESTARTABLE_POLICIES: [&str; 3] = ["companion", "singleton", "service"];
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
@@ -15,6 +20,16 @@ pub struct RestartArgs {
     pub policy: Option<String>,
 }
 
-pub fn run(_args: RestartArgs) -> CliResult {
-    super::daemon_unavailable("restart")
+pub fn run(args: RestartArgs) -> CliResult {
+    if let Some(policy) = &args.policy {
+        if !RESTARTABLE_POLICIES.contains(&policy.as_str()) {
+            return option_error("--policy must be one of: companion, singleton, service.");
+        }
+    }
+    let config = load_config(&args.config)?;
+    let mut fields = Map::new();
+    put_optional(&mut fields, "processId", args.process.as_deref());
+    put_optional(&mut fields, "policy", args.policy.as_deref());
+    // Each target goes through its graceful stop: no timeout.
+    print_reply(send(&config, "restart", fields, None)?)
 }

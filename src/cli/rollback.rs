@@ -1,7 +1,9 @@
-//! `rollbridge rollback`.
+//! `rollbridge rollback`: re-activate a retained release.
 
+use super::common::{load_config, print_reply, put_optional, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
+use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -12,6 +14,10 @@ pub struct RollbackArgs {
     pub release_id: Option<String>,
 }
 
-pub fn run(_args: RollbackArgs) -> CliResult {
-    super::daemon_unavailable("rollback")
+pub fn run(args: RollbackArgs) -> CliResult {
+    let config = load_config(&args.config)?;
+    let mut fields = Map::new();
+    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    // A rollback runs the deploy flow (start, health check, switch): no timeout.
+    print_reply(send(&config, "rollback", fields, None)?)
 }

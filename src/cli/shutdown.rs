@@ -1,7 +1,9 @@
-//! `rollbridge shutdown`.
+//! `rollbridge shutdown`: stop every managed process and the daemon.
 
+use super::common::{load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
+use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
@@ -9,6 +11,8 @@ pub struct ShutdownArgs {
     pub config: ConfigArg,
 }
 
-pub fn run(_args: ShutdownArgs) -> CliResult {
-    super::daemon_unavailable("shutdown")
+pub fn run(args: ShutdownArgs) -> CliResult {
+    let config = load_config(&args.config)?;
+    // The reply comes only after every process has stopped: no timeout.
+    print_reply(send(&config, "shutdown", Map::new(), None)?)
 }

@@ -1,7 +1,9 @@
-//! `rollbridge stop`.
+//! `rollbridge stop`: stop a release (the active one by default).
 
+use super::common::{load_config, print_reply, put_optional, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
+use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -12,6 +14,10 @@ pub struct StopArgs {
     pub release_id: Option<String>,
 }
 
-pub fn run(_args: StopArgs) -> CliResult {
-    super::daemon_unavailable("stop")
+pub fn run(args: StopArgs) -> CliResult {
+    let config = load_config(&args.config)?;
+    let mut fields = Map::new();
+    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    // Stopping waits for graceful stops, which may legitimately take long.
+    print_reply(send(&config, "stop", fields, None)?)
 }

@@ -1,6 +1,8 @@
 //! The control socket: the wire protocol shared by the daemon and the CLI, the
-//! daemon's server, and claiming the socket path.
+//! daemon's server, claiming the socket path, the CLI's client and the socket probe.
 
+pub mod client;
+pub mod probe;
 pub mod protocol;
 pub mod server;
 pub mod socket;

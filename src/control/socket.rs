@@ -3,15 +3,9 @@
 //! before any client can reach it.
 
 use crate::config::model::{ControlConfig, IdOrName};
-use serde_json::Value;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-/// How long the probe waits for a reply to its `status` request.
-pub const PROBE_REPLY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Why the control socket could not be claimed. The Display text is the message
 /// the daemon prints before exiting 1.
@@ -62,70 +56,17 @@ pub enum ControlSocketError {
     Chown { path: String, reason: String },
 }
 
-/// What a probe of the socket path found (protocol.md §7).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SocketOwner {
-    pub alive: bool,
-    pub application: Option<String>,
-    pub active_release_id: Option<String>,
-}
-
-/// Probes `path`: connect, send `status`, and read one reply line within 1 s.
-/// ENOENT and ECONNREFUSED mean "not alive"; other connect errors are returned.
-pub async fn probe(path: &Path) -> io::Result<SocketOwner> {
-    let mut stream = match tokio::net::UnixStream::connect(path).await {
-        Ok(stream) => stream,
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(SocketOwner::default());
-        }
-        Err(error) => return Err(error),
-    };
-    let alive_unknown = SocketOwner {
-        alive: true,
-        ..SocketOwner::default()
-    };
-    let exchange = async {
-        stream.write_all(b"{\"command\":\"status\"}\n").await?;
-        let mut reader = BufReader::new(&mut stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await?;
-        io::Result::Ok(line)
-    };
-    let line = match tokio::time::timeout(PROBE_REPLY_TIMEOUT, exchange).await {
-        Ok(Ok(line)) => line,
-        _ => return Ok(alive_unknown),
-    };
-    let Ok(Value::Object(reply)) = serde_json::from_str::<Value>(&line) else {
-        return Ok(alive_unknown);
-    };
-    match reply.get("application").and_then(Value::as_str) {
-        Some(application) => Ok(SocketOwner {
-            alive: true,
-            application: Some(application.to_string()),
-            active_release_id: reply
-                .get("activeReleaseId")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        }),
-        None => Ok(alive_unknown),
-    }
-}
-
 /// Fails when a live daemon or another process answers on `path`, or when a
 /// file that is not a socket sits there.
 pub async fn check_free(path: &Path) -> Result<(), ControlSocketError> {
     let shown = path.display().to_string();
-    let owner = probe(path)
-        .await
-        .map_err(|error| ControlSocketError::ProbeFailed {
-            path: shown.clone(),
-            reason: describe_io_error(&error),
-        })?;
+    let owner =
+        super::probe::probe_async(path)
+            .await
+            .map_err(|error| ControlSocketError::ProbeFailed {
+                path: shown.clone(),
+                reason: describe_io_error(&error),
+            })?;
     if !owner.alive {
         return match std::fs::symlink_metadata(path) {
             Ok(metadata) if !metadata.file_type().is_socket() => {

@@ -14,6 +14,7 @@ use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, 
 use crate::util::time::{iso_now, timestamp_release_id};
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -24,6 +25,22 @@ pub struct DeployRequest {
     /// `None` or empty: use the revision, else a timestamp.
     pub release_id: Option<String>,
     pub revision: Option<String>,
+}
+
+/// Who the release being deployed is.
+#[derive(Debug, Clone, Copy)]
+struct NewRelease<'a> {
+    id: &'a str,
+    path: &'a str,
+    revision: &'a str,
+}
+
+/// What a deploy has started so far, so a failure can undo exactly that.
+#[derive(Default)]
+struct StartProgress {
+    release: Option<Arc<Release>>,
+    /// Persistent services this deploy started (not ones that already ran).
+    started_services: Vec<String>,
 }
 
 /// `{activeReleaseId, previousReleaseId}`.
@@ -73,19 +90,19 @@ impl Daemon {
             started_at: iso_now(),
         });
 
-        let mut started_services: Vec<String> = Vec::new();
-        let mut release_slot: Option<Arc<Release>> = None;
+        let mut progress = StartProgress::default();
+        let identity = NewRelease {
+            id: &release_id,
+            path: &request.release_path,
+            revision: &revision,
+        };
         let started = self
-            .start_guarded(
-                &config,
-                &registry,
-                &release_id,
-                &request.release_path,
-                &revision,
-                &mut started_services,
-                &mut release_slot,
-            )
+            .start_guarded(&config, &registry, identity, &mut progress)
             .await;
+        let StartProgress {
+            release: release_slot,
+            started_services,
+        } = progress;
         let release = match started {
             Ok(release) => release,
             Err(error) => {
@@ -125,20 +142,28 @@ impl Daemon {
     }
 
     /// Steps 5–7 of the deploy: everything whose failure leaves the previous
-    /// release in charge.
-    #[allow(clippy::too_many_arguments)]
+    /// release in charge. `progress` records what was started, for the cleanup.
     async fn start_guarded(
         self: &Arc<Self>,
         config: &Arc<Config>,
         registry: &Registry,
-        release_id: &str,
-        release_path: &str,
-        revision: &str,
-        started_services: &mut Vec<String>,
-        release_slot: &mut Option<Arc<Release>>,
+        identity: NewRelease<'_>,
+        progress: &mut StartProgress,
     ) -> Result<Arc<Release>, String> {
-        let service_ports = self.state().service_ports.clone();
-        let ports = ports::allocate(config, &service_ports)?;
+        let (service_ports, held) = {
+            let state = self.state();
+            let live = state
+                .releases
+                .iter()
+                .chain(state.detached.iter())
+                .chain(state.starting.iter())
+                .filter(|release| release.state() != ReleaseState::Stopped);
+            let held: HashSet<u16> = live
+                .flat_map(|release| release.ports.iter().map(|(_, port)| *port))
+                .collect();
+            (state.service_ports.clone(), held)
+        };
+        let ports = ports::allocate(config, &service_ports, &held)?;
         let proxied = config.proxied();
         let proxied_port = ports
             .iter()
@@ -146,17 +171,17 @@ impl Daemon {
             .map(|(_, port)| *port)
             .ok_or_else(|| format!("Proxied process {} must define a port range", proxied.id))?;
         let release = Release::new(
-            release_id.to_string(),
-            release_path.to_string(),
-            revision.to_string(),
+            identity.id.to_string(),
+            identity.path.to_string(),
+            identity.revision.to_string(),
             ports,
             &config.proxy.upstream_host,
             proxied_port,
         );
-        *release_slot = Some(release.clone());
+        progress.release = Some(release.clone());
         self.state().starting.push(release.clone());
 
-        self.ensure_persistent_services(config, registry, &release, started_services)
+        self.ensure_persistent_services(config, registry, &release, &mut progress.started_services)
             .await?;
         self.start_release(config, registry, &release).await?;
         self.ensure_running()?;

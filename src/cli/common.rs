@@ -1,0 +1,129 @@
+//! What the daemon-talking commands share: load the config, find the control
+//! socket, send one request, print the reply.
+
+use super::ConfigArg;
+use crate::config::{self, model::Config};
+use crate::control::client::{self, ClientError};
+use crate::lua::LuaRuntime;
+use anyhow::Context;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long read-only commands (`status`, `events`, `logs`) wait for an answer.
+/// They never queue behind deploys, so a daemon that stays silent this long is stuck.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A loaded config and the path it came from.
+pub struct CliConfig {
+    /// The config path as given on the command line, or as found in the working directory.
+    pub path: PathBuf,
+    pub config: Config,
+    /// The config's Lua state, when it has Lua hooks.
+    pub lua: Option<LuaRuntime>,
+}
+
+impl CliConfig {
+    /// The control socket of this config's daemon.
+    pub fn socket_path(&self) -> &Path {
+        Path::new(&self.config.control.path)
+    }
+}
+
+/// Resolves `--config` (or the default file in the working directory) and loads it
+/// with full validation.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<CliConfig> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let path = config::resolve_config_path(arg.config.as_deref(), &cwd)?;
+    let loaded = config::load(&path)?;
+    Ok(CliConfig {
+        path: loaded.path,
+        config: loaded.config,
+        lua: loaded.lua,
+    })
+}
+
+/// Loads and validates the config for `doctor`, which reports problems instead of
+/// failing on them.
+pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
+    use super::doctor::ConfigVerdict;
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(error) => {
+            return ConfigVerdict::Unresolvable(format!(
+                "cannot read the working directory: {error}"
+            ));
+        }
+    };
+    let path = match config::resolve_config_path(arg.config.as_deref(), &cwd) {
+        Ok(path) => path,
+        Err(error) => return ConfigVerdict::Unresolvable(error.to_string()),
+    };
+    let report = config::check(&path);
+    match report.config {
+        Some(config) if report.issues.is_empty() => ConfigVerdict::Valid(Box::new(CliConfig {
+            path,
+            config,
+            lua: None,
+        })),
+        _ => ConfigVerdict::Invalid(report.issues.len().max(1)),
+    }
+}
+
+/// Sends one command to the daemon of `config`.
+pub fn send(
+    config: &CliConfig,
+    command: &str,
+    fields: Map<String, Value>,
+    timeout: Option<Duration>,
+) -> Result<Map<String, Value>, ClientError> {
+    client::command(config.socket_path(), command, fields, timeout)
+}
+
+/// Prints a reply object the way every daemon-talking command does: pretty JSON
+/// with 2-space indentation, `"status":"success"` included.
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("a JSON value always serializes")
+    );
+}
+
+/// The usual end of a daemon-talking command: print the reply, exit 0.
+pub fn print_reply(reply: Map<String, Value>) -> super::CliResult {
+    print_json(&Value::Object(reply));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A local option check failed: the message goes to stderr as is, exit 1.
+pub fn option_error(message: &str) -> super::CliResult {
+    eprintln!("{message}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Adds `key: value` to a request when the option was given.
+pub fn put_optional(fields: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        fields.insert(key.to_string(), Value::from(value));
+    }
+}
+
+/// `1 process` / `2 processes`: English plurals for counts in messages.
+pub fn plural(count: usize, singular: &str, plural: &str) -> String {
+    if count == 1 {
+        format!("{count} {singular}")
+    } else {
+        format!("{count} {plural}")
+    }
+}
+
+/// Formats a number the way the JavaScript tool printed it: integers without a
+/// fractional part (`10000`, not `10000.0`).
+pub fn js_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}

@@ -1,0 +1,142 @@
+//! `recover` against real state files and real process groups.
+
+mod cli_support;
+
+use cli_support::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn sandbox_with_state() -> Sandbox {
+    Sandbox::with("recover-test", |config| {
+        config["statePath"] = json!("state/rollbridge.json");
+    })
+}
+
+fn write_state(sandbox: &Sandbox, pids: &[(&str, i32)]) -> std::path::PathBuf {
+    let processes: Vec<_> = pids
+        .iter()
+        .map(|(id, pid)| json!({"id": id, "pid": pid, "state": "running"}))
+        .collect();
+    let state = json!({
+        "activeReleaseId": "v1",
+        "application": "recover-test",
+        "orphans": [],
+        "releases": [{"releaseId": "v1", "processes": processes}],
+        "services": [],
+        "singletons": [],
+        "events": [],
+        "persistedAt": "2026-05-22T00:00:00.000Z"
+    });
+    let path = sandbox.path().join("state/rollbridge.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn recover_needs_a_state_path() {
+    let sandbox = Sandbox::new("recover-test");
+    let run = sandbox.run("recover", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "No statePath is configured; set statePath in the config to enable recovery.\n"
+    );
+}
+
+#[test]
+fn recover_refuses_while_the_socket_is_in_use() {
+    let sandbox = sandbox_with_state();
+    let _daemon = FakeDaemon::start(&sandbox.socket(), |_| None);
+    let run = sandbox.run("recover", &["--force"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is using"), "{run:?}");
+    assert!(
+        run.stderr.contains(sandbox.socket().to_str().unwrap()),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn dry_run_lists_live_orphans_and_touches_nothing() {
+    let sandbox = sandbox_with_state();
+    let mut orphan = GroupGuard::spawn_sleep(&["300"]);
+    let state = write_state(&sandbox, &[("web", orphan.pid()), ("gone", 2_147_483_000)]);
+    let run = sandbox.run("recover", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "Found 1 orphaned process (run with --force to stop):\n  web (pid {}, release v1)\nReview the list first — a recycled pid could be an unrelated process.\n",
+            orphan.pid()
+        )
+    );
+    assert!(orphan.running());
+    assert!(state.exists());
+}
+
+#[test]
+fn force_stops_the_whole_group_and_clears_the_state_file() {
+    let sandbox = sandbox_with_state();
+    // The wrapper exits at once; its background child keeps the group alive.
+    let marker = sandbox.path().join("child.pid");
+    let mut wrapper = GroupGuard::spawn_shell(&format!(
+        "sleep 300 & echo $! > {}; exit 0",
+        marker.display()
+    ));
+    assert!(wait_for(Duration::from_secs(10), || !wrapper.running()));
+    let child_pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_running(child_pid));
+    let state = write_state(&sandbox, &[("worker", wrapper.pid())]);
+
+    let dry = sandbox.run("recover", &[]);
+    assert!(
+        dry.stdout.starts_with("Found 1 orphaned process"),
+        "{dry:?}"
+    );
+
+    let run = sandbox.run("recover", &["--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!(
+            "Stopped 1 orphaned process:\n  worker (pid {}, release v1)\n",
+            wrapper.pid()
+        )
+    );
+    assert!(wait_for(Duration::from_secs(5), || !pid_running(child_pid)));
+    assert!(!state.exists());
+}
+
+#[test]
+fn force_without_orphans_clears_the_state_file() {
+    let sandbox = sandbox_with_state();
+    let state = write_state(&sandbox, &[("web", 2_147_483_000)]);
+    let run = sandbox.run("recover", &["--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "No orphaned processes found; cleared the state file.\n"
+    );
+    assert!(!state.exists());
+}
+
+#[test]
+fn a_recorded_pid_that_leads_no_group_is_a_recycled_pid() {
+    let sandbox = sandbox_with_state();
+    // Same group as this test process: not a group leader, so not a managed wrapper.
+    let mut plain = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    write_state(&sandbox, &[("web", plain.id() as i32)]);
+    let run = sandbox.run("recover", &[]);
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "No orphaned processes found.\n");
+}
