@@ -180,7 +180,7 @@ async fn run_call<T>(
         let top = thread.to_pointer() as usize;
         Ok((thread.into_async::<MultiValue>(args)?, top))
     });
-    let outcome = match started {
+    match started {
         Err(error) => Err(HookError::Failed(format!(
             "could not start the Lua hook: {}",
             super::error_line(&error)
@@ -201,8 +201,7 @@ async fn run_call<T>(
                 () = tokio::time::sleep_until(deadline) => Err(HookError::TimedOut(bound_ms)),
             }
         }
-    };
-    outcome
+    }
 }
 
 struct EndOnDrop(Arc<CallScope>);
