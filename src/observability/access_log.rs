@@ -5,7 +5,7 @@
 
 use super::log_file::{LogFile, LogFileError, Rotation};
 use chrono::{DateTime, Utc};
-use http::{HeaderValue, Method, Uri, Version};
+use http::{HeaderValue, Method, Version};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,15 +24,17 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 pub use crate::config::model::AccessLogFormat;
 
-/// One finished request. Built from cheap clones of the request's parts; all
-/// formatting happens on the writer thread.
+/// One finished request. All formatting happens on the writer thread. Its fields
+/// are copies, never views into the request: a view would keep hyper's read
+/// buffer alive and make it allocate a fresh one for the next request.
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
     /// When the request arrived.
     pub at: SystemTime,
     pub client: HeaderValue,
     pub method: Method,
-    pub uri: Uri,
+    /// The request target as received (`/search?q=a`).
+    pub target: String,
     pub version: Version,
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
@@ -226,7 +228,7 @@ pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: AccessLogFo
                 at: crate::util::time::iso(record.at),
                 client: text(&record.client),
                 method: record.method.as_str(),
-                path: record.uri.to_string(),
+                path: record.target.clone(),
                 protocol: version_text(record.version),
                 status: record.status,
                 bytes: record.bytes,
@@ -253,7 +255,7 @@ pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: AccessLogFo
             let request_line = format!(
                 "{} {} {}",
                 record.method,
-                record.uri,
+                record.target,
                 version_text(record.version)
             );
             let line = format!(
@@ -296,7 +298,7 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_millis(1_779_546_669_512),
             client: HeaderValue::from_static("10.0.0.7"),
             method: Method::GET,
-            uri: "/search?q=a%20b".parse().unwrap(),
+            target: "/search?q=a%20b".to_string(),
             version: Version::HTTP_11,
             referer: Some(HeaderValue::from_static("https://example.test/")),
             user_agent: Some(HeaderValue::from_static("agent \"quoted\"")),

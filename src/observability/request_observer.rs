@@ -45,10 +45,10 @@ impl ProxyObserver {
                 at: SystemTime::now(),
                 client: client.clone(),
                 method: request.method().clone(),
-                uri: request.uri().clone(),
+                target: request.uri().to_string(),
                 version: request.version(),
-                referer: headers.get(REFERER).cloned(),
-                user_agent: headers.get(USER_AGENT).cloned(),
+                referer: headers.get(REFERER).and_then(copy_value),
+                user_agent: headers.get(USER_AGENT).and_then(copy_value),
                 release: None,
                 status: 0,
                 bytes: 0,
@@ -119,4 +119,9 @@ impl Drop for RequestObservation {
             log.record(access);
         }
     }
+}
+
+/// A header value in an allocation of its own (see [`AccessRecord`]).
+fn copy_value(value: &HeaderValue) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(value.as_bytes()).ok()
 }
