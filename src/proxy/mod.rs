@@ -16,6 +16,7 @@ mod counters;
 mod errors;
 mod forward;
 mod headers;
+mod idle;
 mod pool;
 mod router;
 mod server;

@@ -3,11 +3,12 @@
 use super::errors::ErrorReporter;
 use super::forward::{self, ConnectionContext, ServerShared};
 use super::headers::ClientInfo;
+use super::idle::IdleSweeper;
 use super::router::Router;
 use crate::daemon::events::EventSink;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A client must send its complete request head within this time (slowloris guard).
+/// A client connection with no request in progress is closed after this long: a
+/// client must deliver a complete request head within it (slowloris guard), and
+/// idle keep-alive connections do not stay open forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pause after an accept error that is not about one connection (such as running out
@@ -81,7 +84,9 @@ impl ProxyServer {
             reporter: Arc::new(ErrorReporter::new(events)),
             tasks: tokio_util::task::TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            sweeper: IdleSweeper::new(HEADER_READ_TIMEOUT),
         });
+        tokio::spawn(Arc::clone(&shared.sweeper).run(shared.hard_stop.clone()));
         let stop_accepting = CancellationToken::new();
         let accept_loop = tokio::spawn(accept_loop(
             listener,
@@ -118,6 +123,7 @@ impl ProxyServer {
             self.shared.hard_stop.cancel();
             tasks.wait().await;
         }
+        self.shared.hard_stop.cancel();
     }
 }
 
@@ -130,10 +136,8 @@ impl Drop for ProxyServer {
 
 fn http1_builder() -> http1::Builder {
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+    // The header timeout is enforced by the idle sweeper instead (see idle.rs).
+    builder.keep_alive(true);
     builder
 }
 
@@ -152,6 +156,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, stop: Can
                 let context = Arc::new(ConnectionContext {
                     server: Arc::clone(&shared),
                     client: ClientInfo::new(peer.ip(), local_port.clone()),
+                    activity: Default::default(),
                 });
                 let stopping = stop.clone();
                 shared.tasks.spawn(serve_client(
@@ -195,16 +200,26 @@ async fn serve_client(
         let _ = stream.set_nodelay(true);
     }
     let hard_stop = context.server.hard_stop.clone();
+    let _registration = context.server.sweeper.register(&context);
+    let watched = Arc::clone(&context);
     let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
-    tokio::select! {
-        biased;
-        _ = connection.as_mut() => return,
-        _ = hard_stop.cancelled() => return,
-        _ = stopping.cancelled() => {}
+    loop {
+        tokio::select! {
+            biased;
+            _ = connection.as_mut() => return,
+            _ = hard_stop.cancelled() => return,
+            _ = stopping.cancelled() => break,
+            _ = watched.activity.expired() => {
+                // A request may have started right after the sweeper looked.
+                if !watched.activity.has_request_in_progress() {
+                    return;
+                }
+            }
+        }
     }
     // Graceful: finish the request in progress, then close instead of keeping alive.
     connection.as_mut().graceful_shutdown();
