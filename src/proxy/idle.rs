@@ -203,7 +203,10 @@ mod tests {
         drop(request);
         sweeper.sweep();
         sweeper.sweep();
-        assert!(!is_expired(&context), "idle time counts from the request's end");
+        assert!(
+            !is_expired(&context),
+            "idle time counts from the request's end"
+        );
         sweeper.sweep();
         assert!(is_expired(&context));
     }
