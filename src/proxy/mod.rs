@@ -9,7 +9,11 @@
 //! Layout: `server` (listener, connections, shutdown), `forward` (one request),
 //! `upgrade` (WebSocket and other upgrades), `headers` (hop-by-hop and
 //! `X-Forwarded-*`), `body` (streamed response bodies holding the drain count),
-//! `pool` (upstream keep-alive connections), `counters`, `router`, `target`, `errors`.
+//! `pool` (upstream keep-alive connections), `idle` (closing idle and slow client
+//! connections), `counters`, `router`, `target`, `errors`.
+//!
+//! The server runs on the tokio runtime it is started from; a multi-thread runtime
+//! lets it use more than one core. Keep blocking work (Lua hooks) off that runtime.
 
 mod body;
 mod counters;
