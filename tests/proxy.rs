@@ -631,3 +631,41 @@ async fn serves_an_inherited_listener() {
     router.set_active(Some(target_for("blue", upstream.addr)));
     assert_eq!(get(server.local_addr(), "/release").await.body, "blue");
 }
+
+#[tokio::test]
+async fn slow_or_idle_clients_are_disconnected() {
+    let router = rollbridge::proxy::Router::new();
+    let upstream = HttpUpstream::start("blue").await;
+    router.set_active(Some(target_for("blue", upstream.addr)));
+    let server = rollbridge::proxy::ProxyServer::bind_with_options(
+        "127.0.0.1",
+        0,
+        router,
+        rollbridge::daemon::events::EventSink::silent(),
+        rollbridge::proxy::ProxyOptions {
+            idle_timeout: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Half a request head, then nothing: the proxy hangs up.
+    let mut trickling = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    trickling
+        .write_all(b"GET /release HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = within("slow client disconnected", trickling.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer");
+
+    // An idle keep-alive connection is closed as well, after a normal exchange.
+    let mut client = Client::connect(server.local_addr()).await;
+    assert_eq!(client.get("/release").await.body, "blue");
+    eventually("idle keep-alive connection closed", || {
+        client.connection_closed.load(Ordering::SeqCst)
+    })
+    .await;
+}

@@ -31,5 +31,5 @@ pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
-pub use server::{HEADER_READ_TIMEOUT, ProxyServer};
+pub use server::{HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
 pub use target::ReleaseTarget;

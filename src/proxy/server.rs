@@ -22,6 +22,21 @@ use tokio_util::sync::CancellationToken;
 /// idle keep-alive connections do not stay open forever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Tunables of a proxy server; the defaults are what the daemon uses.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// See [`HEADER_READ_TIMEOUT`]; whole seconds, at least one.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            idle_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
 /// Pause after an accept error that is not about one connection (such as running out
 /// of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -45,6 +60,17 @@ impl ProxyServer {
         router: Arc<Router>,
         events: EventSink,
     ) -> io::Result<ProxyServer> {
+        ProxyServer::bind_with_options(host, port, router, events, ProxyOptions::default()).await
+    }
+
+    /// [`ProxyServer::bind`] with non-default [`ProxyOptions`].
+    pub async fn bind_with_options(
+        host: &str,
+        port: u16,
+        router: Arc<Router>,
+        events: EventSink,
+        options: ProxyOptions,
+    ) -> io::Result<ProxyServer> {
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -55,7 +81,7 @@ impl ProxyServer {
                 format!("cannot listen for proxy traffic on {host}:{port}: {error}"),
             )
         })?;
-        ProxyServer::start(listener, router, events)
+        ProxyServer::start(listener, router, events, options)
     }
 
     /// Serves on a listener bound elsewhere (systemd socket activation). Must be
@@ -71,10 +97,20 @@ impl ProxyServer {
             ));
         }
         listener.set_nonblocking(true)?;
-        ProxyServer::start(TcpListener::from_std(listener)?, router, events)
+        ProxyServer::start(
+            TcpListener::from_std(listener)?,
+            router,
+            events,
+            ProxyOptions::default(),
+        )
     }
 
-    fn start(listener: TcpListener, router: Arc<Router>, events: EventSink) -> io::Result<Self> {
+    fn start(
+        listener: TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+        options: ProxyOptions,
+    ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
         // saves one system call per client connection.
@@ -84,7 +120,7 @@ impl ProxyServer {
             reporter: Arc::new(ErrorReporter::new(events)),
             tasks: tokio_util::task::TaskTracker::new(),
             hard_stop: CancellationToken::new(),
-            sweeper: IdleSweeper::new(HEADER_READ_TIMEOUT),
+            sweeper: IdleSweeper::new(options.idle_timeout),
         });
         tokio::spawn(Arc::clone(&shared.sweeper).run(shared.hard_stop.clone()));
         let stop_accepting = CancellationToken::new();
