@@ -358,7 +358,12 @@ fn header_lines(text: &str) -> std::collections::HashMap<String, String> {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_closed_on_retire() {
-    let proxy = ProxyFixture::start().await;
+    // One proxy thread: each thread keeps its own upstream connections.
+    let proxy = ProxyFixture::start_with(rollbridge::proxy::ProxyOptions {
+        threads: 1,
+        ..Default::default()
+    })
+    .await;
     let upstream = HttpUpstream::start("blue").await;
     let target = proxy.activate("blue", upstream.addr);
 
@@ -644,6 +649,7 @@ async fn slow_or_idle_clients_are_disconnected() {
         rollbridge::daemon::events::EventSink::silent(),
         rollbridge::proxy::ProxyOptions {
             idle_timeout: Duration::from_secs(1),
+            ..Default::default()
         },
     )
     .await
@@ -668,4 +674,42 @@ async fn slow_or_idle_clients_are_disconnected() {
         client.connection_closed.load(Ordering::SeqCst)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proxy_thread_serves_and_shuts_down() {
+    let proxy = ProxyFixture::start_with(rollbridge::proxy::ProxyOptions {
+        threads: 3,
+        ..Default::default()
+    })
+    .await;
+    let upstream = HttpUpstream::start("blue").await;
+    let target = proxy.activate("blue", upstream.addr);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut client = Client::connect(proxy.addr).await;
+        assert_eq!(client.get("/release").await.body, "blue");
+        clients.push(client);
+    }
+    // Each thread reuses only its own upstream connections, never more than one
+    // each here since the requests ran one after another.
+    let upstream_connections = upstream.accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&upstream_connections),
+        "{upstream_connections}"
+    );
+    let mut proxy = proxy;
+    let server = proxy.server.take().unwrap();
+    within(
+        "shutdown of all threads",
+        server.shutdown(tokio::time::Instant::now() + PATIENCE),
+    )
+    .await;
+    eventually("every client connection closed", || {
+        clients
+            .iter()
+            .all(|client| client.connection_closed.load(Ordering::SeqCst))
+    })
+    .await;
+    assert_eq!(target.counters().total(), 0);
 }

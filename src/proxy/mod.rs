@@ -12,8 +12,10 @@
 //! `pool` (upstream keep-alive connections), `idle` (closing idle and slow client
 //! connections), `counters`, `router`, `target`, `errors`.
 //!
-//! The server runs on the tokio runtime it is started from; a multi-thread runtime
-//! lets it use more than one core. Keep blocking work (Lua hooks) off that runtime.
+//! The server runs on threads of its own (two by default), each with a
+//! single-threaded tokio runtime, so the daemon's other work (hooks, supervision,
+//! Lua) can never delay a request, and a request and its upstream exchange never
+//! hop between threads. The public types are safe to use from any thread/runtime.
 
 mod body;
 mod counters;

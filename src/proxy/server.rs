@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// A client connection with no request in progress is closed after this long: a
@@ -27,33 +27,53 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ProxyOptions {
     /// See [`HEADER_READ_TIMEOUT`]; whole seconds, at least one.
     pub idle_timeout: Duration,
+    /// Threads serving the proxy, each with its own single-threaded runtime, its own
+    /// share of the client connections and its own upstream connections.
+    pub threads: usize,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             idle_timeout: HEADER_READ_TIMEOUT,
+            threads: DEFAULT_THREADS,
         }
     }
 }
+
+/// Two threads use a second core when there is one; a deploy supervisor should leave
+/// the rest of the machine to the application.
+const DEFAULT_THREADS: usize = 2;
 
 /// Pause after an accept error that is not about one connection (such as running out
 /// of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// A running proxy listener. Dropping it stops accepting and ends every connection
-/// at once; [`ProxyServer::shutdown`] is the graceful way.
+/// One proxy thread, seen from the owner.
+#[derive(Debug)]
+struct Worker {
+    accept_stopped: Option<oneshot::Receiver<()>>,
+    exited: Option<oneshot::Receiver<()>>,
+}
+
+/// A running proxy listener.
+///
+/// The proxy runs on threads of its own (see [`ProxyOptions::threads`]), each with a
+/// single-threaded tokio runtime: a request and its upstream exchange stay on one
+/// thread, and nothing else the daemon does (hooks, supervision) can delay them.
+/// Dropping the server stops accepting and ends every connection at once;
+/// [`ProxyServer::shutdown`] is the graceful way.
 #[derive(Debug)]
 pub struct ProxyServer {
     local_addr: SocketAddr,
     shared: Arc<ServerShared>,
     stop_accepting: CancellationToken,
-    accept_loop: Option<JoinHandle<()>>,
+    workers: Vec<Worker>,
 }
 
 impl ProxyServer {
     /// Binds `host:port` (an IPv4 or IPv6 address, with or without brackets, or a
-    /// name; port 0 picks a free port) and starts serving on the current runtime.
+    /// name; port 0 picks a free port) and starts serving.
     pub async fn bind(
         host: &str,
         port: u16,
@@ -81,36 +101,25 @@ impl ProxyServer {
                 format!("cannot listen for proxy traffic on {host}:{port}: {error}"),
             )
         })?;
-        ProxyServer::start(listener, router, events, options)
+        ProxyServer::start(listener.into_std()?, router, events, options)
     }
 
-    /// Serves on a listener bound elsewhere (systemd socket activation). Must be
-    /// called from inside a tokio runtime.
+    /// Serves on a listener bound elsewhere (systemd socket activation).
     pub fn serve_listener(
         listener: std::net::TcpListener,
         router: Arc<Router>,
         events: EventSink,
     ) -> io::Result<ProxyServer> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(io::Error::other(
-                "the proxy must be started from inside a tokio runtime",
-            ));
-        }
-        listener.set_nonblocking(true)?;
-        ProxyServer::start(
-            TcpListener::from_std(listener)?,
-            router,
-            events,
-            ProxyOptions::default(),
-        )
+        ProxyServer::start(listener, router, events, ProxyOptions::default())
     }
 
     fn start(
-        listener: TcpListener,
+        listener: std::net::TcpListener,
         router: Arc<Router>,
         events: EventSink,
         options: ProxyOptions,
     ) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
         // saves one system call per client connection.
@@ -122,18 +131,58 @@ impl ProxyServer {
             hard_stop: CancellationToken::new(),
             sweeper: IdleSweeper::new(options.idle_timeout),
         });
-        tokio::spawn(Arc::clone(&shared.sweeper).run(shared.hard_stop.clone()));
         let stop_accepting = CancellationToken::new();
-        let accept_loop = tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&shared),
-            stop_accepting.clone(),
-        ));
+        let threads = options.threads.max(1);
+
+        // Everything that can fail happens before the first thread starts.
+        let mut prepared = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let own_listener = if index + 1 == threads {
+                None
+            } else {
+                Some(listener.try_clone()?)
+            };
+            prepared.push((runtime, own_listener));
+        }
+        let mut last_listener = Some(listener);
+        let mut workers = Vec::with_capacity(threads);
+        for (index, (runtime, own_listener)) in prepared.into_iter().enumerate() {
+            let std_listener = match own_listener {
+                Some(listener) => listener,
+                None => last_listener
+                    .take()
+                    .expect("the last thread takes the original"),
+            };
+            let listener = {
+                let _entered = runtime.enter();
+                TcpListener::from_std(std_listener)?
+            };
+            let (accept_stopped_tx, accept_stopped) = oneshot::channel();
+            let (exited_tx, exited) = oneshot::channel();
+            let shared = Arc::clone(&shared);
+            let stop = stop_accepting.clone();
+            std::thread::Builder::new()
+                .name(format!("rollbridge-proxy-{index}"))
+                .spawn(move || {
+                    super::pool::set_current_shard(index);
+                    runtime.block_on(run_worker(index, listener, shared, stop, accept_stopped_tx));
+                    // Dropping the runtime ends what is left on it (upstream connections).
+                    drop(runtime);
+                    let _ = exited_tx.send(());
+                })?;
+            workers.push(Worker {
+                accept_stopped: Some(accept_stopped),
+                exited: Some(exited),
+            });
+        }
         Ok(ProxyServer {
             local_addr,
             shared,
             stop_accepting,
-            accept_loop: Some(accept_loop),
+            workers,
         })
     }
 
@@ -144,11 +193,13 @@ impl ProxyServer {
     /// Stops accepting at once (the listening socket is closed before this returns
     /// its first await), lets in-flight requests and upgraded connections finish
     /// until `deadline`, then closes whatever is left. Idle keep-alive client
-    /// connections are closed right away.
+    /// connections are closed right away. Returns when the proxy threads are gone.
     pub async fn shutdown(mut self, deadline: tokio::time::Instant) {
         self.stop_accepting.cancel();
-        if let Some(accept_loop) = self.accept_loop.take() {
-            let _ = accept_loop.await;
+        for worker in &mut self.workers {
+            if let Some(accept_stopped) = worker.accept_stopped.take() {
+                let _ = accept_stopped.await;
+            }
         }
         let tasks = self.shared.tasks.clone();
         tasks.close();
@@ -160,6 +211,11 @@ impl ProxyServer {
             tasks.wait().await;
         }
         self.shared.hard_stop.cancel();
+        for worker in &mut self.workers {
+            if let Some(exited) = worker.exited.take() {
+                let _ = exited.await;
+            }
+        }
     }
 }
 
@@ -167,6 +223,26 @@ impl Drop for ProxyServer {
     fn drop(&mut self) {
         self.stop_accepting.cancel();
         self.shared.hard_stop.cancel();
+    }
+}
+
+/// The life of one proxy thread: accept until told to stop, then keep serving the
+/// connections already open until they are done or the server is stopped for good.
+async fn run_worker(
+    index: usize,
+    listener: TcpListener,
+    shared: Arc<ServerShared>,
+    stop: CancellationToken,
+    accept_stopped: oneshot::Sender<()>,
+) {
+    if index == 0 {
+        tokio::spawn(Arc::clone(&shared.sweeper).run(shared.hard_stop.clone()));
+    }
+    accept_loop(listener, Arc::clone(&shared), stop).await;
+    let _ = accept_stopped.send(());
+    tokio::select! {
+        _ = shared.tasks.wait() => {}
+        _ = shared.hard_stop.cancelled() => {}
     }
 }
 
