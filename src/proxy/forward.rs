@@ -28,13 +28,15 @@ pub(crate) struct ServerShared {
     /// shutdown waits for (and finally ends) them too.
     pub(crate) tasks: TaskTracker,
     pub(crate) hard_stop: CancellationToken,
-    pub(crate) sweeper: Arc<IdleSweeper>,
+    pub(crate) idle_timeout: std::time::Duration,
 }
 
 /// What one client connection's requests share.
 #[derive(Debug)]
 pub(crate) struct ConnectionContext {
     pub(crate) server: Arc<ServerShared>,
+    /// The idle sweeper of the proxy thread serving this connection.
+    pub(crate) sweeper: Arc<IdleSweeper>,
     pub(crate) client: ClientInfo,
     pub(crate) activity: ConnectionActivity,
 }

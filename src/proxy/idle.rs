@@ -5,7 +5,8 @@
 //! hyper's own header timeout arms a timer for every request head, which costs an
 //! extra wake-up system call per keep-alive request (measured). Instead each
 //! connection keeps two atomics (requests in progress, coarse time it became idle)
-//! and one sweeper task per server checks all connections once per tick.
+//! and one sweeper task per proxy thread checks that thread's connections once per
+//! tick.
 
 use super::forward::ConnectionContext;
 use std::collections::HashMap;
@@ -57,7 +58,7 @@ impl ActiveRequest {
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        let now = self.context.server.sweeper.tick.load(Ordering::Relaxed);
+        let now = self.context.sweeper.tick.load(Ordering::Relaxed);
         let activity = &self.context.activity;
         activity.idle_since_tick.store(now, Ordering::Relaxed);
         activity.in_progress.fetch_sub(1, Ordering::AcqRel);
@@ -161,10 +162,11 @@ mod tests {
             reporter: Arc::new(ErrorReporter::new(EventSink::silent())),
             tasks: tokio_util::task::TaskTracker::new(),
             hard_stop: CancellationToken::new(),
-            sweeper: Arc::clone(sweeper),
+            idle_timeout: Duration::from_secs(30),
         });
         Arc::new(ConnectionContext {
             server,
+            sweeper: Arc::clone(sweeper),
             client: ClientInfo::new(
                 "127.0.0.1".parse().unwrap(),
                 http::HeaderValue::from_static("80"),

@@ -129,7 +129,7 @@ impl ProxyServer {
             reporter: Arc::new(ErrorReporter::new(events)),
             tasks: tokio_util::task::TaskTracker::new(),
             hard_stop: CancellationToken::new(),
-            sweeper: IdleSweeper::new(options.idle_timeout),
+            idle_timeout: options.idle_timeout,
         });
         let stop_accepting = CancellationToken::new();
         let threads = options.threads.max(1);
@@ -168,7 +168,7 @@ impl ProxyServer {
                 .name(format!("rollbridge-proxy-{index}"))
                 .spawn(move || {
                     super::pool::set_current_shard(index);
-                    runtime.block_on(run_worker(index, listener, shared, stop, accept_stopped_tx));
+                    runtime.block_on(run_worker(listener, shared, stop, accept_stopped_tx));
                     // Dropping the runtime ends what is left on it (upstream connections).
                     drop(runtime);
                     let _ = exited_tx.send(());
@@ -229,16 +229,20 @@ impl Drop for ProxyServer {
 /// The life of one proxy thread: accept until told to stop, then keep serving the
 /// connections already open until they are done or the server is stopped for good.
 async fn run_worker(
-    index: usize,
     listener: TcpListener,
     shared: Arc<ServerShared>,
     stop: CancellationToken,
     accept_stopped: oneshot::Sender<()>,
 ) {
-    if index == 0 {
-        tokio::spawn(Arc::clone(&shared.sweeper).run(shared.hard_stop.clone()));
-    }
-    accept_loop(listener, Arc::clone(&shared), stop).await;
+    // Connections wait on this thread's own child tokens, so registering and
+    // dropping those waits never contends with the other proxy threads.
+    let stop = ThreadStop {
+        accepting: stop.child_token(),
+        everything: shared.hard_stop.child_token(),
+    };
+    let sweeper = IdleSweeper::new(shared.idle_timeout);
+    tokio::spawn(Arc::clone(&sweeper).run(stop.everything.clone()));
+    accept_loop(listener, Arc::clone(&shared), sweeper, &stop).await;
     let _ = accept_stopped.send(());
     tokio::select! {
         _ = shared.tasks.wait() => {}
@@ -253,29 +257,43 @@ fn http1_builder() -> http1::Builder {
     builder
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>, stop: CancellationToken) {
+/// The stop signals as seen by one proxy thread.
+#[derive(Debug, Clone)]
+struct ThreadStop {
+    /// Stop accepting; finish open requests, then close.
+    accepting: CancellationToken,
+    /// Close everything now.
+    everything: CancellationToken,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ServerShared>,
+    sweeper: Arc<IdleSweeper>,
+    stop: &ThreadStop,
+) {
     let builder = Arc::new(http1_builder());
     let local_port =
         hyper::header::HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
+            _ = stop.accepting.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let context = Arc::new(ConnectionContext {
                     server: Arc::clone(&shared),
+                    sweeper: Arc::clone(&sweeper),
                     client: ClientInfo::new(peer.ip(), local_port.clone()),
                     activity: Default::default(),
                 });
-                let stopping = stop.clone();
                 shared.tasks.spawn(serve_client(
                     stream,
                     context,
                     Arc::clone(&builder),
-                    stopping,
+                    stop.clone(),
                 ));
             }
             Err(error) if is_per_connection(&error) => {}
@@ -305,14 +323,13 @@ async fn serve_client(
     stream: TcpStream,
     context: Arc<ConnectionContext>,
     builder: Arc<http1::Builder>,
-    stopping: CancellationToken,
+    stop: ThreadStop,
 ) {
     if !cfg!(target_os = "linux") {
         // Streamed bodies (SSE) must not wait for the peer's delayed ACK.
         let _ = stream.set_nodelay(true);
     }
-    let hard_stop = context.server.hard_stop.clone();
-    let _registration = context.server.sweeper.register(&context);
+    let _registration = context.sweeper.register(&context);
     let watched = Arc::clone(&context);
     let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
     let connection = builder
@@ -323,8 +340,8 @@ async fn serve_client(
         tokio::select! {
             biased;
             _ = connection.as_mut() => return,
-            _ = hard_stop.cancelled() => return,
-            _ = stopping.cancelled() => break,
+            _ = stop.everything.cancelled() => return,
+            _ = stop.accepting.cancelled() => break,
             _ = watched.activity.expired() => {
                 // A request may have started right after the sweeper looked.
                 if !watched.activity.has_request_in_progress() {
@@ -338,6 +355,6 @@ async fn serve_client(
     tokio::select! {
         biased;
         _ = connection.as_mut() => {}
-        _ = hard_stop.cancelled() => {}
+        _ = stop.everything.cancelled() => {}
     }
 }
