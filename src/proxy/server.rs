@@ -101,10 +101,16 @@ impl ProxyServer {
                 format!("cannot listen for proxy traffic on {host}:{port}: {error}"),
             )
         })?;
-        ProxyServer::start(listener.into_std()?, router, events, options)
+        let listener = listener.into_std()?;
+        // Starting waits (briefly) for the proxy threads: keep that off the caller's
+        // runtime threads.
+        tokio::task::spawn_blocking(move || ProxyServer::start(listener, router, events, options))
+            .await
+            .map_err(|error| io::Error::other(format!("starting the proxy failed: {error}")))?
     }
 
-    /// Serves on a listener bound elsewhere (systemd socket activation).
+    /// Serves on a listener bound elsewhere (systemd socket activation). Works from
+    /// any thread, inside a runtime or not; returns once the proxy threads serve.
     pub fn serve_listener(
         listener: std::net::TcpListener,
         router: Arc<Router>,
@@ -131,59 +137,68 @@ impl ProxyServer {
             hard_stop: CancellationToken::new(),
             idle_timeout: options.idle_timeout,
         });
-        let stop_accepting = CancellationToken::new();
         let threads = options.threads.max(1);
-
-        // Everything that can fail happens before the first thread starts.
-        let mut prepared = Vec::with_capacity(threads);
+        // Built up thread by thread: if a later step fails, dropping the partial
+        // server stops the threads already running.
+        let mut server = ProxyServer {
+            local_addr,
+            shared,
+            stop_accepting: CancellationToken::new(),
+            workers: Vec::with_capacity(threads),
+        };
+        let mut original = Some(listener);
         for index in 0..threads {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let own_listener = if index + 1 == threads {
-                None
+            let std_listener = if index + 1 == threads {
+                original.take().expect("the last thread takes the original")
             } else {
-                Some(listener.try_clone()?)
+                original
+                    .as_ref()
+                    .expect("the original outlives the clones")
+                    .try_clone()?
             };
-            prepared.push((runtime, own_listener));
-        }
-        let mut last_listener = Some(listener);
-        let mut workers = Vec::with_capacity(threads);
-        for (index, (runtime, own_listener)) in prepared.into_iter().enumerate() {
-            let std_listener = match own_listener {
-                Some(listener) => listener,
-                None => last_listener
-                    .take()
-                    .expect("the last thread takes the original"),
-            };
-            let listener = {
-                let _entered = runtime.enter();
-                TcpListener::from_std(std_listener)?
-            };
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
             let (accept_stopped_tx, accept_stopped) = oneshot::channel();
             let (exited_tx, exited) = oneshot::channel();
-            let shared = Arc::clone(&shared);
-            let stop = stop_accepting.clone();
+            let shared = Arc::clone(&server.shared);
+            let stop = server.stop_accepting.clone();
             std::thread::Builder::new()
                 .name(format!("rollbridge-proxy-{index}"))
                 .spawn(move || {
                     super::pool::set_current_shard(index);
+                    // The runtime is created and dropped on this thread only, never
+                    // inside the caller's async context.
+                    let started = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|runtime| {
+                            let listener = {
+                                let _entered = runtime.enter();
+                                TcpListener::from_std(std_listener)?
+                            };
+                            Ok((runtime, listener))
+                        });
+                    let (runtime, listener) = match started {
+                        Ok(started) => started,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
                     runtime.block_on(run_worker(listener, shared, stop, accept_stopped_tx));
                     // Dropping the runtime ends what is left on it (upstream connections).
                     drop(runtime);
                     let _ = exited_tx.send(());
                 })?;
-            workers.push(Worker {
+            server.workers.push(Worker {
                 accept_stopped: Some(accept_stopped),
                 exited: Some(exited),
             });
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("a proxy thread ended while starting"))??;
         }
-        Ok(ProxyServer {
-            local_addr,
-            shared,
-            stop_accepting,
-            workers,
-        })
+        Ok(server)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
