@@ -6,7 +6,8 @@
 //! [`ConnectionCounters`] track its in-flight HTTP requests and open upgraded
 //! connections so the daemon can wait for a retired release to drain.
 //!
-//! Layout: `server` (listener, connections, shutdown), `forward` (one request),
+//! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
+//! thread: accepting and serving client connections), `forward` (one request),
 //! `upgrade` (WebSocket and other upgrades), `headers` (hop-by-hop and
 //! `X-Forwarded-*`), `body` (streamed response bodies holding the drain count),
 //! `pool` (upstream keep-alive connections), `idle` (closing idle and slow client
@@ -28,6 +29,7 @@ mod router;
 mod server;
 mod target;
 mod upgrade;
+mod worker;
 
 pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
