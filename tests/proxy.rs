@@ -133,7 +133,13 @@ async fn upstream_reset_before_headers_is_a_502() {
     let reply = get(proxy.addr, "/").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.body, "Bad gateway\n");
-    assert_eq!(proxy.proxy_errors().len(), 1);
+    let errors = proxy.proxy_errors();
+    assert_eq!(errors.len(), 1);
+    let message = errors[0].data["error"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("upstream {}: ", broken.addr)) && message.contains("reset"),
+        "{message}"
+    );
     eventually("count released", || target.counters().total() == 0).await;
 }
 
@@ -152,6 +158,14 @@ async fn upstream_reset_mid_body_aborts_the_client_and_releases_the_count() {
     assert!(body.is_err(), "a broken body must not look complete");
     eventually("count released", || target.counters().total() == 0).await;
     eventually("error reported", || proxy.proxy_errors().len() == 1).await;
+    let message = proxy.proxy_errors()[0].data["error"].to_string();
+    assert!(
+        message.contains(&format!(
+            "upstream {} broke off the response body",
+            broken.addr
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test]
