@@ -4,6 +4,7 @@
 use super::body::{ProxyBody, UpstreamBody};
 use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
+use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
 use super::router::Router;
 use super::upgrade;
 use http::header::{CONTENT_TYPE, HOST, UPGRADE};
@@ -27,19 +28,25 @@ pub(crate) struct ServerShared {
     /// shutdown waits for (and finally ends) them too.
     pub(crate) tasks: TaskTracker,
     pub(crate) hard_stop: CancellationToken,
+    pub(crate) idle_timeout: std::time::Duration,
 }
 
 /// What one client connection's requests share.
 #[derive(Debug)]
 pub(crate) struct ConnectionContext {
     pub(crate) server: Arc<ServerShared>,
+    /// The idle sweeper of the proxy thread serving this connection.
+    pub(crate) sweeper: Arc<IdleSweeper>,
     pub(crate) client: ClientInfo,
+    pub(crate) activity: ConnectionActivity,
 }
 
 pub(crate) async fn handle(
     context: Arc<ConnectionContext>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let active = ActiveRequest::begin(context);
+    let context = active.context();
     let Some(target) = context.server.router.active() else {
         return Ok(text_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -53,7 +60,7 @@ pub(crate) async fn handle(
     if request.headers().contains_key(UPGRADE)
         && headers::connection_lists(request.headers(), "upgrade")
     {
-        return Ok(upgrade::forward(&context, target, count, request).await);
+        return Ok(upgrade::forward(active, target, count, request).await);
     }
 
     prepare_upstream_request(&mut request, &context.client, &target, false);
@@ -61,13 +68,7 @@ pub(crate) async fn handle(
         Ok((response, sender)) => {
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            let body = UpstreamBody::new(
-                body,
-                sender,
-                target,
-                Arc::clone(&context.server.reporter),
-                count,
-            );
+            let body = UpstreamBody::new(body, sender, target, active, count);
             Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
         }
         Err(error) => Ok(upstream_failed(&context.server.reporter, &error)),
