@@ -5,6 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use std::os::unix::process::CommandExt;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -310,8 +311,10 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
         config
     });
     std::fs::write(harness.path("gate"), "").unwrap();
+    // Like a managed process, the orphan leads its own process group.
     let mut orphan = std::process::Command::new("sleep")
         .arg("1000")
+        .process_group(0)
         .spawn()
         .unwrap();
     let pid = orphan.id() as i32;

@@ -3,7 +3,7 @@
 //! `--release-path`, whether a release would start (templates, working directories).
 
 use super::common::{CliConfig, plural, print_json};
-use super::orphans::live_orphans;
+use crate::daemon::orphans::live_orphans;
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
 use crate::control::client::error_code;

@@ -2,7 +2,8 @@
 //! once the control socket is exposed, then every 5 s and after every deploy,
 //! drain and stop; never while stopping. Writes are serialized.
 
-use super::persist::{self, Orphan};
+use super::orphans::{self, Orphan};
+use super::persist;
 use super::state::Daemon;
 use crate::data;
 use serde_json::Value;
@@ -78,7 +79,7 @@ impl Daemon {
             let mut state = self.state();
             state
                 .orphans
-                .retain(|orphan| persist::orphan_alive(orphan.pid));
+                .retain(|orphan| orphan.is_live());
             state.orphans.clone()
         };
         let path = file.path().to_path_buf();
@@ -103,7 +104,7 @@ impl Daemon {
         };
         let orphans = file
             .read()
-            .map(|state| persist::live_processes(&state))
+            .map(|state| orphans::live_processes(&state))
             .unwrap_or_default();
         for orphan in &orphans {
             self.events.emit(

@@ -1,6 +1,6 @@
 //! The `status` object (protocol.md §4), keys in wire order.
 
-use super::persist::{self, Orphan};
+use super::orphans::Orphan;
 use super::state::Daemon;
 use crate::config::model::IdOrName;
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ impl Daemon {
     pub fn recheck_orphans(&self) {
         self.state()
             .orphans
-            .retain(|orphan| persist::orphan_alive(orphan.pid));
+            .retain(|orphan| orphan.is_live());
     }
 
     /// The status object without the `status` envelope key.
