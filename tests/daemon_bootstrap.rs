@@ -4,8 +4,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::Duration;
 use std::os::unix::process::CommandExt;
+use std::time::Duration;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(30);

@@ -3,10 +3,10 @@
 //! refuses to run while anything listens on the control socket.
 
 use super::common::{load_config, plural};
-use crate::daemon::orphans::{Orphan, StopOutcome, live_orphans, stop_orphan};
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
 use crate::control::probe::probe;
+use crate::daemon::orphans::{Orphan, StopOutcome, live_orphans, stop_orphan};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

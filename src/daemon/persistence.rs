@@ -77,9 +77,7 @@ impl Daemon {
         self.stop_persistence().await;
         let orphans: Vec<Orphan> = {
             let mut state = self.state();
-            state
-                .orphans
-                .retain(|orphan| orphan.is_live());
+            state.orphans.retain(|orphan| orphan.is_live());
             state.orphans.clone()
         };
         let path = file.path().to_path_buf();

@@ -198,10 +198,11 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Stri
     }
     .to_value();
     let owner = path.to_path_buf();
-    let reply =
-        tokio::task::spawn_blocking(move || crate::control::client::request(&owner, &request, None))
-            .await
-            .map_err(|error| error.to_string())?;
+    let reply = tokio::task::spawn_blocking(move || {
+        crate::control::client::request(&owner, &request, None)
+    })
+    .await
+    .map_err(|error| error.to_string())?;
     match reply {
         Ok(_) => Ok(()),
         Err(ClientError::Daemon(message)) => Err(message),

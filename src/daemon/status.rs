@@ -9,9 +9,7 @@ impl Daemon {
     /// Drops recorded orphans that have exited; the drop is permanent, so a
     /// recycled pid cannot bring an entry back.
     pub fn recheck_orphans(&self) {
-        self.state()
-            .orphans
-            .retain(|orphan| orphan.is_live());
+        self.state().orphans.retain(|orphan| orphan.is_live());
     }
 
     /// The status object without the `status` envelope key.
