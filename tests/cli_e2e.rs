@@ -282,7 +282,7 @@ fn recover_cleans_up_after_a_crashed_daemon() {
         libc::kill(daemon.pid, libc::SIGKILL);
     }
     assert!(wait_for(Duration::from_secs(10), || !daemon.running()));
-    assert!(pids.iter().all(|&pid| pid_running(pid as i32)));
+    assert!(pids.iter().all(|&pid| pid_alive(pid as i32)));
 
     let run = sandbox.run("recover", &[]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -306,6 +306,6 @@ fn recover_cleans_up_after_a_crashed_daemon() {
     );
     assert!(wait_for(Duration::from_secs(5), || pids
         .iter()
-        .all(|&pid| !pid_running(pid as i32))));
+        .all(|&pid| !pid_alive(pid as i32))));
     assert!(!state.exists());
 }

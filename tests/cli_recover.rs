@@ -90,7 +90,7 @@ fn force_stops_the_whole_group_and_clears_the_state_file() {
         .trim()
         .parse()
         .unwrap();
-    assert!(pid_running(child_pid));
+    assert!(pid_alive(child_pid));
     let state = write_state(&sandbox, &[("worker", wrapper.pid())]);
 
     let dry = sandbox.run("recover", &[]);
@@ -108,7 +108,7 @@ fn force_stops_the_whole_group_and_clears_the_state_file() {
             wrapper.pid()
         )
     );
-    assert!(wait_for(Duration::from_secs(5), || !pid_running(child_pid)));
+    assert!(wait_for(Duration::from_secs(5), || !pid_alive(child_pid)));
     assert!(!state.exists());
 }
 

@@ -336,7 +336,7 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
     );
     harness.signal(libc::SIGTERM);
     assert_eq!(harness.wait_exit(LONG), 0);
-    assert!(alive(pid));
+    assert!(pid_alive(pid));
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(harness.path("state.json")).unwrap())
             .unwrap();
@@ -390,9 +390,9 @@ fn takeover_replaces_the_running_owner_after_the_new_release_is_healthy() {
     assert_eq!(status["orphans"], json!([]));
     assert_eq!(harness.get("/release"), (200, "r2".to_string()));
     // The old owner retired: it stops its processes and exits by itself.
-    let exited = wait_for(LONG, || first.child.try_wait().unwrap()).expect("old owner exits");
+    let exited = poll(LONG, || first.child.try_wait().unwrap()).expect("old owner exits");
     assert_eq!(exited.code(), Some(0));
-    assert!(!alive(old_web));
+    assert!(!pid_alive(old_web));
     assert!(first.output.has_event("external owner retired"));
     drop(keep_alive);
     harness.signal(libc::SIGTERM);
@@ -462,7 +462,7 @@ fn retire_owner_releases_the_listeners_before_slow_processes_finish() {
         "quiet ran before the reply"
     );
     assert!(!harness.socket.exists());
-    assert!(alive(worker), "the worker is still draining");
+    assert!(pid_alive(worker), "the worker is still draining");
     let mut old = harness.daemon.take().unwrap();
     wait_until(LONG, "the retirement event", || {
         old.output.has_event("external owner retired")
@@ -483,7 +483,7 @@ fn retire_owner_releases_the_listeners_before_slow_processes_finish() {
     assert_eq!(status["orphans"], json!([]));
     assert_eq!(status["proxy"]["port"], harness.proxy_port);
     // The old daemon finishes stopping its processes and exits by itself.
-    let exited = wait_for(LONG, || old.child.try_wait().unwrap()).expect("old daemon exits");
+    let exited = poll(LONG, || old.child.try_wait().unwrap()).expect("old daemon exits");
     assert_eq!(exited.code(), Some(0));
-    assert!(!alive(worker));
+    assert!(!pid_alive(worker));
 }

@@ -305,7 +305,7 @@ fn a_second_daemon_reports_the_running_one() {
     let mut second = harness.spawn(&[]);
     let status = second.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
-    let stderr = wait_for(Duration::from_secs(5), || {
+    let stderr = poll(Duration::from_secs(5), || {
         let text = second.stderr.lines().join("\n");
         text.contains("already running").then_some(text)
     })
@@ -392,8 +392,8 @@ fn shutdown_replies_after_cleanup_closes_idle_clients_and_exits() {
     assert_eq!(reply, json!({"status": "success", "message": "shutdown"}));
     // By the time the reply arrived, everything is gone.
     assert!(!harness.socket.exists());
-    assert!(!alive(worker_pid));
-    assert!(!alive(web_pid));
+    assert!(!pid_alive(worker_pid));
+    assert!(!pid_alive(web_pid));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     let mut buffer = [0u8; 16];
     assert_eq!(
@@ -470,7 +470,7 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
     harness.signal(libc::SIGINT);
     assert_eq!(harness.wait_exit(Duration::from_secs(20)), 0);
     assert!(
-        !alive(stubborn),
+        !pid_alive(stubborn),
         "the stubborn child was killed, not abandoned"
     );
     assert!(!harness.socket.exists());
@@ -529,7 +529,7 @@ fn an_unlink_failure_is_reported_after_everything_else_was_cleaned_up() {
         error.starts_with("control socket unlink failed: EISDIR"),
         "{error}"
     );
-    assert!(!alive(web));
+    assert!(!pid_alive(web));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     assert!(!harness.path("state.json").exists());
     assert_eq!(harness.wait_exit(Duration::from_secs(10)), 0);

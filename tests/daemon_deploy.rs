@@ -58,7 +58,7 @@ fn deploy_switches_traffic_and_retires_the_previous_release() {
     wait_until(LONG, "v1 to stop", || {
         harness.release_status("v1").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(v1_pid));
+    assert!(!pid_alive(v1_pid));
     let v1 = harness.release_status("v1").unwrap();
     assert!(v1["drainStartedAt"].is_string());
     assert!(v1["stoppedAt"].is_string());
@@ -325,7 +325,7 @@ fn deploy_reloads_the_config_and_retires_with_the_new_settings() {
     wait_until(LONG, "the v1 worker to be killed", || {
         harness.process_in("v1", "stubborn").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(stubborn));
+    assert!(!pid_alive(stubborn));
 }
 
 #[test]
@@ -405,7 +405,7 @@ fn rollback_to_a_draining_release_stops_its_old_instance() {
     assert_eq!(harness.release_status("v1").unwrap()["state"], "draining");
     harness.ok(json!({"command": "rollback", "releaseId": "v1"}));
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
-    wait_until(LONG, "the old v1 web to be gone", || !alive(old_web));
+    wait_until(LONG, "the old v1 web to be gone", || !pid_alive(old_web));
     let new_web = pid_of(&harness.process_in("v1", "web").unwrap());
     assert_ne!(new_web, old_web);
 }
@@ -418,7 +418,7 @@ fn stop_takes_the_release_out_of_traffic() {
     let reply = harness.ok(json!({"command": "stop"}));
     assert_eq!(reply["activeReleaseId"], Value::Null);
     assert_eq!(reply["releases"][0]["state"], "stopped");
-    assert!(!alive(web));
+    assert!(!pid_alive(web));
     let (status, body) = harness.get("/release");
     assert_eq!(status, 503);
     assert_eq!(body, "No active release\n");
@@ -457,7 +457,7 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
             )
         }
     });
-    let deploying = wait_for(LONG, || {
+    let deploying = poll(LONG, || {
         let status = harness.status();
         status.get("deploying").cloned()
     })
@@ -587,10 +587,13 @@ fn redeploying_the_active_id_replaces_it_and_shutdown_still_stops_the_old_one() 
     assert_eq!(releases.as_array().unwrap().len(), 1);
     assert_ne!(pid_of(&releases[0]["processes"][0]), old_web);
     // The replaced instance is still draining behind the open WebSocket.
-    assert!(alive(old_web));
+    assert!(pid_alive(old_web));
     assert_eq!(ws_echo(&mut socket, "release"), "v1");
     assert_eq!(harness.shutdown(), 0);
-    assert!(!alive(old_web), "shutdown stopped the replaced instance");
+    assert!(
+        !pid_alive(old_web),
+        "shutdown stopped the replaced instance"
+    );
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn persistent_services_survive_deploys_and_restart_with_the_latest_template() {
     assert_eq!(status["services"][0]["process"]["restarts"], 1);
     assert_eq!(harness.shutdown(), 0);
     let svc_pid = pid_of(&log_lines(&harness.path("svc.log")).last().unwrap().clone());
-    assert!(!alive(svc_pid));
+    assert!(!pid_alive(svc_pid));
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn a_failed_singleton_after_the_switch_still_retires_the_old_release() {
     wait_until(LONG, "v1 to be retired", || {
         harness.release_status("v1").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(old_web));
+    assert!(!pid_alive(old_web));
 }
 
 #[test]
