@@ -50,10 +50,9 @@ fn a_release_lifecycle_through_the_cli() {
 
     // Captured output shows up in `logs`.
     assert!(wait_for(Duration::from_secs(10), || {
-        sandbox
-            .run("logs", &["--process", "web"])
-            .stdout
-            .contains("[stdout] listening for v1")
+        let logs = sandbox.run("logs", &["--process", "web"]).stdout;
+        logs.lines()
+            .any(|line| line.contains("[stdout] listening on ") && line.ends_with(" for v1"))
     }));
     let logs = sandbox.run("logs", &[]);
     assert_eq!(logs.code, 0, "{logs:?}");
@@ -67,7 +66,11 @@ fn a_release_lifecycle_through_the_cli() {
             .contains("\n\n== web [release v1 (active)] ==\n"),
         "{logs:?}"
     );
-    assert!(logs.stdout.contains("[stderr] ready on stderr"), "{logs:?}");
+    assert!(logs.stdout.contains("[stdout] listening on "), "{logs:?}");
+    assert!(
+        logs.stdout.contains("[stderr] stderr hello from v1"),
+        "{logs:?}"
+    );
     let logs = json_of(&sandbox.run("logs", &["--json"]));
     let web = logs
         .as_array()

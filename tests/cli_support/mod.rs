@@ -318,7 +318,7 @@ while True:
 
 /// The release app every end-to-end config runs.
 pub fn fixture_app() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli/app.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app.py")
 }
 
 /// A config for a real daemon: proxied `web` (the fixture app) and a `worker`
