@@ -158,4 +158,34 @@ mod tests {
         std::fs::write(file.path(), "not json").unwrap();
         assert_eq!(file.read(), None);
     }
+
+    #[test]
+    fn concurrent_writes_leave_one_complete_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let file = std::sync::Arc::new(StateFile::new(&path));
+        let writers: Vec<_> = (0..3)
+            .map(|n| {
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        file.write(&json!({"n": n, "padding": "x".repeat(64 * 1024)}))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let state = file.read().expect("a complete snapshot");
+        assert!(
+            [0, 1, 2].contains(&state["n"].as_i64().unwrap()),
+            "{}",
+            state["n"]
+        );
+        assert_eq!(state["padding"].as_str().unwrap().len(), 64 * 1024);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files remain");
+    }
 }

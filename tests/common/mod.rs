@@ -208,11 +208,22 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Spawns `rollbridge daemon --config <config> <extra…>` in `cwd`.
     pub fn spawn(config: &Path, cwd: &Path, extra: &[&str]) -> DaemonProcess {
+        DaemonProcess::spawn_with_env(config, cwd, extra, &[])
+    }
+
+    /// [`DaemonProcess::spawn`] with extra environment variables for the daemon.
+    pub fn spawn_with_env(
+        config: &Path,
+        cwd: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> DaemonProcess {
         let mut child = Command::new(BIN)
             .arg("daemon")
             .arg("--config")
             .arg(config)
             .args(extra)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -211,7 +211,13 @@ impl Harness {
 
     /// Starts the daemon and waits for its readiness line.
     pub fn start(&mut self) {
-        let daemon = self.spawn(&[]);
+        self.start_with_env(&[]);
+    }
+
+    /// Starts the daemon with extra environment variables and waits for its
+    /// readiness line.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        let daemon = DaemonProcess::spawn_with_env(&self.config_path, self.dir.path(), &[], env);
         daemon.wait_ready(Duration::from_secs(30));
         self.daemon = Some(daemon);
     }
