@@ -155,6 +155,7 @@ fn deploy_ensure_daemon_starts_a_detached_daemon_and_reuses_it() {
     release_dir(&sandbox, "ensured-v1");
     let log = sandbox.path().join("logs/daemon.log");
     let pid_file = sandbox.path().join("run/daemon.pid");
+    let runtime = sandbox.path().join("runtime");
     let daemon_flags = [
         "--daemon-log-path",
         log.to_str().unwrap(),
@@ -162,6 +163,9 @@ fn deploy_ensure_daemon_starts_a_detached_daemon_and_reuses_it() {
         pid_file.to_str().unwrap(),
         "--daemon-start-timeout-ms",
         "30000",
+        // Accepted for compatibility and ignored (see docs/differences.md).
+        "--daemon-runtime-path",
+        runtime.to_str().unwrap(),
     ];
     let mut args = vec![
         "--release-path",

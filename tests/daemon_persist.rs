@@ -163,3 +163,22 @@ fn a_failing_state_write_is_reported_and_ignored() {
     );
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
 }
+
+#[test]
+fn a_shutdown_right_after_a_deploy_still_removes_the_state_file() {
+    let mut harness = Harness::new(with_state);
+    harness.start();
+    // The deploy's own state write and the 5 s timer race the shutdown; none of
+    // them may leave a file behind.
+    for release in ["v1", "v2"] {
+        harness.deploy(release);
+    }
+    assert_eq!(harness.shutdown(), 0);
+    assert!(!harness.path("state.json").exists());
+    let stray: Vec<_> = std::fs::read_dir(harness.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("state.json"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
