@@ -75,12 +75,9 @@ fn no_daemon_hint(code: &str) -> &'static str {
     }
 }
 
-/// The symbolic errno name of an I/O error (`ENOENT`), or its text when it has none.
+/// The symbolic errno name of an I/O error (`ENOENT`), or its kind when it has none.
 pub fn error_code(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(raw) => format!("{:?}", nix::errno::Errno::from_raw(raw)),
-        None => format!("{:?}", error.kind()),
-    }
+    crate::util::errno::errno_code(error).unwrap_or_else(|| format!("{:?}", error.kind()))
 }
 
 /// Connects to a control socket, classifying "nobody there" apart from other

@@ -30,7 +30,7 @@ impl Daemon {
             tokio::task::spawn_blocking(move || persist::StateFile::new(path).write(&snapshot))
         };
         let result = match write.await {
-            Ok(result) => result.map_err(|e| crate::control::socket::describe_io_error(&e)),
+            Ok(result) => result.map_err(|e| crate::util::errno::describe_io_error(&e)),
             Err(error) => Err(error.to_string()),
         };
         drop(enabled);
@@ -91,7 +91,7 @@ impl Daemon {
         })
         .await
         .map_err(|error| error.to_string())?;
-        result.map_err(|error| crate::control::socket::describe_io_error(&error))
+        result.map_err(|error| crate::util::errno::describe_io_error(&error))
     }
 
     /// Reads the previous daemon's state file and reports its live processes
