@@ -399,12 +399,12 @@ impl Daemon {
             data! { "previousReleaseId" => previous_id, "releaseId" => release.id },
         );
 
-        let mut problems = self.refresh_service_templates(&config, &release);
+        let mut problems = self.refresh_service_templates(&config, &registry, &release);
         problems.extend(self.replace_singletons(&config, &registry, &release).await);
 
         if let Some(previous) = previous {
             if !Arc::ptr_eq(&previous, &release) {
-                self.retire_in_background(previous, config.clone());
+                self.retire_in_background(previous, config.clone(), registry.clone());
             }
         }
         self.persist().await;
@@ -424,7 +424,12 @@ impl Daemon {
 
     /// Points running persistent services at the new release's templates; they
     /// pick them up at their next (re)start.
-    fn refresh_service_templates(&self, config: &Config, release: &Release) -> Vec<String> {
+    fn refresh_service_templates(
+        &self,
+        config: &Config,
+        registry: &Registry,
+        release: &Release,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -435,7 +440,7 @@ impl Daemon {
                 continue;
             };
             match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
-                Ok(def) => managed.redefine(def),
+                Ok(def) => managed.redefine_with(def, registry.clone()),
                 Err(error) => problems.push(format!(
                     "service \"{}\" keeps its previous template: {error}",
                     process.id
