@@ -2,10 +2,13 @@
 //! headers and relay the exchange.
 
 use super::body::{ProxyBody, UpstreamBody};
+use super::counters::ConnectionGuard;
 use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
 use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
+use super::pool::Sender;
 use super::router::Router;
+use super::target::ReleaseTarget;
 use super::upgrade;
 use http::header::{CONTENT_TYPE, HOST, UPGRADE};
 use http::uri::{PathAndQuery, Uri};
@@ -65,21 +68,32 @@ pub(crate) async fn handle(
 
     prepare_upstream_request(&mut request, &context.client, &target, false);
     match target.pool().send(request).await {
-        Ok((response, sender)) => {
-            let (mut parts, body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, false);
-            let body = UpstreamBody::new(body, sender, target, active, count);
-            Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
-        }
+        Ok((response, sender)) => Ok(relay_response(response, sender, target, active, count)),
         Err(error) => Ok(upstream_failed(&context.server.reporter, &error)),
     }
+}
+
+/// Passes an upstream response on to the client: hop-by-hop headers go, and the
+/// body keeps the request counted (and the pooled connection checked out) until
+/// it has been streamed to the end.
+pub(crate) fn relay_response(
+    response: Response<Incoming>,
+    sender: Sender,
+    target: Arc<ReleaseTarget>,
+    active: ActiveRequest,
+    count: ConnectionGuard,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    let body = UpstreamBody::new(body, sender, target, active, count);
+    Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
 /// Turns the client's request into the one sent upstream, in place.
 pub(crate) fn prepare_upstream_request(
     request: &mut Request<Incoming>,
     client: &ClientInfo,
-    target: &super::target::ReleaseTarget,
+    target: &ReleaseTarget,
     keep_upgrade: bool,
 ) {
     *request.version_mut() = Version::HTTP_11;

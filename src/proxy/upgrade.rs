@@ -1,7 +1,7 @@
 //! HTTP/1.1 `Upgrade` (WebSocket and any other protocol): forward the handshake,
 //! relay the upstream's answer, and once both sides switched, copy bytes both ways.
 
-use super::body::{ProxyBody, UpstreamBody};
+use super::body::ProxyBody;
 use super::counters::ConnectionGuard;
 use super::forward;
 use super::headers;
@@ -53,10 +53,7 @@ pub(crate) async fn forward(
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream declined the upgrade: relay its answer like any response.
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = UpstreamBody::new(body, sender, target, active, http_count);
-        return Response::from_parts(parts, ProxyBody::Upstream(body));
+        return forward::relay_response(response, sender, target, active, http_count);
     }
 
     let upstream_side = hyper::upgrade::on(&mut response);
