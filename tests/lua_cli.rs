@@ -71,7 +71,7 @@ fn predeploy_cleanup_stops_the_tree_a_lua_matcher_selects() {
     );
     for pid in sleeps {
         assert!(
-            wait_for(Duration::from_secs(5), || !pid_running(pid)),
+            wait_for(Duration::from_secs(5), || !pid_alive(pid)),
             "sleep {pid} still runs"
         );
     }

@@ -65,7 +65,7 @@ fn start_with_file(harness: &mut Harness, log: &Path, args: &[&str]) {
     let mut all = vec!["--log-file", log_text.as_str()];
     all.extend_from_slice(args);
     let daemon = harness.spawn(&all);
-    let ready = wait_for(WAIT, || {
+    let ready = poll(WAIT, || {
         file_lines(log)
             .iter()
             .any(|l| l.contains("\"message\":\"control socket listening\""))
@@ -269,7 +269,7 @@ fn bad_logging_options_fail_with_a_fix() {
     ];
     for (args, expected) in cases {
         let mut daemon = harness.spawn(args);
-        let status = wait_for(WAIT, || daemon.child.try_wait().unwrap()).expect("exits");
+        let status = poll(WAIT, || daemon.child.try_wait().unwrap()).expect("exits");
         assert_eq!(status.code(), Some(1), "{args:?}");
         wait_until(WAIT, "the error on stderr", || {
             daemon.stderr.lines().join("\n").contains(expected)
@@ -277,7 +277,7 @@ fn bad_logging_options_fail_with_a_fix() {
         assert!(!harness.socket.exists());
     }
     let mut bad_rotation = harness.spawn(&["--log-file", "x.log", "--log-rotation", "weekly"]);
-    let status = wait_for(WAIT, || bad_rotation.child.try_wait().unwrap()).expect("exits");
+    let status = poll(WAIT, || bad_rotation.child.try_wait().unwrap()).expect("exits");
     assert_ne!(status.code(), Some(0));
 }
 
@@ -331,5 +331,5 @@ fn ensure_daemon_log_path_is_written_by_the_daemon_itself() {
         file_lines(&log).iter().any(|l| l.contains("after-hup"))
     });
     ok(&harness.socket, json!({"command": "shutdown"}));
-    wait_until(WAIT, "the daemon to exit", || !alive(pid));
+    wait_until(WAIT, "the daemon to exit", || !pid_alive(pid));
 }

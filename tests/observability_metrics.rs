@@ -253,7 +253,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 fn metrics_port(harness: &Harness) -> u16 {
-    let event = wait_for(WAIT, || {
+    let event = poll(WAIT, || {
         harness
             .output()
             .events()
@@ -276,7 +276,7 @@ fn harness_with(access_log: Value) -> Harness {
 }
 
 fn access_lines(path: &Path, at_least: usize) -> Vec<String> {
-    wait_for(WAIT, || {
+    poll(WAIT, || {
         let lines: Vec<String> = std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()

@@ -35,7 +35,7 @@ impl NotifySocket {
     }
 
     /// Waits for a message containing `needle`; returns its index.
-    fn wait_for(&mut self, needle: &str) -> usize {
+    fn poll(&mut self, needle: &str) -> usize {
         let deadline = Instant::now() + WAIT;
         let mut searched = 0;
         loop {
@@ -98,7 +98,7 @@ fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
     });
     harness.daemon = Some(daemon);
 
-    let ready = notify.wait_for("READY=1");
+    let ready = notify.poll("READY=1");
     assert_eq!(
         notify.received[ready],
         "READY=1\nSTATUS=no active release\n"
@@ -112,16 +112,16 @@ fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
             .all(|m| !m.contains("READY=1")),
         "READY=1 only once serving"
     );
-    notify.wait_for("WATCHDOG=1");
+    notify.poll("WATCHDOG=1");
 
     harness.deploy("v1");
-    let reloading = notify.wait_for("RELOADING=1");
+    let reloading = notify.poll("RELOADING=1");
     assert!(
         notify.received[reloading].starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{}",
         notify.received[reloading]
     );
-    let status = notify.wait_for("STATUS=active release v1");
+    let status = notify.poll("STATUS=active release v1");
     let reloaded = notify.received[reloading..]
         .iter()
         .position(|m| m.starts_with("READY=1"))
@@ -142,7 +142,7 @@ fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
 
     let before_stop = notify.received.len();
     assert_eq!(harness.shutdown(), 0);
-    let stopping = notify.wait_for("STOPPING=1");
+    let stopping = notify.poll("STOPPING=1");
     assert!(stopping >= before_stop);
     assert_eq!(notify.received[stopping], "STOPPING=1\nSTATUS=stopping\n");
 }
@@ -190,10 +190,8 @@ fn spawn_activated(harness: &Harness, passed: &[i32], names: &str, log: &Path) -
         });
     }
     let mut child = command.spawn().unwrap();
-    let output = Output::default();
-    let stderr = Output::default();
-    collect(child.stdout.take().unwrap(), output.clone());
-    collect(child.stderr.take().unwrap(), stderr.clone());
+    let output = Output::collect(child.stdout.take().unwrap());
+    let stderr = Output::collect(child.stderr.take().unwrap());
     DaemonProcess {
         child,
         output,

@@ -6,7 +6,8 @@ use super::deploy::DeployRequest;
 use super::runtime::RuntimeIdentity;
 use super::signals;
 use super::state::Daemon;
-use crate::control::protocol::{Request, interpret_reply};
+use crate::control::client::ClientError;
+use crate::control::protocol::Request;
 use crate::control::server::{ControlHandler, ControlServer};
 use crate::control::socket;
 use crate::data;
@@ -16,7 +17,6 @@ use crate::proxy::ProxyServer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 
 /// How long a takeover candidate keeps retrying the proxy port while the old
@@ -260,29 +260,27 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends `retire-owner` to the daemon on `path` and waits for its reply.
+/// Sends `retire-owner` to the daemon on `path` and waits for its reply, with
+/// the same client the CLI uses (on a blocking thread).
 async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), String> {
-    let describe = |error: std::io::Error| {
-        format!(
-            "Could not reach the current owner on {} to retire it: {}",
-            path.display(),
-            socket::describe_io_error(&error)
-        )
-    };
-    let mut stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(describe)?;
-    let line = Request::RetireOwner {
+    let request = Request::RetireOwner {
         attestation: attestation.to_string(),
     }
-    .to_line();
-    stream.write_all(line.as_bytes()).await.map_err(describe)?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = String::new();
-    reader.read_line(&mut reply).await.map_err(describe)?;
-    let value: serde_json::Value = serde_json::from_str(&reply)
-        .map_err(|e| format!("The current owner sent an unreadable reply to retire-owner: {e}"))?;
-    interpret_reply(value).map(|_| ())
+    .to_value();
+    let owner = path.to_path_buf();
+    let reply = tokio::task::spawn_blocking(move || {
+        crate::control::client::request(&owner, &request, None)
+    })
+    .await
+    .map_err(|error| error.to_string())?;
+    match reply {
+        Ok(_) => Ok(()),
+        Err(ClientError::Daemon(message)) => Err(message),
+        Err(error) => Err(format!(
+            "Could not reach the current owner on {} to retire it: {error}",
+            path.display()
+        )),
+    }
 }
 
 /// The running managed processes, for the RSS gauge (read at scrape time).

@@ -5,8 +5,8 @@
 use super::release::Release;
 use super::state::Daemon;
 use crate::control::server::ConnectionId;
-use crate::control::socket::describe_io_error;
 use crate::process::ManagedProcess;
+use crate::util::errno::describe_io_error;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,8 @@
 
 use super::bootstrap::BootstrapRequest;
 use super::events::EventSink;
-use super::persist::{Orphan, StateFile};
+use super::orphans::Orphan;
+use super::persist::StateFile;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
 use crate::config::model::Config;

@@ -1,10 +1,11 @@
 //! HTTP/1.1 `Upgrade` (WebSocket and any other protocol): forward the handshake,
 //! relay the upstream's answer, and once both sides switched, copy bytes both ways.
 
-use super::body::{ProxyBody, UpstreamBody};
+use super::body::ProxyBody;
 use super::counters::ConnectionGuard;
-use super::forward::{self, ConnectionContext};
+use super::forward;
 use super::headers;
+use super::idle::ActiveRequest;
 use super::target::ReleaseTarget;
 use http::header::UPGRADE;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -30,7 +31,7 @@ fn asks_for_websocket(headers: &HeaderMap) -> bool {
 /// `http_count` is the request's HTTP count; if the upstream switches protocols it is
 /// exchanged for a WebSocket count that lives as long as the spliced connection.
 pub(crate) async fn forward(
-    context: &ConnectionContext,
+    active: ActiveRequest,
     target: Arc<ReleaseTarget>,
     http_count: ConnectionGuard,
     mut request: Request<Incoming>,
@@ -40,6 +41,7 @@ pub(crate) async fn forward(
         // word; a clear 400 tells the client what is wrong.
         return forward::text_response(StatusCode::BAD_REQUEST, WEBSOCKET_NEEDS_GET_BODY);
     }
+    let context = active.context();
     let client_side = hyper::upgrade::on(&mut request);
     forward::prepare_upstream_request(&mut request, &context.client, &target, true);
 
@@ -51,16 +53,7 @@ pub(crate) async fn forward(
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream declined the upgrade: relay its answer like any response.
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = UpstreamBody::new(
-            body,
-            sender,
-            target,
-            Arc::clone(&server.reporter),
-            http_count,
-        );
-        return Response::from_parts(parts, ProxyBody::Upstream(body));
+        return forward::relay_response(response, sender, target, active, http_count);
     }
 
     let upstream_side = hyper::upgrade::on(&mut response);
