@@ -9,6 +9,7 @@
 //! - [`proxy`]: the HTTP/WebSocket proxy with per-request routing and drain tracking;
 //! - [`plugins`]: the hook/plugin registry and its built-in plugins;
 //! - [`lua`]: the embedded Lua engine (sandbox, hook API);
+//! - [`observability`]: event and diagnostic logging, systemd integration, metrics;
 //! - [`util`]: small shared helpers (time formatting, signals, `/proc`).
 
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod lua;
+pub mod observability;
 pub mod plugins;
 pub mod process;
 pub mod proxy;

@@ -6,14 +6,6 @@ use cli_support::*;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sandbox_on(port: u16, edit: impl FnOnce(&mut Value)) -> Sandbox {
     Sandbox::with("doctor-test", |config| {
         config["proxy"]["port"] = json!(port);
@@ -332,5 +324,39 @@ fn release_checks_report_templates_and_missing_directories() {
         run.stdout
             .contains("does-not-exist is missing or not a directory\n"),
         "{run:?}"
+    );
+}
+
+#[test]
+fn a_running_daemon_on_another_port_does_not_excuse_a_held_proxy_port() {
+    let daemon_port = free_port();
+    let sandbox = daemon_sandbox("doctor-test", daemon_port);
+    let _daemon = DaemonGuard::start(&sandbox);
+    // The config now asks for a port the running daemon does not hold and
+    // another program does.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let wanted = held.local_addr().unwrap().port();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.config_path()).unwrap()).unwrap();
+    config["proxy"]["port"] = json!(wanted);
+    sandbox.write_config(&config);
+
+    let run = sandbox.run("doctor", &["--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let check = |name: &str| -> Value {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+    };
+    assert_eq!(check("control socket")["ok"], true, "{report}");
+    assert_eq!(check("proxy port")["ok"], false, "{report}");
+    assert_eq!(
+        check("proxy port")["detail"],
+        format!("127.0.0.1:{wanted} is unavailable (EADDRINUSE)")
     );
 }

@@ -50,10 +50,9 @@ fn a_release_lifecycle_through_the_cli() {
 
     // Captured output shows up in `logs`.
     assert!(wait_for(Duration::from_secs(10), || {
-        sandbox
-            .run("logs", &["--process", "web"])
-            .stdout
-            .contains("[stdout] listening for v1")
+        let logs = sandbox.run("logs", &["--process", "web"]).stdout;
+        logs.lines()
+            .any(|line| line.contains("[stdout] listening on ") && line.ends_with(" for v1"))
     }));
     let logs = sandbox.run("logs", &[]);
     assert_eq!(logs.code, 0, "{logs:?}");
@@ -67,7 +66,11 @@ fn a_release_lifecycle_through_the_cli() {
             .contains("\n\n== web [release v1 (active)] ==\n"),
         "{logs:?}"
     );
-    assert!(logs.stdout.contains("[stderr] ready on stderr"), "{logs:?}");
+    assert!(logs.stdout.contains("[stdout] listening on "), "{logs:?}");
+    assert!(
+        logs.stdout.contains("[stderr] stderr hello from v1"),
+        "{logs:?}"
+    );
     let logs = json_of(&sandbox.run("logs", &["--json"]));
     let web = logs
         .as_array()
@@ -152,6 +155,7 @@ fn deploy_ensure_daemon_starts_a_detached_daemon_and_reuses_it() {
     release_dir(&sandbox, "ensured-v1");
     let log = sandbox.path().join("logs/daemon.log");
     let pid_file = sandbox.path().join("run/daemon.pid");
+    let runtime = sandbox.path().join("runtime");
     let daemon_flags = [
         "--daemon-log-path",
         log.to_str().unwrap(),
@@ -159,6 +163,9 @@ fn deploy_ensure_daemon_starts_a_detached_daemon_and_reuses_it() {
         pid_file.to_str().unwrap(),
         "--daemon-start-timeout-ms",
         "30000",
+        // Accepted for compatibility and ignored (see docs/differences.md).
+        "--daemon-runtime-path",
+        runtime.to_str().unwrap(),
     ];
     let mut args = vec![
         "--release-path",
@@ -282,7 +289,7 @@ fn recover_cleans_up_after_a_crashed_daemon() {
         libc::kill(daemon.pid, libc::SIGKILL);
     }
     assert!(wait_for(Duration::from_secs(10), || !daemon.running()));
-    assert!(pids.iter().all(|&pid| pid_running(pid as i32)));
+    assert!(pids.iter().all(|&pid| pid_alive(pid as i32)));
 
     let run = sandbox.run("recover", &[]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -306,6 +313,6 @@ fn recover_cleans_up_after_a_crashed_daemon() {
     );
     assert!(wait_for(Duration::from_secs(5), || pids
         .iter()
-        .all(|&pid| !pid_running(pid as i32))));
+        .all(|&pid| !pid_alive(pid as i32))));
     assert!(!state.exists());
 }

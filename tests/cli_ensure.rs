@@ -149,8 +149,6 @@ fn a_daemon_that_cannot_start_is_reported_with_its_log() {
         "{pid_text:?}"
     );
     let daemon_pid: i32 = pid_text.trim().parse().unwrap();
-    assert!(wait_for(Duration::from_secs(5), || !pid_running(
-        daemon_pid
-    )));
+    assert!(wait_for(Duration::from_secs(5), || !pid_alive(daemon_pid)));
     assert!(log.exists());
 }

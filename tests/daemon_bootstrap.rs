@@ -4,6 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 use support::*;
 
@@ -310,8 +311,10 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
         config
     });
     std::fs::write(harness.path("gate"), "").unwrap();
+    // Like a managed process, the orphan leads its own process group.
     let mut orphan = std::process::Command::new("sleep")
         .arg("1000")
+        .process_group(0)
         .spawn()
         .unwrap();
     let pid = orphan.id() as i32;
@@ -333,7 +336,7 @@ fn bootstrap_reports_but_keeps_live_processes_from_the_state_file() {
     );
     harness.signal(libc::SIGTERM);
     assert_eq!(harness.wait_exit(LONG), 0);
-    assert!(alive(pid));
+    assert!(pid_alive(pid));
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(harness.path("state.json")).unwrap())
             .unwrap();
@@ -387,9 +390,9 @@ fn takeover_replaces_the_running_owner_after_the_new_release_is_healthy() {
     assert_eq!(status["orphans"], json!([]));
     assert_eq!(harness.get("/release"), (200, "r2".to_string()));
     // The old owner retired: it stops its processes and exits by itself.
-    let exited = wait_for(LONG, || first.child.try_wait().unwrap()).expect("old owner exits");
+    let exited = poll(LONG, || first.child.try_wait().unwrap()).expect("old owner exits");
     assert_eq!(exited.code(), Some(0));
-    assert!(!alive(old_web));
+    assert!(!pid_alive(old_web));
     assert!(first.output.has_event("external owner retired"));
     drop(keep_alive);
     harness.signal(libc::SIGTERM);
@@ -459,7 +462,7 @@ fn retire_owner_releases_the_listeners_before_slow_processes_finish() {
         "quiet ran before the reply"
     );
     assert!(!harness.socket.exists());
-    assert!(alive(worker), "the worker is still draining");
+    assert!(pid_alive(worker), "the worker is still draining");
     let mut old = harness.daemon.take().unwrap();
     wait_until(LONG, "the retirement event", || {
         old.output.has_event("external owner retired")
@@ -480,7 +483,111 @@ fn retire_owner_releases_the_listeners_before_slow_processes_finish() {
     assert_eq!(status["orphans"], json!([]));
     assert_eq!(status["proxy"]["port"], harness.proxy_port);
     // The old daemon finishes stopping its processes and exits by itself.
-    let exited = wait_for(LONG, || old.child.try_wait().unwrap()).expect("old daemon exits");
+    let exited = poll(LONG, || old.child.try_wait().unwrap()).expect("old daemon exits");
     assert_eq!(exited.code(), Some(0));
-    assert!(!alive(worker));
+    assert!(!pid_alive(worker));
+}
+
+#[test]
+fn identical_boots_are_told_apart_by_their_attestation() {
+    let mut harness = Harness::new(gated);
+    std::fs::write(harness.path("gate"), "").unwrap();
+    for fill in ['a', 'b'] {
+        let args = bootstrap_args(&harness, "r1", &["--boot-attestation", &attestation(fill)]);
+        let daemon = spawn_with(&harness, &args);
+        wait_ready(&daemon);
+        harness.daemon = Some(daemon);
+        let bootstrap = harness.status()["bootstrap"].clone();
+        assert_eq!(
+            bootstrap,
+            json!({
+                "attestation": attestation(fill),
+                "releaseId": "r1",
+                "releasePath": harness.release("r1"),
+                "revision": "rev-r1"
+            })
+        );
+        harness.signal(libc::SIGTERM);
+        assert_eq!(harness.wait_exit(LONG), 0);
+    }
+}
+
+#[test]
+fn sigterm_while_bootstrap_starts_several_processes_leaves_none_behind() {
+    // The first service signals the daemon as soon as it runs, so the shutdown
+    // begins while the daemon is still starting the remaining processes.
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = gated(dir, port);
+        std::fs::write(dir.join("gate"), "").unwrap();
+        let processes = config["processes"].as_array_mut().unwrap();
+        processes.insert(
+            0,
+            json!({"id": "trigger", "policy": "service", "command": "kill -TERM $PPID; exec sleep 1000"}),
+        );
+        processes.insert(
+            1,
+            json!({"id": "second", "policy": "service", "command": "exec sleep 1000"}),
+        );
+        processes.push(json!({
+            "id": "worker", "policy": "companion", "command": "exec sleep 1000", "replicas": 2
+        }));
+        processes.push(json!({
+            "id": "jobs", "policy": "singleton", "command": "exec sleep 1000"
+        }));
+        config
+    });
+    let args = bootstrap_args(&harness, "r1", &[]);
+    harness.daemon = Some(spawn_with(&harness, &args));
+    assert_eq!(harness.wait_exit(LONG), 0);
+    let started = harness.started_pids();
+    assert!(!started.is_empty(), "the trigger service started");
+    for pid in started {
+        assert!(!group_alive(pid), "process group {pid} outlived the daemon");
+    }
+    assert!(!harness.socket.exists());
+    assert!(!harness.output().has_event("control socket listening"));
+}
+
+#[test]
+fn a_failed_bootstrap_keeps_the_state_file_of_the_previous_daemon() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = gated(dir, port);
+        config["statePath"] = json!(dir.join("state.json"));
+        config["processes"][0]["health"]["timeoutMs"] = json!(100);
+        config
+    });
+    let orphan = GroupGuard::spawn_sleep(&["1000"]);
+    let previous = json!({
+        "activeReleaseId": "previous",
+        "orphans": [],
+        "releases": [{"releaseId": "previous", "processes": [{"id": "worker", "pid": orphan.pid()}]}],
+        "services": [],
+        "singletons": []
+    });
+    let text = serde_json::to_string_pretty(&previous).unwrap();
+    std::fs::write(harness.path("state.json"), &text).unwrap();
+    let args = bootstrap_args(&harness, "bad-release", &[]);
+    harness.daemon = Some(spawn_with(&harness, &args));
+    assert_ne!(harness.wait_exit(LONG), 0);
+    assert!(harness.output().has_event("bootstrap activation failed"));
+    let kept = std::fs::read_to_string(harness.path("state.json")).expect("state file kept");
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    let records = |state: &Value| -> Vec<(Value, Value)> {
+        let mut found = Vec::new();
+        for release in state["releases"].as_array().into_iter().flatten() {
+            for process in release["processes"].as_array().into_iter().flatten() {
+                found.push((process["id"].clone(), process["pid"].clone()));
+            }
+        }
+        for orphan in state["orphans"].as_array().into_iter().flatten() {
+            found.push((orphan["id"].clone(), orphan["pid"].clone()));
+        }
+        found
+    };
+    assert_eq!(
+        records(&kept),
+        [(json!("worker"), json!(orphan.pid()))],
+        "{kept}"
+    );
+    assert!(pid_alive(orphan.pid()));
 }

@@ -106,6 +106,7 @@ fn status_has_the_documented_shape() {
             "application",
             "control",
             "daemonRuntime",
+            "logging",
             "orphans",
             "proxy",
             "releases",
@@ -305,7 +306,7 @@ fn a_second_daemon_reports_the_running_one() {
     let mut second = harness.spawn(&[]);
     let status = second.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
-    let stderr = wait_for(Duration::from_secs(5), || {
+    let stderr = poll(Duration::from_secs(5), || {
         let text = second.stderr.lines().join("\n");
         text.contains("already running").then_some(text)
     })
@@ -392,8 +393,8 @@ fn shutdown_replies_after_cleanup_closes_idle_clients_and_exits() {
     assert_eq!(reply, json!({"status": "success", "message": "shutdown"}));
     // By the time the reply arrived, everything is gone.
     assert!(!harness.socket.exists());
-    assert!(!alive(worker_pid));
-    assert!(!alive(web_pid));
+    assert!(!pid_alive(worker_pid));
+    assert!(!pid_alive(web_pid));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     let mut buffer = [0u8; 16];
     assert_eq!(
@@ -470,7 +471,7 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
     harness.signal(libc::SIGINT);
     assert_eq!(harness.wait_exit(Duration::from_secs(20)), 0);
     assert!(
-        !alive(stubborn),
+        !pid_alive(stubborn),
         "the stubborn child was killed, not abandoned"
     );
     assert!(!harness.socket.exists());
@@ -529,8 +530,76 @@ fn an_unlink_failure_is_reported_after_everything_else_was_cleaned_up() {
         error.starts_with("control socket unlink failed: EISDIR"),
         "{error}"
     );
-    assert!(!alive(web));
+    assert!(!pid_alive(web));
     assert!(std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).is_err());
     assert!(!harness.path("state.json").exists());
     assert_eq!(harness.wait_exit(Duration::from_secs(10)), 0);
+}
+
+/// True while the peer has neither closed the connection nor sent anything.
+fn still_open_and_quiet(stream: &UnixStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut buffer = [0u8; 16];
+    let open = matches!(
+        (&*stream).read(&mut buffer),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).unwrap();
+    open
+}
+
+#[test]
+fn a_blocked_shutdown_has_already_closed_its_endpoint_and_touches_no_other_daemon() {
+    let unrelated = Harness::started();
+    let unrelated_idle = UnixStream::connect(&unrelated.socket).unwrap();
+    assert_eq!(unrelated.status()["status"], "success");
+
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        let started = dir.join("quiet-started");
+        let release = dir.join("quiet-release");
+        config["processes"].as_array_mut().unwrap().push(json!({
+            "id": "worker", "policy": "companion", "command": "exec sleep 1000",
+            "gracefulStopMs": 60000,
+            "lifecycle": {"quietCommand": format!(
+                "touch {}; while [ ! -e {} ]; do sleep 0.02; done",
+                started.display(),
+                release.display()
+            )}
+        }));
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    let worker = pid_of(&harness.process_in("v1", "worker").unwrap());
+    let idle = UnixStream::connect(&harness.socket).unwrap();
+    assert_eq!(harness.status()["status"], "success");
+
+    let socket = harness.socket.clone();
+    let shutdown = std::thread::spawn(move || control(&socket, json!({"command": "shutdown"})));
+    wait_until(Duration::from_secs(30), "the quiet hook to block", || {
+        harness.path("quiet-started").exists()
+    });
+    // While the hook blocks: no reply yet, the endpoint is gone, the worker
+    // still runs, this daemon's idle client was closed and the other daemon's
+    // was not.
+    assert!(!shutdown.is_finished());
+    assert!(UnixStream::connect(&harness.socket).is_err());
+    assert!(pid_alive(worker));
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!((&idle).read(&mut [0u8; 16]).unwrap_or(0), 0, "EOF");
+    assert!(still_open_and_quiet(&unrelated_idle));
+
+    std::fs::write(harness.path("quiet-release"), "").unwrap();
+    let reply = shutdown.join().unwrap();
+    assert_eq!(reply, json!({"status": "success", "message": "shutdown"}));
+    assert!(!harness.socket.exists());
+    assert!(!pid_alive(worker));
+    assert_eq!(harness.wait_exit(Duration::from_secs(10)), 0);
+    assert_eq!(unrelated.status()["status"], "success");
+    assert!(still_open_and_quiet(&unrelated_idle));
+    // The same config starts again at once.
+    harness.start();
+    assert_eq!(harness.status()["status"], "success");
 }

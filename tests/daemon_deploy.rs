@@ -58,7 +58,7 @@ fn deploy_switches_traffic_and_retires_the_previous_release() {
     wait_until(LONG, "v1 to stop", || {
         harness.release_status("v1").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(v1_pid));
+    assert!(!pid_alive(v1_pid));
     let v1 = harness.release_status("v1").unwrap();
     assert!(v1["drainStartedAt"].is_string());
     assert!(v1["stoppedAt"].is_string());
@@ -325,7 +325,7 @@ fn deploy_reloads_the_config_and_retires_with_the_new_settings() {
     wait_until(LONG, "the v1 worker to be killed", || {
         harness.process_in("v1", "stubborn").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(stubborn));
+    assert!(!pid_alive(stubborn));
 }
 
 #[test]
@@ -405,7 +405,7 @@ fn rollback_to_a_draining_release_stops_its_old_instance() {
     assert_eq!(harness.release_status("v1").unwrap()["state"], "draining");
     harness.ok(json!({"command": "rollback", "releaseId": "v1"}));
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
-    wait_until(LONG, "the old v1 web to be gone", || !alive(old_web));
+    wait_until(LONG, "the old v1 web to be gone", || !pid_alive(old_web));
     let new_web = pid_of(&harness.process_in("v1", "web").unwrap());
     assert_ne!(new_web, old_web);
 }
@@ -418,7 +418,7 @@ fn stop_takes_the_release_out_of_traffic() {
     let reply = harness.ok(json!({"command": "stop"}));
     assert_eq!(reply["activeReleaseId"], Value::Null);
     assert_eq!(reply["releases"][0]["state"], "stopped");
-    assert!(!alive(web));
+    assert!(!pid_alive(web));
     let (status, body) = harness.get("/release");
     assert_eq!(status, 503);
     assert_eq!(body, "No active release\n");
@@ -457,7 +457,7 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
             )
         }
     });
-    let deploying = wait_for(LONG, || {
+    let deploying = poll(LONG, || {
         let status = harness.status();
         status.get("deploying").cloned()
     })
@@ -587,10 +587,13 @@ fn redeploying_the_active_id_replaces_it_and_shutdown_still_stops_the_old_one() 
     assert_eq!(releases.as_array().unwrap().len(), 1);
     assert_ne!(pid_of(&releases[0]["processes"][0]), old_web);
     // The replaced instance is still draining behind the open WebSocket.
-    assert!(alive(old_web));
+    assert!(pid_alive(old_web));
     assert_eq!(ws_echo(&mut socket, "release"), "v1");
     assert_eq!(harness.shutdown(), 0);
-    assert!(!alive(old_web), "shutdown stopped the replaced instance");
+    assert!(
+        !pid_alive(old_web),
+        "shutdown stopped the replaced instance"
+    );
 }
 
 #[test]
@@ -628,4 +631,178 @@ fn health_check_hooks_come_from_the_plugin_registry() {
     });
     harness.deploy("bad-tcp");
     assert_eq!(harness.get("/release"), (200, "bad-tcp".to_string()));
+}
+
+/// The value of `NAME=value` in an `env` dump.
+fn env_value(dump: &str, name: &str) -> Option<String> {
+    dump.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+#[test]
+fn templates_see_the_daemon_environment_and_each_replica_context() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["processes"][0]["command"] = json!(format!(
+            "{} # {{{{env.RB_TEST_GREETING}}}}",
+            python("app.py")
+        ));
+        config["processes"].as_array_mut().unwrap().push(json!({
+            "id": "worker", "policy": "companion", "replicas": 3,
+            "command": format!(
+                "env > {}/env-{{{{replicaIndex}}}}; exec sleep 1000 # worker {{{{replicaIndex}}}}/{{{{replicaCount}}}}",
+                dir.display()
+            ),
+            "env": {"SLOT": "{{replicaIndex}}", "GREETING": "{{env.RB_TEST_GREETING}}"}
+        }));
+        config
+    });
+    harness.start_with_env(&[("RB_TEST_GREETING", "hello-from-the-daemon")]);
+    harness.deploy("v1");
+    let web = harness.process_in("v1", "web").unwrap();
+    assert!(
+        web["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("# hello-from-the-daemon"),
+        "{web}"
+    );
+    let worker = harness.process_in("v1", "worker#1").unwrap();
+    assert!(
+        worker["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("# worker 1/3"),
+        "{worker}"
+    );
+    let dump = poll(LONG, || {
+        std::fs::read_to_string(harness.path("env-1"))
+            .ok()
+            .filter(|text| text.contains("SLOT="))
+    })
+    .expect("worker#1 wrote its environment");
+    for (name, expected) in [
+        ("SLOT", "1"),
+        ("GREETING", "hello-from-the-daemon"),
+        ("ROLLBRIDGE_REPLICA_INDEX", "1"),
+        ("ROLLBRIDGE_REPLICA_COUNT", "3"),
+        ("ROLLBRIDGE_PROCESS_ID", "worker"),
+        ("ROLLBRIDGE_RELEASE_ID", "v1"),
+    ] {
+        assert_eq!(
+            env_value(&dump, name).as_deref(),
+            Some(expected),
+            "{name} in {dump}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_startup_stops_every_process_it_started_with_the_stop_signal() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["processes"][0]["health"]["timeoutMs"] = json!(1500);
+        config["processes"][0]["env"] = json!({"APP_SIGNAL_LOG": dir.join("web-signals")});
+        config["processes"].as_array_mut().unwrap().insert(
+            0,
+            json!({
+                "id": "beacon", "policy": "service", "deployStrategy": "handoff",
+                "command": python("app.py"),
+                "port": {"from": 20000, "to": 20999},
+                "env": {"APP_SIGNAL_LOG": dir.join("beacon-signals")}
+            }),
+        );
+        config
+    });
+    harness.start();
+    let error = harness.deploy_err("bad-release");
+    assert!(error.starts_with("Health check failed"), "{error}");
+    let events = events_of(&harness);
+    let after_cleanup = |process_id: &str| -> Value {
+        events
+            .iter()
+            .find(|e| {
+                e["message"] == "release startup process status"
+                    && e["data"]["phase"] == "after cleanup"
+                    && e["data"]["processId"] == process_id
+            })
+            .unwrap_or_else(|| panic!("no after-cleanup status for {process_id}"))["data"]
+            .clone()
+    };
+    // The fixture exits by itself on SIGTERM, so the signal it received is
+    // read from its own log rather than from its exit status.
+    for process_id in ["web", "beacon"] {
+        let data = after_cleanup(process_id);
+        assert_eq!(data["state"], "stopped", "{process_id}: {data}");
+        assert_eq!(data["pid"], Value::Null, "{process_id}: {data}");
+        let signals =
+            std::fs::read_to_string(harness.path(&format!("{process_id}-signals"))).unwrap();
+        assert_eq!(signals, "SIGTERM\n", "{process_id}");
+    }
+    for pid in harness.started_pids() {
+        assert!(!group_alive(pid), "process group {pid} leaked");
+    }
+}
+
+#[test]
+fn a_failed_deploy_does_not_adopt_the_reloaded_config() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["processes"].as_array_mut().unwrap().insert(
+            0,
+            json!({
+                "id": "svc", "policy": "service",
+                "command": "exec sleep 1000 # first {{releaseId}}"
+            }),
+        );
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    harness.deploy("v2");
+    let service_command = |harness: &Harness| -> String {
+        harness.status()["services"][0]["process"]["command"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(service_command(&harness), "exec sleep 1000 # first v2");
+    // The edited file changes the service template and the retention policy,
+    // and breaks the health path: the deploy fails and nothing of the new file
+    // may stick.
+    harness.rewrite_config(|config| {
+        config["processes"][0]["command"] = json!("exec sleep 1000 # second {{releaseId}}");
+        config["releaseRetention"] = json!({"keep": 0});
+        config["processes"][1]["health"]["path"] = json!("/not-ready");
+        config["processes"][1]["health"]["timeoutMs"] = json!(300);
+    });
+    let error = harness.deploy_err("v3");
+    assert!(error.starts_with("Health check failed"), "{error}");
+    assert_eq!(service_command(&harness), "exec sleep 1000 # first v2");
+    assert_eq!(harness.get("/release"), (200, "v2".to_string()));
+    // `stop` prunes under the retention policy the daemon kept (keep 10), so
+    // both stopped releases stay listed. (A rollback would not tell: it
+    // reloads the file itself.)
+    let stopped = harness.ok(json!({"command": "stop"}));
+    let ids: Vec<&Value> = stopped["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["releaseId"])
+        .collect();
+    assert_eq!(ids, [&json!("v1"), &json!("v2")]);
+    // Once the file is fixed, the next deploy adopts all of it.
+    harness.rewrite_config(|config| {
+        config["processes"][1]["health"]["path"] = json!("/ping");
+        config["processes"][1]["health"]["timeoutMs"] = json!(10000);
+    });
+    harness.deploy("v4");
+    assert_eq!(service_command(&harness), "exec sleep 1000 # second v4");
+    let stopped = harness.ok(json!({"command": "stop"}));
+    assert_eq!(
+        stopped["releases"],
+        json!([]),
+        "keep 0 prunes every stopped release"
+    );
 }

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -14,32 +14,6 @@ fn with_state(dir: &std::path::Path, port: u16) -> Value {
     config["statePath"] = json!(dir.join("state.json"));
     config["processes"][0]["env"] = json!({"SECRET_TOKEN_NAME": "hunter2-secret-value"});
     config
-}
-
-/// A long-lived process in its own group, killed on drop.
-struct Sleeper(Child);
-
-impl Sleeper {
-    fn start() -> Sleeper {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("sleep")
-            .arg("1000")
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        Sleeper(child)
-    }
-
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn dead_pid() -> i32 {
@@ -59,7 +33,7 @@ fn state_is_persisted_without_secrets_and_removed_on_clean_shutdown() {
     let mut harness = Harness::new(with_state);
     harness.start();
     harness.deploy("v1");
-    let state = wait_for(LONG, || {
+    let state = poll(LONG, || {
         read_state(&harness).filter(|s| s["activeReleaseId"] == "v1")
     })
     .expect("state written after the deploy");
@@ -96,7 +70,7 @@ fn state_is_persisted_without_secrets_and_removed_on_clean_shutdown() {
 #[test]
 fn orphans_from_a_previous_daemon_are_reported_and_dropped_once_gone() {
     let mut harness = Harness::new(with_state);
-    let live = Sleeper::start();
+    let live = GroupGuard::spawn_sleep(&["1000"]);
     let dead = dead_pid();
     let previous = json!({
         "activeReleaseId": "v1",
@@ -133,7 +107,7 @@ fn orphans_from_a_previous_daemon_are_reported_and_dropped_once_gone() {
         harness.status()["orphans"],
         json!([{"id": "worker", "pid": live.pid(), "releaseId": "v1"}])
     );
-    assert!(alive(live.pid()), "orphans are never signalled");
+    assert!(pid_alive(live.pid()), "orphans are never signalled");
     // The running daemon carries the orphan along in its own state file.
     wait_until(LONG, "the orphan in the new state file", || {
         read_state(&harness).is_some_and(|s| s["orphans"][0]["pid"] == live.pid())
@@ -147,7 +121,7 @@ fn orphans_from_a_previous_daemon_are_reported_and_dropped_once_gone() {
 #[test]
 fn a_clean_shutdown_keeps_records_of_live_orphans() {
     let mut harness = Harness::new(with_state);
-    let live = Sleeper::start();
+    let live = GroupGuard::spawn_sleep(&["1000"]);
     let previous = json!({
         "activeReleaseId": null,
         "orphans": [{"id": "worker", "pid": live.pid(), "releaseId": "previous"}],
@@ -170,7 +144,7 @@ fn a_clean_shutdown_keeps_records_of_live_orphans() {
             "singletons": []
         })
     );
-    assert!(alive(live.pid()));
+    assert!(pid_alive(live.pid()));
 }
 
 #[test]
@@ -188,4 +162,23 @@ fn a_failing_state_write_is_reported_and_ignored() {
             .any(|e| e["message"] == "state persist failed")
     );
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+}
+
+#[test]
+fn a_shutdown_right_after_a_deploy_still_removes_the_state_file() {
+    let mut harness = Harness::new(with_state);
+    harness.start();
+    // The deploy's own state write and the 5 s timer race the shutdown; none of
+    // them may leave a file behind.
+    for release in ["v1", "v2"] {
+        harness.deploy(release);
+    }
+    assert_eq!(harness.shutdown(), 0);
+    assert!(!harness.path("state.json").exists());
+    let stray: Vec<_> = std::fs::read_dir(harness.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("state.json"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }

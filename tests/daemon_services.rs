@@ -95,7 +95,7 @@ fn persistent_services_survive_deploys_and_restart_with_the_latest_template() {
     assert_eq!(status["services"][0]["process"]["restarts"], 1);
     assert_eq!(harness.shutdown(), 0);
     let svc_pid = pid_of(&log_lines(&harness.path("svc.log")).last().unwrap().clone());
-    assert!(!alive(svc_pid));
+    assert!(!pid_alive(svc_pid));
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn a_failed_singleton_after_the_switch_still_retires_the_old_release() {
     wait_until(LONG, "v1 to be retired", || {
         harness.release_status("v1").unwrap()["state"] == "stopped"
     });
-    assert!(!alive(old_web));
+    assert!(!pid_alive(old_web));
 }
 
 #[test]
@@ -397,7 +397,10 @@ fn a_process_over_its_memory_limit_is_restarted() {
         let mut config = base_config(dir, port);
         config["processes"].as_array_mut().unwrap().push(json!({
             "id": "hog", "policy": "companion", "command": python("hog.py"),
-            "env": {"ROLLBRIDGE_HOG_BYTES": (256u64 << 20).to_string()},
+            "env": {
+                "ROLLBRIDGE_HOG_BYTES": (256u64 << 20).to_string(),
+                "ROLLBRIDGE_HOG_ONCE": dir.join("hogged")
+            },
             "memory": {"limitBytes": 64u64 << 20, "checkIntervalMs": 100}
         }));
         config
@@ -417,5 +420,42 @@ fn a_process_over_its_memory_limit_is_restarted() {
         events_of(&harness)
             .iter()
             .any(|e| e["message"] == "memory limit exceeded")
+    );
+    // The restarted hog stays under the limit; its samples show up in status.
+    wait_until(LONG, "a memory sample of the restarted hog", || {
+        let hog = harness.process_in("v1", "hog").unwrap();
+        hog["rssBytes"].as_u64().unwrap_or(0) > 0
+            && hog["children"].as_array().is_some_and(|children| {
+                children
+                    .iter()
+                    .any(|child| child["rssBytes"].as_u64().unwrap_or(0) > 0)
+            })
+    });
+    let hog = harness.process_in("v1", "hog").unwrap();
+    assert_eq!(hog["memoryRestarts"], 1, "{hog}");
+    assert!(hog["rssBytes"].as_u64().unwrap() < 64 << 20, "{hog}");
+}
+
+#[test]
+fn a_pending_crash_restart_does_not_hold_up_shutdown() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["processes"].as_array_mut().unwrap().push(json!({
+            "id": "crasher", "policy": "companion", "command": python("crasher.py"),
+            "restartDelayMs": 600_000
+        }));
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    wait_until(LONG, "the crasher to wait for its restart", || {
+        harness.process_in("v1", "crasher").unwrap()["state"] == "failed"
+    });
+    // The restart is ten minutes away; the shutdown must not wait for it.
+    assert_eq!(harness.shutdown(), 0);
+    assert_eq!(
+        harness.output().started_pids().len(),
+        2,
+        "web and one crasher"
     );
 }

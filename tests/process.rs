@@ -1208,6 +1208,23 @@ async fn http_health_passes_on_2xx_after_the_start_delay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_start_delay_the_first_probe_does_not_wait_for_an_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, arrivals) = http_server(200).await;
+    let http = registry().health(&plugin("http")).unwrap();
+    // With a one-hour interval, only a probe sent at once can pass in time.
+    let hour_long = health(3_600_000, 3_600_000, 0);
+    let check = wait_healthy(
+        http,
+        probe_call(port, json!({"path": "/ping"}), dir.path()),
+        &hour_long,
+        "the web process",
+    );
+    timeout(PATIENCE, check).await.unwrap().unwrap();
+    assert_eq!(arrivals.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_health_does_not_follow_redirects() {
     let dir = tempfile::tempdir().unwrap();
     let (port, _) = http_server(302).await;

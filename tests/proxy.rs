@@ -133,7 +133,13 @@ async fn upstream_reset_before_headers_is_a_502() {
     let reply = get(proxy.addr, "/").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.body, "Bad gateway\n");
-    assert_eq!(proxy.proxy_errors().len(), 1);
+    let errors = proxy.proxy_errors();
+    assert_eq!(errors.len(), 1);
+    let message = errors[0].data["error"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("upstream {}: ", broken.addr)) && message.contains("reset"),
+        "{message}"
+    );
     eventually("count released", || target.counters().total() == 0).await;
 }
 
@@ -152,6 +158,14 @@ async fn upstream_reset_mid_body_aborts_the_client_and_releases_the_count() {
     assert!(body.is_err(), "a broken body must not look complete");
     eventually("count released", || target.counters().total() == 0).await;
     eventually("error reported", || proxy.proxy_errors().len() == 1).await;
+    let message = proxy.proxy_errors()[0].data["error"].to_string();
+    assert!(
+        message.contains(&format!(
+            "upstream {} broke off the response body",
+            broken.addr
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +372,12 @@ fn header_lines(text: &str) -> std::collections::HashMap<String, String> {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_closed_on_retire() {
-    let proxy = ProxyFixture::start().await;
+    // One proxy thread: each thread keeps its own upstream connections.
+    let proxy = ProxyFixture::start_with(rollbridge::proxy::ProxyOptions {
+        threads: 1,
+        ..Default::default()
+    })
+    .await;
     let upstream = HttpUpstream::start("blue").await;
     let target = proxy.activate("blue", upstream.addr);
 
@@ -630,4 +649,81 @@ async fn serves_an_inherited_listener() {
     let upstream = HttpUpstream::start("blue").await;
     router.set_active(Some(target_for("blue", upstream.addr)));
     assert_eq!(get(server.local_addr(), "/release").await.body, "blue");
+}
+
+#[tokio::test]
+async fn slow_or_idle_clients_are_disconnected() {
+    let router = rollbridge::proxy::Router::new();
+    let upstream = HttpUpstream::start("blue").await;
+    router.set_active(Some(target_for("blue", upstream.addr)));
+    let server = rollbridge::proxy::ProxyServer::bind_with_options(
+        "127.0.0.1",
+        0,
+        router,
+        rollbridge::daemon::events::EventSink::silent(),
+        rollbridge::proxy::ProxyOptions {
+            idle_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Half a request head, then nothing: the proxy hangs up.
+    let mut trickling = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    trickling
+        .write_all(b"GET /release HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = within("slow client disconnected", trickling.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer");
+
+    // An idle keep-alive connection is closed as well, after a normal exchange.
+    let mut client = Client::connect(server.local_addr()).await;
+    assert_eq!(client.get("/release").await.body, "blue");
+    eventually("idle keep-alive connection closed", || {
+        client.connection_closed.load(Ordering::SeqCst)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proxy_thread_serves_and_shuts_down() {
+    let proxy = ProxyFixture::start_with(rollbridge::proxy::ProxyOptions {
+        threads: 3,
+        ..Default::default()
+    })
+    .await;
+    let upstream = HttpUpstream::start("blue").await;
+    let target = proxy.activate("blue", upstream.addr);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut client = Client::connect(proxy.addr).await;
+        assert_eq!(client.get("/release").await.body, "blue");
+        clients.push(client);
+    }
+    // Each thread reuses only its own upstream connections, never more than one
+    // each here since the requests ran one after another.
+    let upstream_connections = upstream.accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&upstream_connections),
+        "{upstream_connections}"
+    );
+    let mut proxy = proxy;
+    let server = proxy.server.take().unwrap();
+    within(
+        "shutdown of all threads",
+        server.shutdown(tokio::time::Instant::now() + PATIENCE),
+    )
+    .await;
+    eventually("every client connection closed", || {
+        clients
+            .iter()
+            .all(|client| client.connection_closed.load(Ordering::SeqCst))
+    })
+    .await;
+    assert_eq!(target.counters().total(), 0);
 }

@@ -2,9 +2,10 @@
 //!
 //! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080 [--workers 2]`
 //! prints `listening <addr>` once ready and serves until SIGTERM or SIGINT.
+//! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]).
 
 use rollbridge::daemon::events::EventSink;
-use rollbridge::proxy::{ConnectionCounters, ProxyServer, ReleaseTarget, Router};
+use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,17 +44,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = if options.workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(options.workers)
-            .enable_all()
-            .build()
-    }
-    .expect("tokio runtime");
+    // The proxy runs on its own threads; this runtime only waits for a signal.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         let router = Router::new();
         router.set_active(Some(ReleaseTarget::new(
@@ -62,11 +57,15 @@ fn main() {
             options.upstream.port(),
             ConnectionCounters::new(),
         )));
-        let server = ProxyServer::bind(
+        let server = ProxyServer::bind_with_options(
             &options.listen.ip().to_string(),
             options.listen.port(),
             router,
             EventSink::stdout(),
+            ProxyOptions {
+                threads: options.workers,
+                ..Default::default()
+            },
         )
         .await
         .expect("bind proxy");

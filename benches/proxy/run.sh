@@ -6,8 +6,9 @@
 # each with keep-alive and `Connection: close` clients at c=1 and c=64.
 #
 # Usage: benches/proxy/run.sh            (from the repository root)
-# Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=2 (rollbridge runtime threads)  CARGO_TARGET_DIR=...
+# Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=2 (rollbridge proxy threads, ProxyOptions::threads)  CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built proxy_driver instead of building one
+#        PRELOAD=<lib> to run the proxy with LD_PRELOAD (e.g. another malloc)
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
@@ -110,7 +111,7 @@ start_nginx nginxproxy
 wait_port "$UPSTREAM_PORT"
 wait_port "$NGINX_PROXY_PORT"
 
-"$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" --workers "$WORKERS" \
+LD_PRELOAD=${PRELOAD:-} "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" --workers "$WORKERS" \
   >"$WORK/driver.log" 2>&1 &
 DRIVER_PID=$!
 PIDS+=("$DRIVER_PID")
@@ -172,7 +173,7 @@ measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
   fi
 }
 
-echo "measuring ($ROUNDS interleaved rounds of $DURATION, rollbridge with $WORKERS runtime threads)" >&2
+echo "measuring ($ROUNDS interleaved rounds of $DURATION, rollbridge with $WORKERS proxy threads${PRELOAD:+, LD_PRELOAD=$PRELOAD})" >&2
 for mode in ka close; do
   for conns in 1 64; do
     for round in $(seq 1 "$ROUNDS"); do

@@ -16,6 +16,14 @@ return {
       command = "exec python3 {{releasePath}}/app.py",
       port = { from = 18700, to = 18799 },
       health = { path = "/ping", timeoutMs = 10000, intervalMs = 100 },
+      lifecycle = {
+        -- A Lua hook: runs when an old release's web process is being retired,
+        -- after its connections drained and before SIGTERM. Here it only leaves a
+        -- note in the event history; a real app could call an endpoint or signal.
+        quiet = function(ctx)
+          ctx:event("demo: retiring web", { releaseId = ctx.process.releaseId, pid = ctx.process.pid })
+        end,
+      },
     },
     {
       id = "worker",

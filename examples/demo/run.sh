@@ -74,7 +74,7 @@ say "Traffic summary"
 python3 -c "import json,sys; t=json.loads(sys.argv[1]); print(f\"  {t['ok']} requests answered, {t['failed']} failed; served by {t['byRelease']}\"); [print('  error:', e) for e in t['errors']]" "$summary"
 
 say "Recent events"
-"$rb" events --config "$config" --limit 12
+"$rb" events --config "$config" --limit 14
 
 say "Shutting down"
 "$rb" shutdown --config "$config"

@@ -2,6 +2,7 @@
 
 use super::{CliResult, ConfigArg};
 use crate::daemon::bootstrap::{self, StartOptions};
+use crate::observability::{DaemonObservability, LoggingOptions, Rotation, SystemdHandoff};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -23,6 +24,21 @@ pub struct DaemonArgs {
     /// Take over from a running daemon once the bootstrap release is healthy.
     #[arg(long = "takeover-owner")]
     pub takeover_owner: bool,
+    /// Write the daemon log (event lines and diagnostics) to this file instead of
+    /// stdout; SIGHUP reopens it.
+    #[arg(long = "log-file", value_name = "path")]
+    pub log_file: Option<std::path::PathBuf>,
+    /// Roll the log file over: never (default), hourly or daily (UTC).
+    #[arg(long = "log-rotation", value_name = "when", value_parser = Rotation::NAMES)]
+    pub log_rotation: Option<String>,
+    /// How many rolled-over log files to keep (default: all).
+    #[arg(long = "log-keep", value_name = "n")]
+    pub log_keep: Option<usize>,
+    /// Diagnostics to log besides the events: a level (error, warn, info, debug,
+    /// trace) or a list such as "warn,rollbridge::hooks=debug". Default: RUST_LOG,
+    /// else warn.
+    #[arg(long = "log-level", value_name = "filter")]
+    pub log_level: Option<String>,
 }
 
 /// Validates the start options, then runs the daemon on a two-worker tokio
@@ -38,19 +54,41 @@ pub fn run(args: DaemonArgs) -> CliResult {
         takeover_owner: args.takeover_owner,
     };
     let mode = bootstrap::validate(&options).map_err(anyhow::Error::msg)?;
+    let logging = LoggingOptions {
+        file: args.log_file,
+        rotation: args
+            .log_rotation
+            .as_deref()
+            .and_then(Rotation::parse)
+            .unwrap_or_default(),
+        keep: args.log_keep,
+        level: args.log_level,
+    };
+    // SAFETY: no other thread exists yet (the runtime is built below), so the
+    // environment can be changed without racing a reader.
+    let handoff = unsafe { SystemdHandoff::take() }.map_err(anyhow::Error::msg)?;
+    let observability =
+        DaemonObservability::start(&logging, handoff).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("rollbridge-daemon")
         .build()?;
-    let code = runtime.block_on(crate::daemon::run::run(mode));
+    let code = runtime.block_on(async {
+        let code = crate::daemon::run::run(mode, observability.clone()).await;
+        observability.close().await;
+        code
+    });
     let code = match code {
         Ok(code) => code,
         Err(message) => {
+            // Also in the log file, where `ensure-daemon` looks for the reason.
+            tracing::error!(target: "rollbridge::daemon", "{message}");
             eprintln!("Error: {message}");
             1
         }
     };
+    observability.finish();
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

@@ -3,11 +3,11 @@
 //! `--release-path`, whether a release would start (templates, working directories).
 
 use super::common::{CliConfig, plural, print_json};
-use super::orphans::live_orphans;
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
 use crate::control::client::error_code;
 use crate::control::probe::{ProbeOutcome, probe};
+use crate::daemon::orphans::live_orphans;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};

@@ -148,9 +148,10 @@ fn pid_path(config: &CliConfig, options: &DaemonStartArgs) -> PathBuf {
     })
 }
 
-/// Starts `<this executable> daemon --config <path>` in its own session, with
-/// stdin from /dev/null and stdout/stderr appended to the log file, and writes its
-/// pid file.
+/// Starts `<this executable> daemon --config <path> --log-file <log>` in its own
+/// session and writes its pid file. The daemon writes its log itself (so SIGHUP
+/// reopens it and a slow disk never blocks it); stderr is also appended to the
+/// log file for anything printed before its logging is up.
 fn spawn_daemon(config: &CliConfig, options: &DaemonStartArgs) -> anyhow::Result<Child> {
     let log_path = log_path(config, options);
     let pid_path = pid_path(config, options);
@@ -167,7 +168,7 @@ fn spawn_daemon(config: &CliConfig, options: &DaemonStartArgs) -> anyhow::Result
             .open(&log_path)
             .with_context(|| format!("cannot open the daemon log {}", log_path.display()))
     };
-    let (stdout, stderr) = (open_log()?, open_log()?);
+    let stderr = open_log()?;
 
     let mut command = Command::new("/proc/self/exe");
     if let Ok(exe) = std::env::current_exe() {
@@ -177,8 +178,10 @@ fn spawn_daemon(config: &CliConfig, options: &DaemonStartArgs) -> anyhow::Result
         .arg("daemon")
         .arg("--config")
         .arg(&config.path)
+        .arg("--log-file")
+        .arg(&log_path)
         .stdin(Stdio::null())
-        .stdout(stdout)
+        .stdout(Stdio::null())
         .stderr(stderr);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -11,6 +11,7 @@ use super::ensure_daemon::{own_runtime, runtime_matches};
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
 use super::recover::recover;
 use super::{CliResult, ConfigArg};
+use crate::daemon::orphans::managed_processes;
 use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -217,38 +218,10 @@ fn wait_until_released(socket: &Path) -> anyhow::Result<()> {
 /// Every pid a status reply lists: each one leads the process group of a
 /// managed process.
 fn managed_pids(status: &Map<String, Value>) -> HashSet<i32> {
-    let mut pids = HashSet::new();
-    let mut add = |process: Option<&Value>| {
-        if let Some(pid) = process.and_then(|p| p.get("pid")).and_then(Value::as_i64) {
-            pids.insert(pid as i32);
-        }
-    };
-    for release in status
-        .get("releases")
-        .and_then(Value::as_array)
+    managed_processes(&Value::Object(status.clone()))
         .into_iter()
-        .flatten()
-    {
-        for process in release
-            .get("processes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            add(Some(process));
-        }
-    }
-    for key in ["services", "singletons"] {
-        for entry in status
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            add(entry.get("process"));
-        }
-    }
-    pids
+        .map(|process| process.pid)
+        .collect()
 }
 
 /// The pid of the process serving the control socket, from the kernel's peer

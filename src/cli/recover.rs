@@ -3,10 +3,10 @@
 //! refuses to run while anything listens on the control socket.
 
 use super::common::{load_config, plural};
-use super::orphans::{OrphanRecord, StopOutcome, live_orphans, stop_orphan};
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
 use crate::control::probe::probe;
+use crate::daemon::orphans::{Orphan, StopOutcome, live_orphans, stop_orphan};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,11 +38,11 @@ pub struct RecoverReport {
     pub state_path: PathBuf,
     pub forced: bool,
     /// Live orphans found in the state file.
-    pub orphans: Vec<OrphanRecord>,
+    pub orphans: Vec<Orphan>,
     /// With `--force`: the orphans that are gone now.
-    pub stopped: Vec<OrphanRecord>,
+    pub stopped: Vec<Orphan>,
     /// With `--force`: the orphans still running, each with the reason.
-    pub remaining: Vec<(OrphanRecord, String)>,
+    pub remaining: Vec<(Orphan, String)>,
     /// With `--force`: whether the state file was removed.
     pub cleared: bool,
     /// With `--force`: why removing the state file failed, if it did.

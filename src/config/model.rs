@@ -19,6 +19,8 @@ pub struct Config {
     pub state_path: Option<String>,
     /// Top-level `plugins` table.
     pub plugins: PluginsConfig,
+    /// `metrics`: the Prometheus listener; `None` when not configured.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -63,6 +65,46 @@ pub struct ProxyConfig {
     pub drain_timeout_ms: u64,
     /// Default `gracefulStopMs` and the `recover --force` grace period.
     pub force_stop_timeout_ms: u64,
+    /// `proxy.accessLog`; `None` when not configured.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// `proxy.accessLog`: one line per proxied request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    /// Resolved against the config's folder when relative.
+    pub path: PathBuf,
+    pub format: AccessLogFormat,
+}
+
+/// `proxy.accessLog.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// One JSON object per line (the default).
+    #[default]
+    Json,
+    /// The Apache/nginx "combined" format.
+    Combined,
+}
+
+impl AccessLogFormat {
+    pub const NAMES: [&'static str; 2] = ["json", "combined"];
+
+    pub fn parse(text: &str) -> Option<AccessLogFormat> {
+        match text {
+            "json" => Some(AccessLogFormat::Json),
+            "combined" => Some(AccessLogFormat::Combined),
+            _ => None,
+        }
+    }
+}
+
+/// `metrics`: where the Prometheus `/metrics` listener binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub host: String,
+    /// 0 picks a free port (reported by the `metrics listening` event).
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,8 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The text used when the daemon reports an error without saying what it was.
-pub const UNKNOWN_ERROR: &str = "Unknown Rollbridge error";
+pub use super::protocol::UNKNOWN_ERROR;
 
 /// Why a control request did not produce a successful reply.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +75,9 @@ fn no_daemon_hint(code: &str) -> &'static str {
     }
 }
 
-/// The symbolic errno name of an I/O error (`ENOENT`), or its text when it has none.
+/// The symbolic errno name of an I/O error (`ENOENT`), or its kind when it has none.
 pub fn error_code(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(raw) => format!("{:?}", nix::errno::Errno::from_raw(raw)),
-        None => format!("{:?}", error.kind()),
-    }
+    crate::util::errno::errno_code(error).unwrap_or_else(|| format!("{:?}", error.kind()))
 }
 
 /// Connects to a control socket, classifying "nobody there" apart from other
@@ -227,14 +223,10 @@ fn parse_reply(path: &Path, line: &[u8]) -> Result<Map<String, Value>, ClientErr
 /// Applies the envelope rule: `"status":"error"` becomes an error carrying the
 /// daemon's text; anything else is a success returned whole.
 pub fn into_result(reply: Map<String, Value>) -> Result<Map<String, Value>, ClientError> {
-    if reply.get("status").and_then(Value::as_str) == Some("error") {
-        let message = match reply.get("error") {
-            Some(Value::String(text)) if !text.is_empty() => text.clone(),
-            _ => UNKNOWN_ERROR.to_string(),
-        };
-        return Err(ClientError::Daemon(message));
+    match super::protocol::reply_error(&reply) {
+        Some(message) => Err(ClientError::Daemon(message)),
+        None => Ok(reply),
     }
-    Ok(reply)
 }
 
 fn kind_of(value: &Value) -> &'static str {

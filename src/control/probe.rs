@@ -131,29 +131,14 @@ pub fn probe(path: &Path) -> io::Result<ProbeOutcome> {
     }
 }
 
-/// The same probe for async callers (the daemon checks its socket path at startup).
+/// The same probe for async callers (the daemon checks its socket path at
+/// startup). It runs [`probe`] on a blocking thread, so both sides of the
+/// protocol share one implementation of §7.
 pub async fn probe_async(path: &Path) -> io::Result<ProbeOutcome> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let mut stream = match tokio::net::UnixStream::connect(path).await {
-        Ok(stream) => stream,
-        Err(error) if refused_or_missing(&error) => return Ok(ProbeOutcome::not_alive()),
-        Err(error) => return Err(error),
-    };
-    let exchange = async {
-        stream.write_all(PROBE_REQUEST).await?;
-        let mut reader = BufReader::new(&mut stream);
-        let mut line = Vec::new();
-        let read = reader.read_until(b'\n', &mut line).await?;
-        if read == 0 || line.last() != Some(&b'\n') {
-            return Ok::<_, io::Error>(None);
-        }
-        line.pop();
-        Ok(Some(line))
-    };
-    match tokio::time::timeout(PROBE_ANSWER_TIMEOUT, exchange).await {
-        Ok(Ok(Some(line))) => Ok(ProbeOutcome::from_reply_line(&line)),
-        _ => Ok(ProbeOutcome::unknown_owner()),
-    }
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || probe(&path))
+        .await
+        .map_err(io::Error::other)?
 }
 
 fn refused_or_missing(error: &io::Error) -> bool {

@@ -242,17 +242,20 @@ pub fn reply_line(reply: &Value) -> String {
     line
 }
 
-/// Reads a reply: `Ok(whole object)` on success, `Err(message)` on an error
-/// reply (`Unknown Rollbridge error` when the message is missing or empty).
-pub fn interpret_reply(reply: Value) -> Result<Value, String> {
-    let is_error = reply.get("status").and_then(Value::as_str) == Some("error");
-    if !is_error {
-        return Ok(reply);
+/// The text used when the daemon reports an error without saying what it was.
+pub const UNKNOWN_ERROR: &str = "Unknown Rollbridge error";
+
+/// The envelope rule every client applies: a reply with `"status":"error"` is a
+/// failure carrying its `error` text ([`UNKNOWN_ERROR`] when that is missing or
+/// empty); any other reply is a success, returned whole by the caller.
+pub fn reply_error(reply: &Map<String, Value>) -> Option<String> {
+    if reply.get("status").and_then(Value::as_str) != Some("error") {
+        return None;
     }
-    match reply.get("error").and_then(Value::as_str) {
-        Some(message) if !message.is_empty() => Err(message.to_string()),
-        _ => Err("Unknown Rollbridge error".to_string()),
-    }
+    Some(match reply.get("error").and_then(Value::as_str) {
+        Some(message) if !message.is_empty() => message.to_string(),
+        _ => UNKNOWN_ERROR.to_string(),
+    })
 }
 
 fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, RequestError> {
@@ -495,10 +498,12 @@ mod tests {
             error_reply("boom").to_string(),
             r#"{"error":"boom","status":"error"}"#
         );
+        let error_text = |reply: Value| reply_error(reply.as_object().unwrap());
         assert_eq!(
-            interpret_reply(error_reply("")).unwrap_err(),
+            error_text(error_reply("")).unwrap(),
             "Unknown Rollbridge error"
         );
-        assert_eq!(interpret_reply(error_reply("x")).unwrap_err(), "x");
+        assert_eq!(error_text(error_reply("x")).unwrap(), "x");
+        assert_eq!(error_text(json!({"status": "success"})), None);
     }
 }

@@ -9,9 +9,9 @@
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
 };
-use super::socket::errno_code;
 use crate::daemon::events::EventSink;
 use crate::data;
+use crate::util::errno::errno_code;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;

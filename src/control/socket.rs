@@ -3,6 +3,7 @@
 //! before any client can reach it.
 
 use crate::config::model::{ControlConfig, IdOrName};
+use crate::util::errno::describe_io_error;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -256,32 +257,6 @@ fn lookup_id(file: &str, name: &str) -> Option<u32> {
         })
 }
 
-/// The errno name of an I/O error (`"ECONNRESET"`), when it has one.
-pub fn errno_code(error: &io::Error) -> Option<String> {
-    error
-        .raw_os_error()
-        .map(|raw| format!("{:?}", nix::errno::Errno::from_raw(raw)))
-        .filter(|name| name.starts_with('E'))
-}
-
-/// An I/O error as `CODE: description` (`EISDIR: is a directory`), the form
-/// operators know from the reference and can grep for.
-pub fn describe_io_error(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(raw) => {
-            let errno = nix::errno::Errno::from_raw(raw);
-            let code = format!("{errno:?}");
-            let description = errno.desc().to_lowercase();
-            if code.starts_with('E') {
-                format!("{code}: {description}")
-            } else {
-                description
-            }
-        }
-        None => error.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,13 +293,5 @@ mod tests {
             error.starts_with("Unknown group \"no-such-group-xyz\""),
             "{error}"
         );
-    }
-
-    #[test]
-    fn io_errors_read_like_errno_names() {
-        let error = io::Error::from_raw_os_error(libc::EISDIR);
-        assert_eq!(describe_io_error(&error), "EISDIR: is a directory");
-        assert_eq!(errno_code(&error).as_deref(), Some("EISDIR"));
-        assert_eq!(errno_code(&io::Error::other("x")), None);
     }
 }

@@ -3,7 +3,7 @@
 //! socket appears. The checks run before the config is read and before any
 //! listener exists, so a bad invocation leaves nothing behind.
 
-use crate::control::socket::describe_io_error;
+use crate::util::errno::describe_io_error;
 use std::path::{Component, Path, PathBuf};
 
 /// How the daemon was asked to start.

@@ -134,7 +134,17 @@ impl Daemon {
             let state = self.state();
             return Ok((state.config.clone(), state.registry.clone()));
         };
-        let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
+        // systemd sees RELOADING=1 … READY=1 around the reload, whatever its outcome.
+        let observability = self.observability();
+        if let Some(observability) = observability {
+            observability.reloading();
+        }
+        let loaded = crate::config::load(path).map_err(|error| error.to_string());
+        if let Some(observability) = observability {
+            let active = self.state().active.as_ref().map(|r| r.id.clone());
+            observability.reloaded(active.as_deref());
+        }
+        let loaded = loaded?;
         let current = self.config();
         reload::check_compatible(&current, &loaded.config)?;
         let registry = super::setup::registry_for(&loaded)?;
@@ -399,12 +409,12 @@ impl Daemon {
             data! { "previousReleaseId" => previous_id, "releaseId" => release.id },
         );
 
-        let mut problems = self.refresh_service_templates(&config, &release);
+        let mut problems = self.refresh_service_templates(&config, &registry, &release);
         problems.extend(self.replace_singletons(&config, &registry, &release).await);
 
         if let Some(previous) = previous {
             if !Arc::ptr_eq(&previous, &release) {
-                self.retire_in_background(previous, config.clone());
+                self.retire_in_background(previous, config.clone(), registry.clone());
             }
         }
         self.persist().await;
@@ -424,7 +434,12 @@ impl Daemon {
 
     /// Points running persistent services at the new release's templates; they
     /// pick them up at their next (re)start.
-    fn refresh_service_templates(&self, config: &Config, release: &Release) -> Vec<String> {
+    fn refresh_service_templates(
+        &self,
+        config: &Config,
+        registry: &Registry,
+        release: &Release,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -435,7 +450,7 @@ impl Daemon {
                 continue;
             };
             match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
-                Ok(def) => managed.redefine(def),
+                Ok(def) => managed.redefine_with(def, registry.clone()),
                 Err(error) => problems.push(format!(
                     "service \"{}\" keeps its previous template: {error}",
                     process.id

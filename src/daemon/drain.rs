@@ -8,6 +8,7 @@ use super::retention::{RetentionEntry, releases_to_prune};
 use super::state::Daemon;
 use crate::config::model::Config;
 use crate::data;
+use crate::plugins::Registry;
 use crate::util::time::{iso_now, now_ms, parse_iso_ms};
 use futures_util::future::join_all;
 use std::sync::Arc;
@@ -15,13 +16,18 @@ use std::time::Duration;
 
 impl Daemon {
     /// Starts the drain of `release` without waiting for it.
-    pub fn retire_in_background(self: &Arc<Self>, release: Arc<Release>, config: Arc<Config>) {
+    pub fn retire_in_background(
+        self: &Arc<Self>,
+        release: Arc<Release>,
+        config: Arc<Config>,
+        registry: Registry,
+    ) {
         let daemon = self.clone();
         tokio::spawn(async move {
             let id = release.id.clone();
             // Run the drain as its own task so a panic inside it is reported
             // instead of silently leaving the release half-stopped.
-            let drain = tokio::spawn(drain_and_stop(release.clone(), config));
+            let drain = tokio::spawn(drain_and_stop(release.clone(), config, registry));
             match drain.await {
                 Ok(()) => daemon
                     .events
@@ -72,7 +78,7 @@ impl Daemon {
 /// The drain itself: connection-dependent processes stop once the release has
 /// no open connections (or the timeout passed), `nonBlockingDrain` companions
 /// stop at once, handoff services stop last.
-pub async fn drain_and_stop(release: Arc<Release>, config: Arc<Config>) {
+pub async fn drain_and_stop(release: Arc<Release>, config: Arc<Config>, registry: Registry) {
     {
         let mut meta = release.meta();
         if meta.state == ReleaseState::Stopped {
@@ -84,7 +90,7 @@ pub async fn drain_and_stop(release: Arc<Release>, config: Arc<Config>) {
     // No new request reaches a retired release; close its idle upstream
     // connections now (requests in flight finish normally).
     release.target.retire();
-    refresh_definitions(&release, &config);
+    refresh_definitions(&release, &config, &registry);
 
     let mut non_blocking = Vec::new();
     let mut handoff = Vec::new();
@@ -141,8 +147,9 @@ pub async fn wait_http_requests(release: &Release, timeout: Duration) {
 
 /// Rebuilds the retiring processes' definitions from the new config (new stop
 /// signal, graceful window, hooks) while keeping this release's ids, paths and
-/// ports. A definition that no longer renders keeps its previous one.
-fn refresh_definitions(release: &Release, config: &Config) {
+/// ports. A definition that no longer renders keeps its previous one. The hooks
+/// of a new definition are resolved by `registry`, built from the same config.
+fn refresh_definitions(release: &Release, config: &Config, registry: &Registry) {
     let identity = ReleaseIdentity::of(release);
     for entry in release.processes() {
         let Some(process_config) = config.process(&entry.base_id) else {
@@ -151,7 +158,7 @@ fn refresh_definitions(release: &Release, config: &Config) {
         let current = entry.process.definition();
         if let Ok(def) = definition::build(config, process_config, &identity, current.replica_index)
         {
-            entry.process.redefine(def);
+            entry.process.redefine_with(def, registry.clone());
         }
     }
 }

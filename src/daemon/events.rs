@@ -2,6 +2,9 @@
 //! JSON line (`{"at":…,"data":…,"message":…}`) to the daemon's log output.
 //!
 //! Every part of the daemon reports through an [`EventSink`]; cloning it is cheap.
+//! An event travels as a `tracing` event (target `rollbridge::event`, level `info`);
+//! the event layer in `crate::observability` turns it into the line and the ring
+//! entry, so the log and `rollbridge events` cannot disagree.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -23,10 +26,56 @@ pub struct Event {
 /// Where event lines go besides the ring.
 pub type LineWriter = Box<dyn Fn(&str) + Send + Sync>;
 
-struct Inner {
-    ring: Mutex<VecDeque<Event>>,
+/// The in-memory history: the most recent events, oldest first.
+///
+/// It is filled by the event layer (`observability::events_layer`) while it writes
+/// the event's log line, under the same lock, so the ring and the log always hold
+/// the same events in the same order.
+#[derive(Debug)]
+pub struct EventRing {
+    events: Mutex<VecDeque<Event>>,
     capacity: usize,
-    writer: Option<LineWriter>,
+}
+
+impl EventRing {
+    pub fn new(capacity: usize) -> Arc<EventRing> {
+        Arc::new(EventRing {
+            events: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            capacity,
+        })
+    }
+
+    /// Runs `write_line` and then stores `event`, both under the ring's lock.
+    pub fn record(&self, event: Event, write_line: impl FnOnce(&Event)) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        write_line(&event);
+        if self.capacity == 0 {
+            return;
+        }
+        if events.len() == self.capacity {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    fn recent(&self, limit: Option<f64>) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let len = events.len();
+        let start = match limit {
+            Some(limit) if limit.is_finite() && limit > 0.0 && limit < len as f64 => {
+                (len as f64 - limit).floor().max(0.0) as usize
+            }
+            _ => 0,
+        };
+        events.iter().skip(start).cloned().collect()
+    }
+}
+
+struct Inner {
+    ring: Arc<EventRing>,
+    /// The tracing dispatcher every event of this sink goes through; its event
+    /// layer writes the line and fills `ring`.
+    dispatch: tracing::Dispatch,
 }
 
 /// A cheap, cloneable handle for recording events.
@@ -59,33 +108,37 @@ impl EventSink {
         EventSink::with_writer(EVENT_RING_CAPACITY, None)
     }
 
+    /// A sink whose lines go to `writer` (none when `None`).
     pub fn with_writer(capacity: usize, writer: Option<LineWriter>) -> EventSink {
+        let ring = EventRing::new(capacity);
+        let layer = crate::observability::EventLayer::new(
+            ring.clone(),
+            crate::observability::LineOutput::from_callback(writer),
+        );
+        EventSink::from_parts(ring, crate::observability::event_dispatch(layer))
+    }
+
+    /// A sink over a ring and the dispatcher whose event layer fills it (see
+    /// `observability::Logging`, which builds the daemon's).
+    pub fn from_parts(ring: Arc<EventRing>, dispatch: tracing::Dispatch) -> EventSink {
         EventSink {
-            inner: Arc::new(Inner {
-                ring: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
-                capacity,
-                writer,
-            }),
+            inner: Arc::new(Inner { ring, dispatch }),
         }
     }
 
-    /// Records an event now.
+    /// Records an event now: one `info` event with the target
+    /// [`crate::observability::EVENT_TARGET`] on this sink's dispatcher.
     pub fn emit(&self, message: impl Into<String>, data: Map<String, Value>) {
         let event = Event {
             at: crate::util::time::iso_now(),
             data,
             message: message.into(),
         };
-        if let Some(writer) = &self.inner.writer {
-            if let Ok(line) = serde_json::to_string(&event) {
-                writer(&line);
-            }
+        if let Some(unclaimed) = crate::observability::emit_event(&self.inner.dispatch, event) {
+            // No event layer took it (a dispatcher built without one): the history
+            // must still be complete.
+            self.inner.ring.record(unclaimed, |_| {});
         }
-        let mut ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == self.inner.capacity {
-            ring.pop_front();
-        }
-        ring.push_back(event);
     }
 
     /// Records an event whose data starts with the process prefix
@@ -108,15 +161,7 @@ impl EventSink {
     /// finite number greater than 0 and smaller than the stored count slices; a
     /// fractional limit is truncated at the slice start (2.5 gives 3 events).
     pub fn recent(&self, limit: Option<f64>) -> Vec<Event> {
-        let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let len = ring.len();
-        let start = match limit {
-            Some(limit) if limit.is_finite() && limit > 0.0 && limit < len as f64 => {
-                (len as f64 - limit).floor().max(0.0) as usize
-            }
-            _ => 0,
-        };
-        ring.iter().skip(start).cloned().collect()
+        self.inner.ring.recent(limit)
     }
 }
 

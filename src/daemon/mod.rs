@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod drain;
 pub mod events;
 pub mod handler;
+pub mod orphans;
 pub mod persist;
 pub mod persistence;
 pub mod ports;

@@ -1,7 +1,8 @@
 //! The state file (flows.md §15): a secret-free snapshot of what the daemon runs,
 //! written atomically, so that after a crash the next daemon (or `recover`) can
-//! tell which processes were left behind.
+//! tell which processes were left behind (read back by [`super::orphans`]).
 
+use super::orphans::Orphan;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,31 +19,6 @@ pub const SENSITIVE_KEYS: [&str; 7] = [
     "logs",
     "output",
 ];
-
-/// One process a previous daemon managed that is still alive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orphan {
-    pub id: String,
-    pub pid: i32,
-    pub release_id: Option<String>,
-}
-
-impl Orphan {
-    /// `{id, pid, releaseId}`.
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("id".into(), Value::from(self.id.clone()));
-        map.insert("pid".into(), Value::from(self.pid));
-        map.insert(
-            "releaseId".into(),
-            self.release_id
-                .clone()
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-        );
-        Value::Object(map)
-    }
-}
 
 /// Removes every sensitive key, in nested objects and arrays alike.
 pub fn sanitize(value: &mut Value) {
@@ -143,110 +119,6 @@ pub fn orphans_only_snapshot(orphans: &[Orphan]) -> Value {
     Value::Object(map)
 }
 
-/// Every process recorded in a state snapshot that is still alive
-/// (flows.md §15.3). An unexpected shape yields nothing.
-pub fn live_processes(state: &Value) -> Vec<Orphan> {
-    recorded_processes(state)
-        .into_iter()
-        .filter(|orphan| orphan_alive(orphan.pid))
-        .collect()
-}
-
-/// Whether a recorded managed process is still around: its wrapper pid is
-/// alive, or something still runs in the process group it led (a wrapper shell
-/// can die and leave its children behind).
-pub fn orphan_alive(pid: i32) -> bool {
-    pid_alive(pid) || crate::process::group_alive(pid)
-}
-
-/// Every process recorded in a snapshot, alive or not.
-pub fn recorded_processes(state: &Value) -> Vec<Orphan> {
-    let Some(releases) = state.get("releases").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    if let Some(orphans) = state.get("orphans").and_then(Value::as_array) {
-        for entry in orphans {
-            let id = entry.get("id").and_then(Value::as_str);
-            let pid = entry.get("pid").and_then(Value::as_f64);
-            let release_id = match entry.get("releaseId") {
-                Some(Value::String(text)) => Some(Some(text.clone())),
-                Some(Value::Null) => Some(None),
-                _ => None,
-            };
-            if let (Some(id), Some(pid), Some(release_id)) = (id, pid, release_id) {
-                found.push(Orphan {
-                    id: id.to_string(),
-                    pid: pid as i32,
-                    release_id,
-                });
-            }
-        }
-    }
-    for release in releases {
-        let release_id = release
-            .get("releaseId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let processes = release.get("processes").and_then(Value::as_array);
-        for process in processes.into_iter().flatten() {
-            let id = process.get("id").and_then(Value::as_str).unwrap_or("");
-            if let Some(pid) = process.get("pid").and_then(Value::as_f64) {
-                found.push(Orphan {
-                    id: id.to_string(),
-                    pid: pid as i32,
-                    release_id: release_id.clone(),
-                });
-            }
-        }
-    }
-    for key in ["services", "singletons"] {
-        let entries = state.get(key).and_then(Value::as_array);
-        for entry in entries.into_iter().flatten() {
-            let id = entry.get("id").and_then(Value::as_str).unwrap_or("");
-            if let Some(pid) = entry
-                .get("process")
-                .and_then(|process| process.get("pid"))
-                .and_then(Value::as_f64)
-            {
-                found.push(Orphan {
-                    id: id.to_string(),
-                    pid: pid as i32,
-                    release_id: None,
-                });
-            }
-        }
-    }
-    found
-}
-
-/// Whether a pid belongs to a live process. Zombies count as gone: they hold no
-/// resources and only wait for their parent to reap them.
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    use nix::errno::Errno;
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    match kill(Pid::from_raw(pid), None) {
-        Ok(()) | Err(Errno::EPERM) => !is_zombie(pid),
-        Err(_) => false,
-    }
-}
-
-/// True when `/proc/<pid>/stat` reports state `Z` (zombie) or `X` (dead).
-fn is_zombie(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The command name is in parentheses and may contain spaces; the state is
-    // the first field after the closing parenthesis.
-    stat.rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,58 +160,32 @@ mod tests {
     }
 
     #[test]
-    fn finds_recorded_processes_in_every_section() {
-        let me = std::process::id() as i32;
-        let state = json!({
-            "orphans": [{"id": "old", "pid": me, "releaseId": null}, {"id": 5, "pid": me, "releaseId": null}],
-            "releases": [{"releaseId": "v1", "processes": [{"id": "web", "pid": me}, {"id": "gone"}]}],
-            "services": [{"id": "svc", "process": {"pid": me}}],
-            "singletons": [{"id": "one", "process": {"state": "stopped"}}]
-        });
-        let found = live_processes(&state);
-        let ids: Vec<(&str, Option<&str>)> = found
-            .iter()
-            .map(|o| (o.id.as_str(), o.release_id.as_deref()))
+    fn concurrent_writes_leave_one_complete_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let file = std::sync::Arc::new(StateFile::new(&path));
+        let writers: Vec<_> = (0..3)
+            .map(|n| {
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        file.write(&json!({"n": n, "padding": "x".repeat(64 * 1024)}))
+                            .unwrap();
+                    }
+                })
+            })
             .collect();
-        assert_eq!(ids, [("old", None), ("web", Some("v1")), ("svc", None)]);
-        assert!(live_processes(&json!({"orphans": []})).is_empty());
-    }
-
-    #[test]
-    fn a_group_outliving_its_leader_is_alive() {
-        use std::os::unix::process::CommandExt;
-        // The leader shell exits at once; its child keeps the group alive.
-        let mut leader = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & exit 0"])
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = leader.id() as i32;
-        leader.wait().unwrap();
-        assert!(!pid_alive(pgid));
-        assert!(orphan_alive(pgid));
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while orphan_alive(pgid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        for writer in writers {
+            writer.join().unwrap();
         }
-        assert!(!orphan_alive(pgid));
-    }
-
-    #[test]
-    fn zombies_and_dead_pids_are_not_alive() {
-        assert!(pid_alive(std::process::id() as i32));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        // Wait until the child has exited but is not yet reaped (a zombie).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !is_zombie(pid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(!pid_alive(pid), "an unreaped child counts as gone");
-        child.wait().unwrap();
-        assert!(!pid_alive(pid));
-        assert!(!pid_alive(0));
-        assert!(!pid_alive(-1));
+        let state = file.read().expect("a complete snapshot");
+        assert!(
+            [0, 1, 2].contains(&state["n"].as_i64().unwrap()),
+            "{}",
+            state["n"]
+        );
+        assert_eq!(state["padding"].as_str().unwrap().len(), 64 * 1024);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files remain");
     }
 }

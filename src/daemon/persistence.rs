@@ -2,7 +2,8 @@
 //! once the control socket is exposed, then every 5 s and after every deploy,
 //! drain and stop; never while stopping. Writes are serialized.
 
-use super::persist::{self, Orphan};
+use super::orphans::{self, Orphan};
+use super::persist;
 use super::state::Daemon;
 use crate::data;
 use serde_json::Value;
@@ -29,7 +30,7 @@ impl Daemon {
             tokio::task::spawn_blocking(move || persist::StateFile::new(path).write(&snapshot))
         };
         let result = match write.await {
-            Ok(result) => result.map_err(|e| crate::control::socket::describe_io_error(&e)),
+            Ok(result) => result.map_err(|e| crate::util::errno::describe_io_error(&e)),
             Err(error) => Err(error.to_string()),
         };
         drop(enabled);
@@ -76,9 +77,7 @@ impl Daemon {
         self.stop_persistence().await;
         let orphans: Vec<Orphan> = {
             let mut state = self.state();
-            state
-                .orphans
-                .retain(|orphan| persist::orphan_alive(orphan.pid));
+            state.orphans.retain(|orphan| orphan.is_live());
             state.orphans.clone()
         };
         let path = file.path().to_path_buf();
@@ -92,7 +91,7 @@ impl Daemon {
         })
         .await
         .map_err(|error| error.to_string())?;
-        result.map_err(|error| crate::control::socket::describe_io_error(&error))
+        result.map_err(|error| crate::util::errno::describe_io_error(&error))
     }
 
     /// Reads the previous daemon's state file and reports its live processes
@@ -103,7 +102,7 @@ impl Daemon {
         };
         let orphans = file
             .read()
-            .map(|state| persist::live_processes(&state))
+            .map(|state| orphans::live_processes(&state))
             .unwrap_or_default();
         for orphan in &orphans {
             self.events.emit(

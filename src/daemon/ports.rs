@@ -8,7 +8,7 @@
 //! take a port in between.
 
 use crate::config::model::{Config, PortRange};
-use crate::control::socket::errno_code;
+use crate::util::errno::errno_code;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};

@@ -25,6 +25,12 @@ pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
     if current.proxy.upstream_host != next.proxy.upstream_host {
         blocked.push("proxy.upstreamHost");
     }
+    if current.proxy.access_log != next.proxy.access_log {
+        blocked.push("proxy.accessLog");
+    }
+    if current.metrics != next.metrics {
+        blocked.push("metrics");
+    }
     if processes_changed(&current.processes, &next.processes) {
         blocked.push("processes");
     }

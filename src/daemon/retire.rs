@@ -47,8 +47,14 @@ impl Daemon {
             everything.extend(release.processes().into_iter().map(|p| p.process));
         }
         join_all(everything.iter().map(|p| p.quiesce())).await;
-        if let Some(control) = &control {
+        if let Some(control) = control
+            .as_ref()
+            .filter(|_| !self.control_socket_activated())
+        {
             let _ = std::fs::remove_file(control.path());
+        }
+        if let Some(observability) = self.observability() {
+            observability.close_metrics_listener().await;
         }
         if let Some(proxy) = self.endpoints().proxy.take() {
             let deadline = tokio::time::Instant::now() + super::shutdown::PROXY_CLOSE_GRACE;

@@ -3,19 +3,20 @@
 
 use super::bootstrap::{BootstrapRequest, StartMode};
 use super::deploy::DeployRequest;
-use super::events::EventSink;
 use super::runtime::RuntimeIdentity;
 use super::signals;
 use super::state::Daemon;
-use crate::control::protocol::{Request, interpret_reply};
+use crate::control::client::ClientError;
+use crate::control::protocol::Request;
 use crate::control::server::{ControlHandler, ControlServer};
 use crate::control::socket;
 use crate::data;
+use crate::observability::DaemonObservability;
+use crate::observability::metrics::{ProcessSample, ProcessSource};
 use crate::proxy::ProxyServer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 
 /// How long a takeover candidate keeps retrying the proxy port while the old
@@ -23,7 +24,9 @@ use tokio::sync::oneshot;
 const TAKEOVER_BIND_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Runs a daemon until it is shut down. `Err` is a startup failure to print.
-pub async fn run(mode: StartMode) -> Result<i32, String> {
+/// `observability` carries the logging pipeline (whose event sink the daemon
+/// uses), systemd's notify socket and passed listeners, and the metrics.
+pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Result<i32, String> {
     let (config_arg, bootstrap) = match mode {
         StartMode::ListenerOnly { config } => (config, None),
         StartMode::Bootstrap(request) => (Some(request.config.clone()), Some(request)),
@@ -44,16 +47,24 @@ pub async fn run(mode: StartMode) -> Result<i32, String> {
         registry,
         Some(config_path),
         Some(runtime),
-        EventSink::stdout(),
+        observability.events(),
     );
+    let _ = daemon.observability.set(observability.clone());
+    observability.set_process_source(process_source(&daemon));
+    observability
+        .spawn_reopen_on_sighup()
+        .map_err(|e| format!("Could not watch for SIGHUP to reopen the logs: {e}"))?;
     let takeover = bootstrap.as_ref().is_some_and(|b| b.takeover_owner);
     if !takeover {
         // Find a running daemon on the socket path before taking the proxy port
-        // (which it would hold too): its message says what to do.
+        // (which it would hold too): its message says what to do. A socket systemd
+        // passed is ours already.
         let control_path = PathBuf::from(daemon.config().control.path.clone());
-        socket::check_free(&control_path)
-            .await
-            .map_err(|e| e.to_string())?;
+        if !daemon.control_socket_activated() {
+            socket::check_free(&control_path)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         daemon.report_orphans();
         bind_proxy(&daemon, Duration::ZERO).await?;
     }
@@ -85,6 +96,10 @@ pub async fn run(mode: StartMode) -> Result<i32, String> {
         let _ = daemon.shutdown(None).await;
         return Err(error);
     }
+    // Proxy and control serve (after the bootstrap release took traffic, when
+    // there is one): tell systemd.
+    let active = daemon.state().active.as_ref().map(|r| r.id.clone());
+    observability.ready(active.as_deref());
 
     let control = daemon.endpoints().control.clone();
     let control_exit = async {
@@ -139,15 +154,56 @@ async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<()
 async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), String> {
     let config = daemon.config();
     let deadline = tokio::time::Instant::now() + patience;
+    // Access log and metrics listener first: the proxy records into them.
+    let observability = daemon.observability().cloned();
+    if let Some(observability) = &observability {
+        observability
+            .configure(&config, daemon.router.clone(), patience)
+            .await?;
+    }
+    let observer = observability.as_ref().and_then(|o| o.proxy_observer());
+    if let Some(listener) = observability
+        .as_ref()
+        .and_then(|o| o.take_activated_proxy())
+    {
+        let proxy = match observer {
+            Some(observer) => ProxyServer::serve_listener_observed(
+                listener,
+                daemon.router.clone(),
+                daemon.events.clone(),
+                observer,
+            ),
+            None => {
+                ProxyServer::serve_listener(listener, daemon.router.clone(), daemon.events.clone())
+            }
+        }
+        .map_err(|e| format!("Could not serve the proxy socket systemd passed: {e}"))?;
+        proxy_bound(daemon, &config, proxy);
+        return Ok(());
+    }
     let proxy = loop {
-        match ProxyServer::bind(
-            &config.proxy.host,
-            config.proxy.port,
-            daemon.router.clone(),
-            daemon.events.clone(),
-        )
-        .await
-        {
+        let bound = match &observer {
+            Some(observer) => {
+                ProxyServer::bind_observed(
+                    &config.proxy.host,
+                    config.proxy.port,
+                    daemon.router.clone(),
+                    daemon.events.clone(),
+                    observer.clone(),
+                )
+                .await
+            }
+            None => {
+                ProxyServer::bind(
+                    &config.proxy.host,
+                    config.proxy.port,
+                    daemon.router.clone(),
+                    daemon.events.clone(),
+                )
+                .await
+            }
+        };
+        match bound {
             Ok(proxy) => break proxy,
             Err(error)
                 if error.kind() == std::io::ErrorKind::AddrInUse
@@ -158,6 +214,12 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
             Err(error) => return Err(error.to_string()),
         }
     };
+    proxy_bound(daemon, &config, proxy);
+    Ok(())
+}
+
+/// Records the bound proxy and reports `proxy listening` with its real port.
+fn proxy_bound(daemon: &Arc<Daemon>, config: &crate::config::model::Config, proxy: ProxyServer) {
     let port = proxy.local_addr().port();
     daemon.events.emit(
         "proxy listening",
@@ -166,7 +228,6 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
     *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((config.proxy.host.clone(), port));
     daemon.endpoints().proxy = Some(proxy);
-    Ok(())
 }
 
 /// Claims the control socket path, starts serving it, reports readiness and
@@ -174,10 +235,19 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
 async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
     let control = daemon.config().control.clone();
     let path = PathBuf::from(&control.path);
-    socket::prepare_path(&path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let listener = socket::bind(&control).map_err(|e| e.to_string())?;
+    // A socket systemd passed already exists with the unit's owner and mode.
+    let activated = daemon
+        .observability()
+        .and_then(|observability| observability.take_activated_control());
+    let listener = match activated {
+        Some(listener) => listener,
+        None => {
+            socket::prepare_path(&path)
+                .await
+                .map_err(|e| e.to_string())?;
+            socket::bind(&control).map_err(|e| e.to_string())?
+        }
+    };
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
     let handler: Arc<dyn ControlHandler> = daemon.clone();
@@ -190,27 +260,58 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends `retire-owner` to the daemon on `path` and waits for its reply.
+/// Sends `retire-owner` to the daemon on `path` and waits for its reply, with
+/// the same client the CLI uses (on a blocking thread).
 async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), String> {
-    let describe = |error: std::io::Error| {
-        format!(
-            "Could not reach the current owner on {} to retire it: {}",
-            path.display(),
-            socket::describe_io_error(&error)
-        )
-    };
-    let mut stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(describe)?;
-    let line = Request::RetireOwner {
+    let request = Request::RetireOwner {
         attestation: attestation.to_string(),
     }
-    .to_line();
-    stream.write_all(line.as_bytes()).await.map_err(describe)?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = String::new();
-    reader.read_line(&mut reply).await.map_err(describe)?;
-    let value: serde_json::Value = serde_json::from_str(&reply)
-        .map_err(|e| format!("The current owner sent an unreadable reply to retire-owner: {e}"))?;
-    interpret_reply(value).map(|_| ())
+    .to_value();
+    let owner = path.to_path_buf();
+    let reply = tokio::task::spawn_blocking(move || {
+        crate::control::client::request(&owner, &request, None)
+    })
+    .await
+    .map_err(|error| error.to_string())?;
+    match reply {
+        Ok(_) => Ok(()),
+        Err(ClientError::Daemon(message)) => Err(message),
+        Err(error) => Err(format!(
+            "Could not reach the current owner on {} to retire it: {error}",
+            path.display()
+        )),
+    }
+}
+
+/// The running managed processes, for the RSS gauge (read at scrape time).
+fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
+    let daemon = Arc::downgrade(daemon);
+    Arc::new(move || {
+        let Some(daemon) = daemon.upgrade() else {
+            return Vec::new();
+        };
+        let processes: Vec<Arc<crate::process::ManagedProcess>> = {
+            let state = daemon.state();
+            let mut processes: Vec<_> = state
+                .releases
+                .iter()
+                .flat_map(|release| release.processes().into_iter().map(|p| p.process))
+                .collect();
+            processes.extend(state.services.iter().map(|(_, p)| p.clone()));
+            processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
+            processes
+        };
+        processes
+            .iter()
+            .filter_map(|process| {
+                // The wrapper leads its process group, so its pid is the group id.
+                let pgid = process.pid()?;
+                Some(ProcessSample {
+                    process: process.instance_id(),
+                    release: process.definition().release_id,
+                    pgid,
+                })
+            })
+            .collect()
+    })
 }

@@ -2,19 +2,24 @@
 //! resolves its hooks.
 
 use crate::config::LoadedConfig;
+use crate::lua::LuaPlugins;
 use crate::plugins::Registry;
 use crate::plugins::builtin::BuiltinPlugins;
 use crate::plugins::native::NativePlugins;
 use std::sync::Arc;
 
-/// The registry for `loaded`: the built-in plugins, then the native libraries
-/// listed under `plugins.native`. Lua hooks join here once a Lua provider exists.
+/// The registry for `loaded`: the built-in plugins, the native libraries listed
+/// under `plugins.native`, then the config's Lua hooks (run by a hook engine of
+/// their own, which ends once every process holding this registry is gone).
 pub fn registry_for(loaded: &LoadedConfig) -> Result<Registry, String> {
     let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
     let native = &loaded.config.plugins.native;
     if !native.is_empty() {
         let plugins = NativePlugins::load(native).map_err(|error| error.to_string())?;
         registry.add_provider(Arc::new(plugins));
+    }
+    if let Some(lua) = LuaPlugins::for_config(loaded).map_err(|error| error.to_string())? {
+        registry.add_provider(Arc::new(lua));
     }
     Ok(registry)
 }

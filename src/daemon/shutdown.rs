@@ -5,8 +5,8 @@
 use super::release::Release;
 use super::state::Daemon;
 use crate::control::server::ConnectionId;
-use crate::control::socket::describe_io_error;
 use crate::process::ManagedProcess;
+use crate::util::errno::describe_io_error;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +41,14 @@ impl Daemon {
         if let Some(control) = &control {
             control.close_except(origin).await;
             // Only a socket this daemon bound is removed: a failed bootstrap must
-            // not delete another daemon's socket file.
-            match std::fs::remove_file(control.path()) {
+            // not delete another daemon's socket file, and a socket systemd passed
+            // stays for the next start.
+            let unlinked = if self.control_socket_activated() {
+                Ok(())
+            } else {
+                std::fs::remove_file(control.path())
+            };
+            match unlinked {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     errors.push(format!(
                         "control socket unlink failed: {}",

@@ -14,18 +14,20 @@
 
 use super::bootstrap::BootstrapRequest;
 use super::events::EventSink;
-use super::persist::{Orphan, StateFile};
+use super::orphans::Orphan;
+use super::persist::StateFile;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
 use crate::config::model::Config;
 use crate::control::server::ControlServer;
+use crate::observability::DaemonObservability;
 use crate::plugins::Registry;
 use crate::process::ManagedProcess;
 use crate::proxy::{ProxyServer, Router};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::Notify;
 
 /// The deploy in progress, shown as `status.deploying`.
@@ -134,6 +136,9 @@ pub struct Daemon {
     pub shutdown_outcome: tokio::sync::OnceCell<Result<(), String>>,
     /// Set when a retirement has finished its background stops.
     pub retired: Arc<Notify>,
+    /// Logging, systemd notifications, socket activation and metrics; set once
+    /// by `run` (absent for a daemon built without it).
+    pub observability: OnceLock<Arc<DaemonObservability>>,
 }
 
 impl Daemon {
@@ -173,6 +178,7 @@ impl Daemon {
             persistence: tokio::sync::Mutex::new(false),
             shutdown_outcome: tokio::sync::OnceCell::new(),
             retired: Arc::new(Notify::new()),
+            observability: OnceLock::new(),
         })
     }
 
@@ -203,6 +209,11 @@ impl Daemon {
     pub fn begin_stopping(&self) -> bool {
         let first = !self.stopping.swap(true, Ordering::SeqCst);
         self.stopping_notify.notify_waiters();
+        if first {
+            if let Some(observability) = self.observability() {
+                observability.stopping();
+            }
+        }
         first
     }
 
@@ -226,6 +237,16 @@ impl Daemon {
             }
             notified.await;
         }
+    }
+
+    pub fn observability(&self) -> Option<&Arc<DaemonObservability>> {
+        self.observability.get()
+    }
+
+    /// True when systemd passed the control socket: its file is systemd's to keep.
+    pub fn control_socket_activated(&self) -> bool {
+        self.observability()
+            .is_some_and(|observability| observability.control_activated())
     }
 
     pub fn endpoints(&self) -> MutexGuard<'_, Endpoints> {

@@ -1,6 +1,6 @@
 //! The `status` object (protocol.md §4), keys in wire order.
 
-use super::persist::{self, Orphan};
+use super::orphans::Orphan;
 use super::state::Daemon;
 use crate::config::model::IdOrName;
 use serde_json::{Map, Value};
@@ -9,9 +9,7 @@ impl Daemon {
     /// Drops recorded orphans that have exited; the drop is permanent, so a
     /// recycled pid cannot bring an entry back.
     pub fn recheck_orphans(&self) {
-        self.state()
-            .orphans
-            .retain(|orphan| persist::orphan_alive(orphan.pid));
+        self.state().orphans.retain(|orphan| orphan.is_live());
     }
 
     /// The status object without the `status` envelope key.
@@ -69,6 +67,9 @@ impl Daemon {
             object.insert("releasePath".into(), Value::from(deploying.release_path));
             object.insert("startedAt".into(), Value::from(deploying.started_at));
             map.insert("deploying".into(), Value::Object(object));
+        }
+        if let Some(observability) = self.observability() {
+            map.insert("logging".into(), observability.logging_status());
         }
         map.insert(
             "orphans".into(),

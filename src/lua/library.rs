@@ -3,7 +3,25 @@
 //! folder; add a module there and list it here.
 
 /// `(module name, source)`. Module `rollbridge.x` lives in `lua/rollbridge/x.lua`.
-const MODULES: &[(&str, &str)] = &[("rollbridge", include_str!("../../lua/rollbridge/init.lua"))];
+const MODULES: &[(&str, &str)] = &[
+    ("rollbridge", include_str!("../../lua/rollbridge/init.lua")),
+    (
+        "rollbridge.options",
+        include_str!("../../lua/rollbridge/options.lua"),
+    ),
+    (
+        "rollbridge.hooks",
+        include_str!("../../lua/rollbridge/hooks.lua"),
+    ),
+    (
+        "rollbridge.workers",
+        include_str!("../../lua/rollbridge/workers.lua"),
+    ),
+    (
+        "rollbridge.match",
+        include_str!("../../lua/rollbridge/match.lua"),
+    ),
+];
 
 /// The source of an embedded module and the chunk name to load it under.
 pub fn find(name: &str) -> Option<(String, &'static str)> {

@@ -4,12 +4,21 @@
 //!   file loading outside the config's folder) with time and memory limits;
 //! - [`library`]: the Lua library compiled into the binary (`require("rollbridge")`);
 //! - [`runtime`]: [`LuaRuntime`], a config's Lua state kept alive together with the
-//!   functions its hook values point at, shareable across threads.
+//!   functions its hook values point at, shareable across threads;
+//! - [`engine`]: where hooks run (a thread per config's Lua state, deadlines,
+//!   time slices); [`ctx`] and `api`: the `ctx` value hooks receive;
+//! - [`provider`]: [`LuaPlugins`], the plugin provider the daemon registers.
 
+mod api;
+pub mod ctx;
+pub mod engine;
 pub mod library;
+pub mod provider;
 pub mod runtime;
 pub mod sandbox;
 
+pub use engine::{EngineError, LuaEngine};
+pub use provider::LuaPlugins;
 pub use runtime::{LuaRuntime, RuntimeBuilder};
 pub use sandbox::{Budget, Limits};
 

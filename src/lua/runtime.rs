@@ -10,7 +10,9 @@
 //! Calling into Lua: wrap every call in [`Budget::run`] (via
 //! `runtime.budget().run(limit, || ...)`). Outside of it no deadline is set and a
 //! runaway function would only be stopped by the memory limit. The budget belongs
-//! to the state, so calls that overlap (async hooks) must share one deadline.
+//! to the state, so calls that overlap must not each set it: the hook engine
+//! (`lua::engine`) gives every overlapping hook call its own deadline with
+//! [`Budget::run_on_thread`] instead.
 
 use super::sandbox::{self, Budget, Limits};
 use crate::config::hook::HookSpec;
@@ -61,6 +63,12 @@ impl LuaRuntime {
     /// The deadline checked by the instruction hook; see [`Budget::run`].
     pub fn budget(&self) -> &Budget {
         &self.inner.budget
+    }
+
+    /// A shared handle to the budget, for hooks installed on the state (which must
+    /// not hold the runtime itself: the state would then keep itself alive).
+    pub fn budget_handle(&self) -> Arc<Budget> {
+        self.inner.budget.clone()
     }
 
     pub fn limits(&self) -> Limits {

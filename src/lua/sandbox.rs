@@ -17,6 +17,7 @@ use mlua::{
     Function, HookTriggers, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
     VmState,
 };
+use std::cell::Cell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,9 +48,20 @@ impl Default for Limits {
     }
 }
 
+thread_local! {
+    /// The deadline of the hook call this OS thread is currently running Lua for
+    /// (see [`Budget::run_on_thread`]). A Lua state runs on one OS thread at a time
+    /// (mlua locks it), so a per-thread deadline lets hooks with different stage
+    /// bounds share one state without racing on a shared deadline.
+    static THREAD_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Set when the instruction hook stopped code for passing the thread deadline.
+    static THREAD_TRIPPED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The deadline of the Lua code currently running in a state. The instruction
 /// hook checks it; one budget belongs to one state, so callers that run Lua
-/// concurrently on the same state must share one deadline.
+/// concurrently on the same state must share one deadline — or use
+/// [`Budget::run_on_thread`], whose deadline belongs to the calling OS thread.
 #[derive(Debug)]
 pub struct Budget {
     base: Instant,
@@ -83,8 +95,13 @@ impl Budget {
         self.deadline.store(0, Ordering::SeqCst);
     }
 
-    /// Whether a deadline is set and has passed.
+    /// Whether a deadline (the state's or the calling thread's) is set and has
+    /// passed.
     pub fn expired(&self) -> bool {
+        thread_deadline_passed() || self.state_deadline_passed()
+    }
+
+    fn state_deadline_passed(&self) -> bool {
         match self.deadline.load(Ordering::SeqCst) {
             0 => false,
             deadline => {
@@ -111,15 +128,37 @@ impl Budget {
         (result, tripped)
     }
 
-    /// Called by the instruction hook.
-    fn check(&self) -> mlua::Result<VmState> {
-        if self.expired() {
+    /// Runs `f` (which polls or calls Lua) with a deadline that applies only to
+    /// Lua code run by this OS thread during `f`. Returns its result and whether
+    /// the deadline stopped Lua code. Nested calls keep the outer deadline
+    /// afterwards.
+    pub fn run_on_thread<R>(deadline: Instant, f: impl FnOnce() -> R) -> (R, bool) {
+        let outer = THREAD_DEADLINE.replace(Some(deadline));
+        let outer_tripped = THREAD_TRIPPED.replace(false);
+        let result = f();
+        let tripped = THREAD_TRIPPED.replace(outer_tripped);
+        THREAD_DEADLINE.set(outer);
+        (result, tripped)
+    }
+
+    /// The check the instruction hook runs: an error once a deadline has passed.
+    pub fn check(&self) -> mlua::Result<VmState> {
+        if thread_deadline_passed() {
+            THREAD_TRIPPED.set(true);
+            Err(mlua::Error::runtime(TIME_LIMIT_MESSAGE))
+        } else if self.state_deadline_passed() {
             self.tripped.store(true, Ordering::SeqCst);
             Err(mlua::Error::runtime(TIME_LIMIT_MESSAGE))
         } else {
             Ok(VmState::Continue)
         }
     }
+}
+
+fn thread_deadline_passed() -> bool {
+    THREAD_DEADLINE
+        .get()
+        .is_some_and(|deadline| Instant::now() >= deadline)
 }
 
 /// Trusted setup code: wraps the functions that could swallow the time-limit error

@@ -12,6 +12,7 @@ pub mod native;
 use crate::config::hook::HookSpec;
 use crate::config::model::Policy;
 use crate::daemon::events::EventSink;
+use crate::observability::metrics::hooks;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::path::PathBuf;
@@ -152,6 +153,8 @@ pub struct UnresolvedHook {
 }
 
 /// Resolves hook values to runnable plugins by asking each provider in order.
+/// Every plugin it hands out reports each call (plugin, stage, outcome, duration)
+/// for metrics and `debug` diagnostics; see `observability::metrics`.
 #[derive(Clone, Default)]
 pub struct Registry {
     providers: Vec<Arc<dyn PluginProvider>>,
@@ -174,6 +177,7 @@ impl Registry {
         self.providers
             .iter()
             .find_map(|p| p.lifecycle(spec, stage))
+            .map(|plugin| Arc::new(hooks::ObservedLifecycle(plugin)) as Arc<dyn LifecyclePlugin>)
             .ok_or_else(|| UnresolvedHook {
                 kind: "lifecycle",
                 plugin: spec.plugin_name(),
@@ -184,6 +188,7 @@ impl Registry {
         self.providers
             .iter()
             .find_map(|p| p.health(spec))
+            .map(|plugin| Arc::new(hooks::ObservedHealth(plugin)) as Arc<dyn HealthPlugin>)
             .ok_or_else(|| UnresolvedHook {
                 kind: "health",
                 plugin: spec.plugin_name(),
@@ -194,6 +199,7 @@ impl Registry {
         self.providers
             .iter()
             .find_map(|p| p.matcher(spec))
+            .map(|plugin| Arc::new(hooks::ObservedMatcher(plugin)) as Arc<dyn MatcherPlugin>)
             .ok_or_else(|| UnresolvedHook {
                 kind: "matcher",
                 plugin: spec.plugin_name(),

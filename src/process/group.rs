@@ -195,4 +195,41 @@ mod tests {
         let pgid = nix::unistd::getpgrp().as_raw();
         assert!(group_alive(pgid));
     }
+
+    #[test]
+    fn a_group_whose_members_are_all_zombies_is_not_alive() {
+        use std::os::unix::process::CommandExt;
+        // The leader exits at once and stays unreaped (a zombie) while its child
+        // keeps the group alive; once the child is gone only the zombie is left.
+        let mut leader = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & echo $! ; exit 0"])
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pgid = leader.id() as i32;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(leader.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let child: i32 = line.trim().parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read_stat(pgid).is_some_and(|s| s.is_live()) {
+            assert!(std::time::Instant::now() < deadline, "the leader exits");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(group_alive(pgid), "a zombie leader and a sleeping child");
+        kill(Pid::from_raw(child), Signal::SIGKILL).unwrap();
+        while group_alive(pgid) {
+            assert!(std::time::Instant::now() < deadline, "the child dies");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            read_stat(pgid).is_some_and(|s| !s.is_live()),
+            "only the zombie is left"
+        );
+        leader.wait().unwrap();
+    }
 }

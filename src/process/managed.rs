@@ -74,6 +74,9 @@ pub(super) struct Inner {
     pub(super) stop_run: Option<RunFlag>,
     /// Counts spawns, so tasks of an older child can tell they are stale.
     pub(super) generation: u64,
+    /// Resolves the hooks of `def`. It changes together with `def`: a Lua hook
+    /// value only makes sense in the registry built from the same loaded config.
+    pub(super) registry: Registry,
 }
 
 /// One supervised process. Cheap to share (`Arc`); every method is safe to call
@@ -122,6 +125,7 @@ impl ManagedProcess {
                 quiesce_run: None,
                 stop_run: None,
                 generation: 0,
+                registry: supervision.registry.clone(),
             }),
             supervision,
             clock_origin: Instant::now(),
@@ -338,6 +342,15 @@ impl ManagedProcess {
     /// the new command at once, and events carry the new release id.
     pub fn redefine(&self, def: ProcessDefinition) {
         self.lock().def = def;
+    }
+
+    /// Like [`redefine`](Self::redefine) for a definition built from a newly
+    /// loaded config, whose hooks `registry` (built from the same config)
+    /// resolves.
+    pub fn redefine_with(&self, def: ProcessDefinition, registry: Registry) {
+        let mut inner = self.lock();
+        inner.def = def;
+        inner.registry = registry;
     }
 
     pub fn definition(&self) -> ProcessDefinition {

@@ -220,4 +220,11 @@ mod tests {
         assert_eq!(group_rss(&[member(1, None)]), None);
         assert_eq!(group_rss(&[]), None);
     }
+
+    #[test]
+    fn a_live_group_has_resident_memory_and_an_empty_one_has_none() {
+        let own_group = nix::unistd::getpgrp().as_raw();
+        assert!(group_rss(&group_members(own_group)).unwrap() > 0);
+        assert_eq!(group_rss(&group_members(2_147_483_646)), None);
+    }
 }

@@ -66,6 +66,25 @@ pub fn read_stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&text)
 }
 
+/// When a process started, in ms since the epoch (boot time plus its start
+/// ticks), to tell a recorded pid from a recycled one.
+pub fn start_time_ms(stat: &ProcStat) -> Option<i64> {
+    let boot_seconds: i64 = fs::read_to_string(format!("{PROC_ROOT}/stat"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_second <= 0 {
+        return None;
+    }
+    let since_boot_ms = (stat.start_time as i128 * 1000 / ticks_per_second as i128) as i64;
+    Some(boot_seconds * 1000 + since_boot_ms)
+}
+
 /// The pids listed in `/proc`, or an error when `/proc` cannot be read at all.
 pub fn list_pids() -> io::Result<Vec<i32>> {
     let mut pids: Vec<i32> = fs::read_dir(PROC_ROOT)?
@@ -241,5 +260,16 @@ mod tests {
                 .any(|m| m.pid == me && m.rss_bytes.unwrap() > 0)
         );
         assert!(group_members(2_147_483_646).is_empty());
+    }
+
+    #[test]
+    fn our_own_start_time_is_in_the_past_hour() {
+        let me = read_stat(std::process::id() as i32).expect("own stat");
+        let started = start_time_ms(&me).expect("start time");
+        let now = crate::util::time::now_ms();
+        assert!(
+            started <= now + 2_000 && started > now - 3_600_000,
+            "{started} vs {now}"
+        );
     }
 }

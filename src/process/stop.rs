@@ -222,7 +222,8 @@ impl ManagedProcess {
                 },
             );
         };
-        let plugin = match self.supervision.registry.lifecycle(spec, stage) {
+        let registry = self.lock().registry.clone();
+        let plugin = match registry.lifecycle(spec, stage) {
             Ok(plugin) => plugin,
             Err(unresolved) => {
                 report(unresolved.to_string());

@@ -2,9 +2,11 @@
 //! upstream body streamed frame by frame while holding the request's drain count.
 
 use super::counters::ConnectionGuard;
-use super::errors::{ErrorReporter, error_chain};
+use super::errors::error_chain;
+use super::idle::ActiveRequest;
 use super::pool::Sender;
 use super::target::ReleaseTarget;
+use crate::observability::RequestObservation;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -22,7 +24,9 @@ pub(crate) struct UpstreamBody {
     inner: Incoming,
     sender: Option<Sender>,
     target: Arc<ReleaseTarget>,
-    reporter: Arc<ErrorReporter>,
+    request: ActiveRequest,
+    /// Metrics and access log for this request, recorded when the body is dropped.
+    observation: Option<RequestObservation>,
     _count: ConnectionGuard,
 }
 
@@ -31,21 +35,42 @@ impl UpstreamBody {
         inner: Incoming,
         sender: Sender,
         target: Arc<ReleaseTarget>,
-        reporter: Arc<ErrorReporter>,
+        request: ActiveRequest,
         count: ConnectionGuard,
     ) -> UpstreamBody {
         UpstreamBody {
             inner,
             sender: Some(sender),
             target,
-            reporter,
+            request,
+            observation: None,
             _count: count,
         }
     }
 
+    /// Records the request (metrics, access log) when this body ends.
+    pub(crate) fn observe(&mut self, observation: RequestObservation) {
+        self.observation = Some(observation);
+    }
+
     fn recycle_connection(&mut self) {
-        if let Some(sender) = self.sender.take() {
+        let Some(mut sender) = self.sender.take() else {
+            return;
+        };
+        if sender.is_ready() {
             self.target.pool().put(sender);
+            return;
+        }
+        // The connection task has not caught up yet (or is still sending a request
+        // body the upstream answered early). Pool it once it is really idle, so a
+        // later request never waits behind it.
+        let target = Arc::clone(&self.target);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    target.pool().put(sender);
+                }
+            });
         }
     }
 }
@@ -89,6 +114,13 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(body) => {
                 let polled = Pin::new(&mut body.inner).poll_frame(cx);
                 match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(observation), Some(data)) =
+                            (&mut body.observation, frame.data_ref())
+                        {
+                            observation.add_bytes(data.len() as u64);
+                        }
+                    }
                     Poll::Ready(None) => body.recycle_connection(),
                     Poll::Ready(Some(Err(error))) => {
                         body.sender = None;
@@ -97,7 +129,7 @@ impl Body for ProxyBody {
                             body.target.upstream_authority(),
                             error_chain(error)
                         );
-                        body.reporter.report(&message);
+                        body.request.context().server.reporter.report(&message);
                     }
                     _ => {}
                 }

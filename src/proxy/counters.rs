@@ -157,4 +157,24 @@ mod tests {
         drop(guard);
         assert!(waiter.await.unwrap());
     }
+
+    #[tokio::test]
+    async fn count_released_when_the_holder_panics_or_is_cancelled() {
+        let counters = ConnectionCounters::new();
+        let guard = counters.track_http();
+        let panicking = tokio::spawn(async move {
+            let _held = guard;
+            panic!("handler bug");
+        });
+        assert!(panicking.await.unwrap_err().is_panic());
+
+        let guard = counters.track_websocket();
+        let pending = tokio::spawn(async move {
+            let _held = guard;
+            std::future::pending::<()>().await;
+        });
+        pending.abort();
+        assert!(pending.await.unwrap_err().is_cancelled());
+        assert_eq!(counters.total(), 0);
+    }
 }

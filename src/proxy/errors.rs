@@ -41,26 +41,10 @@ impl UpstreamError {
 
 /// `connect ECONNREFUSED 127.0.0.1:4000`: the shape operators know from the old tool.
 fn connect_message(authority: &str, source: &std::io::Error) -> String {
-    match source.raw_os_error().and_then(errno_name) {
+    match crate::util::errno::errno_code(source) {
         Some(code) => format!("connect {code} {authority}"),
         None => format!("connect {authority}: {source}"),
     }
-}
-
-fn errno_name(errno: i32) -> Option<&'static str> {
-    Some(match errno {
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::EMFILE => "EMFILE",
-        libc::ENFILE => "ENFILE",
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        _ => return None,
-    })
 }
 
 /// The error and its causes on one line (`a: b: c`).

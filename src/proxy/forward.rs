@@ -2,10 +2,15 @@
 //! headers and relay the exchange.
 
 use super::body::{ProxyBody, UpstreamBody};
+use super::counters::ConnectionGuard;
 use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
+use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
+use super::pool::Sender;
 use super::router::Router;
+use super::target::ReleaseTarget;
 use super::upgrade;
+use crate::observability::{ProxyObserver, RequestObservation};
 use http::header::{CONTENT_TYPE, HOST, UPGRADE};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -27,25 +32,55 @@ pub(crate) struct ServerShared {
     /// shutdown waits for (and finally ends) them too.
     pub(crate) tasks: TaskTracker,
     pub(crate) hard_stop: CancellationToken,
+    pub(crate) idle_timeout: std::time::Duration,
+    /// Metrics and access log, when either is on.
+    pub(crate) observer: Option<Arc<ProxyObserver>>,
 }
 
 /// What one client connection's requests share.
 #[derive(Debug)]
 pub(crate) struct ConnectionContext {
     pub(crate) server: Arc<ServerShared>,
+    /// The idle sweeper of the proxy thread serving this connection.
+    pub(crate) sweeper: Arc<IdleSweeper>,
     pub(crate) client: ClientInfo,
+    pub(crate) activity: ConnectionActivity,
 }
 
 pub(crate) async fn handle(
     context: Arc<ConnectionContext>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let Some(target) = context.server.router.active() else {
-        return Ok(text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            NO_ACTIVE_RELEASE_BODY,
-        ));
+    let Some(observer) = context.server.observer.clone() else {
+        return Ok(route(context, request, None).await);
     };
+    // Metrics / access log: the observation is recorded when it is dropped, which
+    // for a streamed body is when the body ends.
+    let mut observation = observer.begin(&request, &context.client.address);
+    let mut response = route(context, request, Some(&mut observation)).await;
+    observation.responded(response.status());
+    match response.body_mut() {
+        ProxyBody::Upstream(body) => body.observe(observation),
+        ProxyBody::Fixed(data) => {
+            observation.add_bytes(data.as_ref().map_or(0, |d| d.len() as u64));
+        }
+    }
+    Ok(response)
+}
+
+async fn route(
+    context: Arc<ConnectionContext>,
+    mut request: Request<Incoming>,
+    observation: Option<&mut RequestObservation>,
+) -> Response<ProxyBody> {
+    let active = ActiveRequest::begin(context);
+    let context = active.context();
+    let Some(target) = context.server.router.active() else {
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+    };
+    if let Some(observation) = observation {
+        observation.routed(&target);
+    }
     // Counted from arrival; the guard follows the request wherever it goes and
     // releases the count when dropped, whichever way the exchange ends.
     let count = target.counters().track_http();
@@ -53,32 +88,37 @@ pub(crate) async fn handle(
     if request.headers().contains_key(UPGRADE)
         && headers::connection_lists(request.headers(), "upgrade")
     {
-        return Ok(upgrade::forward(&context, target, count, request).await);
+        return upgrade::forward(active, target, count, request).await;
     }
 
     prepare_upstream_request(&mut request, &context.client, &target, false);
     match target.pool().send(request).await {
-        Ok((response, sender)) => {
-            let (mut parts, body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers, false);
-            let body = UpstreamBody::new(
-                body,
-                sender,
-                target,
-                Arc::clone(&context.server.reporter),
-                count,
-            );
-            Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
-        }
-        Err(error) => Ok(upstream_failed(&context.server.reporter, &error)),
+        Ok((response, sender)) => relay_response(response, sender, target, active, count),
+        Err(error) => upstream_failed(&context.server.reporter, &error),
     }
+}
+
+/// Passes an upstream response on to the client: hop-by-hop headers go, and the
+/// body keeps the request counted (and the pooled connection checked out) until
+/// it has been streamed to the end.
+pub(crate) fn relay_response(
+    response: Response<Incoming>,
+    sender: Sender,
+    target: Arc<ReleaseTarget>,
+    active: ActiveRequest,
+    count: ConnectionGuard,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    let body = UpstreamBody::new(body, sender, target, active, count);
+    Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
 /// Turns the client's request into the one sent upstream, in place.
 pub(crate) fn prepare_upstream_request(
     request: &mut Request<Incoming>,
     client: &ClientInfo,
-    target: &super::target::ReleaseTarget,
+    target: &ReleaseTarget,
     keep_upgrade: bool,
 ) {
     *request.version_mut() = Version::HTTP_11;

@@ -133,7 +133,7 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
     if !headers.contains_key(X_FORWARDED_PORT) {
         let port = host
             .as_ref()
-            .and_then(port_of_host)
+            .and_then(|host| port_of_host(host, &client.local_port))
             .unwrap_or_else(|| client.local_port.clone());
         headers.insert(X_FORWARDED_PORT, port);
     }
@@ -160,7 +160,9 @@ fn appended_for(headers: &HeaderMap, address: &HeaderValue) -> HeaderValue {
 }
 
 /// The explicit port of a `Host` value (`example.test:8443`, `[::1]:8080`).
-fn port_of_host(host: &HeaderValue) -> Option<HeaderValue> {
+/// Clients talking to the proxy directly name its own port: that shared value is
+/// reused instead of copying the digits.
+fn port_of_host(host: &HeaderValue, local_port: &HeaderValue) -> Option<HeaderValue> {
     let host = host.as_bytes();
     let after_name = match host.first() {
         Some(b'[') => &host[host.iter().position(|&b| b == b']')? + 1..],
@@ -169,6 +171,9 @@ fn port_of_host(host: &HeaderValue) -> Option<HeaderValue> {
     let port = after_name.strip_prefix(b":")?;
     if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
         return None;
+    }
+    if port == local_port.as_bytes() {
+        return Some(local_port.clone());
     }
     HeaderValue::from_bytes(port).ok()
 }
@@ -249,6 +254,9 @@ mod tests {
     #[test]
     fn port_falls_back_to_listener_port() {
         let mut headers = map(&[("host", "example.test")]);
+        add_forwarded(&mut headers, &client());
+        assert_eq!(headers["x-forwarded-port"], "8182");
+        let mut headers = map(&[("host", "proxy.test:8182")]);
         add_forwarded(&mut headers, &client());
         assert_eq!(headers["x-forwarded-port"], "8182");
         let mut headers = map(&[("host", "[::1]:9000")]);

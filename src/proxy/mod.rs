@@ -6,27 +6,36 @@
 //! [`ConnectionCounters`] track its in-flight HTTP requests and open upgraded
 //! connections so the daemon can wait for a retired release to drain.
 //!
-//! Layout: `server` (listener, connections, shutdown), `forward` (one request),
+//! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
+//! thread: accepting and serving client connections), `forward` (one request),
 //! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
 //! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
-//! connections), `counters`, `router`, `target`, `errors`.
+//! connections), `idle` (closing idle and slow client connections), `counters`,
+//! `router`, `target`, `errors`.
+//!
+//! The server runs on threads of its own (two by default), each with a
+//! single-threaded tokio runtime, so the daemon's other work (hooks, supervision,
+//! Lua) can never delay a request, and a request and its upstream exchange never
+//! hop between threads. The public types are safe to use from any thread/runtime.
 
 mod body;
 mod counters;
 mod errors;
 mod forward;
 mod headers;
+mod idle;
 mod pool;
 mod router;
 mod server;
 mod splice;
 mod target;
 mod upgrade;
+mod worker;
 
 pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
-pub use server::{HEADER_READ_TIMEOUT, ProxyServer};
+pub use server::{HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
 pub use target::ReleaseTarget;

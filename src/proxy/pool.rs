@@ -3,6 +3,10 @@
 //! A connection is only handed back once the response it carried has been read to
 //! the end, so a pooled connection is always idle; checkout is a pop under a short
 //! lock (last in, first out, which keeps the warmest connections busy).
+//!
+//! The pool is sharded by proxy thread: an upstream connection is driven by the
+//! runtime of the thread that opened it, so each thread only reuses its own and a
+//! request never has to wake another thread.
 
 use super::errors::UpstreamError;
 use http::HeaderValue;
@@ -23,6 +27,22 @@ pub const MAX_IDLE_PER_RELEASE: usize = 256;
 
 pub(crate) type Sender = SendRequest<Incoming>;
 
+/// Pool shards per release; proxy threads beyond this share shards.
+const SHARDS: usize = 8;
+
+thread_local! {
+    static CURRENT_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called once by each proxy thread with its index.
+pub(crate) fn set_current_shard(thread_index: usize) {
+    CURRENT_SHARD.with(|shard| shard.set(thread_index % SHARDS));
+}
+
+fn current_shard() -> usize {
+    CURRENT_SHARD.with(|shard| shard.get())
+}
+
 #[derive(Debug)]
 enum Endpoint {
     Address(SocketAddr),
@@ -40,7 +60,7 @@ pub(crate) struct UpstreamPool {
     endpoint: Endpoint,
     authority: String,
     host_header: Option<HeaderValue>,
-    idle: Mutex<IdleState>,
+    idle: [Mutex<IdleState>; SHARDS],
 }
 
 impl UpstreamPool {
@@ -66,7 +86,7 @@ impl UpstreamPool {
             endpoint,
             host_header: HeaderValue::from_str(&authority).ok(),
             authority,
-            idle: Mutex::new(IdleState::default()),
+            idle: Default::default(),
         }
     }
 
@@ -80,25 +100,30 @@ impl UpstreamPool {
     }
 
     pub(crate) fn idle_count(&self) -> usize {
-        self.lock().senders.len()
+        (0..SHARDS)
+            .map(|shard| self.lock(shard).senders.len())
+            .sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleState> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, IdleState> {
+        self.idle[shard].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn retire(&self) {
-        let closing = {
-            let mut idle = self.lock();
-            idle.retired = true;
-            std::mem::take(&mut idle.senders)
-        };
-        // Dropping the senders lets each idle connection task finish and close its socket.
-        drop(closing);
+        for shard in 0..SHARDS {
+            let closing = {
+                let mut idle = self.lock(shard);
+                idle.retired = true;
+                std::mem::take(&mut idle.senders)
+            };
+            // Dropping the senders lets each idle connection task finish and close
+            // its socket.
+            drop(closing);
+        }
     }
 
     fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.lock();
+        let mut idle = self.lock(current_shard());
         while let Some(sender) = idle.senders.pop() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -112,7 +137,7 @@ impl UpstreamPool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.lock();
+        let mut idle = self.lock(current_shard());
         if !idle.retired && idle.senders.len() < MAX_IDLE_PER_RELEASE {
             idle.senders.push(sender);
         }

@@ -1,10 +1,11 @@
 //! HTTP/1.1 `Upgrade` (WebSocket and any other protocol): forward the handshake,
 //! relay the upstream's answer, and once both sides switched, copy bytes both ways.
 
-use super::body::{ProxyBody, UpstreamBody};
+use super::body::ProxyBody;
 use super::counters::ConnectionGuard;
-use super::forward::{self, ConnectionContext};
+use super::forward;
 use super::headers;
+use super::idle::ActiveRequest;
 use super::splice::{Relay, Side};
 use super::target::ReleaseTarget;
 use bytes::Bytes;
@@ -36,7 +37,7 @@ fn asks_for_websocket(headers: &HeaderMap) -> bool {
 /// `http_count` is the request's HTTP count; if the upstream switches protocols it is
 /// exchanged for a WebSocket count that lives as long as the spliced connection.
 pub(crate) async fn forward(
-    context: &ConnectionContext,
+    active: ActiveRequest,
     target: Arc<ReleaseTarget>,
     http_count: ConnectionGuard,
     mut request: Request<Incoming>,
@@ -46,6 +47,7 @@ pub(crate) async fn forward(
         // word; a clear 400 tells the client what is wrong.
         return forward::text_response(StatusCode::BAD_REQUEST, WEBSOCKET_NEEDS_GET_BODY);
     }
+    let context = active.context();
     let client_side = hyper::upgrade::on(&mut request);
     forward::prepare_upstream_request(&mut request, &context.client, &target, true);
 
@@ -57,16 +59,7 @@ pub(crate) async fn forward(
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream declined the upgrade: relay its answer like any response.
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = UpstreamBody::new(
-            body,
-            sender,
-            target,
-            Arc::clone(&server.reporter),
-            http_count,
-        );
-        return Response::from_parts(parts, ProxyBody::Upstream(body));
+        return forward::relay_response(response, sender, target, active, http_count);
     }
 
     let upstream_side = hyper::upgrade::on(&mut response);
@@ -160,6 +153,10 @@ fn tcp_side(parts: Parts<TokioIo<TcpStream>>) -> Side {
     }
 }
 
+/// Sessions that went through [`copy_generic`]; the test below keeps it at zero.
+#[cfg(test)]
+static GENERIC_RELAYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The relay for connection types other than plain TCP, which this proxy does not
 /// create today: tokio's copy with its two fixed buffers.
 async fn copy_generic<C, U>(mut client: C, mut upstream: U, client_early: Bytes) -> io::Result<()>
@@ -167,7 +164,76 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    #[cfg(test)]
+    GENERIC_RELAYS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     upstream.write_all(&client_early).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::events::EventSink;
+    use crate::proxy::{ConnectionCounters, ProxyServer, Router};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    async fn read_head(socket: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(socket.read_u8().await.expect("a complete HTTP head"));
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    /// The lean relay depends on the server and the pool giving hyper plain
+    /// `TokioIo<TcpStream>`s. If either ever wraps its socket, sessions would still
+    /// work through `copy_generic`, silently costing 16 KiB more each: catch that here.
+    #[tokio::test]
+    async fn proxy_connections_use_the_lean_relay() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream_addr = upstream.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            let (mut socket, _) = upstream.accept().await.unwrap();
+            read_head(&mut socket).await;
+            socket
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+                .await
+                .unwrap();
+            let byte = socket.read_u8().await.unwrap();
+            socket.write_u8(byte).await.unwrap();
+        });
+        let router = Router::new();
+        let target = ReleaseTarget::new(
+            "blue".to_string(),
+            "127.0.0.1",
+            upstream_addr.port(),
+            ConnectionCounters::new(),
+        );
+        router.set_active(Some(target));
+        let server = ProxyServer::bind("127.0.0.1", 0, router, EventSink::silent())
+            .await
+            .unwrap();
+
+        let session = async {
+            let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+            client
+                .write_all(
+                    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            assert!(read_head(&mut client).await.starts_with("HTTP/1.1 101"));
+            client.write_u8(b'x').await.unwrap();
+            assert_eq!(client.read_u8().await.unwrap(), b'x');
+        };
+        tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .expect("an echo through the upgraded connection");
+        echo.await.unwrap();
+        assert_eq!(GENERIC_RELAYS.load(Ordering::SeqCst), 0);
+    }
 }

@@ -2,18 +2,24 @@
 //! daemon on a real Unix socket, and guards that kill what a test spawned.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+// Each test file uses its own subset.
+#[allow(unused_imports)]
+pub use common::{
+    BIN, DaemonProcess, GroupGuard, free_port, group_alive, http_get, pid_alive, poll,
+};
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_rollbridge");
+use std::time::Duration;
 
 /// The result of one CLI run.
 pub struct Run {
@@ -233,86 +239,9 @@ pub fn failure(message: &str) -> String {
     json!({"error": message, "status": "error"}).to_string()
 }
 
-/// A process the test started in its own process group; the whole group is
-/// killed (and the leader reaped) on drop.
-pub struct GroupGuard {
-    pub child: Child,
-}
-
-impl GroupGuard {
-    /// Starts `sh -c <script>` as the leader of a new process group, like a
-    /// managed process.
-    pub fn spawn_shell(script: &str) -> GroupGuard {
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sh");
-        GroupGuard { child }
-    }
-
-    /// Starts `sleep <secs>` directly as a group leader.
-    pub fn spawn_sleep(args: &[&str]) -> GroupGuard {
-        let child = Command::new("sleep")
-            .args(args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn sleep");
-        GroupGuard { child }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// True while the leader runs (a zombie counts as gone; it is reaped here).
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// True when a process with this pid exists and is not a zombie.
-pub fn pid_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next();
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
-}
-
 /// Polls `check` every 20 ms until it holds or `limit` passes.
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(limit, || check().then_some(())).is_some()
 }
 
 /// SHA-256 of the rollbridge binary under test: the runtime digest a compatible
@@ -389,7 +318,7 @@ while True:
 
 /// The release app every end-to-end config runs.
 pub fn fixture_app() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli/app.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app.py")
 }
 
 /// A config for a real daemon: proxied `web` (the fixture app) and a `worker`
@@ -410,15 +339,6 @@ pub fn daemon_sandbox(application: &str, port: u16) -> Sandbox {
             {"id": "worker", "command": "exec sleep 300"}
         ]);
     })
-}
-
-/// A free TCP port on 127.0.0.1 (closed again before it is returned).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Kills every process whose command line mentions `marker` (a sandbox path), so
@@ -449,7 +369,7 @@ pub fn kill_processes_mentioning(marker: &str) {
 /// and every process mentioning its sandbox is killed afterwards.
 pub struct DaemonGuard {
     pub pid: i32,
-    child: Option<Child>,
+    process: Option<DaemonProcess>,
     marker: String,
 }
 
@@ -457,35 +377,15 @@ impl DaemonGuard {
     /// Runs `rollbridge daemon --config <sandbox config>` and waits for its
     /// `control socket listening` line.
     pub fn start(sandbox: &Sandbox) -> DaemonGuard {
-        let mut child = Command::new(BIN)
-            .args([
-                "daemon",
-                "--config",
-                sandbox.config_path().to_str().unwrap(),
-            ])
-            .current_dir(sandbox.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start daemon");
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("\"control socket listening\"") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
+        let process = DaemonProcess::spawn(&sandbox.config_path(), sandbox.path(), &[]);
         let guard = DaemonGuard {
-            pid: child.id() as i32,
-            child: Some(child),
+            pid: process.pid(),
+            process: Some(process),
             marker: sandbox.path().to_string_lossy().into_owned(),
         };
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the daemon did not report `control socket listening`");
+        if let Some(process) = &guard.process {
+            process.wait_ready(Duration::from_secs(30));
+        }
         guard
     }
 
@@ -493,16 +393,16 @@ impl DaemonGuard {
     pub fn adopt(pid: i32, sandbox: &Sandbox) -> DaemonGuard {
         DaemonGuard {
             pid,
-            child: None,
+            process: None,
             marker: sandbox.path().to_string_lossy().into_owned(),
         }
     }
 
     /// True while the daemon process exists and is not a zombie.
     pub fn running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => pid_running(self.pid),
+        match &mut self.process {
+            Some(process) => matches!(process.child.try_wait(), Ok(None)),
+            None => pid_alive(self.pid),
         }
     }
 }
@@ -519,35 +419,11 @@ impl Drop for DaemonGuard {
                 }
             }
         }
-        if let Some(child) = &mut self.child {
-            let _ = child.wait();
+        if let Some(process) = &mut self.process {
+            let _ = process.child.wait();
         }
         kill_processes_mentioning(&self.marker);
     }
-}
-
-/// `GET <path>` through the proxy; returns the status code and body.
-pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// Parses a command's stdout as JSON.

@@ -346,3 +346,61 @@ fn completion_rejects_other_shells() {
         "Unsupported shell \"powershell\". Supported shells: bash, zsh, fish.\n"
     );
 }
+
+/// The `opts="…"` line of one branch of the bash script.
+fn bash_branch_options<'a>(script: &'a str, branch: &str) -> &'a str {
+    let start = script
+        .find(&format!("        {branch})\n"))
+        .unwrap_or_else(|| panic!("no {branch} branch"));
+    script[start..]
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("opts=\""))
+        .unwrap_or_else(|| panic!("no opts in {branch}"))
+}
+
+#[test]
+fn completion_branches_offer_each_commands_own_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = stdout(&rollbridge(&["completion", "bash"], dir.path()));
+    assert!(bash.contains("complete -F _rollbridge -o"), "{bash}");
+    assert!(bash.trim_end().ends_with("rollbridge\nfi"));
+    // The top level offers the commands in the documented order.
+    let top = bash_branch_options(&bash, "rollbridge");
+    let offered: Vec<&str> = top
+        .split_whitespace()
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    assert_eq!(&offered[..COMMANDS.len()], COMMANDS);
+    for (branch, flag) in [
+        ("rollbridge__subcmd__deploy", "--release-path"),
+        (
+            "rollbridge__subcmd__ensure__subcmd__daemon",
+            "--daemon-runtime-path",
+        ),
+        ("rollbridge__subcmd__restart", "--policy"),
+        ("rollbridge__subcmd__events", "--limit"),
+    ] {
+        let options = bash_branch_options(&bash, branch);
+        assert!(
+            options.split_whitespace().any(|o| o == flag),
+            "{branch}: {options}"
+        );
+    }
+    assert!(!bash_branch_options(&bash, "rollbridge__subcmd__status").contains("--release-path"));
+
+    let zsh = stdout(&rollbridge(&["completion", "zsh"], dir.path()));
+    assert!(zsh.contains("compdef _rollbridge rollbridge"));
+    let listed = zsh
+        .split("local commands; commands=(\n")
+        .nth(1)
+        .expect("the command list");
+    let names: Vec<&str> = listed
+        .lines()
+        .take(COMMANDS.len())
+        .map(|line| line.trim_start_matches('\'').split(':').next().unwrap())
+        .collect();
+    assert_eq!(names, COMMANDS);
+    let events = zsh.split("\n(events)\n").nth(1).expect("an events branch");
+    let events = &events[..events.find("\n;;").unwrap()];
+    assert!(events.contains("'--limit=["), "{events}");
+}

@@ -29,8 +29,10 @@ fn a_minimal_config_gets_every_default() {
             health_timeout_ms: 30_000,
             drain_timeout_ms: 60_000,
             force_stop_timeout_ms: 10_000,
+            access_log: None,
         }
     );
+    assert_eq!(config.metrics, None);
     assert_eq!(config.legacy_takeover, None);
     assert_eq!(
         config.release_retention,

@@ -3,16 +3,18 @@
 //! make HTTP requests through its proxy, and clean up every process on drop.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::*;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_rollbridge");
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
 
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -23,75 +25,10 @@ pub fn python(name: &str) -> String {
     format!("exec python3 {}", fixture(name))
 }
 
-/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    if wait_for(timeout, || check().then_some(())).is_none() {
+    if poll(timeout, || check().then_some(())).is_none() {
         panic!("timed out after {timeout:?} waiting for {what}");
     }
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether a pid is alive and not a zombie.
-pub fn alive(pid: i32) -> bool {
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rfind(')').and_then(|end| {
-                stat[end + 1..]
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_string)
-            });
-            !matches!(state.as_deref(), Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
-}
-
-/// Whether any non-zombie process is in process group `pgid`.
-pub fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(end) = stat.rfind(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
-        fields.len() > 3
-            && fields[2].parse::<i32>().ok() == Some(pgid)
-            && !matches!(fields[0], "Z" | "X")
-    })
 }
 
 /// Sends one request line and reads one reply line.
@@ -122,32 +59,6 @@ pub fn err(socket: &Path, request: Value) -> String {
     let reply = control(socket, request.clone());
     assert_eq!(reply["status"], "error", "{request} -> {reply}");
     reply["error"].as_str().unwrap().to_string()
-}
-
-/// A simple HTTP/1.1 GET on a fresh connection: (status, body).
-pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.set_nodelay(true)?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    parse_response(&response)
-}
-
-fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// A keep-alive HTTP/1.1 client on one connection (Content-Length bodies only).
@@ -207,40 +118,6 @@ impl KeepAlive {
     }
 }
 
-/// Lines the daemon printed on stdout, collected by a reader thread.
-#[derive(Clone, Default)]
-pub struct Output {
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Output {
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Parsed event lines (`{"at","data","message"}`).
-    pub fn events(&self) -> Vec<Value> {
-        self.lines()
-            .iter()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|value| value.get("message").is_some())
-            .collect()
-    }
-
-    pub fn has_event(&self, message: &str) -> bool {
-        self.events().iter().any(|e| e["message"] == message)
-    }
-
-    /// Every pid reported by a `process started` event.
-    pub fn started_pids(&self) -> Vec<i32> {
-        self.events()
-            .iter()
-            .filter(|e| e["message"] == "process started")
-            .filter_map(|e| e["data"]["pid"].as_i64().map(|p| p as i32))
-            .collect()
-    }
-}
-
 /// A test directory with a config file and a running daemon.
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -250,18 +127,6 @@ pub struct Harness {
     pub daemon: Option<DaemonProcess>,
     /// Process groups to kill on drop in case the daemon left any behind.
     pub extra_pids: Mutex<Vec<i32>>,
-}
-
-pub struct DaemonProcess {
-    pub child: Child,
-    pub output: Output,
-    pub stderr: Output,
-}
-
-impl DaemonProcess {
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
 }
 
 /// A base config: one proxied `web` app from the python fixture.
@@ -342,6 +207,12 @@ impl Harness {
 
     /// Spawns `rollbridge daemon --config <path>` plus `extra` arguments.
     pub fn spawn(&self, extra: &[&str]) -> DaemonProcess {
+        DaemonProcess::spawn(&self.config_path, self.dir.path(), extra)
+    }
+
+    /// [`Harness::spawn`] with a last say on the command (environment, passed
+    /// file descriptors, a wrapper).
+    pub fn spawn_with(&self, extra: &[&str], edit: impl FnOnce(&mut Command)) -> DaemonProcess {
         let mut command = Command::new(BIN);
         command
             .arg("daemon")
@@ -352,11 +223,10 @@ impl Harness {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        edit(&mut command);
         let mut child = command.spawn().expect("spawn rollbridge daemon");
-        let output = Output::default();
-        let stderr = Output::default();
-        collect(child.stdout.take().unwrap(), output.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
+        let output = Output::collect(child.stdout.take().unwrap());
+        let stderr = Output::collect(child.stderr.take().unwrap());
         DaemonProcess {
             child,
             output,
@@ -366,20 +236,14 @@ impl Harness {
 
     /// Starts the daemon and waits for its readiness line.
     pub fn start(&mut self) {
-        let daemon = self.spawn(&[]);
-        let ready = wait_for(Duration::from_secs(30), || {
-            daemon
-                .output
-                .has_event("control socket listening")
-                .then_some(())
-        });
-        if ready.is_none() {
-            panic!(
-                "daemon did not become ready\nstdout:\n{}\nstderr:\n{}",
-                daemon.output.lines().join("\n"),
-                daemon.stderr.lines().join("\n")
-            );
-        }
+        self.start_with_env(&[]);
+    }
+
+    /// Starts the daemon with extra environment variables and waits for its
+    /// readiness line.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        let daemon = DaemonProcess::spawn_with_env(&self.config_path, self.dir.path(), &[], env);
+        daemon.wait_ready(Duration::from_secs(30));
         self.daemon = Some(daemon);
     }
 
@@ -445,7 +309,7 @@ impl Harness {
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
         let daemon = self.daemon.as_mut().expect("daemon running");
         let status =
-            wait_for(timeout, || daemon.child.try_wait().unwrap()).expect("daemon exited in time");
+            poll(timeout, || daemon.child.try_wait().unwrap()).expect("daemon exited in time");
         use std::os::unix::process::ExitStatusExt;
         status
             .code()
@@ -482,19 +346,6 @@ impl Drop for Harness {
             }
         }
     }
-}
-
-fn collect(stream: impl Read + Send + 'static, output: Output) {
-    std::thread::spawn(move || {
-        let reader = BufReader::new(stream);
-        for line in reader.lines() {
-            let Ok(line) = line else { break };
-            if std::env::var_os("ROLLBRIDGE_TEST_ECHO").is_some() {
-                eprintln!("[daemon] {line}");
-            }
-            output.lines.lock().unwrap().push(line);
-        }
-    });
 }
 
 /// A WebSocket client connected through the proxy.

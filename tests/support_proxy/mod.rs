@@ -12,7 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rollbridge::daemon::events::EventSink;
-use rollbridge::proxy::{ConnectionCounters, ProxyServer, ReleaseTarget, Router};
+use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::pin::Pin;
@@ -65,11 +65,21 @@ pub struct ProxyFixture {
 
 impl ProxyFixture {
     pub async fn start() -> ProxyFixture {
+        ProxyFixture::start_with(ProxyOptions::default()).await
+    }
+
+    pub async fn start_with(options: ProxyOptions) -> ProxyFixture {
         let router = Router::new();
         let events = EventSink::silent();
-        let server = ProxyServer::bind("127.0.0.1", 0, Arc::clone(&router), events.clone())
-            .await
-            .expect("proxy binds an ephemeral port");
+        let server = ProxyServer::bind_with_options(
+            "127.0.0.1",
+            0,
+            Arc::clone(&router),
+            events.clone(),
+            options,
+        )
+        .await
+        .expect("proxy binds an ephemeral port");
         let addr = server.local_addr();
         ProxyFixture {
             server: Some(server),

@@ -1,9 +1,10 @@
-//! The root object and the top-level sections: proxy, control, release retention,
-//! statePath and plugins.
+//! The root object and the top-level sections: proxy (with its access log),
+//! control, release retention, statePath, plugins and metrics.
 
 use super::{Section, Validator, cross, legacy, millis, process};
 use crate::config::model::{
-    Config, ControlConfig, IdOrName, PluginsConfig, ProxyConfig, ReleaseRetention,
+    AccessLogConfig, AccessLogFormat, Config, ControlConfig, IdOrName, MetricsConfig,
+    PluginsConfig, ProxyConfig, ReleaseRetention,
 };
 use serde_json::{Map, Value};
 
@@ -11,6 +12,7 @@ const ROOT_KEYS: &[&str] = &[
     "application",
     "control",
     "legacyTakeover",
+    "metrics",
     "plugins",
     "processes",
     "proxy",
@@ -18,6 +20,7 @@ const ROOT_KEYS: &[&str] = &[
     "statePath",
 ];
 const PROXY_KEYS: &[&str] = &[
+    "accessLog",
     "drainTimeoutMs",
     "forceStopTimeoutMs",
     "healthPath",
@@ -29,6 +32,8 @@ const PROXY_KEYS: &[&str] = &[
 const CONTROL_KEYS: &[&str] = &["group", "mode", "owner", "path"];
 const RETENTION_KEYS: &[&str] = &["keep", "maxAgeMs"];
 const PLUGINS_KEYS: &[&str] = &["native"];
+const METRICS_KEYS: &[&str] = &["host", "port"];
+const ACCESS_LOG_KEYS: &[&str] = &["format", "path"];
 
 pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
     let Some(root) = v.as_object(root) else {
@@ -115,6 +120,15 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
             None
         }
     };
+    let metrics = validate_metrics(v, root.get("metrics"));
+    if let Some(metrics) = &metrics {
+        if metrics.port != 0 && metrics.port == proxy.port {
+            v.issue(
+                format!("metrics.port {} is also the proxy port", metrics.port),
+                "Give the metrics listener a port of its own, e.g. 9464.",
+            );
+        }
+    }
     v.issues.extend(plugin_issues);
 
     cross::validate_cross_process(v, &checked);
@@ -128,6 +142,7 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
         release_retention,
         state_path,
         plugins,
+        metrics,
     })
 }
 
@@ -163,6 +178,7 @@ fn validate_proxy(v: &mut Validator, proxy: &Map<String, Value>) -> ProxyConfig 
             8182
         }
     };
+    let access_log = validate_access_log(v, proxy.get("accessLog"));
     let upstream_host = v
         .optional_string(proxy.get("upstreamHost"), "proxy.upstreamHost")
         .unwrap_or_else(|| match host.as_str() {
@@ -178,7 +194,86 @@ fn validate_proxy(v: &mut Validator, proxy: &Map<String, Value>) -> ProxyConfig 
         health_timeout_ms,
         drain_timeout_ms,
         force_stop_timeout_ms,
+        access_log,
     }
+}
+
+fn validate_access_log(v: &mut Validator, value: Option<&Value>) -> Option<AccessLogConfig> {
+    let map = match v.section(
+        value,
+        "proxy.accessLog",
+        "Make proxy.accessLog a table such as { path = \"/var/log/app/access.log\", format = \"combined\" }, or remove it to log no requests.",
+    ) {
+        Section::Present(map) => map,
+        _ => return None,
+    };
+    v.known_keys(map, "proxy.accessLog", ACCESS_LOG_KEYS);
+    let path = v.required_string(map.get("path"), "proxy.accessLog.path");
+    if path.as_deref() == Some("") {
+        v.issue(
+            "proxy.accessLog.path must not be empty",
+            "Set proxy.accessLog.path to the file to append request lines to; a relative path is resolved against the config's folder.",
+        );
+    }
+    let format = match v.optional_string(map.get("format"), "proxy.accessLog.format") {
+        None => Some(AccessLogFormat::default()),
+        Some(text) => {
+            let format = AccessLogFormat::parse(&text);
+            if format.is_none() {
+                v.issue(
+                    format!("proxy.accessLog.format \"{text}\" is not a known format"),
+                    format!(
+                        "Use one of: {} (the default is json).",
+                        AccessLogFormat::NAMES.join(", ")
+                    ),
+                );
+            }
+            format
+        }
+    };
+    let path = path.filter(|p| !p.is_empty())?;
+    Some(AccessLogConfig {
+        path: v.ctx.config_dir.join(path),
+        format: format?,
+    })
+}
+
+fn validate_metrics(v: &mut Validator, value: Option<&Value>) -> Option<MetricsConfig> {
+    let map = match v.section(
+        value,
+        "metrics",
+        "Make metrics a table such as metrics = { port = 9464 } (host defaults to 127.0.0.1), or remove it to serve no metrics.",
+    ) {
+        Section::Present(map) => map,
+        _ => return None,
+    };
+    v.known_keys(map, "metrics", METRICS_KEYS);
+    let host = v
+        .optional_string(map.get("host"), "metrics.host")
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let port = match map.get("port") {
+        None => {
+            v.issue(
+                "metrics.port is required",
+                "Add metrics.port: the port Prometheus scrapes, e.g. 9464 (0 picks a free port).",
+            );
+            None
+        }
+        Some(value) => match v.optional_number(Some(value), "metrics.port") {
+            Some(port) if port.fract() == 0.0 && (0.0..=65535.0).contains(&port) => {
+                Some(port as u16)
+            }
+            Some(_) => {
+                v.issue(
+                    "metrics.port must be a port number between 0 and 65535",
+                    "Use a whole number from 1 to 65535 for the metrics listener, or 0 to let the system pick a free one.",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    Some(MetricsConfig { host, port: port? })
 }
 
 fn validate_control(
@@ -355,4 +450,95 @@ fn validate_plugins(v: &mut Validator, value: Option<&Value>) -> PluginsConfig {
         paths.push(path);
     }
     PluginsConfig { native: paths }
+}
+
+#[cfg(test)]
+mod observability_keys_tests {
+    use crate::config::model::AccessLogFormat;
+    use crate::config::validate::{ValidationContext, validate_value};
+    use serde_json::json;
+
+    fn check(extra: serde_json::Value) -> Result<crate::config::model::Config, Vec<String>> {
+        let mut root = json!({
+            "application": "app",
+            "proxy": { "port": 8182 },
+            "processes": [{ "id": "web", "command": "run", "policy": "proxied", "port": { "from": 4000, "to": 4010 } }],
+        });
+        let object = root.as_object_mut().unwrap();
+        for (key, value) in extra.as_object().unwrap() {
+            if key == "proxy" {
+                object["proxy"]
+                    .as_object_mut()
+                    .unwrap()
+                    .extend(value.as_object().unwrap().clone());
+            } else {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+        let ctx = ValidationContext::for_dir(std::path::Path::new("/etc/app"));
+        let report = validate_value(&root, &ctx);
+        match report.config {
+            Some(config) => Ok(config),
+            None => Err(report.issues.iter().map(|i| i.message.clone()).collect()),
+        }
+    }
+
+    #[test]
+    fn metrics_and_access_log_are_optional_and_normalized() {
+        let plain = check(json!({})).unwrap();
+        assert_eq!(plain.metrics, None);
+        assert_eq!(plain.proxy.access_log, None);
+
+        let config = check(json!({
+            "metrics": { "port": 9464 },
+            "proxy": { "accessLog": { "path": "logs/access.log" } },
+        }))
+        .unwrap();
+        let metrics = config.metrics.unwrap();
+        assert_eq!((metrics.host.as_str(), metrics.port), ("127.0.0.1", 9464));
+        let access = config.proxy.access_log.unwrap();
+        assert_eq!(
+            access.path,
+            std::path::Path::new("/etc/app/logs/access.log")
+        );
+        assert_eq!(access.format, AccessLogFormat::Json);
+
+        let combined = check(json!({
+            "proxy": { "accessLog": { "path": "/var/log/a.log", "format": "combined" } },
+        }))
+        .unwrap();
+        assert_eq!(
+            combined.proxy.access_log.unwrap().format,
+            AccessLogFormat::Combined
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_at_their_key() {
+        let issues = check(json!({
+            "metrics": { "host": "0.0.0.0", "prot": 1 },
+            "proxy": { "accessLog": { "format": "apache" } },
+        }))
+        .unwrap_err();
+        for expected in [
+            "metrics.prot is not a known key",
+            "metrics.port is required",
+            "proxy.accessLog.path is required",
+            "proxy.accessLog.format \"apache\" is not a known format",
+        ] {
+            assert!(
+                issues.iter().any(|i| i == expected),
+                "{expected} in {issues:?}"
+            );
+        }
+        let issues = check(json!({ "metrics": { "port": 8182 } })).unwrap_err();
+        assert_eq!(issues, ["metrics.port 8182 is also the proxy port"]);
+        let issues = check(json!({ "metrics": { "port": 70000 } })).unwrap_err();
+        assert_eq!(
+            issues,
+            ["metrics.port must be a port number between 0 and 65535"]
+        );
+        let issues = check(json!({ "metrics": 9464 })).unwrap_err();
+        assert_eq!(issues, ["metrics must be an object"]);
+    }
 }

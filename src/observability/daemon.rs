@@ -1,0 +1,363 @@
+//! Everything observability the daemon holds for its life, in one place, so the
+//! daemon's own code only calls it at a few clearly named moments:
+//!
+//! 1. [`SystemdHandoff::take`] first thing in `rollbridge daemon`, while the
+//!    process has one thread: systemd's variables and passed sockets are taken
+//!    and removed from the environment;
+//! 2. [`DaemonObservability::start`]: the logging pipeline (its event sink is the
+//!    daemon's);
+//! 3. [`DaemonObservability::configure`] once the config is loaded: access log,
+//!    metrics listener;
+//! 4. [`DaemonObservability::ready`] once proxy and control serve;
+//!    `reloading`/`ready` around config reloads, `stopping` when shutdown begins;
+//! 5. [`DaemonObservability::close`] after shutdown, then
+//!    [`DaemonObservability::finish`] to flush the log before exiting.
+
+use super::access_log::{AccessLog, AccessLogWriter};
+use super::activation::{ActivatedSockets, ActivationError};
+use super::events_layer::EventObserver;
+use super::logging::{Logging, LoggingError, LoggingOptions, LoggingStats};
+use super::metrics::{Metrics, MetricsServer, ProcessSource};
+use super::request_observer::ProxyObserver;
+use super::systemd::{SystemdNotifier, clear_systemd_env};
+use crate::config::model::Config;
+use crate::daemon::events::{Event, EventSink};
+use crate::proxy::Router;
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// What systemd passed to this process.
+#[derive(Debug, Default)]
+pub struct SystemdHandoff {
+    pub notifier: SystemdNotifier,
+    pub sockets: ActivatedSockets,
+}
+
+impl SystemdHandoff {
+    /// Reads the notify socket, watchdog and passed sockets, then removes every
+    /// systemd variable from the environment so managed processes inherit none.
+    ///
+    /// # Safety
+    /// It changes the environment: call it while the process has a single thread.
+    pub unsafe fn take() -> Result<SystemdHandoff, ActivationError> {
+        let notifier = SystemdNotifier::from_env();
+        let sockets = ActivatedSockets::from_env();
+        // SAFETY: forwarded to the caller.
+        unsafe { clear_systemd_env() };
+        Ok(SystemdHandoff {
+            notifier,
+            sockets: sockets?,
+        })
+    }
+}
+
+/// The daemon's logging, systemd and metrics state.
+pub struct DaemonObservability {
+    logging: Mutex<Option<Logging>>,
+    events: EventSink,
+    stats: LoggingStats,
+    reopen_log: Option<super::log_file::LogFile>,
+    notifier: SystemdNotifier,
+    sockets: Mutex<ActivatedSockets>,
+    control_activated: bool,
+    metrics: Arc<Metrics>,
+    metrics_server: Mutex<Option<MetricsServer>>,
+    access_log: Mutex<Option<(AccessLog, AccessLogWriter)>>,
+    observer: OnceLock<Arc<ProxyObserver>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DaemonObservability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonObservability")
+            .finish_non_exhaustive()
+    }
+}
+
+impl DaemonObservability {
+    /// Starts logging and makes it the process-wide tracing default.
+    pub fn start(
+        options: &LoggingOptions,
+        handoff: SystemdHandoff,
+    ) -> Result<Arc<DaemonObservability>, LoggingError> {
+        let logging = Logging::start(options)?;
+        logging.install_global();
+        let metrics = Metrics::new();
+        logging.attach_metrics(&metrics);
+        let notifier = handoff.notifier;
+        logging.observe_events(Arc::new(SystemdStatus {
+            notifier: notifier.clone(),
+        }));
+        let control_activated = handoff.sockets.control.is_some();
+        Ok(Arc::new(DaemonObservability {
+            events: logging.events(),
+            stats: logging.stats(),
+            reopen_log: logging.reopener(),
+            logging: Mutex::new(Some(logging)),
+            notifier,
+            sockets: Mutex::new(handoff.sockets),
+            control_activated,
+            metrics,
+            metrics_server: Mutex::default(),
+            access_log: Mutex::default(),
+            observer: OnceLock::new(),
+            background: Mutex::default(),
+        }))
+    }
+
+    /// Plain stdout logging and nothing else (embedded use, tests).
+    pub fn stdout_only() -> Arc<DaemonObservability> {
+        DaemonObservability::start(&LoggingOptions::default(), SystemdHandoff::default())
+            .expect("stdout logging with the default level cannot fail")
+    }
+
+    /// The daemon's event sink.
+    pub fn events(&self) -> EventSink {
+        self.events.clone()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn notifier(&self) -> &SystemdNotifier {
+        &self.notifier
+    }
+
+    /// The proxy listener systemd passed, once (later calls get `None`).
+    pub fn take_activated_proxy(&self) -> Option<TcpListener> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .proxy
+            .take()
+    }
+
+    /// The control listener systemd passed, once.
+    pub fn take_activated_control(&self) -> Option<UnixListener> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .control
+            .take()
+    }
+
+    /// True when systemd owns the control socket: the daemon must neither probe
+    /// nor create nor remove the socket file.
+    pub fn control_activated(&self) -> bool {
+        self.control_activated
+    }
+
+    /// Opens the access log and starts the metrics listener the config asks for.
+    /// The `metrics listening` event reports the bound address. With `patience`
+    /// a metrics port still held by a retiring owner is retried until it frees up.
+    pub async fn configure(
+        &self,
+        config: &Config,
+        router: Arc<Router>,
+        patience: Duration,
+    ) -> Result<(), String> {
+        self.metrics.set_router(router);
+        let access = match &config.proxy.access_log {
+            Some(settings) => {
+                let (log, writer) = AccessLog::open(&settings.path, settings.format)
+                    .map_err(|error| format!("proxy.accessLog: {error}"))?;
+                let stats = log.stats();
+                self.metrics
+                    .add_dropped_lines_source("access", Arc::new(move || stats.dropped_lines()));
+                let handle = log.clone();
+                *self.access_log.lock().unwrap_or_else(|e| e.into_inner()) = Some((log, writer));
+                Some(handle)
+            }
+            None => None,
+        };
+        let metrics = config
+            .metrics
+            .is_some()
+            .then(|| self.metrics.proxy().clone());
+        let _ = self
+            .observer
+            .set(Arc::new(ProxyObserver::new(metrics, access)));
+        if let Some(settings) = &config.metrics {
+            let deadline = tokio::time::Instant::now() + patience;
+            let server = loop {
+                match MetricsServer::bind(&settings.host, settings.port, self.metrics.clone()).await
+                {
+                    Ok(server) => break server,
+                    Err(error)
+                        if error.source.kind() == std::io::ErrorKind::AddrInUse
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(error) => return Err(error.to_string()),
+                }
+            };
+            self.events.emit(
+                "metrics listening",
+                crate::data! { "host" => settings.host, "port" => server.local_addr().port() },
+            );
+            *self
+                .metrics_server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+        }
+        Ok(())
+    }
+
+    /// What the proxy records per request; `None` when neither metrics nor the
+    /// access log is configured.
+    pub fn proxy_observer(&self) -> Option<Arc<ProxyObserver>> {
+        self.observer.get().filter(|o| !o.is_empty()).cloned()
+    }
+
+    /// Where the metrics listener reads the managed processes from.
+    pub fn set_process_source(&self, source: ProcessSource) {
+        self.metrics.set_process_source(source);
+    }
+
+    /// Reopens the log file and the access log on every SIGHUP (logrotate).
+    pub fn spawn_reopen_on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())?;
+        let this = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(this) = this.upgrade() else { return };
+                this.reopen_logs().await;
+            }
+        });
+        self.background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        Ok(())
+    }
+
+    /// Closes and reopens the log file and the access log.
+    pub async fn reopen_logs(&self) {
+        if let Some(log) = self.reopen_log.clone() {
+            let reopened = tokio::task::spawn_blocking(move || log.reopen()).await;
+            if let Ok(Err(error)) = reopened {
+                tracing::warn!(
+                    target: "rollbridge::logging",
+                    error = %error,
+                    "could not reopen the log file; lines are counted as dropped until it can be opened"
+                );
+            }
+        }
+        let access = self
+            .access_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(log, _)| log.clone());
+        if let Some(access) = access {
+            access.reopen();
+        }
+    }
+
+    /// Proxy and control serve: `READY=1` and the watchdog starts.
+    pub fn ready(&self, active_release: Option<&str>) {
+        self.notifier.ready(&status_line(active_release));
+        if let Some(task) = self.notifier.spawn_watchdog() {
+            self.background
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task);
+        }
+    }
+
+    /// The config is about to be reloaded (`RELOADING=1`).
+    pub fn reloading(&self) {
+        self.notifier.reloading();
+    }
+
+    /// The reload finished, whatever its outcome (`READY=1`).
+    pub fn reloaded(&self, active_release: Option<&str>) {
+        self.notifier.ready(&status_line(active_release));
+    }
+
+    /// Shutdown began (`STOPPING=1`).
+    pub fn stopping(&self) {
+        self.notifier.stopping();
+    }
+
+    /// `status.logging`: `{"droppedLines": N}`.
+    pub fn logging_status(&self) -> serde_json::Value {
+        self.stats.status_json()
+    }
+
+    /// Closes the metrics listener (a replacement daemon takes its port).
+    pub async fn close_metrics_listener(&self) {
+        let server = self
+            .metrics_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(server) = server {
+            server.shutdown().await;
+        }
+    }
+
+    /// Stops the metrics listener and writes out the access log.
+    pub async fn close(&self) {
+        self.close_metrics_listener().await;
+        let access = self
+            .access_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((_, writer)) = access {
+            let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+        }
+        for task in self
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    /// Writes out every queued log line. Call it last, before the process exits.
+    pub fn finish(&self) {
+        let logging = self
+            .logging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(logging) = logging {
+            logging.finish();
+        }
+    }
+}
+
+fn status_line(active_release: Option<&str>) -> String {
+    match active_release {
+        Some(release) => format!("active release {release}"),
+        None => "no active release".to_string(),
+    }
+}
+
+/// Keeps `STATUS=` current: the release receiving traffic.
+struct SystemdStatus {
+    notifier: SystemdNotifier,
+}
+
+impl EventObserver for SystemdStatus {
+    fn observe(&self, event: &Event) {
+        if !self.notifier.is_enabled() {
+            return;
+        }
+        if event.message == "traffic switched" {
+            if let Some(release) = event.data.get("releaseId").and_then(|r| r.as_str()) {
+                self.notifier.status(&status_line(Some(release)));
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Closing client connections that go too long without a request in progress:
+//! clients that trickle a request head (slowloris) or never send one, and idle
+//! keep-alive connections.
+//!
+//! hyper's own header timeout arms a timer for every request head, which costs an
+//! extra wake-up system call per keep-alive request (measured). Instead each
+//! connection keeps two atomics (requests in progress, coarse time it became idle)
+//! and one sweeper task per proxy thread checks that thread's connections once per
+//! tick.
+
+use super::forward::ConnectionContext;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How often the sweeper looks at the connections (the granularity of the limit).
+const SWEEP_TICK: Duration = Duration::from_secs(1);
+
+/// Per-connection activity, updated on the hot path with plain atomics.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionActivity {
+    in_progress: AtomicU32,
+    idle_since_tick: AtomicU64,
+    expired: Notify,
+}
+
+impl ConnectionActivity {
+    /// Resolves when the sweeper found this connection idle for too long.
+    pub(crate) async fn expired(&self) {
+        self.expired.notified().await;
+    }
+
+    pub(crate) fn has_request_in_progress(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire) > 0
+    }
+}
+
+/// "A request is in progress on this connection", until dropped. It also carries
+/// the connection context so request handling needs no further reference counting.
+#[derive(Debug)]
+pub(crate) struct ActiveRequest {
+    context: Arc<ConnectionContext>,
+}
+
+impl ActiveRequest {
+    pub(crate) fn begin(context: Arc<ConnectionContext>) -> ActiveRequest {
+        context.activity.in_progress.fetch_add(1, Ordering::AcqRel);
+        ActiveRequest { context }
+    }
+
+    pub(crate) fn context(&self) -> &ConnectionContext {
+        &self.context
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        let now = self.context.sweeper.tick.load(Ordering::Relaxed);
+        let activity = &self.context.activity;
+        activity.idle_since_tick.store(now, Ordering::Relaxed);
+        activity.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type Registry = HashMap<u64, Weak<ConnectionContext>>;
+
+/// The client connections of one server, and its coarse clock.
+#[derive(Debug)]
+pub(crate) struct IdleSweeper {
+    limit_ticks: u64,
+    tick: AtomicU64,
+    next_id: AtomicU64,
+    connections: Mutex<Registry>,
+}
+
+/// Removes the connection from the sweeper when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    sweeper: Arc<IdleSweeper>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sweeper.lock().remove(&self.id);
+    }
+}
+
+impl IdleSweeper {
+    pub(crate) fn new(limit: Duration) -> Arc<IdleSweeper> {
+        let limit_ticks = limit.as_secs().div_ceil(SWEEP_TICK.as_secs()).max(1);
+        Arc::new(IdleSweeper {
+            limit_ticks,
+            tick: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts watching a connection; it counts as idle from now on.
+    pub(crate) fn register(self: &Arc<Self>, context: &Arc<ConnectionContext>) -> Registration {
+        let now = self.tick.load(Ordering::Relaxed);
+        context
+            .activity
+            .idle_since_tick
+            .store(now, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Arc::downgrade(context));
+        Registration {
+            sweeper: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Advances the clock and expires idle connections, until `stop` is cancelled.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(SWEEP_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.sweep();
+        }
+    }
+
+    fn sweep(&self) {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        let connections: Vec<Arc<ConnectionContext>> =
+            self.lock().values().filter_map(Weak::upgrade).collect();
+        for context in connections {
+            let activity = &context.activity;
+            let idle_for = now.saturating_sub(activity.idle_since_tick.load(Ordering::Relaxed));
+            if !activity.has_request_in_progress() && idle_for > self.limit_ticks {
+                activity.expired.notify_one();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::events::EventSink;
+    use crate::proxy::errors::ErrorReporter;
+    use crate::proxy::forward::ServerShared;
+    use crate::proxy::headers::ClientInfo;
+    use futures_util::FutureExt;
+
+    fn connection(sweeper: &Arc<IdleSweeper>) -> Arc<ConnectionContext> {
+        let server = Arc::new(ServerShared {
+            router: crate::proxy::Router::new(),
+            reporter: Arc::new(ErrorReporter::new(EventSink::silent())),
+            tasks: tokio_util::task::TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            idle_timeout: Duration::from_secs(30),
+            observer: None,
+        });
+        Arc::new(ConnectionContext {
+            server,
+            sweeper: Arc::clone(sweeper),
+            client: ClientInfo::new(
+                "127.0.0.1".parse().unwrap(),
+                http::HeaderValue::from_static("80"),
+            ),
+            activity: ConnectionActivity::default(),
+        })
+    }
+
+    fn is_expired(context: &ConnectionContext) -> bool {
+        context.activity.expired().now_or_never().is_some()
+    }
+
+    #[test]
+    fn idle_connection_expires_after_the_limit() {
+        let sweeper = IdleSweeper::new(Duration::from_secs(3));
+        let context = connection(&sweeper);
+        let _registration = sweeper.register(&context);
+        for _ in 0..3 {
+            sweeper.sweep();
+            assert!(!is_expired(&context), "not before the limit");
+        }
+        sweeper.sweep();
+        assert!(is_expired(&context));
+    }
+
+    #[test]
+    fn request_in_progress_keeps_the_connection_and_restarts_the_clock() {
+        let sweeper = IdleSweeper::new(Duration::from_secs(2));
+        let context = connection(&sweeper);
+        let _registration = sweeper.register(&context);
+        let request = ActiveRequest::begin(Arc::clone(&context));
+        for _ in 0..10 {
+            sweeper.sweep();
+        }
+        assert!(!is_expired(&context), "a long request is not idleness");
+        drop(request);
+        sweeper.sweep();
+        sweeper.sweep();
+        assert!(
+            !is_expired(&context),
+            "idle time counts from the request's end"
+        );
+        sweeper.sweep();
+        assert!(is_expired(&context));
+    }
+
+    #[test]
+    fn closed_connections_leave_the_registry() {
+        let sweeper = IdleSweeper::new(Duration::from_secs(2));
+        let context = connection(&sweeper);
+        let registration = sweeper.register(&context);
+        assert_eq!(sweeper.lock().len(), 1);
+        drop(registration);
+        assert_eq!(sweeper.lock().len(), 0);
+    }
+}
