@@ -18,36 +18,10 @@ set -euo pipefail
 DURATION=${DURATION:-3s}
 ROUNDS=${ROUNDS:-6}
 WORKERS=${WORKERS:-2}
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-
-need_packages=()
-command -v wrk >/dev/null || need_packages+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_packages+=(nginx)
-if [ ${#need_packages[@]} -gt 0 ]; then
-  echo "installing ${need_packages[*]} (Debian packages)" >&2
-  apt-get update -qq && apt-get install -y -qq "${need_packages[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-if [ -z "${DRIVER:-}" ]; then
-  echo "building the observability driver (release)" >&2
-  (cd "$REPO" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --example observability_driver)
-  DRIVER=$TARGET_DIR/release/examples/observability_driver
-fi
-
-WORK=$(mktemp -d /tmp/rollbridge-observability-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+BENCH_NAME=observability
+DRIVER_EXAMPLE=observability_driver
+# shellcheck source=../common.sh
+source "$(dirname "$0")/../common.sh"
 UPSTREAM_PORT=$(free_port)
 
 mkdir -p "$WORK/upstream"
