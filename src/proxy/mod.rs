@@ -7,7 +7,8 @@
 //! connections so the daemon can wait for a retired release to drain.
 //!
 //! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
-//! thread: accepting and serving client connections), `forward` (one request),
+//! thread: taking and serving client connections), `distribute` (one thread
+//! accepts, the least busy thread serves), `forward` (one request),
 //! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
 //! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
@@ -21,6 +22,7 @@
 
 mod body;
 mod counters;
+mod distribute;
 mod errors;
 mod forward;
 mod headers;

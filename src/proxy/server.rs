@@ -1,10 +1,11 @@
 //! The proxy server as its owner sees it: options, starting the proxy threads,
 //! shutdown.
 
+use super::distribute::{Handoff, ThreadLoads, handoff_channel};
 use super::errors::ErrorReporter;
 use super::forward::ServerShared;
 use super::router::Router;
-use super::worker::run_worker;
+use super::worker::{ConnectionSource, WorkerSetup, run_worker};
 use crate::daemon::events::EventSink;
 use crate::observability::ProxyObserver;
 use std::io;
@@ -176,46 +177,47 @@ impl ProxyServer {
             stop_accepting: CancellationToken::new(),
             workers: Vec::with_capacity(threads),
         };
-        let mut original = Some(listener);
-        for index in 0..threads {
-            let std_listener = if index + 1 == threads {
-                original.take().expect("the last thread takes the original")
-            } else {
-                original
-                    .as_ref()
-                    .expect("the original outlives the clones")
-                    .try_clone()?
-            };
+        let loads = ThreadLoads::new(threads);
+        let mut inboxes = Vec::with_capacity(threads);
+        let mut others: Vec<Option<Handoff>> = vec![None];
+        for _ in 1..threads {
+            let (handoff, inbox) = handoff_channel();
+            others.push(Some(handoff));
+            inboxes.push(inbox);
+        }
+        let mut sources = vec![ConnectionSource::Listener { listener, others }];
+        sources.extend(inboxes.into_iter().map(ConnectionSource::Handoff));
+        for (index, source) in sources.into_iter().enumerate() {
             let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
             let (accept_stopped_tx, accept_stopped) = oneshot::channel();
             let (exited_tx, exited) = oneshot::channel();
-            let shared = Arc::clone(&server.shared);
-            let stop = server.stop_accepting.clone();
+            let setup = WorkerSetup {
+                index,
+                local_port: local_addr.port(),
+                source,
+                loads: Arc::clone(&loads),
+                shared: Arc::clone(&server.shared),
+                stop: server.stop_accepting.clone(),
+                accept_stopped: accept_stopped_tx,
+            };
             std::thread::Builder::new()
                 .name(format!("rollbridge-proxy-{index}"))
                 .spawn(move || {
                     super::pool::set_current_shard(index);
                     // The runtime is created and dropped on this thread only, never
                     // inside the caller's async context.
-                    let started = tokio::runtime::Builder::new_current_thread()
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .and_then(|runtime| {
-                            let listener = {
-                                let _entered = runtime.enter();
-                                TcpListener::from_std(std_listener)?
-                            };
-                            Ok((runtime, listener))
-                        });
-                    let (runtime, listener) = match started {
-                        Ok(started) => started,
+                    {
+                        Ok(runtime) => runtime,
                         Err(error) => {
                             let _ = ready_tx.send(Err(error));
                             return;
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    runtime.block_on(run_worker(listener, shared, stop, accept_stopped_tx));
+                    runtime.block_on(run_worker(setup));
                     // Dropping the runtime ends what is left on it (upstream connections).
                     drop(runtime);
                     let _ = exited_tx.send(());

@@ -1,13 +1,18 @@
-//! One proxy thread: its accept loop, one task per client connection, and how a
-//! connection ends (done, idle too long, graceful or hard stop).
+//! One proxy thread: where its client connections come from (the listening socket
+//! or the listening thread's hand-offs, see `distribute`), one task per client
+//! connection, and how a connection ends (done, idle too long, graceful or hard
+//! stop).
 
+use super::distribute::{Accepted, ConnectionLoad, Handoff, Inbox, ThreadLoads};
 use super::forward::{self, ConnectionContext, ServerShared};
 use super::headers::ClientInfo;
 use super::idle::IdleSweeper;
+use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,14 +23,43 @@ use tokio_util::sync::CancellationToken;
 /// of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// The life of one proxy thread: accept until told to stop, then keep serving the
-/// connections already open until they are done or the server is stopped for good.
-pub(crate) async fn run_worker(
-    listener: TcpListener,
-    shared: Arc<ServerShared>,
-    stop: CancellationToken,
-    accept_stopped: oneshot::Sender<()>,
-) {
+/// Where one proxy thread gets its client connections.
+pub(crate) enum ConnectionSource {
+    /// This thread owns the listening socket; `others[i]` reaches proxy thread
+    /// `i` (`None` for this thread itself).
+    Listener {
+        listener: std::net::TcpListener,
+        others: Vec<Option<Handoff>>,
+    },
+    /// The listening thread hands connections to this one.
+    Handoff(Inbox),
+}
+
+/// One proxy thread as its runtime sees it.
+pub(crate) struct WorkerSetup {
+    pub(crate) index: usize,
+    /// The port clients connect to (for `X-Forwarded-Port`).
+    pub(crate) local_port: u16,
+    pub(crate) source: ConnectionSource,
+    pub(crate) loads: Arc<ThreadLoads>,
+    pub(crate) shared: Arc<ServerShared>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) accept_stopped: oneshot::Sender<()>,
+}
+
+/// The life of one proxy thread: take connections until told to stop, then keep
+/// serving the connections already open until they are done or the server is
+/// stopped for good. Must run inside the thread's runtime.
+pub(crate) async fn run_worker(setup: WorkerSetup) {
+    let WorkerSetup {
+        index,
+        local_port,
+        source,
+        loads,
+        shared,
+        stop,
+        accept_stopped,
+    } = setup;
     // Connections wait on this thread's own child tokens, so registering and
     // dropping those waits never contends with the other proxy threads.
     let stop = ThreadStop {
@@ -34,7 +68,22 @@ pub(crate) async fn run_worker(
     };
     let sweeper = IdleSweeper::new(shared.idle_timeout);
     tokio::spawn(Arc::clone(&sweeper).run(stop.everything.clone()));
-    accept_loop(listener, Arc::clone(&shared), sweeper, &stop).await;
+    let serve = ThreadServe {
+        shared: Arc::clone(&shared),
+        sweeper,
+        builder: Arc::new(http1_builder()),
+        stop: stop.clone(),
+        local_port: HeaderValue::from(local_port),
+    };
+    match source {
+        ConnectionSource::Listener { listener, others } => match TcpListener::from_std(listener) {
+            Ok(listener) => accept_loop(listener, index, &loads, &others, &serve).await,
+            Err(error) => shared.reporter.report(&format!(
+                "the proxy cannot watch its listening socket: {error}"
+            )),
+        },
+        ConnectionSource::Handoff(inbox) => receive_loop(inbox, &serve).await,
+    }
     let _ = accept_stopped.send(());
     tokio::select! {
         _ = shared.tasks.wait() => {}
@@ -58,39 +107,59 @@ struct ThreadStop {
     everything: CancellationToken,
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What a proxy thread needs to serve a connection.
+struct ThreadServe {
     shared: Arc<ServerShared>,
     sweeper: Arc<IdleSweeper>,
-    stop: &ThreadStop,
+    builder: Arc<http1::Builder>,
+    stop: ThreadStop,
+    /// The proxy port, for `X-Forwarded-Port`.
+    local_port: HeaderValue,
+}
+
+impl ThreadServe {
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, load: ConnectionLoad) {
+        let context = Arc::new(ConnectionContext {
+            server: Arc::clone(&self.shared),
+            sweeper: Arc::clone(&self.sweeper),
+            client: ClientInfo::new(peer.ip(), self.local_port.clone()),
+            activity: Default::default(),
+        });
+        self.shared.tasks.spawn(serve_client(
+            stream,
+            context,
+            Arc::clone(&self.builder),
+            self.stop.clone(),
+            load,
+        ));
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    loads: &Arc<ThreadLoads>,
+    others: &[Option<Handoff>],
+    serve: &ThreadServe,
 ) {
-    let builder = Arc::new(http1_builder());
-    let local_port =
-        hyper::header::HeaderValue::from(listener.local_addr().map_or(0, |a| a.port()));
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = stop.accepting.cancelled() => break,
+            _ = serve.stop.accepting.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let context = Arc::new(ConnectionContext {
-                    server: Arc::clone(&shared),
-                    sweeper: Arc::clone(&sweeper),
-                    client: ClientInfo::new(peer.ip(), local_port.clone()),
-                    activity: Default::default(),
-                });
-                shared.tasks.spawn(serve_client(
-                    stream,
-                    context,
-                    Arc::clone(&builder),
-                    stop.clone(),
-                ));
+                let load = loads.assign(index);
+                match others.get(load.thread()).and_then(Option::as_ref) {
+                    None => serve.serve(stream, peer, load),
+                    Some(handoff) => hand_off(handoff, stream, peer, load, serve),
+                }
             }
             Err(error) if is_per_connection(&error) => {}
             Err(error) => {
-                shared
+                serve
+                    .shared
                     .reporter
                     .report(&format!("accepting a proxy connection failed: {error}"));
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -98,6 +167,46 @@ async fn accept_loop(
         }
     }
     // The listener is dropped here, so new connections are refused from now on.
+}
+
+/// Passes a connection to another proxy thread; if that is not possible (the
+/// thread is gone), this thread serves it after all.
+fn hand_off(
+    handoff: &Handoff,
+    stream: TcpStream,
+    peer: SocketAddr,
+    load: ConnectionLoad,
+    serve: &ThreadServe,
+) {
+    let std_stream = match stream.into_std() {
+        Ok(std_stream) => std_stream,
+        // Deregistering failed; the socket is gone with the error.
+        Err(_) => return,
+    };
+    let accepted: Accepted = (std_stream, peer);
+    if let Err(returned) = handoff.send((accepted, load)) {
+        let ((std_stream, peer), load) = returned.0;
+        if let Ok(stream) = TcpStream::from_std(std_stream) {
+            serve.serve(stream, peer, load);
+        }
+    }
+}
+
+async fn receive_loop(mut inbox: Inbox, serve: &ThreadServe) {
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = serve.stop.accepting.cancelled() => break,
+            received = inbox.recv() => received,
+        };
+        let Some(((std_stream, peer), load)) = received else {
+            break;
+        };
+        // Registering with this thread's runtime; a failure loses only this socket.
+        if let Ok(stream) = TcpStream::from_std(std_stream) {
+            serve.serve(stream, peer, load);
+        }
+    }
 }
 
 /// Accept errors that concern only the connection being accepted.
@@ -116,6 +225,7 @@ async fn serve_client(
     context: Arc<ConnectionContext>,
     builder: Arc<http1::Builder>,
     stop: ThreadStop,
+    _load: ConnectionLoad,
 ) {
     if !cfg!(target_os = "linux") {
         // Streamed bodies (SSE) must not wait for the peer's delayed ACK.
