@@ -116,7 +116,11 @@ fn raw_and_json_files_get_a_proxied_process_and_a_service() {
         let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["at", "line", "stream"], "{entry}");
         let line = entry["line"].as_str().unwrap();
-        let expected_stream = if line.starts_with("out ") { "stdout" } else { "stderr" };
+        let expected_stream = if line.starts_with("out ") {
+            "stdout"
+        } else {
+            "stderr"
+        };
         assert_eq!(entry["stream"], expected_stream, "{entry}");
     }
     // Each stream's lines arrive in order, none missing.
@@ -214,10 +218,18 @@ fn processes_sharing_a_path_write_whole_lines() {
     let mut next = [0usize; 3];
     for line in file_lines(&path) {
         let (writer, rest) = line.split_at(2);
-        let index: usize = writer[1..].parse().unwrap_or_else(|_| panic!("torn: {line}"));
-        let (number, text) = rest[1..].split_once(' ').unwrap_or_else(|| panic!("torn: {line}"));
+        let index: usize = writer[1..]
+            .parse()
+            .unwrap_or_else(|_| panic!("torn: {line}"));
+        let (number, text) = rest[1..]
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("torn: {line}"));
         assert_eq!(text, body, "torn: {line}");
-        assert_eq!(number.parse::<usize>().unwrap(), next[index], "out of order: {line}");
+        assert_eq!(
+            number.parse::<usize>().unwrap(),
+            next[index],
+            "out of order: {line}"
+        );
         next[index] += 1;
     }
     assert_eq!(next, [LINES; 3]);
@@ -309,12 +321,20 @@ fn rotation_dates_the_old_file_and_keeps_n() {
         file_lines(&logs.join("web.log"))
             .iter()
             .any(|l| l == "stderr hello from v1")
-            && file_lines(&logs.join("ticker.log")).iter().any(|l| l == "out 0")
+            && file_lines(&logs.join("ticker.log"))
+                .iter()
+                .any(|l| l == "out 0")
     });
-    assert_eq!(dated_files(&logs, "web.log"), [web_rolled.clone()]);
+    assert_eq!(
+        dated_files(&logs, "web.log"),
+        std::slice::from_ref(&web_rolled)
+    );
     assert_eq!(
         dated_files(&logs, "ticker.log"),
-        ["ticker.log.2020-01-01-02".to_string(), ticker_rolled.clone()]
+        [
+            "ticker.log.2020-01-01-02".to_string(),
+            ticker_rolled.clone()
+        ]
     );
     for rolled in [web_rolled, ticker_rolled] {
         assert_eq!(
@@ -381,10 +401,17 @@ fn a_file_that_cannot_be_opened_is_reported_and_the_process_runs() {
     .expect("a `process log file failed` event");
     let data = &failure["data"];
     let keys: Vec<&String> = data.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["processId", "releaseId", "error", "id", "path"], "{data}");
+    assert_eq!(
+        keys,
+        ["processId", "releaseId", "error", "id", "path"],
+        "{data}"
+    );
     assert_eq!(data["processId"], "web");
     assert_eq!(data["releaseId"], "v1");
-    assert_eq!(data["path"], blocker.join("web.log").to_string_lossy().as_ref());
+    assert_eq!(
+        data["path"],
+        blocker.join("web.log").to_string_lossy().as_ref()
+    );
     let error = data["error"].as_str().unwrap();
     assert!(error.starts_with("cannot create the folder"), "{error}");
     assert!(error.contains(&*blocker.to_string_lossy()), "{error}");

@@ -98,10 +98,8 @@ impl DaemonObservability {
         // says otherwise.
         let process_logs = ProcessLogFiles::new(options.rotation, options.keep);
         let process_stats = process_logs.clone();
-        metrics.add_dropped_lines_source(
-            "process",
-            Arc::new(move || process_stats.dropped_lines()),
-        );
+        metrics
+            .add_dropped_lines_source("process", Arc::new(move || process_stats.dropped_lines()));
         Ok(Arc::new(DaemonObservability {
             events: logging.events(),
             stats: logging.stats(),

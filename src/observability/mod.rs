@@ -44,7 +44,6 @@ pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, Loggin
 pub use output::LineOutput;
 pub use process_logs::{
     OpenFailure, PROCESS_LOG_QUEUE_BYTES, ProcessLog, ProcessLogFiles, ProcessLogTarget,
-    format_line as format_process_line,
 };
 pub use request_observer::{ProxyObserver, RequestObservation};
 pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};

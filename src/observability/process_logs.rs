@@ -308,7 +308,7 @@ impl Drop for ProcessLog {
 }
 
 /// Appends one line in `format`, newline included.
-pub fn format_line(out: &mut Vec<u8>, line: &LogLine, format: ProcessLogFormat) {
+fn format_line(out: &mut Vec<u8>, line: &LogLine, format: ProcessLogFormat) {
     match format {
         ProcessLogFormat::Raw => out.extend_from_slice(line.line.as_bytes()),
         ProcessLogFormat::Json => {
@@ -534,8 +534,16 @@ mod tests {
     #[test]
     fn raw_and_json_lines() {
         let mut out = Vec::new();
-        format_line(&mut out, &line("plain \"text\"", Stream::Stdout), ProcessLogFormat::Raw);
-        format_line(&mut out, &line("oops", Stream::Stderr), ProcessLogFormat::Json);
+        format_line(
+            &mut out,
+            &line("plain \"text\"", Stream::Stdout),
+            ProcessLogFormat::Raw,
+        );
+        format_line(
+            &mut out,
+            &line("oops", Stream::Stderr),
+            ProcessLogFormat::Json,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "plain \"text\"\n{\"at\":\"2026-05-23T14:31:09.512Z\",\"line\":\"oops\",\"stream\":\"stderr\"}\n"

@@ -55,7 +55,9 @@ fn a_table_sets_format_rotation_and_keep() {
             ..settings("/var/log/shop/web.log")
         })
     );
-    let config = assert_valid(&log_file(json!({"path": "w.log", "format": "raw", "rotation": "never"})));
+    let config = assert_valid(&log_file(
+        json!({"path": "w.log", "format": "raw", "rotation": "never"}),
+    ));
     assert_eq!(
         config.processes[0].log_file,
         Some(ProcessLogFileConfig {
@@ -68,15 +70,36 @@ fn a_table_sets_format_rotation_and_keep() {
 #[test]
 fn every_mistake_has_its_message() {
     let cases = [
-        (json!(5), "processes[0].logFile must be a string or an object"),
-        (json!(true), "processes[0].logFile must be a string or an object"),
-        (json!(["a.log"]), "processes[0].logFile must be a string or an object"),
-        (json!(null), "processes[0].logFile must be a string or an object"),
+        (
+            json!(5),
+            "processes[0].logFile must be a string or an object",
+        ),
+        (
+            json!(true),
+            "processes[0].logFile must be a string or an object",
+        ),
+        (
+            json!(["a.log"]),
+            "processes[0].logFile must be a string or an object",
+        ),
+        (
+            json!(null),
+            "processes[0].logFile must be a string or an object",
+        ),
         (json!(""), "processes[0].logFile must not be empty"),
         (json!({}), "processes[0].logFile.path is required"),
-        (json!({"format": "json"}), "processes[0].logFile.path is required"),
-        (json!({"path": 7}), "processes[0].logFile.path must be a string"),
-        (json!({"path": ""}), "processes[0].logFile.path must not be empty"),
+        (
+            json!({"format": "json"}),
+            "processes[0].logFile.path is required",
+        ),
+        (
+            json!({"path": 7}),
+            "processes[0].logFile.path must be a string",
+        ),
+        (
+            json!({"path": ""}),
+            "processes[0].logFile.path must not be empty",
+        ),
         (
             json!({"path": "a.log", "format": "text"}),
             "processes[0].logFile.format \"text\" is not a known format",
@@ -117,7 +140,12 @@ fn every_mistake_has_its_message() {
     for (value, message) in cases {
         let config = log_file(value.clone());
         assert_issue(&config, message);
-        assert_eq!(messages(&config).len(), 1, "{value}: {:?}", messages(&config));
+        assert_eq!(
+            messages(&config).len(),
+            1,
+            "{value}: {:?}",
+            messages(&config)
+        );
     }
 }
 
@@ -131,7 +159,10 @@ fn fixes_say_what_to_write() {
             .unwrap_or_else(|| panic!("no issue {message}"))
             .fix
     };
-    let fix = fix_of(json!(5), "processes[0].logFile must be a string or an object");
+    let fix = fix_of(
+        json!(5),
+        "processes[0].logFile must be a string or an object",
+    );
     assert!(fix.contains("{{replicaIndex}}"), "{fix}");
     assert!(fix.contains("format = \"json\""), "{fix}");
     let fix = fix_of(
@@ -172,7 +203,11 @@ fn a_typo_of_the_key_itself_is_caught() {
         .into_iter()
         .find(|issue| issue.message == "processes[0].logfile is not a known key")
         .expect("unknown key issue");
-    assert!(issue.fix.starts_with("Did you mean \"logFile\"?"), "{}", issue.fix);
+    assert!(
+        issue.fix.starts_with("Did you mean \"logFile\"?"),
+        "{}",
+        issue.fix
+    );
 }
 
 #[test]

@@ -293,9 +293,14 @@ fn the_log_file_path_is_rendered_like_the_command() {
         rotation: None,
         keep: None,
     };
-    process.log_file = Some(settings("logs/{{processId}}-{{replicaIndex}}-{{ port }}.log"));
+    process.log_file = Some(settings(
+        "logs/{{processId}}-{{replicaIndex}}-{{ port }}.log",
+    ));
     assert_eq!(
-        render_process(&process, &ctx()).unwrap().log_file.as_deref(),
+        render_process(&process, &ctx())
+            .unwrap()
+            .log_file
+            .as_deref(),
         Some("logs/web-2-18001.log")
     );
     process.log_file = Some(settings("{{env.NOT_SET_ANYWHERE}}/x.log"));
