@@ -66,6 +66,9 @@ return {
       gracefulStopMs = 30000,
       restart = { maxRestarts = 5, windowMs = 60000, backoffFactor = 2, maxDelayMs = 30000 },
       env = { CACHE_URL = "http://127.0.0.1:{{ports.cache}}" },
+      -- Also append each replica's output to a file of its own (relative to
+      -- this file's folder), rolled over daily with a week of files kept:
+      -- logFile = { path = "logs/worker-{{replicaIndex}}.log", rotation = "daily", keep = 7 },
     },
     {
       id = "scheduler",

@@ -17,3 +17,5 @@ mod loading;
 mod lua;
 #[path = "config/messages.rs"]
 mod messages;
+#[path = "config/process_log.rs"]
+mod process_log;

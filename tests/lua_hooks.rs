@@ -803,6 +803,7 @@ fn managed(
         replica_index: 0,
         replica_count: 2,
         config: cfg,
+        log_file: None,
     };
     ManagedProcess::new(
         def,
@@ -810,6 +811,7 @@ fn managed(
             events: world.events.clone(),
             registry: registry(loaded),
             should_restart: Arc::new(|| false),
+            log_files: Default::default(),
         },
     )
 }

@@ -257,6 +257,7 @@ fn managed(world: &World, loaded: &LoadedConfig) -> Arc<ManagedProcess> {
         replica_index: 0,
         replica_count: 1,
         config: cfg,
+        log_file: None,
     };
     ManagedProcess::new(
         def,
@@ -264,6 +265,7 @@ fn managed(world: &World, loaded: &LoadedConfig) -> Arc<ManagedProcess> {
             events: world.events.clone(),
             registry: registry(loaded),
             should_restart: Arc::new(|| false),
+            log_files: Default::default(),
         },
     )
 }

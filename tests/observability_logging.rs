@@ -112,7 +112,10 @@ fn stdout_lines_are_the_event_history() {
     ] {
         assert!(printed.iter().any(|e| e["message"] == message), "{message}");
     }
-    assert_eq!(harness.status()["logging"], json!({"droppedLines": 0}));
+    assert_eq!(
+        harness.status()["logging"],
+        json!({"droppedLines": 0, "processDroppedLines": 0})
+    );
     assert_eq!(harness.shutdown(), 0);
 }
 

@@ -421,6 +421,14 @@ fn metrics_parse_and_move_with_requests_and_deploys() {
         ),
         Some(0.0)
     );
+    assert_eq!(
+        value(
+            &after,
+            "rollbridge_log_lines_dropped_total",
+            &[("log", "process")]
+        ),
+        Some(0.0)
+    );
 
     assert_eq!(scrape(port).0, 200);
     let mut other = TcpStream::connect(("127.0.0.1", port)).unwrap();

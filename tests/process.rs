@@ -70,6 +70,7 @@ fn config(id: &str, command: &str) -> ProcessConfig {
         memory: None,
         replicas: 1,
         output_lines: 50,
+        log_file: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn definition(cfg: ProcessConfig, cwd: &Path) -> ProcessDefinition {
         replica_index: 0,
         replica_count: 1,
         config: cfg,
+        log_file: None,
     }
 }
 
@@ -119,6 +121,7 @@ impl Harness {
             events: self.events.clone(),
             registry: Registry::new(vec![Arc::new(BuiltinPlugins)]),
             should_restart: Arc::new(move || wants.load(Ordering::SeqCst)),
+            log_files: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Field names follow the camelCase config keys (`drainTimeoutMs` → `drain_timeout_ms`).
 
 use super::hook::HookSpec;
+pub use crate::observability::Rotation;
 use std::path::PathBuf;
 
 /// A validated, normalized rollbridge config.
@@ -94,6 +95,45 @@ impl AccessLogFormat {
         match text {
             "json" => Some(AccessLogFormat::Json),
             "combined" => Some(AccessLogFormat::Combined),
+            _ => None,
+        }
+    }
+}
+
+/// `processes[].logFile`: a file the process's output is appended to, besides
+/// the in-memory ring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessLogFileConfig {
+    /// The path, still holding its `{{…}}` placeholders. Rendered for each
+    /// instance, then resolved against `base_dir` when relative.
+    pub path: String,
+    /// The config's folder (relative paths are taken from it, like
+    /// `proxy.accessLog.path`).
+    pub base_dir: PathBuf,
+    pub format: ProcessLogFormat,
+    /// `None`: the daemon's `--log-rotation`.
+    pub rotation: Option<Rotation>,
+    /// `None`: the daemon's `--log-keep`.
+    pub keep: Option<usize>,
+}
+
+/// `processes[].logFile.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessLogFormat {
+    /// Each line as the process wrote it (the default).
+    #[default]
+    Raw,
+    /// One `{"at","line","stream"}` object per line, like `rollbridge logs --json`.
+    Json,
+}
+
+impl ProcessLogFormat {
+    pub const NAMES: [&'static str; 2] = ["raw", "json"];
+
+    pub fn parse(text: &str) -> Option<ProcessLogFormat> {
+        match text {
+            "raw" => Some(ProcessLogFormat::Raw),
+            "json" => Some(ProcessLogFormat::Json),
             _ => None,
         }
     }
@@ -265,6 +305,8 @@ pub struct ProcessConfig {
     pub memory: Option<MemoryConfig>,
     pub replicas: u32,
     pub output_lines: usize,
+    /// `logFile`; `None` when the output only goes to the ring.
+    pub log_file: Option<ProcessLogFileConfig>,
 }
 
 impl ProcessConfig {

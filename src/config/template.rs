@@ -1,6 +1,7 @@
-//! `{{placeholder}}` rendering for `command`, `cwd` and `env` values, and the
-//! `ROLLBRIDGE_*` variables every managed process gets. Pure functions: the daemon
-//! builds a [`TemplateContext`] when it starts a process.
+//! `{{placeholder}}` rendering for `command`, `cwd`, `env` values and the
+//! `logFile` path, and the `ROLLBRIDGE_*` variables every managed process gets.
+//! Pure functions: the daemon builds a [`TemplateContext`] when it starts a
+//! process.
 //!
 //! Syntax: `{{`, optional whitespace, a key of `[A-Za-z0-9_.-]+`, optional
 //! whitespace, `}}`. Anything else (such as `{{a b}}`) is left as written.
@@ -99,6 +100,8 @@ pub struct RenderedProcess {
     /// name appears once, with its last value. The daemon's own environment comes
     /// before all of these.
     pub env: Vec<(String, String)>,
+    /// The rendered `logFile` path, not yet resolved against the config's folder.
+    pub log_file: Option<String>,
 }
 
 /// Replaces every placeholder in `template`; the first that cannot be resolved
@@ -275,8 +278,8 @@ fn set(env: &mut Vec<(String, String)>, name: String, value: String) {
     env.push((name, value));
 }
 
-/// Renders a process definition: its command, cwd and env values, on top of the
-/// injected variables.
+/// Renders a process definition: its command, cwd and env values (on top of the
+/// injected variables) and its log file path.
 pub fn render_process(
     process: &ProcessConfig,
     ctx: &TemplateContext,
@@ -292,7 +295,17 @@ pub fn render_process(
         let value = render(value, ctx)?;
         set(&mut env, name.clone(), value);
     }
-    Ok(RenderedProcess { command, cwd, env })
+    let log_file = process
+        .log_file
+        .as_ref()
+        .map(|log| render(&log.path, ctx))
+        .transpose()?;
+    Ok(RenderedProcess {
+        command,
+        cwd,
+        env,
+        log_file,
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Turning config entries into process definitions for one release: templates
-//! rendered, `ROLLBRIDGE_*` injected, instance ids assigned.
+//! rendered, `ROLLBRIDGE_*` injected, instance ids assigned, the log file path
+//! resolved.
 
 use super::release::Release;
 use crate::config::model::{Config, ProcessConfig};
 use crate::config::template::{self, TemplateContext};
+use crate::observability::ProcessLogTarget;
 use crate::process::ProcessDefinition;
 use std::path::PathBuf;
 
@@ -64,6 +66,16 @@ pub fn build(
         env: std::env::vars().collect(),
     };
     let rendered = template::render_process(process, &context).map_err(|e| e.to_string())?;
+    let log_file = process
+        .log_file
+        .as_ref()
+        .zip(rendered.log_file)
+        .map(|(settings, path)| ProcessLogTarget {
+            path: settings.base_dir.join(path),
+            format: settings.format,
+            rotation: settings.rotation,
+            keep: settings.keep,
+        });
     let mut env = template::injected_env(&context);
     for (key, value) in rendered.env {
         env.retain(|(existing, _)| *existing != key);
@@ -82,5 +94,6 @@ pub fn build(
         replica_index,
         replica_count: process.replicas,
         config: process.clone(),
+        log_file,
     })
 }

@@ -9,6 +9,7 @@ use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
 use crate::data;
+use crate::observability::ProcessLogFiles;
 use crate::plugins::{HookCall, Registry, Stage};
 use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, wait_healthy};
 use crate::util::time::{iso_now, timestamp_release_id};
@@ -525,6 +526,7 @@ impl Daemon {
                     .upgrade()
                     .is_some_and(|release| release.state().allows_restart())
             }),
+            log_files: self.process_log_files(),
         }
     }
 
@@ -544,6 +546,18 @@ impl Daemon {
             events: self.events.clone(),
             registry: registry.clone(),
             should_restart: Arc::new(move || !stopping.load(Ordering::SeqCst)),
+            log_files: self.process_log_files(),
+        }
+    }
+
+    /// The daemon's process log files: every process shares this registry, so
+    /// processes on one path share one file.
+    fn process_log_files(&self) -> ProcessLogFiles {
+        match self.observability() {
+            Some(observability) => observability.process_logs().clone(),
+            // Only a daemon built without observability (never by `run`): its
+            // processes still get their files, one registry each.
+            None => ProcessLogFiles::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::activation::{ActivatedSockets, ActivationError};
 use super::events_layer::EventObserver;
 use super::logging::{Logging, LoggingError, LoggingOptions, LoggingStats};
 use super::metrics::{Metrics, MetricsServer, ProcessSource};
+use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
 use super::systemd::{SystemdNotifier, clear_systemd_env};
 use crate::config::model::Config;
@@ -67,6 +68,7 @@ pub struct DaemonObservability {
     metrics_server: Mutex<Option<MetricsServer>>,
     access_log: Mutex<Option<(AccessLog, AccessLogWriter)>>,
     observer: OnceLock<Arc<ProxyObserver>>,
+    process_logs: ProcessLogFiles,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -92,6 +94,12 @@ impl DaemonObservability {
             notifier: notifier.clone(),
         }));
         let control_activated = handoff.sockets.control.is_some();
+        // Process log files rotate like the daemon's own file unless a process
+        // says otherwise.
+        let process_logs = ProcessLogFiles::new(options.rotation, options.keep);
+        let process_stats = process_logs.clone();
+        metrics
+            .add_dropped_lines_source("process", Arc::new(move || process_stats.dropped_lines()));
         Ok(Arc::new(DaemonObservability {
             events: logging.events(),
             stats: logging.stats(),
@@ -104,6 +112,7 @@ impl DaemonObservability {
             metrics_server: Mutex::default(),
             access_log: Mutex::default(),
             observer: OnceLock::new(),
+            process_logs,
             background: Mutex::default(),
         }))
     }
@@ -219,7 +228,13 @@ impl DaemonObservability {
         self.metrics.set_process_source(source);
     }
 
-    /// Reopens the log file and the access log on every SIGHUP (logrotate).
+    /// The managed processes' log files (`processes[].logFile`).
+    pub fn process_logs(&self) -> &ProcessLogFiles {
+        &self.process_logs
+    }
+
+    /// Reopens the log file, the access log and the process log files on
+    /// every SIGHUP (logrotate).
     pub fn spawn_reopen_on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangups = signal(SignalKind::hangup())?;
@@ -237,8 +252,11 @@ impl DaemonObservability {
         Ok(())
     }
 
-    /// Closes and reopens the log file and the access log.
+    /// Closes and reopens the log file, the access log and the process log
+    /// files.
     pub async fn reopen_logs(&self) {
+        // Queued for the process log writer thread, after the lines before it.
+        self.process_logs.reopen();
         if let Some(log) = self.reopen_log.clone() {
             let reopened = tokio::task::spawn_blocking(move || log.reopen()).await;
             if let Ok(Err(error)) = reopened {
@@ -286,9 +304,16 @@ impl DaemonObservability {
         self.notifier.stopping();
     }
 
-    /// `status.logging`: `{"droppedLines": N}`.
+    /// `status.logging`: `{"droppedLines": N, "processDroppedLines": M}`.
     pub fn logging_status(&self) -> serde_json::Value {
-        self.stats.status_json()
+        let mut status = self.stats.status_json();
+        if let Some(map) = status.as_object_mut() {
+            map.insert(
+                "processDroppedLines".into(),
+                self.process_logs.dropped_lines().into(),
+            );
+        }
+        status
     }
 
     /// Closes the metrics listener (a replacement daemon takes its port).
@@ -303,9 +328,12 @@ impl DaemonObservability {
         }
     }
 
-    /// Stops the metrics listener and writes out the access log.
+    /// Stops the metrics listener and writes out the access log and the
+    /// process log files.
     pub async fn close(&self) {
         self.close_metrics_listener().await;
+        let process_logs = self.process_logs.clone();
+        let _ = tokio::task::spawn_blocking(move || process_logs.finish()).await;
         let access = self
             .access_log
             .lock()

@@ -158,13 +158,18 @@ impl LogFile {
     /// Appends `lines` complete lines (each with its newline) in one write; on
     /// failure they all count as lost.
     pub(crate) fn append_lines(&self, batch: &[u8], lines: u64) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut state = self.lock();
-        if state.append(batch).is_err() {
+        if self.try_append(batch).is_err() {
             self.failed_lines.fetch_add(lines, Ordering::Relaxed);
         }
+    }
+
+    /// Appends complete lines in one write, rolling over first when a new period
+    /// began; the caller decides what a failure costs.
+    pub(crate) fn try_append(&self, batch: &[u8]) -> io::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.lock().append(batch)
     }
 }
 

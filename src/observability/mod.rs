@@ -5,6 +5,8 @@
 //! - `diagnostics`: the extra lines `--log-level` / `RUST_LOG` select;
 //! - `log_file`, `output`, `logging`: the non-blocking output (stdout or a file with
 //!   rotation, retention and reopen on SIGHUP) and the pipeline that ties it up;
+//! - `process_logs`: managed processes' output files (`processes[].logFile`),
+//!   shared per path and written by one thread, with the same rotation;
 //! - `systemd`, `activation`: `sd_notify` readiness/status/watchdog and socket
 //!   activation;
 //! - `metrics`: the registry (lock-free on the proxy's path), its Prometheus text
@@ -22,6 +24,7 @@ mod log_file;
 mod logging;
 pub mod metrics;
 mod output;
+mod process_logs;
 mod request_observer;
 mod systemd;
 
@@ -39,5 +42,8 @@ pub use events_layer::{
 pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
 pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};
 pub use output::LineOutput;
+pub use process_logs::{
+    OpenFailure, PROCESS_LOG_QUEUE_BYTES, ProcessLog, ProcessLogFiles, ProcessLogTarget,
+};
 pub use request_observer::{ProxyObserver, RequestObservation};
 pub use systemd::{SYSTEMD_ENV, SystemdNotifier, clear_systemd_env};

@@ -2,6 +2,7 @@
 //! the states it moves through.
 
 use crate::config::model::ProcessConfig;
+use crate::observability::ProcessLogTarget;
 use std::path::PathBuf;
 
 /// A fully rendered process definition. The daemon builds it from the config and the
@@ -28,6 +29,8 @@ pub struct ProcessDefinition {
     /// Policy, stop signal, graceful stop, lifecycle hooks, restart, memory and
     /// output settings.
     pub config: ProcessConfig,
+    /// Where the output is also appended (`logFile`, rendered and resolved).
+    pub log_file: Option<ProcessLogTarget>,
 }
 
 /// Why a process was (re)started; reported as `lastStartReason` and in

@@ -1,6 +1,7 @@
-//! The managed process: one supervised `/bin/sh -c <command>` wrapper with its state,
-//! output ring, crash restarts and memory supervision. The graceful stop lives in
-//! `stop.rs`, memory sampling in `memory.rs`, the status shape in `status.rs`.
+//! The managed process: one supervised `/bin/sh -c <command>` wrapper with its
+//! state, output ring (and optional log file), crash restarts and memory
+//! supervision. The graceful stop lives in `stop.rs`, memory sampling in
+//! `memory.rs`, the status shape in `status.rs`.
 
 use super::definition::{ProcessDefinition, ProcessState, StartReason};
 use super::group::ProcessGroup;
@@ -10,10 +11,12 @@ use super::restart_policy::{RestartDecision, RestartHistory};
 use super::spawn::{SpawnError, spawn_wrapper};
 use crate::daemon::events::EventSink;
 use crate::data;
+use crate::observability::{ProcessLog, ProcessLogFiles};
 use crate::plugins::{ProcessInfo, Registry};
 use crate::util::signals::signal_name_from_number;
 use serde_json::{Map, Value};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -30,6 +33,8 @@ pub struct Supervision {
     /// The owner's rule for automatic restarts (a release process: its release is
     /// active or starting; a persistent service: the daemon is not stopping).
     pub should_restart: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Where a definition's `logFile` is opened (shared per path).
+    pub log_files: ProcessLogFiles,
 }
 
 /// The live wrapper child.
@@ -202,11 +207,24 @@ impl ManagedProcess {
         };
         let mut child = child;
         let pid = child.id().map(|p| p as i64);
+        // The readers of this run's pipes hold the file: it is let go when the
+        // output ends, which may be after the wrapper exits.
+        let log_file = self.attach_log_file(&def).map(Arc::new);
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(capture_output(Arc::downgrade(self), stdout, Stream::Stdout));
+            tokio::spawn(capture_output(
+                Arc::downgrade(self),
+                stdout,
+                Stream::Stdout,
+                log_file.clone(),
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(capture_output(Arc::downgrade(self), stderr, Stream::Stderr));
+            tokio::spawn(capture_output(
+                Arc::downgrade(self),
+                stderr,
+                Stream::Stderr,
+                log_file,
+            ));
         }
         self.emit(
             "process started",
@@ -222,6 +240,30 @@ impl ManagedProcess {
             self.start_memory_monitor(generation);
         }
         Ok(())
+    }
+
+    /// Starts using the definition's log file, if it names one. A file that
+    /// cannot be opened is reported as `process log file failed`; the output
+    /// still reaches the ring.
+    fn attach_log_file(self: &Arc<Self>, def: &ProcessDefinition) -> Option<ProcessLog> {
+        let target = def.log_file.as_ref()?;
+        let process = Arc::downgrade(self);
+        let id = def.instance_id.clone();
+        self.supervision.log_files.attach(
+            target,
+            Box::new(move |path: &Path, error: &str| {
+                if let Some(process) = process.upgrade() {
+                    process.emit(
+                        "process log file failed",
+                        data! {
+                            "error" => error,
+                            "id" => id,
+                            "path" => path.display().to_string(),
+                        },
+                    );
+                }
+            }),
+        )
     }
 
     /// Waits for the wrapper to exit, records how, and decides on a crash restart.
@@ -414,15 +456,25 @@ impl ManagedProcess {
         }
     }
 
-    fn push_lines(&self, lines: Vec<String>, stream: Stream) {
+    /// Records lines in the ring and hands them to the log file. Both happen
+    /// under the state lock, so the file gets stdout and stderr lines in the
+    /// ring's order; handing over only queues, it never waits on the disk.
+    fn push_lines(&self, lines: Vec<String>, stream: Stream, log_file: Option<&ProcessLog>) {
         if lines.is_empty() {
             return;
         }
         let at = SystemTime::now();
+        let lines: Vec<LogLine> = lines
+            .into_iter()
+            .map(|line| LogLine { at, line, stream })
+            .collect();
         let mut inner = self.lock();
+        if let Some(log_file) = log_file {
+            log_file.write_lines(&lines);
+        }
         let capacity = inner.def.config.output_lines;
         for line in lines {
-            inner.logs.push(LogLine { at, line, stream }, capacity);
+            inner.logs.push(line, capacity);
         }
     }
 }
@@ -433,6 +485,7 @@ async fn capture_output(
     process: Weak<ManagedProcess>,
     mut pipe: impl AsyncRead + Unpin,
     stream: Stream,
+    log_file: Option<Arc<ProcessLog>>,
 ) {
     let mut buffer = vec![0u8; 8192];
     let mut splitter = LineSplitter::default();
@@ -442,13 +495,13 @@ async fn capture_output(
             Ok(n) => {
                 let lines = splitter.feed(&buffer[..n]);
                 match process.upgrade() {
-                    Some(process) => process.push_lines(lines, stream),
+                    Some(process) => process.push_lines(lines, stream, log_file.as_deref()),
                     None => return,
                 }
             }
         }
     }
     if let (Some(line), Some(process)) = (splitter.finish(), process.upgrade()) {
-        process.push_lines(vec![line], stream);
+        process.push_lines(vec![line], stream, log_file.as_deref());
     }
 }

@@ -78,6 +78,7 @@ fn a_minimal_config_gets_every_default() {
             memory: None,
             replicas: 1,
             output_lines: 50,
+            log_file: None,
         }
     );
     assert_eq!(config.proxied().id, "web");

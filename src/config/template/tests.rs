@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::model::{
-    DeployStrategy, GracefulStop, Lifecycle, Policy, PortRange, ProcessConfig, RestartPolicy,
+    DeployStrategy, GracefulStop, Lifecycle, Policy, PortRange, ProcessConfig,
+    ProcessLogFileConfig, ProcessLogFormat, RestartPolicy,
 };
 
 fn ctx() -> TemplateContext {
@@ -227,6 +228,7 @@ fn process() -> ProcessConfig {
         memory: None,
         replicas: 1,
         output_lines: 50,
+        log_file: None,
     }
 }
 
@@ -278,4 +280,32 @@ fn render_process_fails_on_the_first_missing_value() {
     let mut no_cwd = self::process();
     no_cwd.cwd = None;
     assert_eq!(render_process(&no_cwd, &ctx()).unwrap().cwd, None);
+}
+
+#[test]
+fn the_log_file_path_is_rendered_like_the_command() {
+    let mut process = process();
+    assert_eq!(render_process(&process, &ctx()).unwrap().log_file, None);
+    let settings = |path: &str| ProcessLogFileConfig {
+        path: path.to_string(),
+        base_dir: "/etc/shop".into(),
+        format: ProcessLogFormat::Raw,
+        rotation: None,
+        keep: None,
+    };
+    process.log_file = Some(settings(
+        "logs/{{processId}}-{{replicaIndex}}-{{ port }}.log",
+    ));
+    assert_eq!(
+        render_process(&process, &ctx())
+            .unwrap()
+            .log_file
+            .as_deref(),
+        Some("logs/web-2-18001.log")
+    );
+    process.log_file = Some(settings("{{env.NOT_SET_ANYWHERE}}/x.log"));
+    assert_eq!(
+        render_process(&process, &ctx()),
+        Err(missing("{{env.NOT_SET_ANYWHERE}}"))
+    );
 }

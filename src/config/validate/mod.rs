@@ -13,6 +13,7 @@ mod keys;
 mod legacy;
 mod plugin_options;
 mod process;
+mod process_log;
 mod top;
 
 pub use context::{HookKind, KnownPlugins, NativeInspector, ValidationContext, ValidationReport};

@@ -1,7 +1,7 @@
 //! One entry of `processes[]`: field rules in the documented order.
 
 use super::hooks::{self, LifecycleHooks};
-use super::{Section, Validator, child, millis};
+use super::{Section, Validator, child, millis, process_log};
 use crate::config::hook::HookSpec;
 use crate::config::model::{
     DeployStrategy, GracefulStop, HealthConfig, MemoryConfig, Policy, PortRange, ProcessConfig,
@@ -19,6 +19,7 @@ const PROCESS_KEYS: &[&str] = &[
     "health",
     "id",
     "lifecycle",
+    "logFile",
     "memory",
     "nonBlockingDrain",
     "outputLines",
@@ -96,6 +97,7 @@ pub(super) fn validate_process(
         lifecycle,
         stop_key,
     } = hooks::validate_lifecycle(v, map.get("lifecycle"), &key("lifecycle"));
+    let log_file = process_log::validate_log_file(v, map.get("logFile"), &key("logFile"));
     let memory = validate_memory(v, map.get("memory"), &key("memory"));
     let non_blocking_drain = match map.get("nonBlockingDrain") {
         None => false,
@@ -169,6 +171,7 @@ pub(super) fn validate_process(
             memory,
             replicas,
             output_lines,
+            log_file,
         },
         stop_key,
     })

@@ -94,7 +94,7 @@ impl Metrics {
         *self.processes.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
     }
 
-    /// Adds a dropped-lines count under `log` (`daemon`, `access`).
+    /// Adds a dropped-lines count under `log` (`daemon`, `access`, `process`).
     pub fn add_dropped_lines_source(&self, log: &'static str, source: CountSource) {
         self.dropped_lines
             .write()
@@ -285,7 +285,7 @@ impl Metrics {
         writer.family(
             "rollbridge_log_lines_dropped_total",
             Kind::Counter,
-            "Log lines lost instead of blocking: queue full or write failed (log = daemon, access).",
+            "Log lines lost instead of blocking: queue full or write failed (log = daemon, access, process).",
         );
         let sources = self
             .dropped_lines
