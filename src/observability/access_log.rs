@@ -3,10 +3,9 @@
 //! waiting; a writer thread takes what is queued every [`WRITE_TICK`], formats it
 //! and appends it in one write. A full queue drops the line and counts it.
 
+use super::access_format::LineFormatter;
 use super::log_file::{LogFile, LogFileError, Rotation};
-use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Version};
-use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
@@ -22,7 +21,10 @@ pub const WRITE_TICK: Duration = Duration::from_millis(50);
 /// The writer appends at most this much in one write.
 const BATCH_BYTES: usize = 64 * 1024;
 
-pub use crate::config::model::AccessLogFormat;
+pub use super::access_format::AccessLogFormat;
+
+/// Records kept for reuse (see [`AccessLog::blank_record`]).
+const SPARE_RECORDS: usize = 1024;
 
 /// One finished request. All formatting happens on the writer thread. Its fields
 /// are copies, never views into the request: a view would keep hyper's read
@@ -36,14 +38,34 @@ pub struct AccessRecord {
     /// The request target as received (`/search?q=a`).
     pub target: String,
     pub version: Version,
-    pub referer: Option<HeaderValue>,
-    pub user_agent: Option<HeaderValue>,
+    /// Header values as received (possibly not UTF-8).
+    pub referer: Option<Vec<u8>>,
+    pub user_agent: Option<Vec<u8>>,
     /// The release that answered; `None` when no release was active.
     pub release: Option<Arc<str>>,
     pub status: u16,
     /// Response body bytes sent to the client.
     pub bytes: u64,
     pub duration: Duration,
+}
+
+impl AccessRecord {
+    /// An empty record, to be filled in by the proxy.
+    pub fn blank() -> AccessRecord {
+        AccessRecord {
+            at: SystemTime::UNIX_EPOCH,
+            client: HeaderValue::from_static("-"),
+            method: Method::GET,
+            target: String::new(),
+            version: Version::HTTP_11,
+            referer: None,
+            user_agent: None,
+            release: None,
+            status: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 enum Message {
@@ -66,11 +88,17 @@ impl AccessLogStats {
     }
 }
 
+/// Written records, handed back by the writer so the proxy can fill them again
+/// instead of allocating (and the writer freeing) a record and its texts per
+/// request.
+type SpareRecords = Arc<Mutex<Vec<Box<AccessRecord>>>>;
+
 /// The proxy's handle: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     queue: SyncSender<Message>,
     stats: AccessLogStats,
+    spare: SpareRecords,
 }
 
 /// Owns the writer thread; [`AccessLogWriter::finish`] (or dropping it) writes
@@ -90,9 +118,11 @@ impl AccessLog {
         let file = LogFile::open(path, Rotation::Never, None)?;
         let (queue, receiver) = sync_channel(ACCESS_LOG_QUEUE);
         let writer_file = file.clone();
+        let spare = SpareRecords::default();
+        let writer_spare = Arc::clone(&spare);
         let thread = std::thread::Builder::new()
             .name("rollbridge-access".into())
-            .spawn(move || write_loop(receiver, writer_file, format))
+            .spawn(move || write_loop(receiver, writer_file, format, writer_spare))
             .map_err(|source| LogFileError {
                 path: path.to_path_buf(),
                 source,
@@ -104,12 +134,23 @@ impl AccessLog {
                     queue_full: Arc::default(),
                     file: Some(file),
                 },
+                spare,
             },
             AccessLogWriter {
                 queue,
                 thread: Mutex::new(Some(thread)),
             },
         ))
+    }
+
+    /// A record to fill in: a written one when there is one to spare (its texts
+    /// keep their capacity), else a new one. Never waits for the writer.
+    pub fn blank_record(&self) -> Box<AccessRecord> {
+        let reused = match self.spare.try_lock() {
+            Ok(mut spare) => spare.pop(),
+            Err(_) => None,
+        };
+        reused.unwrap_or_else(|| Box::new(AccessRecord::blank()))
     }
 
     /// Queues a finished request; drops and counts it when the queue is full.
@@ -152,8 +193,15 @@ impl Drop for AccessLogWriter {
 /// `recv` would have to be woken (a system call and a context switch) for every
 /// request, which costs the proxy more than everything else the log does. Ticks
 /// let records pile up without waking anyone, then write them in one go.
-fn write_loop(receiver: Receiver<Message>, file: LogFile, format: AccessLogFormat) {
+fn write_loop(
+    receiver: Receiver<Message>,
+    file: LogFile,
+    format: AccessLogFormat,
+    spare: SpareRecords,
+) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
+    let mut formatter = LineFormatter::default();
+    let mut written: Vec<Box<AccessRecord>> = Vec::new();
     let mut lines = 0;
     let flush = |batch: &mut Vec<u8>, lines: &mut u64| {
         file.append_lines(batch, *lines);
@@ -165,8 +213,11 @@ fn write_loop(receiver: Receiver<Message>, file: LogFile, format: AccessLogForma
         loop {
             match receiver.try_recv() {
                 Ok(Message::Record(record)) => {
-                    format_line(&mut batch, &record, format);
+                    formatter.append(&mut batch, &record, format);
                     lines += 1;
+                    if written.len() < SPARE_RECORDS {
+                        written.push(record);
+                    }
                     if batch.len() >= BATCH_BYTES {
                         flush(&mut batch, &mut lines);
                     }
@@ -183,109 +234,17 @@ fn write_loop(receiver: Receiver<Message>, file: LogFile, format: AccessLogForma
             }
         }
         flush(&mut batch, &mut lines);
+        if !written.is_empty() {
+            let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
+            let room = SPARE_RECORDS.saturating_sub(spare.len());
+            spare.extend(written.drain(..).take(room));
+            written.clear();
+        }
         if stop {
             return;
         }
         std::thread::sleep(WRITE_TICK);
     }
-}
-
-fn text(value: &HeaderValue) -> String {
-    String::from_utf8_lossy(value.as_bytes()).into_owned()
-}
-
-fn version_text(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonLine<'a> {
-    at: String,
-    client: String,
-    method: &'a str,
-    path: String,
-    protocol: &'static str,
-    status: u16,
-    bytes: u64,
-    duration_ms: f64,
-    release_id: Option<&'a str>,
-    referer: Option<String>,
-    user_agent: Option<String>,
-}
-
-/// Appends one formatted line (with its newline) to `out`.
-pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: AccessLogFormat) {
-    match format {
-        AccessLogFormat::Json => {
-            let line = JsonLine {
-                at: crate::util::time::iso(record.at),
-                client: text(&record.client),
-                method: record.method.as_str(),
-                path: record.target.clone(),
-                protocol: version_text(record.version),
-                status: record.status,
-                bytes: record.bytes,
-                duration_ms: (record.duration.as_micros() as f64 / 1000.0 * 1000.0).round()
-                    / 1000.0,
-                release_id: record.release.as_deref(),
-                referer: record.referer.as_ref().map(text),
-                user_agent: record.user_agent.as_ref().map(text),
-            };
-            if serde_json::to_writer(&mut *out, &line).is_ok() {
-                out.push(b'\n');
-            }
-        }
-        AccessLogFormat::Combined => {
-            let at: DateTime<Utc> = record.at.into();
-            let bytes = if record.bytes == 0 {
-                "-".to_string()
-            } else {
-                record.bytes.to_string()
-            };
-            let quoted = |value: Option<&HeaderValue>| {
-                value.map_or_else(|| "-".to_string(), |v| escape(v.as_bytes()))
-            };
-            let request_line = format!(
-                "{} {} {}",
-                record.method,
-                record.target,
-                version_text(record.version)
-            );
-            let line = format!(
-                "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-                escape(record.client.as_bytes()),
-                at.format("%d/%b/%Y:%H:%M:%S %z"),
-                escape(request_line.as_bytes()),
-                record.status,
-                bytes,
-                quoted(record.referer.as_ref()),
-                quoted(record.user_agent.as_ref()),
-            );
-            out.extend_from_slice(line.as_bytes());
-        }
-    }
-}
-
-/// Quotes and backslashes escaped, control and non-ASCII bytes as `\xHH`, so a
-/// field can never break the line or its quoting.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &byte in bytes {
-        match byte {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(byte as char),
-            other => out.push_str(&format!("\\x{other:02x}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -300,41 +259,13 @@ mod tests {
             method: Method::GET,
             target: "/search?q=a%20b".to_string(),
             version: Version::HTTP_11,
-            referer: Some(HeaderValue::from_static("https://example.test/")),
-            user_agent: Some(HeaderValue::from_static("agent \"quoted\"")),
+            referer: Some(b"https://example.test/".to_vec()),
+            user_agent: Some(b"agent \"quoted\"".to_vec()),
             release: Some(Arc::from("v7")),
             status: 200,
             bytes: 512,
             duration: Duration::from_micros(1_234_567),
         }
-    }
-
-    #[test]
-    fn json_lines_have_fixed_keys() {
-        let mut out = Vec::new();
-        format_line(&mut out, &record(), AccessLogFormat::Json);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"at\":\"2026-05-23T14:31:09.512Z\",\"client\":\"10.0.0.7\",\"method\":\"GET\",\"path\":\"/search?q=a%20b\",\"protocol\":\"HTTP/1.1\",\"status\":200,\"bytes\":512,\"durationMs\":1234.567,\"releaseId\":\"v7\",\"referer\":\"https://example.test/\",\"userAgent\":\"agent \\\"quoted\\\"\"}\n"
-        );
-    }
-
-    #[test]
-    fn combined_lines_quote_and_dash_missing_fields() {
-        let mut out = Vec::new();
-        format_line(&mut out, &record(), AccessLogFormat::Combined);
-        let mut bare = record();
-        bare.referer = None;
-        bare.user_agent = None;
-        bare.bytes = 0;
-        bare.status = 503;
-        bare.release = None;
-        format_line(&mut out, &bare, AccessLogFormat::Combined);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "10.0.0.7 - - [23/May/2026:14:31:09 +0000] \"GET /search?q=a%20b HTTP/1.1\" 200 512 \"https://example.test/\" \"agent \\\"quoted\\\"\"\n\
-             10.0.0.7 - - [23/May/2026:14:31:09 +0000] \"GET /search?q=a%20b HTTP/1.1\" 503 - \"-\" \"-\"\n"
-        );
     }
 
     #[test]
@@ -361,12 +292,37 @@ mod tests {
     }
 
     #[test]
+    fn written_records_come_back_for_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let (log, writer) = AccessLog::open(&path, AccessLogFormat::Json).unwrap();
+        log.record(Box::new(record()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.spare.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the record never came back"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let reused = log.blank_record();
+        assert_eq!(
+            reused.target, "/search?q=a%20b",
+            "the written record itself"
+        );
+        assert!(reused.target.capacity() > 0);
+        writer.finish();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts() {
         // A queue nobody reads stands in for a writer stuck on a slow disk.
         let (queue, _stuck) = sync_channel(2);
         let log = AccessLog {
             queue,
             stats: AccessLogStats::default(),
+            spare: SpareRecords::default(),
         };
         for _ in 0..12 {
             log.record(Box::new(record()));

@@ -11,10 +11,12 @@
 //!   activation;
 //! - `metrics`: the registry (lock-free on the proxy's path), its Prometheus text
 //!   and the optional `/metrics` listener;
-//! - `access_log`, `request_observer`: what the proxy records per request;
+//! - `access_log`, `access_format`, `request_observer`: what the proxy records per
+//!   request and how a line is written;
 //! - `daemon`: the daemon's handle on all of the above, called at a few moments of
 //!   its life (start, configure, ready, reload, stopping, close).
 
+mod access_format;
 mod access_log;
 mod activation;
 mod daemon;
@@ -28,9 +30,9 @@ mod process_logs;
 mod request_observer;
 mod systemd;
 
+pub use access_format::LineFormatter;
 pub use access_log::{
     ACCESS_LOG_QUEUE, AccessLog, AccessLogFormat, AccessLogStats, AccessLogWriter, AccessRecord,
-    format_line,
 };
 pub use activation::{ActivatedSockets, ActivationError};
 pub use daemon::{DaemonObservability, SystemdHandoff};

@@ -39,21 +39,18 @@ impl ProxyObserver {
         request: &Request<B>,
         client: &HeaderValue,
     ) -> RequestObservation {
-        let access = self.access_log.as_ref().map(|_| {
+        let access = self.access_log.as_ref().map(|log| {
             let headers = request.headers();
-            Box::new(AccessRecord {
-                at: SystemTime::now(),
-                client: client.clone(),
-                method: request.method().clone(),
-                target: request.uri().to_string(),
-                version: request.version(),
-                referer: headers.get(REFERER).and_then(copy_value),
-                user_agent: headers.get(USER_AGENT).and_then(copy_value),
-                release: None,
-                status: 0,
-                bytes: 0,
-                duration: Default::default(),
-            })
+            let mut record = log.blank_record();
+            record.at = SystemTime::now();
+            record.client = client.clone();
+            record.method = request.method().clone();
+            copy_target(&mut record.target, request.uri());
+            record.version = request.version();
+            copy_value(&mut record.referer, headers.get(REFERER));
+            copy_value(&mut record.user_agent, headers.get(USER_AGENT));
+            record.release = None;
+            record
         });
         RequestObservation {
             observer: self.clone(),
@@ -121,7 +118,28 @@ impl Drop for RequestObservation {
     }
 }
 
-/// A header value in an allocation of its own (see [`AccessRecord`]).
-fn copy_value(value: &HeaderValue) -> Option<HeaderValue> {
-    HeaderValue::from_bytes(value.as_bytes()).ok()
+/// The request target as the client sent it, into `into` (reusing its capacity);
+/// origin-form (the usual case) is copied without going through `Display`.
+fn copy_target(into: &mut String, uri: &http::Uri) {
+    into.clear();
+    match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+        (None, None, Some(path)) => into.push_str(path.as_str()),
+        _ => {
+            use std::fmt::Write;
+            let _ = write!(into, "{uri}");
+        }
+    }
+}
+
+/// A header value copied into `into` (see [`AccessRecord`] for why a copy).
+fn copy_value(into: &mut Option<Vec<u8>>, value: Option<&HeaderValue>) {
+    match value {
+        None => *into = None,
+        Some(value) => {
+            let mut bytes = into.take().unwrap_or_default();
+            bytes.clear();
+            bytes.extend_from_slice(value.as_bytes());
+            *into = Some(bytes);
+        }
+    }
 }
