@@ -1,8 +1,9 @@
 //! Runs rollbridge's proxy on its own with one fixed upstream, for benchmarks.
 //!
-//! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080 [--workers 2]`
+//! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080 [--workers N]`
 //! prints `listening <addr>` once ready and serves until SIGTERM or SIGINT.
-//! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]).
+//! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]; by
+//! default the daemon's choice for this machine).
 
 use rollbridge::daemon::events::EventSink;
 use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
@@ -18,7 +19,7 @@ struct Options {
 fn parse_options() -> Result<Options, String> {
     let mut listen = None;
     let mut upstream = None;
-    let mut workers = 2;
+    let mut workers = ProxyOptions::default().threads;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -6,14 +6,14 @@
 # each with keep-alive and `Connection: close` clients at c=1 and c=64.
 #
 # Usage: benches/proxy/run.sh            (from the repository root)
-# Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=2 (rollbridge proxy threads, ProxyOptions::threads)  CARGO_TARGET_DIR=...
+# Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=N (rollbridge proxy threads; default: the daemon's choice for this machine)  CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built proxy_driver instead of building one
 #        PRELOAD=<lib> to run the proxy with LD_PRELOAD (e.g. another malloc)
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
 ROUNDS=${ROUNDS:-3}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-}
 BENCH_NAME=proxy
 DRIVER_EXAMPLE=proxy_driver
 # shellcheck source=../common.sh
@@ -85,7 +85,7 @@ start_nginx nginxproxy
 wait_port "$UPSTREAM_PORT"
 wait_port "$NGINX_PROXY_PORT"
 
-LD_PRELOAD=${PRELOAD:-} "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" --workers "$WORKERS" \
+LD_PRELOAD=${PRELOAD:-} "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} \
   >"$WORK/driver.log" 2>&1 &
 DRIVER_PID=$!
 PIDS+=("$DRIVER_PID")
@@ -147,7 +147,7 @@ measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
   fi
 }
 
-echo "measuring ($ROUNDS interleaved rounds of $DURATION, rollbridge with $WORKERS proxy threads${PRELOAD:+, LD_PRELOAD=$PRELOAD})" >&2
+echo "measuring ($ROUNDS interleaved rounds of $DURATION, rollbridge with ${WORKERS:-default} proxy threads${PRELOAD:+, LD_PRELOAD=$PRELOAD})" >&2
 for mode in ka close; do
   for conns in 1 64; do
     for round in $(seq 1 "$ROUNDS"); do

@@ -15,7 +15,7 @@
 //! connections), `idle` (closing idle and slow client connections), `counters`,
 //! `router`, `target`, `errors`.
 //!
-//! The server runs on threads of its own (two by default), each with a
+//! The server runs on threads of its own (one or two, by machine size), each with a
 //! single-threaded tokio runtime, so the daemon's other work (hooks, supervision,
 //! Lua) can never delay a request, and a request and its upstream exchange never
 //! hop between threads. The public types are safe to use from any thread/runtime.

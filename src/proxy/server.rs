@@ -38,15 +38,26 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             idle_timeout: HEADER_READ_TIMEOUT,
-            threads: DEFAULT_THREADS,
+            threads: default_threads(),
             observer: None,
         }
     }
 }
 
-/// Two threads use a second core when there is one; a deploy supervisor should leave
-/// the rest of the machine to the application.
-const DEFAULT_THREADS: usize = 2;
+/// One proxy thread on a machine with one or two cores, two otherwise.
+///
+/// On two cores the second core is busy with the application (and nginx) anyway:
+/// measured with `benches/proxy` on such a machine, a second proxy thread gained
+/// nothing with keep-alive clients and cost about 15 % of the throughput with
+/// `Connection: close` clients (connections handed between threads). With more
+/// cores a second thread adds capacity; a deploy supervisor should leave the rest
+/// of the machine to the application.
+fn default_threads() -> usize {
+    match std::thread::available_parallelism() {
+        Ok(cores) if cores.get() > 2 => 2,
+        _ => 1,
+    }
+}
 
 /// One proxy thread, seen from the owner.
 #[derive(Debug)]
