@@ -188,7 +188,9 @@ impl UpstreamPool {
             }
         };
         let _ = stream.set_nodelay(true);
+        // Flat write buffer, as on the client side (see worker.rs).
         let (sender, connection) = Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| self.exchange_error(source))?;
