@@ -25,19 +25,45 @@ pub(crate) struct ClientInfo {
 
 impl ClientInfo {
     pub(crate) fn new(peer: IpAddr, local_port: HeaderValue) -> ClientInfo {
-        use std::io::Write;
-        // Longest IPv6 text is 45 bytes; format on the stack, copy once.
-        let mut text = [0u8; 64];
-        let mut cursor = std::io::Cursor::new(&mut text[..]);
-        let _ = write!(cursor, "{}", peer.to_canonical());
-        let written = cursor.position() as usize;
-        let address = HeaderValue::from_bytes(&text[..written])
-            .expect("an IP address is a valid header value");
+        let address = match peer.to_canonical() {
+            // The usual case, written by hand: `Display` through the formatting
+            // machinery costs more than everything else done per connection here.
+            IpAddr::V4(v4) => {
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    len += write_decimal(&mut text[len..], octet);
+                }
+                HeaderValue::from_bytes(&text[..len])
+            }
+            IpAddr::V6(v6) => HeaderValue::from_str(&v6.to_string()),
+        }
+        .expect("an IP address is a valid header value");
         ClientInfo {
             address,
             local_port,
         }
     }
+}
+
+/// Writes `value` in decimal at the start of `out`; returns the digits written.
+fn write_decimal(out: &mut [u8], value: u8) -> usize {
+    let digits = [value / 100, value / 10 % 10, value % 10];
+    let skip = if value >= 100 {
+        0
+    } else if value >= 10 {
+        1
+    } else {
+        2
+    };
+    for (slot, digit) in out.iter_mut().zip(&digits[skip..]) {
+        *slot = b'0' + digit;
+    }
+    3 - skip
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -82,8 +108,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .get_all(CONNECTION)
             .iter()
             .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-            .filter_map(|item| HeaderName::from_bytes(item.trim_ascii()).ok())
-            .filter(|name| !(keep_upgrade && name == UPGRADE)),
+            .map(<[u8]>::trim_ascii)
+            // `close` is a connection option, never a header name (RFC 9110
+            // reserves the name); `keep-alive` and `upgrade` are handled above.
+            .filter(|item| {
+                !item.eq_ignore_ascii_case(b"close")
+                    && !item.eq_ignore_ascii_case(b"keep-alive")
+                    && !item.eq_ignore_ascii_case(b"upgrade")
+            })
+            .filter_map(|item| HeaderName::from_bytes(item).ok()),
     );
     for name in doomed {
         headers.remove(name);
@@ -258,5 +291,35 @@ mod tests {
             HeaderValue::from(80u16),
         );
         assert_eq!(info.address, "192.0.2.7");
+    }
+
+    #[test]
+    fn client_addresses_are_written_like_display() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.200.3.40",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            let info = ClientInfo::new(ip, HeaderValue::from(80u16));
+            assert_eq!(info.address, ip.to_string().as_str(), "{text}");
+        }
+    }
+
+    #[test]
+    fn connection_options_are_not_taken_for_header_names() {
+        let mut headers = map(&[
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("x-kept", "2"),
+        ]);
+        strip_hop_by_hop(&mut headers, false);
+        assert!(!headers.contains_key("connection"));
+        assert!(!headers.contains_key("x-hop"));
+        assert_eq!(headers["x-kept"], "2");
     }
 }

@@ -9,7 +9,6 @@
 //! tick.
 
 use super::forward::ConnectionContext;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -65,14 +64,50 @@ impl Drop for ActiveRequest {
     }
 }
 
-type Registry = HashMap<u64, Weak<ConnectionContext>>;
+/// The open connections of one proxy thread: slots reused through a free list,
+/// so registering and leaving cost a push and a pop (no hashing per connection).
+/// The slot table keeps the size of the busiest moment (8 bytes a connection).
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<Option<Weak<ConnectionContext>>>,
+    free: Vec<usize>,
+}
+
+impl Registry {
+    fn insert(&mut self, connection: Weak<ConnectionContext>) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(connection);
+                slot
+            }
+            None => {
+                self.slots.push(Some(connection));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.slots.get_mut(slot).and_then(Option::take).is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    fn connections(&self) -> impl Iterator<Item = &Weak<ConnectionContext>> {
+        self.slots.iter().flatten()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
 
 /// The client connections of one server, and its coarse clock.
 #[derive(Debug)]
 pub(crate) struct IdleSweeper {
     limit_ticks: u64,
     tick: AtomicU64,
-    next_id: AtomicU64,
     connections: Mutex<Registry>,
 }
 
@@ -80,12 +115,12 @@ pub(crate) struct IdleSweeper {
 #[derive(Debug)]
 pub(crate) struct Registration {
     sweeper: Arc<IdleSweeper>,
-    id: u64,
+    slot: usize,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.sweeper.lock().remove(&self.id);
+        self.sweeper.lock().remove(self.slot);
     }
 }
 
@@ -95,8 +130,7 @@ impl IdleSweeper {
         Arc::new(IdleSweeper {
             limit_ticks,
             tick: AtomicU64::new(0),
-            next_id: AtomicU64::new(0),
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(Registry::default()),
         })
     }
 
@@ -111,11 +145,10 @@ impl IdleSweeper {
             .activity
             .idle_since_tick
             .store(now, Ordering::Relaxed);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Arc::downgrade(context));
+        let slot = self.lock().insert(Arc::downgrade(context));
         Registration {
             sweeper: Arc::clone(self),
-            id,
+            slot,
         }
     }
 
@@ -135,8 +168,11 @@ impl IdleSweeper {
 
     fn sweep(&self) {
         let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
-        let connections: Vec<Arc<ConnectionContext>> =
-            self.lock().values().filter_map(Weak::upgrade).collect();
+        let connections: Vec<Arc<ConnectionContext>> = self
+            .lock()
+            .connections()
+            .filter_map(Weak::upgrade)
+            .collect();
         for context in connections {
             let activity = &context.activity;
             let idle_for = now.saturating_sub(activity.idle_since_tick.load(Ordering::Relaxed));
@@ -222,5 +258,24 @@ mod tests {
         assert_eq!(sweeper.lock().len(), 1);
         drop(registration);
         assert_eq!(sweeper.lock().len(), 0);
+    }
+
+    #[test]
+    fn slots_are_reused_and_only_open_connections_are_swept() {
+        let sweeper = IdleSweeper::new(Duration::from_secs(1));
+        let first = connection(&sweeper);
+        let second = connection(&sweeper);
+        let first_registration = sweeper.register(&first);
+        let second_registration = sweeper.register(&second);
+        drop(first_registration);
+        let third = connection(&sweeper);
+        let _third_registration = sweeper.register(&third);
+        assert_eq!(sweeper.lock().slots.len(), 2, "the freed slot was reused");
+        assert_eq!(sweeper.lock().len(), 2);
+        sweeper.sweep();
+        sweeper.sweep();
+        assert!(!is_expired(&first), "no longer registered, never swept");
+        assert!(is_expired(&second) && is_expired(&third));
+        drop(second_registration);
     }
 }
