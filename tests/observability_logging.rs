@@ -11,15 +11,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Every JSON line of a file (a missing file reads as empty).
-fn file_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 fn parsed(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
@@ -57,28 +48,6 @@ fn history(socket: &Path) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
-}
-
-/// Starts a daemon with `args` whose readiness is read from the log file.
-fn start_with_file(harness: &mut Harness, log: &Path, args: &[&str]) {
-    let log_text = log.to_string_lossy().into_owned();
-    let mut all = vec!["--log-file", log_text.as_str()];
-    all.extend_from_slice(args);
-    let daemon = harness.spawn(&all);
-    let ready = poll(WAIT, || {
-        file_lines(log)
-            .iter()
-            .any(|l| l.contains("\"message\":\"control socket listening\""))
-            .then_some(())
-    });
-    if ready.is_none() {
-        panic!(
-            "daemon did not become ready\nlog:\n{}\nstderr:\n{}",
-            file_lines(log).join("\n"),
-            daemon.stderr.lines().join("\n")
-        );
-    }
-    harness.daemon = Some(daemon);
 }
 
 #[test]
@@ -123,7 +92,7 @@ fn stdout_lines_are_the_event_history() {
 fn a_log_file_gets_the_event_lines_and_stdout_stays_empty() {
     let mut harness = Harness::new(base_config);
     let log = harness.path("logs-daemon.log");
-    start_with_file(&mut harness, &log, &[]);
+    harness.start_logging_to(&log, &[]);
     harness.deploy("v1");
     wait_until(WAIT, "the file to hold exactly the event history", || {
         let written: Vec<Value> = file_lines(&log)
@@ -159,11 +128,7 @@ fn hourly_rotation_dates_the_old_file_and_keeps_n() {
     for old in ["2020-01-01-00", "2020-01-01-01", "2020-01-01-02"] {
         std::fs::write(harness.path(&format!("daemon.log.{old}")), "x\n").unwrap();
     }
-    start_with_file(
-        &mut harness,
-        &log,
-        &["--log-rotation", "hourly", "--log-keep", "2"],
-    );
+    harness.start_logging_to(&log, &["--log-rotation", "hourly", "--log-keep", "2"]);
     let expected_name = format!(
         "daemon.log.{}",
         chrono::DateTime::<chrono::Utc>::from(three_hours_ago).format("%Y-%m-%d-%H")
@@ -195,7 +160,7 @@ fn hourly_rotation_dates_the_old_file_and_keeps_n() {
 fn sighup_after_a_rename_starts_a_new_file() {
     let mut harness = Harness::new(base_config);
     let log = harness.path("app.log");
-    start_with_file(&mut harness, &log, &[]);
+    harness.start_logging_to(&log, &[]);
     let rotated = harness.path("app.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     // Until the signal, lines still go to the renamed file.
@@ -222,11 +187,7 @@ fn sighup_after_a_rename_starts_a_new_file() {
 fn debug_diagnostics_are_extra_lines_and_events_keep_their_shape() {
     let mut harness = Harness::new(base_config);
     let log = harness.path("debug.log");
-    start_with_file(
-        &mut harness,
-        &log,
-        &["--log-level", "rollbridge::hooks=debug"],
-    );
+    harness.start_logging_to(&log, &["--log-level", "rollbridge::hooks=debug"]);
     harness.deploy("v1");
     wait_until(WAIT, "a hook call diagnostic", || {
         file_lines(&log)

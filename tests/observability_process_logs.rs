@@ -12,15 +12,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The lines of a file (a missing file reads as empty).
-fn file_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// A process that prints `out <n>` on stdout and `err <n>` on stderr, every
 /// `pause` seconds, for as long as it runs.
 fn ticker(id: &str, policy: &str, pause: &str, log_file: Value) -> Value {
@@ -237,28 +228,6 @@ fn processes_sharing_a_path_write_whole_lines() {
     assert_eq!(harness.shutdown(), 0);
 }
 
-/// Starts a daemon logging to `daemon_log`, ready once the file says so.
-fn start_with_daemon_log(harness: &mut Harness, daemon_log: &Path, args: &[&str]) {
-    let log_text = daemon_log.to_string_lossy().into_owned();
-    let mut all = vec!["--log-file", log_text.as_str()];
-    all.extend_from_slice(args);
-    let daemon = harness.spawn(&all);
-    let ready = poll(WAIT, || {
-        file_lines(daemon_log)
-            .iter()
-            .any(|l| l.contains("\"message\":\"control socket listening\""))
-            .then_some(())
-    });
-    if ready.is_none() {
-        panic!(
-            "daemon did not become ready\nlog:\n{}\nstderr:\n{}",
-            file_lines(daemon_log).join("\n"),
-            daemon.stderr.lines().join("\n")
-        );
-    }
-    harness.daemon = Some(daemon);
-}
-
 /// A live file last written three hours ago, plus older dated files; returns
 /// the dated name the live file must get.
 fn stale_log(path: &Path, older: &[&str]) -> String {
@@ -310,8 +279,7 @@ fn rotation_dates_the_old_file_and_keeps_n() {
         &["2020-01-01-00", "2020-01-01-01", "2020-01-01-02"],
     );
     let daemon_log = harness.path("daemon.log");
-    start_with_daemon_log(
-        &mut harness,
+    harness.start_logging_to(
         &daemon_log,
         &["--log-rotation", "hourly", "--log-keep", "1"],
     );

@@ -11,12 +11,12 @@
 # access log kept every line.
 #
 # Usage: benches/observability/run.sh          (from the repository root)
-# Env:   DURATION=3s ROUNDS=6 WORKERS=2 CARGO_TARGET_DIR=...
+# Env:   DURATION=3s ROUNDS=8 WORKERS=2 CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built observability_driver
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
-ROUNDS=${ROUNDS:-6}
+ROUNDS=${ROUNDS:-8}
 WORKERS=${WORKERS:-2}
 BENCH_NAME=observability
 DRIVER_EXAMPLE=observability_driver
@@ -166,7 +166,7 @@ DROPPED=$(sed -n 's/^access-log-dropped //p' "$WORK/on.out")
 LINES=$(( $(wc -l <"$WORK/access.log") - WARMUP_LINES ))
 
 echo
-echo "| run | off req/s (median / best) | metrics req/s (median / best) | metrics + access log req/s (median / best) | metrics/off | full/off | CPU us/req off / metrics / full |"
+echo "| run | off req/s (median / best) | metrics req/s (median / best) | metrics + access log req/s (median / best) | metrics/off (median / best) | full/off (median / best) | CPU us/req off / metrics / full |"
 echo "|---|---|---|---|---|---|---|"
 for config in "${CONFIGS[@]}"; do
   read -r mode conns <<<"$config"
@@ -174,7 +174,7 @@ for config in "${CONFIGS[@]}"; do
   off_median=$(median <<<"${SAMPLES[$off]}") met_median=$(median <<<"${SAMPLES[$met]}") on_median=$(median <<<"${SAMPLES[$on]}")
   off_best=$(best <<<"${SAMPLES[$off]}") met_best=$(best <<<"${SAMPLES[$met]}") on_best=$(best <<<"${SAMPLES[$on]}")
   name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
-  echo "| $name c=$conns | $off_median / $off_best | $met_median / $met_best | $on_median / $on_best | $(ratio "$met_median" "$off_median") | $(ratio "$on_median" "$off_median") | $(cpu_us "${CPU_SUM[$off]}" "${REQ_SUM[$off]}") / $(cpu_us "${CPU_SUM[$met]}" "${REQ_SUM[$met]}") / $(cpu_us "${CPU_SUM[$on]}" "${REQ_SUM[$on]}") |"
+  echo "| $name c=$conns | $off_median / $off_best | $met_median / $met_best | $on_median / $on_best | $(ratio "$met_median" "$off_median") / $(ratio "$met_best" "$off_best") | $(ratio "$on_median" "$off_median") / $(ratio "$on_best" "$off_best") | $(cpu_us "${CPU_SUM[$off]}" "${REQ_SUM[$off]}") / $(cpu_us "${CPU_SUM[$met]}" "${REQ_SUM[$met]}") / $(cpu_us "${CPU_SUM[$on]}" "${REQ_SUM[$on]}") |"
 done
 echo
 echo "access log: $LINES lines for $TOTAL_ON_REQUESTS measured requests, ${DROPPED:-?} dropped"

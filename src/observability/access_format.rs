@@ -240,24 +240,10 @@ fn clf_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderValue, Method};
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn record() -> AccessRecord {
-        AccessRecord {
-            at: UNIX_EPOCH + Duration::from_millis(1_779_546_669_512),
-            client: HeaderValue::from_static("10.0.0.7"),
-            method: Method::GET,
-            target: "/search?q=a%20b".to_string(),
-            version: Version::HTTP_11,
-            referer: Some(b"https://example.test/".to_vec()),
-            user_agent: Some(b"agent \"quoted\"".to_vec()),
-            release: Some(Arc::from("v7")),
-            status: 200,
-            bytes: 512,
-            duration: Duration::from_micros(1_234_567),
-        }
+        crate::observability::access_log::sample_record()
     }
 
     fn json(record: &AccessRecord) -> String {

@@ -247,25 +247,30 @@ fn write_loop(
     }
 }
 
+/// A request with every field set, for the formatting and queue tests.
+#[cfg(test)]
+pub(crate) fn sample_record() -> AccessRecord {
+    AccessRecord {
+        at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_779_546_669_512),
+        client: HeaderValue::from_static("10.0.0.7"),
+        method: Method::GET,
+        target: "/search?q=a%20b".to_string(),
+        version: Version::HTTP_11,
+        referer: Some(b"https://example.test/".to_vec()),
+        user_agent: Some(b"agent \"quoted\"".to_vec()),
+        release: Some(Arc::from("v7")),
+        status: 200,
+        bytes: 512,
+        duration: Duration::from_micros(1_234_567),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     fn record() -> AccessRecord {
-        AccessRecord {
-            at: UNIX_EPOCH + Duration::from_millis(1_779_546_669_512),
-            client: HeaderValue::from_static("10.0.0.7"),
-            method: Method::GET,
-            target: "/search?q=a%20b".to_string(),
-            version: Version::HTTP_11,
-            referer: Some(b"https://example.test/".to_vec()),
-            user_agent: Some(b"agent \"quoted\"".to_vec()),
-            release: Some(Arc::from("v7")),
-            status: 200,
-            bytes: 512,
-            duration: Duration::from_micros(1_234_567),
-        }
+        sample_record()
     }
 
     #[test]

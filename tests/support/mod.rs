@@ -247,6 +247,29 @@ impl Harness {
         self.daemon = Some(daemon);
     }
 
+    /// Starts the daemon with `--log-file log` and `args`; ready once the file
+    /// has the control socket's line (stdout stays empty with a log file).
+    pub fn start_logging_to(&mut self, log: &Path, args: &[&str]) {
+        let log_text = log.to_string_lossy().into_owned();
+        let mut all = vec!["--log-file", log_text.as_str()];
+        all.extend_from_slice(args);
+        let daemon = self.spawn(&all);
+        let ready = poll(Duration::from_secs(30), || {
+            file_lines(log)
+                .iter()
+                .any(|l| l.contains("\"message\":\"control socket listening\""))
+                .then_some(())
+        });
+        if ready.is_none() {
+            panic!(
+                "daemon did not become ready\nlog:\n{}\nstderr:\n{}",
+                file_lines(log).join("\n"),
+                daemon.stderr.lines().join("\n")
+            );
+        }
+        self.daemon = Some(daemon);
+    }
+
     pub fn output(&self) -> &Output {
         &self.daemon.as_ref().expect("daemon running").output
     }
@@ -388,4 +411,13 @@ pub fn events_of(harness: &Harness) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// The lines of a file (a missing file reads as empty).
+pub fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
