@@ -114,6 +114,7 @@ fn a_log_file_gets_the_event_lines_and_stdout_stays_empty() {
 
 #[test]
 fn hourly_rotation_dates_the_old_file_and_keeps_n() {
+    clear_of_the_hour_boundary();
     let mut harness = Harness::new(base_config);
     let log = harness.path("daemon.log");
     // A live file last written three hours ago, and older rolled files.

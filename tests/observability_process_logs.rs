@@ -262,6 +262,7 @@ fn dated_files(dir: &Path, name: &str) -> Vec<String> {
 
 #[test]
 fn rotation_dates_the_old_file_and_keeps_n() {
+    clear_of_the_hour_boundary();
     let mut harness = Harness::new(config_with(
         // A plain path follows the daemon's --log-rotation / --log-keep.
         Some(json!("logs/web.log")),
