@@ -329,18 +329,20 @@ impl DaemonObservability {
     }
 
     /// Stops the metrics listener and writes out the access log and the
-    /// process log files.
+    /// process log files, waiting at most [`LOG_FLUSH_LIMIT`] for each: a disk
+    /// that stopped answering (a dead network mount) must not keep the daemon
+    /// from exiting.
     pub async fn close(&self) {
         self.close_metrics_listener().await;
         let process_logs = self.process_logs.clone();
-        let _ = tokio::task::spawn_blocking(move || process_logs.finish()).await;
+        flush_within_limit("process log files", move || process_logs.finish()).await;
         let access = self
             .access_log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some((_, writer)) = access {
-            let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+            flush_within_limit("access log", move || writer.finish()).await;
         }
         for task in self
             .background
@@ -387,5 +389,18 @@ impl EventObserver for SystemdStatus {
                 self.notifier.status(&status_line(Some(release)));
             }
         }
+    }
+}
+
+/// How long shutdown waits for one log writer to write out its queue.
+pub const LOG_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn flush_within_limit(what: &str, finish: impl FnOnce() + Send + 'static) {
+    let flushed = tokio::time::timeout(LOG_FLUSH_LIMIT, tokio::task::spawn_blocking(finish)).await;
+    if flushed.is_err() {
+        tracing::warn!(
+            "the {what} did not finish writing within {} s; exiting without the rest",
+            LOG_FLUSH_LIMIT.as_secs()
+        );
     }
 }
