@@ -5,6 +5,7 @@ use super::counters::ConnectionGuard;
 use super::errors::error_chain;
 use super::idle::ActiveRequest;
 use super::pool::Sender;
+use super::relay::RawBody;
 use super::target::ReleaseTarget;
 use crate::observability::RequestObservation;
 use bytes::Bytes;
@@ -21,13 +22,22 @@ use std::task::{Context, Poll};
 /// pool only when the body was read to its end; otherwise it is closed.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    inner: Incoming,
-    sender: Option<Sender>,
+    source: Source,
     target: Arc<ReleaseTarget>,
     request: ActiveRequest,
     /// Metrics and access log for this request, recorded when the body is dropped.
     observation: Option<RequestObservation>,
     _count: ConnectionGuard,
+}
+
+/// Where the body comes from: hyper's client, or the direct exchange.
+#[derive(Debug)]
+enum Source {
+    Hyper {
+        inner: Incoming,
+        sender: Option<Sender>,
+    },
+    Direct(RawBody),
 }
 
 impl UpstreamBody {
@@ -39,8 +49,26 @@ impl UpstreamBody {
         count: ConnectionGuard,
     ) -> UpstreamBody {
         UpstreamBody {
-            inner,
-            sender: Some(sender),
+            source: Source::Hyper {
+                inner,
+                sender: Some(sender),
+            },
+            target,
+            request,
+            observation: None,
+            _count: count,
+        }
+    }
+
+    /// A body read straight from the upstream connection (`relay.rs`).
+    pub(crate) fn direct(
+        body: RawBody,
+        target: Arc<ReleaseTarget>,
+        request: ActiveRequest,
+        count: ConnectionGuard,
+    ) -> UpstreamBody {
+        UpstreamBody {
+            source: Source::Direct(body),
             target,
             request,
             observation: None,
@@ -54,7 +82,16 @@ impl UpstreamBody {
     }
 
     fn recycle_connection(&mut self) {
-        let Some(mut sender) = self.sender.take() else {
+        let sender = match &mut self.source {
+            Source::Hyper { sender, .. } => sender.take(),
+            Source::Direct(body) => {
+                if let Some(connection) = body.take_reusable() {
+                    self.target.pool().put_raw(connection);
+                }
+                return;
+            }
+        };
+        let Some(mut sender) = sender else {
             return;
         };
         if sender.is_ready() {
@@ -75,14 +112,79 @@ impl UpstreamBody {
     }
 }
 
+impl UpstreamBody {
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled: Poll<Option<Result<Frame<Bytes>, String>>> = match &mut self.source {
+            Source::Hyper { inner, .. } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Err(error))) => {
+                    let text = error_chain(&error);
+                    self.fail(&text);
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            Source::Direct(body) => match body.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.to_string()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(observation), Some(data)) = (&mut self.observation, frame.data_ref()) {
+                    observation.add_bytes(data.len() as u64);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                self.recycle_connection();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(text))) => {
+                // An error ends the body: hyper aborts the response to the client.
+                self.fail(&text);
+                Poll::Ready(Some(Err(text.into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The upstream broke off the body: the connection is not reused, and the
+    /// failure is reported.
+    fn fail(&mut self, detail: &str) {
+        if let Source::Hyper { sender, .. } = &mut self.source {
+            *sender = None;
+        }
+        let message = format!(
+            "upstream {} broke off the response body: {}",
+            self.target.upstream_authority(),
+            detail
+        );
+        self.request.context().server.reporter.report(&message);
+    }
+}
+
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // hyper may drop a body it knows is empty (HEAD, 204, 304) without polling it.
-        if self.inner.is_end_stream() {
+        let ended = match &self.source {
+            Source::Hyper { inner, .. } => inner.is_end_stream(),
+            Source::Direct(body) => body.is_done(),
+        };
+        if ended {
             self.recycle_connection();
         }
     }
 }
+
+/// Why a response body broke off (hyper's error, or the direct path's).
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every response the proxy produces.
 #[derive(Debug)]
@@ -103,45 +205,25 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Fixed(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Upstream(body) => {
-                let polled = Pin::new(&mut body.inner).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let (Some(observation), Some(data)) =
-                            (&mut body.observation, frame.data_ref())
-                        {
-                            observation.add_bytes(data.len() as u64);
-                        }
-                    }
-                    Poll::Ready(None) => body.recycle_connection(),
-                    Poll::Ready(Some(Err(error))) => {
-                        body.sender = None;
-                        let message = format!(
-                            "upstream {} broke off the response body: {}",
-                            body.target.upstream_authority(),
-                            error_chain(error)
-                        );
-                        body.request.context().server.reporter.report(&message);
-                    }
-                    _ => {}
-                }
-                polled
-            }
+            ProxyBody::Upstream(body) => body.poll_upstream(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Fixed(data) => data.is_none(),
-            ProxyBody::Upstream(body) => body.inner.is_end_stream(),
+            ProxyBody::Upstream(body) => match &body.source {
+                Source::Hyper { inner, .. } => inner.is_end_stream(),
+                Source::Direct(direct) => direct.is_done(),
+            },
         }
     }
 
@@ -150,7 +232,13 @@ impl Body for ProxyBody {
             ProxyBody::Fixed(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ProxyBody::Upstream(body) => body.inner.size_hint(),
+            ProxyBody::Upstream(body) => match &body.source {
+                Source::Hyper { inner, .. } => inner.size_hint(),
+                Source::Direct(direct) => match direct.exact_remaining() {
+                    Some(length) => SizeHint::with_exact(length),
+                    None => SizeHint::default(),
+                },
+            },
         }
     }
 }

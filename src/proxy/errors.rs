@@ -29,6 +29,9 @@ pub enum UpstreamError {
         authority: String,
         source: hyper::Error,
     },
+    /// A failure of the direct exchange (`relay.rs`).
+    #[error("upstream {authority}: {detail}")]
+    Relay { authority: String, detail: String },
 }
 
 impl UpstreamError {

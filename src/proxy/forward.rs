@@ -7,6 +7,7 @@ use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
 use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
 use super::pool::Sender;
+use super::relay::{self, RawBody};
 use super::router::Router;
 use super::target::ReleaseTarget;
 use super::upgrade;
@@ -92,6 +93,12 @@ async fn route(
     }
 
     prepare_upstream_request(&mut request, &context.client, &target, false);
+    if relay::qualifies(&request) {
+        return match relay::send(target.pool(), request).await {
+            Ok(response) => relay_direct_response(response, target, active, count),
+            Err(error) => upstream_failed(&context.server.reporter, &error),
+        };
+    }
     match target.pool().send(request).await {
         Ok((response, sender)) => relay_response(response, sender, target, active, count),
         Err(error) => upstream_failed(&context.server.reporter, &error),
@@ -110,7 +117,24 @@ pub(crate) fn relay_response(
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    // The upstream's HTTP version is a property of that hop only: an HTTP/1.0
+    // upstream must not make the client connection close.
+    parts.version = Version::HTTP_11;
     let body = UpstreamBody::new(body, sender, target, active, count);
+    Response::from_parts(parts, ProxyBody::Upstream(body))
+}
+
+/// [`relay_response`] for a response of the direct path (`relay.rs`).
+fn relay_direct_response(
+    response: Response<RawBody>,
+    target: Arc<ReleaseTarget>,
+    active: ActiveRequest,
+    count: ConnectionGuard,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    parts.version = Version::HTTP_11;
+    let body = UpstreamBody::direct(body, target, active, count);
     Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 

@@ -9,6 +9,7 @@
 //! request never has to wake another thread.
 
 use super::errors::UpstreamError;
+use super::relay::RawConnection;
 use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{Builder, SendRequest};
@@ -52,6 +53,8 @@ enum Endpoint {
 #[derive(Debug, Default)]
 struct IdleState {
     senders: Vec<Sender>,
+    /// Idle connections of the direct path (`relay.rs`).
+    raw: Vec<RawConnection>,
     retired: bool,
 }
 
@@ -101,7 +104,10 @@ impl UpstreamPool {
 
     pub(crate) fn idle_count(&self) -> usize {
         (0..SHARDS)
-            .map(|shard| self.lock(shard).senders.len())
+            .map(|shard| {
+                let idle = self.lock(shard);
+                idle.senders.len() + idle.raw.len()
+            })
             .sum()
     }
 
@@ -114,7 +120,10 @@ impl UpstreamPool {
             let closing = {
                 let mut idle = self.lock(shard);
                 idle.retired = true;
-                std::mem::take(&mut idle.senders)
+                (
+                    std::mem::take(&mut idle.senders),
+                    std::mem::take(&mut idle.raw),
+                )
             };
             // Dropping the senders lets each idle connection task finish and close
             // its socket.
@@ -130,6 +139,25 @@ impl UpstreamPool {
             }
         }
         None
+    }
+
+    /// An idle connection of the direct path that is still open, if any.
+    pub(crate) fn take_idle_raw(&self) -> Option<RawConnection> {
+        let mut idle = self.lock(current_shard());
+        while let Some(connection) = idle.raw.pop() {
+            if connection.still_open() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Gives back a direct-path connection whose last response was read completely.
+    pub(crate) fn put_raw(&self, connection: RawConnection) {
+        let mut idle = self.lock(current_shard());
+        if !idle.retired && idle.raw.len() < MAX_IDLE_PER_RELEASE {
+            idle.raw.push(connection);
+        }
     }
 
     /// Gives back a connection whose last response was read completely.
@@ -177,7 +205,8 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self) -> Result<Sender, UpstreamError> {
+    /// A new TCP connection to the upstream, within the connect timeout.
+    pub(crate) async fn connect_stream(&self) -> Result<TcpStream, UpstreamError> {
         let stream = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, self.open_socket()).await
         {
             Ok(result) => result?,
@@ -188,6 +217,11 @@ impl UpstreamPool {
             }
         };
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let stream = self.connect_stream().await?;
         // Flat write buffer, as on the client side (see worker.rs).
         let (sender, connection) = Builder::new()
             .writev(false)
