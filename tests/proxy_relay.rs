@@ -333,9 +333,12 @@ async fn a_body_cut_short_aborts_the_client_response_and_is_reported() {
     // The proxy closes the client connection; whether the head went out before
     // the upstream broke off is a matter of timing, a complete answer never is.
     let mut answer = Vec::new();
-    within("the proxy closes the connection", raw.read_to_end(&mut answer))
-        .await
-        .ok();
+    within(
+        "the proxy closes the connection",
+        raw.read_to_end(&mut answer),
+    )
+    .await
+    .ok();
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let body_len = answer.split("\r\n\r\n").nth(1).map_or(0, str::len);
     assert!(body_len < 10, "the body cannot be complete: {answer:?}");

@@ -522,3 +522,102 @@ fn take_line(buf: &mut BytesMut) -> io::Result<Option<Vec<u8>>> {
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn framing_of(
+        pairs: &[(&'static str, &'static str)],
+        method: Method,
+    ) -> Result<Framing, String> {
+        framing(&mut headers(pairs), StatusCode::OK, &method).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        assert_eq!(
+            framing_of(&[("content-length", "5")], Method::GET),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing_of(&[("content-length", "5, 5")], Method::GET),
+            Ok(Framing::Length(5))
+        );
+        assert!(framing_of(&[("content-length", "5, 6")], Method::GET).is_err());
+        assert!(framing_of(&[("content-length", "+5")], Method::GET).is_err());
+        assert_eq!(
+            framing_of(&[("content-length", "5")], Method::HEAD),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            framing_of(
+                &[
+                    ("transfer-encoding", "gzip, chunked"),
+                    ("content-length", "5")
+                ],
+                Method::GET
+            ),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing_of(&[("transfer-encoding", "gzip")], Method::GET),
+            Ok(Framing::UntilClose)
+        );
+        assert_eq!(framing_of(&[], Method::GET), Ok(Framing::UntilClose));
+        let mut with_both = headers(&[("transfer-encoding", "chunked"), ("content-length", "5")]);
+        framing(&mut with_both, StatusCode::OK, &Method::GET).unwrap();
+        assert!(!with_both.contains_key("content-length"));
+        for status in [StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED] {
+            let mut map = headers(&[("content-length", "5")]);
+            assert_eq!(
+                framing(&mut map, status, &Method::GET).unwrap(),
+                Framing::Empty
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_lines_accept_extensions_upper_case_and_bare_newlines() {
+        let mut buf = BytesMut::from(&b"1A;name=\"x\"\nrest"[..]);
+        let line = take_line(&mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..], b"rest");
+        let mut body = RawBody {
+            connection: None,
+            state: BodyState::ChunkSize,
+            reusable: true,
+        };
+        body.advance_chunk_state(&line).unwrap();
+        assert_eq!(body.state, BodyState::ChunkData(26));
+        body.state = BodyState::ChunkSize;
+        assert!(body.advance_chunk_state(b"zz").is_err());
+        assert!(body.advance_chunk_state(b"").is_err());
+        body.state = BodyState::ChunkDataEnd;
+        assert!(
+            body.advance_chunk_state(b"x").is_err(),
+            "data longer than its size"
+        );
+        let mut long = BytesMut::from(&[b'1'; MAX_CHUNK_LINE + 1][..]);
+        assert!(take_line(&mut long).is_err());
+    }
+
+    #[test]
+    fn response_heads_parse_incrementally() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]);
+        assert!(parse_head(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"ngth: 2\r\nX-A: 1\r\nX-A: 2\r\n\r\nok");
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.reason.is_none(), "the canonical reason is not kept");
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(&buf[..], b"ok", "the body stays in the buffer");
+    }
+}
