@@ -32,6 +32,7 @@ enum Answer {
 struct ScriptedUpstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
 }
 
@@ -40,20 +41,39 @@ impl ScriptedUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let queue = Arc::new(Mutex::new(VecDeque::from(answers)));
-        let (accepted_in, heads_in) = (Arc::clone(&accepted), Arc::clone(&heads));
+        let (accepted_in, closed_in, heads_in) = (
+            Arc::clone(&accepted),
+            Arc::clone(&closed),
+            Arc::clone(&heads),
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted_in.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, Arc::clone(&queue), Arc::clone(&heads_in)));
+                let (queue, heads, closed) = (
+                    Arc::clone(&queue),
+                    Arc::clone(&heads_in),
+                    Arc::clone(&closed_in),
+                );
+                tokio::spawn(async move {
+                    serve(stream, queue, heads).await;
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         ScriptedUpstream {
             addr,
             accepted,
+            closed,
             heads,
         }
+    }
+
+    /// Connections this upstream has closed (the socket is dropped by then).
+    fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn accepted(&self) -> usize {
@@ -396,4 +416,25 @@ async fn the_request_head_carries_the_target_and_forwarded_headers_and_custom_re
         "{head}"
     );
     assert!(!lower.contains("connection:"), "hop-by-hop removed: {head}");
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_while_idle_is_never_used() {
+    let (proxy, upstream, mut client) = start(vec![
+        // Announces keep-alive, then closes right after answering.
+        Answer::PiecesThenClose(vec![OK_2]),
+        Answer::Pieces(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh"]),
+    ])
+    .await;
+    assert_eq!(
+        request(&proxy, &mut client, Method::GET, "/").await.body,
+        "ok"
+    );
+    eventually("the upstream closed its side", || upstream.closed() == 1).await;
+    // A POST is never retried, so it only succeeds if the closed connection is
+    // recognised before anything is sent on it.
+    let post = request(&proxy, &mut client, Method::POST, "/").await;
+    assert_eq!(post.status, StatusCode::OK);
+    assert_eq!(post.body, "fresh");
+    assert_eq!(upstream.accepted(), 2);
 }

@@ -60,17 +60,17 @@ impl RawConnection {
         }
     }
 
+    /// Reads what the socket has into `buf`. Through `AsyncRead` rather than
+    /// `try_read`: a short read clears the socket's readiness, so an idle pooled
+    /// connection shows as not readable and [`Self::still_open`] needs no probe.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        use std::future::Future;
+        use tokio::io::AsyncReadExt;
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        let read = self.stream.read_buf(&mut self.buf);
+        std::pin::pin!(read).poll(cx)
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
