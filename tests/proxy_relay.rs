@@ -4,9 +4,7 @@
 
 mod support_proxy;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, StatusCode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,25 +126,8 @@ async fn serve(
     }
 }
 
-async fn request(proxy: &ProxyFixture, client: &mut Client, method: Method, path: &str) -> Reply {
-    let _ = proxy;
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "proxy.test")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let response = client.send(request).await;
-    let (parts, body) = response.into_parts();
-    let body = within("response body", body.collect())
-        .await
-        .expect("complete body")
-        .to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+async fn request(_proxy: &ProxyFixture, client: &mut Client, method: Method, path: &str) -> Reply {
+    client.request(method, path, &[]).await
 }
 
 async fn start(answers: Vec<Answer>) -> (ProxyFixture, ScriptedUpstream, Client) {

@@ -115,13 +115,18 @@ pub(crate) fn relay_response(
     active: ActiveRequest,
     count: ConnectionGuard,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    // The upstream's HTTP version is a property of that hop only: an HTTP/1.0
-    // upstream must not make the client connection close.
-    parts.version = Version::HTTP_11;
+    let (parts, body) = response.into_parts();
     let body = UpstreamBody::new(body, sender, target, active, count);
-    Response::from_parts(parts, ProxyBody::Upstream(body))
+    Response::from_parts(for_the_client(parts), ProxyBody::Upstream(body))
+}
+
+/// An upstream response head as the client gets it: hop-by-hop headers go, and
+/// the upstream's HTTP version (a property of that hop only) is not passed on, so
+/// an HTTP/1.0 upstream cannot make the client connection close.
+fn for_the_client(mut parts: http::response::Parts) -> http::response::Parts {
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    parts.version = Version::HTTP_11;
+    parts
 }
 
 /// [`relay_response`] for a response of the direct path (`relay.rs`).
@@ -131,11 +136,9 @@ fn relay_direct_response(
     active: ActiveRequest,
     count: ConnectionGuard,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    parts.version = Version::HTTP_11;
+    let (parts, body) = response.into_parts();
     let body = UpstreamBody::direct(body, target, active, count);
-    Response::from_parts(parts, ProxyBody::Upstream(body))
+    Response::from_parts(for_the_client(parts), ProxyBody::Upstream(body))
 }
 
 /// Turns the client's request into the one sent upstream, in place.

@@ -403,16 +403,13 @@ impl RawBody {
                 BodyState::Done => return Poll::Ready(None),
                 BodyState::Length(remaining) => {
                     if !buf.is_empty() {
-                        let take = buf
-                            .len()
-                            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                        let remaining = remaining - take as u64;
-                        self.state = if remaining == 0 {
+                        let (data, left) = take_counted(buf, remaining);
+                        self.state = if left == 0 {
                             BodyState::Done
                         } else {
-                            BodyState::Length(remaining)
+                            BodyState::Length(left)
                         };
-                        return Poll::Ready(Some(Ok(buf.split_to(take).freeze())));
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
                 BodyState::UntilClose => {
@@ -423,16 +420,13 @@ impl RawBody {
                 }
                 BodyState::ChunkData(remaining) => {
                     if !buf.is_empty() {
-                        let take = buf
-                            .len()
-                            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                        let remaining = remaining - take as u64;
-                        self.state = if remaining == 0 {
+                        let (data, left) = take_counted(buf, remaining);
+                        self.state = if left == 0 {
                             BodyState::ChunkDataEnd
                         } else {
-                            BodyState::ChunkData(remaining)
+                            BodyState::ChunkData(left)
                         };
-                        return Poll::Ready(Some(Ok(buf.split_to(take).freeze())));
+                        return Poll::Ready(Some(Ok(data)));
                     }
                 }
                 BodyState::ChunkSize | BodyState::ChunkDataEnd | BodyState::Trailers => {
@@ -502,6 +496,14 @@ impl RawBody {
         };
         Ok(())
     }
+}
+
+/// Up to `remaining` bytes off the front of `buf`, and how many are still due.
+fn take_counted(buf: &mut BytesMut, remaining: u64) -> (Bytes, u64) {
+    let take = buf
+        .len()
+        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+    (buf.split_to(take).freeze(), remaining - take as u64)
 }
 
 /// Takes one line (without its CRLF or LF) off the front of `buf`.

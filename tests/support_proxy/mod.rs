@@ -166,7 +166,17 @@ impl Client {
     }
 
     pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = Request::get(path);
+        self.request(http::Method::GET, path, headers).await
+    }
+
+    /// A request without a body (`Host: proxy.test` unless given), answered whole.
+    pub async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
         if !headers
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case("host"))
