@@ -444,7 +444,11 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
         config
     });
     let mut harness = harness;
-    harness.start();
+    // The debug line "waiting for the operation in progress" shows when the second
+    // deploy has reached the daemon and queued behind the first.
+    let daemon = harness.spawn(&["--log-level", "rollbridge::daemon=debug"]);
+    daemon.wait_ready(LONG);
+    harness.daemon = Some(daemon);
     let socket = harness.socket.clone();
     let first_path = harness.release("v1");
     let second_path = harness.release("v2");
@@ -474,7 +478,15 @@ fn status_shows_a_deploy_in_progress_and_deploys_run_one_at_a_time() {
             )
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    poll(LONG, || {
+        harness
+            .output()
+            .lines()
+            .iter()
+            .any(|line| line.contains("waiting for the operation in progress"))
+            .then_some(())
+    })
+    .expect("the second deploy queues behind the first");
     // The second deploy waits for the first: still only v1 is being deployed.
     assert_eq!(harness.status()["deploying"]["releaseId"], "v1");
     std::fs::write(harness.path("gate"), "").unwrap();

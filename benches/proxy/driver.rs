@@ -1,52 +1,80 @@
-//! Runs rollbridge's proxy on its own with one fixed upstream, for benchmarks.
+//! Runs rollbridge's proxy on its own with one fixed upstream, optionally with
+//! request metrics (and a `/metrics` listener) and an access log, for measuring
+//! what observability costs.
 //!
-//! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080 [--workers N]`
-//! prints `listening <addr>` once ready and serves until SIGTERM or SIGINT.
-//! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]; by
-//! default the daemon's choice for this machine).
+//! `observability_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080
+//!   [--workers 2] [--metrics 127.0.0.1:0] [--access-log PATH] [--format json|combined]`
+//!
+//! Prints `listening <addr>` (and `metrics <addr>`) once ready, serves until
+//! SIGTERM or SIGINT, then prints `access-log-dropped <n>`.
 
+use rollbridge::config::model::AccessLogFormat;
 use rollbridge::daemon::events::EventSink;
-use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
+use rollbridge::observability::metrics::{Metrics, MetricsServer};
+use rollbridge::observability::{AccessLog, ProxyObserver};
+use rollbridge::proxy::{ConnectionCounters, ProxyServer, ReleaseTarget, Router};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 struct Options {
     listen: SocketAddr,
     upstream: SocketAddr,
     workers: usize,
+    metrics: Option<SocketAddr>,
+    access_log: Option<PathBuf>,
+    format: AccessLogFormat,
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut listen = None;
-    let mut upstream = None;
-    let mut workers = ProxyOptions::default().threads;
+    let mut options = Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        metrics: None,
+        access_log: None,
+        format: AccessLogFormat::Json,
+    };
+    let mut upstream_given = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let address = |v: &str| v.parse::<SocketAddr>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
-            "--listen" => listen = Some(value.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--upstream" => upstream = Some(value.parse().map_err(|e| format!("--upstream: {e}"))?),
-            "--workers" => workers = value.parse().map_err(|e| format!("--workers: {e}"))?,
+            "--listen" => options.listen = address(&value)?,
+            "--upstream" => {
+                options.upstream = address(&value)?;
+                upstream_given = true;
+            }
+            "--workers" => {
+                options.workers = value.parse().map_err(|e| format!("--workers: {e}"))?
+            }
+            "--metrics" => options.metrics = Some(address(&value)?),
+            "--access-log" => options.access_log = Some(PathBuf::from(value)),
+            "--format" => {
+                options.format = AccessLogFormat::parse(&value)
+                    .ok_or_else(|| format!("--format: {value} is not json or combined"))?
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
-    Ok(Options {
-        listen: listen.ok_or("--listen is required")?,
-        upstream: upstream.ok_or("--upstream is required")?,
-        workers,
-    })
+    if !upstream_given {
+        return Err("--upstream is required".into());
+    }
+    Ok(options)
 }
 
 fn main() {
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
-            eprintln!("proxy_driver: {message}");
+            eprintln!("observability_driver: {message}");
             std::process::exit(2);
         }
     };
-    // The proxy runs on its own threads; this runtime only waits for a signal.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.workers.max(1))
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -58,15 +86,33 @@ fn main() {
             options.upstream.port(),
             ConnectionCounters::new(),
         )));
-        let server = ProxyServer::bind_with_options(
+        let metrics = Metrics::new();
+        metrics.set_router(router.clone());
+        let _metrics_server = match options.metrics {
+            Some(address) => {
+                let server =
+                    MetricsServer::bind(&address.ip().to_string(), address.port(), metrics.clone())
+                        .await
+                        .expect("bind metrics");
+                println!("metrics {}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
+        let access = options
+            .access_log
+            .as_ref()
+            .map(|path| AccessLog::open(path, options.format).expect("open the access log"));
+        let observer = Arc::new(ProxyObserver::new(
+            options.metrics.map(|_| metrics.proxy().clone()),
+            access.as_ref().map(|(log, _)| log.clone()),
+        ));
+        let server = ProxyServer::bind_observed(
             &options.listen.ip().to_string(),
             options.listen.port(),
             router,
-            EventSink::stdout(),
-            ProxyOptions {
-                threads: options.workers,
-                ..Default::default()
-            },
+            EventSink::silent(),
+            observer,
         )
         .await
         .expect("bind proxy");
@@ -80,5 +126,9 @@ fn main() {
         server
             .shutdown(tokio::time::Instant::now() + Duration::from_secs(2))
             .await;
+        if let Some((log, writer)) = access {
+            writer.finish();
+            println!("access-log-dropped {}", log.stats().dropped_lines());
+        }
     });
 }

@@ -38,7 +38,17 @@ impl Daemon {
                 }
             }
             exclusive => {
-                let _operations = self.operations.lock().await;
+                let _operations = match self.operations.try_lock() {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        // Deploy-class commands run one at a time; say why this one waits.
+                        tracing::debug!(
+                            command = exclusive.name(),
+                            "waiting for the operation in progress"
+                        );
+                        self.operations.lock().await
+                    }
+                };
                 if let Err(error) = self.ensure_running() {
                     return Reply::error(error);
                 }
