@@ -11,15 +11,15 @@
 # access log kept every line.
 #
 # Usage: benches/observability/run.sh          (from the repository root)
-# Env:   DURATION=3s ROUNDS=8 WORKERS=2 CARGO_TARGET_DIR=...
-#        DRIVER=<path> to use an already built observability_driver
+# Env:   DURATION=3s ROUNDS=8 WORKERS=N (proxy threads; default: the daemon's choice) CARGO_TARGET_DIR=...
+#        DRIVER=<path> to use an already built proxy_driver
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
 ROUNDS=${ROUNDS:-8}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-}
 BENCH_NAME=observability
-DRIVER_EXAMPLE=observability_driver
+DRIVER_EXAMPLE=proxy_driver
 # shellcheck source=../common.sh
 source "$(dirname "$0")/../common.sh"
 UPSTREAM_PORT=$(free_port)
@@ -56,7 +56,7 @@ declare -A PORT PID
 start_driver() { # label extra-args...
   local label=$1
   shift
-  "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" --workers "$WORKERS" "$@" \
+  "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} "$@" \
     >"$WORK/$label.out" 2>&1 &
   PID[$label]=$!
   PIDS+=("${PID[$label]}")
@@ -139,7 +139,7 @@ for config in "${CONFIGS[@]}"; do
 done
 WARMUP_LINES=$(wc -l <"$WORK/access.log")
 
-echo "measuring ($ROUNDS interleaved rounds of $DURATION, $WORKERS runtime threads)" >&2
+echo "measuring ($ROUNDS interleaved rounds of $DURATION, ${WORKERS:-default} proxy threads)" >&2
 for round in $(seq 1 "$ROUNDS"); do
   for config in "${CONFIGS[@]}"; do
     read -r mode conns <<<"$config"

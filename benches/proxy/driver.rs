@@ -1,18 +1,20 @@
-//! Runs rollbridge's proxy on its own with one fixed upstream, optionally with
-//! request metrics (and a `/metrics` listener) and an access log, for measuring
-//! what observability costs.
+//! Runs rollbridge's proxy on its own with one fixed upstream, for the benchmarks
+//! in `benches/proxy` and `benches/observability`; optionally with request
+//! metrics (and a `/metrics` listener) and an access log.
 //!
-//! `observability_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080
-//!   [--workers 2] [--metrics 127.0.0.1:0] [--access-log PATH] [--format json|combined]`
+//! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080
+//!   [--workers N] [--metrics 127.0.0.1:0] [--access-log PATH] [--format json|combined]`
 //!
-//! Prints `listening <addr>` (and `metrics <addr>`) once ready, serves until
-//! SIGTERM or SIGINT, then prints `access-log-dropped <n>`.
+//! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]; by
+//! default the daemon's choice for this machine). Prints `listening <addr>` (and
+//! `metrics <addr>`) once ready, serves until SIGTERM or SIGINT, then prints
+//! `access-log-dropped <n>` when there was an access log.
 
 use rollbridge::config::model::AccessLogFormat;
 use rollbridge::daemon::events::EventSink;
 use rollbridge::observability::metrics::{Metrics, MetricsServer};
 use rollbridge::observability::{AccessLog, ProxyObserver};
-use rollbridge::proxy::{ConnectionCounters, ProxyServer, ReleaseTarget, Router};
+use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: "127.0.0.1:0".parse().unwrap(),
-        workers: 2,
+        workers: ProxyOptions::default().threads,
         metrics: None,
         access_log: None,
         format: AccessLogFormat::Json,
@@ -69,12 +71,13 @@ fn main() {
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
-            eprintln!("observability_driver: {message}");
+            eprintln!("proxy_driver: {message}");
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.workers.max(1))
+    // The proxy runs on its own threads; this runtime serves /metrics and waits
+    // for a signal.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -107,12 +110,16 @@ fn main() {
             options.metrics.map(|_| metrics.proxy().clone()),
             access.as_ref().map(|(log, _)| log.clone()),
         ));
-        let server = ProxyServer::bind_observed(
+        let server = ProxyServer::bind_with_options(
             &options.listen.ip().to_string(),
             options.listen.port(),
             router,
-            EventSink::silent(),
-            observer,
+            EventSink::stdout(),
+            ProxyOptions {
+                threads: options.workers,
+                observer: Some(observer),
+                ..Default::default()
+            },
         )
         .await
         .expect("bind proxy");
