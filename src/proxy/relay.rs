@@ -227,18 +227,21 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ReadFailure> {
         .reason
         .filter(|reason| Some(*reason) != status.canonical_reason())
         .map(|reason| (offset(reason.as_bytes()), reason.len()));
-    let mut ranges: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(response.headers.len());
-    for header in response.headers.iter() {
-        ranges.push((
+    // Where each header sits in the head, kept on the stack: the head is frozen
+    // below and the header values become slices of it without copying.
+    let mut ranges = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = response.headers.len();
+    for (range, header) in ranges.iter_mut().zip(response.headers.iter()) {
+        *range = (
             offset(header.name.as_bytes()),
             header.name.len(),
             offset(header.value),
             header.value.len(),
-        ));
+        );
     }
     let head_bytes = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(ranges.len() + 1);
-    for (name_at, name_len, value_at, value_len) in ranges {
+    let mut headers = HeaderMap::with_capacity(count + 1);
+    for &(name_at, name_len, value_at, value_len) in &ranges[..count] {
         let name = HeaderName::from_bytes(&head_bytes[name_at..name_at + name_len])
             .map_err(|_| ReadFailure::Invalid("bad header name".into()))?;
         let value =
