@@ -65,9 +65,7 @@ impl TemplateContext {
 
 /// The environment of this process (variables that are not UTF-8 are skipped).
 pub fn process_env() -> HashMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
-        .collect()
+    crate::util::env::utf8_vars().collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

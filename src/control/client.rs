@@ -48,6 +48,13 @@ pub enum ClientError {
         path.display()
     )]
     NoReply { path: PathBuf },
+    /// The daemon hung up without a reply and no longer accepts connections: it
+    /// was shutting down (or died) while the request was in flight.
+    #[error(
+        "the Rollbridge daemon at {} closed the connection without answering and no longer accepts connections: the daemon is shutting down or has stopped; check its log, then retry once a daemon runs again",
+        path.display()
+    )]
+    Gone { path: PathBuf },
     /// The reply line is not a JSON object.
     #[error(
         "the process listening on {} sent a reply that is not a Rollbridge response ({detail}); is it a Rollbridge daemon?",
@@ -184,9 +191,7 @@ fn exchange(
         if read == 0 {
             // The peer hung up. A reply that lacks only its final LF is still a reply.
             if line.iter().all(u8::is_ascii_whitespace) {
-                return Err(ClientError::NoReply {
-                    path: path.to_path_buf(),
-                });
+                return Err(hung_up_without_reply(path));
             }
             return Ok(line);
         }
@@ -195,6 +200,19 @@ fn exchange(
             return Ok(line);
         }
         line.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Tells a daemon that went away mid-request (shutdown, crash) from a peer that
+/// is still there but does not speak the protocol.
+fn hung_up_without_reply(path: &Path) -> ClientError {
+    match connect(path) {
+        Err(error) if error.is_no_daemon() => ClientError::Gone {
+            path: path.to_path_buf(),
+        },
+        _ => ClientError::NoReply {
+            path: path.to_path_buf(),
+        },
     }
 }
 

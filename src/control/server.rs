@@ -5,6 +5,12 @@
 //! ever holds up itself. Every request line starts its own handler; replies are
 //! written in completion order. The server knows nothing about releases: it parses
 //! lines, hands [`Request`]s to a [`ControlHandler`], and writes what comes back.
+//!
+//! No set of clients can lock the operator out: a connection with nothing in
+//! flight that has not sent a complete request line within [`REQUEST_TIMEOUT`]
+//! is closed, and when the connection cap is reached (or the daemon runs out of
+//! file descriptors) the oldest such idle connection is closed to make room.
+//! Only when every connection is waiting for a reply is a newcomer turned away.
 
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
@@ -13,25 +19,32 @@ use crate::daemon::events::EventSink;
 use crate::data;
 use crate::util::errno::errno_code;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Identifies one accepted control connection.
 pub type ConnectionId = u64;
 
-/// More simultaneous control connections than this are turned away with an
-/// error reply: the CLI uses one short connection per command, so anything near
-/// this number is a runaway client, and the cap keeps file descriptors for the
-/// processes the daemon supervises.
+/// At most this many control connections are open at once (fewer when the
+/// daemon's file descriptor limit is low, see [`connection_cap`]): the CLI uses
+/// one short connection per command, so anything near this number is a runaway
+/// client, and the cap keeps file descriptors for the processes the daemon
+/// supervises. At the cap the oldest idle connection is closed for a newcomer.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// A connection with no request in flight is closed when it has not sent a
+/// complete request line for this long (since it connected or since its last
+/// reply). The CLI sends its request right after connecting.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many requests of one connection are answered at a time; the
 /// connection is not read further until replies have been written. A client that
@@ -87,12 +100,66 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture;
 }
 
+/// The connection cap for this process: [`MAX_CONNECTIONS`], or half the soft
+/// `RLIMIT_NOFILE` when that is lower, so idle clients can never take the file
+/// descriptors a deploy needs for its pipes, sockets and log files.
+pub fn connection_cap() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, MAX_CONNECTIONS)
+}
+
+/// One open connection as the accept loop and shutdown see it.
+struct Connection {
+    /// Cancelled to drop the connection at once.
+    token: CancellationToken,
+    activity: Arc<Activity>,
+}
+
+/// What a connection is doing, shared with its reader and writer.
+struct Activity {
+    /// Requests read but not yet answered (their replies not yet written).
+    pending: std::sync::atomic::AtomicUsize,
+    /// When the connection was accepted or its latest reply was written.
+    last_reply: Mutex<Instant>,
+    /// Cancelled to stop reading requests: the connection closes once the
+    /// replies it still owes are written (shutdown keeps answering deploys).
+    stop_reading: CancellationToken,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            last_reply: Mutex::new(Instant::now()),
+            stop_reading: CancellationToken::new(),
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0
+    }
+
+    /// When the connection times out if it stays idle.
+    fn idle_deadline(&self) -> Instant {
+        *lock(&self.last_reply) + REQUEST_TIMEOUT
+    }
+}
+
 /// Shared state between the accept loop, the connections and the daemon.
 struct Shared {
     path: PathBuf,
     events: EventSink,
     next_id: AtomicU64,
-    connections: Mutex<HashMap<ConnectionId, CancellationToken>>,
+    /// Open connections, oldest first.
+    connections: Mutex<BTreeMap<ConnectionId, Connection>>,
+    /// Notified whenever a connection is removed.
+    connection_closed: Notify,
+    /// How many connections may be open at once.
+    cap: usize,
     /// Cancelled when the server stops accepting.
     accepting: CancellationToken,
     /// Becomes true once the accept loop has returned and the listener is closed.
@@ -128,7 +195,9 @@ impl ControlServer {
             path,
             events,
             next_id: AtomicU64::new(1),
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(BTreeMap::new()),
+            connection_closed: Notify::new(),
+            cap: connection_cap(),
             accepting: CancellationToken::new(),
             listener_closed: watch::channel(false).0,
             exit_requested: watch::channel(false).0,
@@ -143,23 +212,46 @@ impl ControlServer {
     }
 
     /// Stops accepting and closes every open connection except `keep` (the one
-    /// that asked for the shutdown or retirement). Returns once the listener is
-    /// closed.
+    /// that asked for the shutdown or retirement). A connection still waiting
+    /// for a reply (a deploy the shutdown interrupts) stops being read and
+    /// closes once that reply is written. Returns once the listener is closed.
     pub async fn close_except(&self, keep: Option<ConnectionId>) {
         self.shared.accepting.cancel();
-        let others: Vec<CancellationToken> = {
+        {
             let connections = lock(&self.shared.connections);
-            connections
-                .iter()
-                .filter(|(id, _)| Some(**id) != keep)
-                .map(|(_, token)| token.clone())
-                .collect()
-        };
-        for token in others {
-            token.cancel();
+            for (_, connection) in connections.iter().filter(|(id, _)| Some(**id) != keep) {
+                connection.activity.stop_reading.cancel();
+                if connection.activity.is_idle() {
+                    connection.token.cancel();
+                }
+            }
         }
         let mut closed = self.shared.listener_closed.subscribe();
         let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Waits (at most `limit`) until no connection but `keep` is open: after
+    /// [`close_except`](Self::close_except), the replies still owed have been
+    /// written. Connections left after `limit` are dropped.
+    pub async fn wait_closed_except(&self, keep: Option<ConnectionId>, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let closed = self.shared.connection_closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            let others: Vec<CancellationToken> = lock(&self.shared.connections)
+                .iter()
+                .filter(|(id, _)| Some(**id) != keep)
+                .map(|(_, connection)| connection.token.clone())
+                .collect();
+            if others.is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                others.iter().for_each(CancellationToken::cancel);
+                return;
+            }
+        }
     }
 
     /// Resolves once a `CloseAndExit` reply has been delivered.
@@ -194,30 +286,44 @@ async fn accept_loop(
             Ok((stream, _)) => {
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                 let token = CancellationToken::new();
+                let activity = Activity::new();
                 let admitted = {
                     let mut connections = lock(&shared.connections);
-                    if connections.len() >= MAX_CONNECTIONS {
-                        false
-                    } else {
-                        connections.insert(id, token.clone());
-                        true
+                    let room = connections.len() < shared.cap || evict_oldest_idle(&mut connections);
+                    if room {
+                        connections.insert(
+                            id,
+                            Connection {
+                                token: token.clone(),
+                                activity: activity.clone(),
+                            },
+                        );
                     }
+                    room
                 };
                 if admitted {
                     tokio::spawn(serve_connection(
                         stream,
                         id,
                         token,
+                        activity,
                         shared.clone(),
                         handler.clone(),
                     ));
                 } else {
-                    tokio::spawn(turn_away(stream));
+                    tokio::spawn(turn_away(stream, shared.cap));
                 }
             }
             Err(error) => {
-                // Out of file descriptors and similar: report, back off briefly
-                // and keep serving the connections that exist.
+                // Out of file descriptors: an idle client gives its one back.
+                let out_of_descriptors =
+                    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if out_of_descriptors && evict_oldest_idle(&mut lock(&shared.connections)) {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                // Otherwise report, back off briefly and keep serving the
+                // connections that exist.
                 shared.events.emit(
                     "control connection error",
                     data! { "code" => errno_code(&error), "error" => error.to_string() },
@@ -230,9 +336,24 @@ async fn accept_loop(
     shared.listener_closed.send_replace(true);
 }
 
-async fn turn_away(mut stream: UnixStream) {
+/// Closes the oldest connection with nothing in flight and forgets it. Returns
+/// false when every connection is waiting for a reply.
+fn evict_oldest_idle(connections: &mut BTreeMap<ConnectionId, Connection>) -> bool {
+    let oldest = connections
+        .iter()
+        .find(|(_, connection)| connection.activity.is_idle())
+        .map(|(id, _)| *id);
+    let Some(evicted) = oldest.and_then(|id| connections.remove(&id)) else {
+        return false;
+    };
+    tracing::debug!("closing an idle control connection to make room for a new one");
+    evicted.token.cancel();
+    true
+}
+
+async fn turn_away(mut stream: UnixStream, cap: usize) {
     let reply = error_reply(&format!(
-        "The daemon already has {MAX_CONNECTIONS} open control connections; close idle clients and retry."
+        "The daemon already has {cap} open control connections, all waiting for replies; retry once some have finished."
     ));
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(1),
@@ -254,13 +375,14 @@ async fn serve_connection(
     stream: UnixStream,
     id: ConnectionId,
     token: CancellationToken,
+    activity: Arc<Activity>,
     shared: Arc<Shared>,
     handler: Arc<dyn ControlHandler>,
 ) {
     let (reader, writer) = stream.into_split();
     let (outgoing, queue) = mpsc::unbounded_channel::<Outgoing>();
-    let write_side = write_replies(writer, queue, shared.clone());
-    let read_side = read_requests(reader, outgoing, shared.clone(), handler, id);
+    let write_side = write_replies(writer, queue, shared.clone(), activity.clone());
+    let read_side = read_requests(reader, outgoing, shared.clone(), handler, id, activity);
     // The writer ends when every sender is gone (the reader and all pending
     // handlers) or when a reply asks for the connection to close.
     let both = async {
@@ -271,6 +393,7 @@ async fn serve_connection(
         _ = both => {}
     }
     lock(&shared.connections).remove(&id);
+    shared.connection_closed.notify_waiters();
 }
 
 async fn read_requests(
@@ -279,14 +402,30 @@ async fn read_requests(
     shared: Arc<Shared>,
     handler: Arc<dyn ControlHandler>,
     id: ConnectionId,
+    activity: Arc<Activity>,
 ) {
     let mut buffer: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let slots = Arc::new(Semaphore::new(MAX_PENDING_PER_CONNECTION));
     loop {
+        // Only an idle connection runs out of time; one waiting for a reply (a
+        // deploy can take minutes) is checked again a full timeout later.
+        let check_at = if activity.is_idle() {
+            activity.idle_deadline()
+        } else {
+            Instant::now() + REQUEST_TIMEOUT
+        };
         let read = tokio::select! {
             // Stop reading once the writer is gone (the connection is closing).
             _ = outgoing.closed() => return,
+            _ = activity.stop_reading.cancelled() => return,
+            _ = tokio::time::sleep_until(check_at.into()) => {
+                if activity.is_idle() && Instant::now() >= activity.idle_deadline() {
+                    tracing::debug!("closing a control connection that sent no complete request in time");
+                    return;
+                }
+                continue;
+            }
             read = reader.read(&mut chunk) => read,
         };
         let count = match read {
@@ -315,6 +454,8 @@ async fn read_requests(
                 _ = outgoing.closed() => return,
                 slot = slots.clone().acquire_owned() => slot.ok(),
             };
+            // Counted until the reply is written (`write_replies`).
+            activity.pending.fetch_add(1, Ordering::SeqCst);
             dispatch_line(line, slot, &outgoing, &shared, &handler, id);
             line_start = end + 1;
             position = line_start;
@@ -399,6 +540,7 @@ async fn write_replies(
     mut writer: tokio::net::unix::OwnedWriteHalf,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
+    activity: Arc<Activity>,
 ) {
     let mut healthy = true;
     while let Some(Outgoing { line, after, _slot }) = queue.recv().await {
@@ -411,6 +553,10 @@ async fn write_replies(
                 );
             }
         }
+        *lock(&activity.last_reply) = Instant::now();
+        let _ = activity
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         match after {
             AfterReply::KeepOpen => {}
             AfterReply::Close | AfterReply::CloseAndExit => {

@@ -63,7 +63,7 @@ pub fn build(
         proxy_host: config.proxy.host.clone(),
         proxy_port: config.proxy.port,
         proxy_upstream_host: config.proxy.upstream_host.clone(),
-        env: std::env::vars().collect(),
+        env: template::process_env(),
     };
     let rendered = template::render_process(process, &context).map_err(|e| e.to_string())?;
     let log_file = process

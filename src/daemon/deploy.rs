@@ -4,6 +4,7 @@
 
 use super::definition::{self, ReleaseIdentity};
 use super::release::{Release, ReleaseState};
+use super::startup_exits::StartupExits;
 use super::state::{Daemon, DeployingInfo, SHUTTING_DOWN};
 use super::{ports, reload};
 use crate::config::hook::HookSpec;
@@ -12,6 +13,7 @@ use crate::data;
 use crate::observability::ProcessLogFiles;
 use crate::plugins::{HookCall, Registry, Stage};
 use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, wait_healthy};
+use crate::util::panic::catch_panic;
 use crate::util::time::{iso_now, timestamp_release_id};
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
@@ -97,9 +99,11 @@ impl Daemon {
             path: &request.release_path,
             revision: &revision,
         };
-        let started = self
-            .start_guarded(&config, &registry, identity, &mut progress)
-            .await;
+        // A panic (a bug) fails the deploy like any error, so what it started is
+        // cleaned up below and the client gets an answer.
+        let started = catch_panic(self.start_guarded(&config, &registry, identity, &mut progress))
+            .await
+            .unwrap_or_else(|panic| Err(internal_error(&panic)));
         let StartProgress {
             release: release_slot,
             started_services,
@@ -107,6 +111,7 @@ impl Daemon {
         let release = match started {
             Ok(release) => release,
             Err(error) => {
+                let error = explain_interruption(error, &release_id);
                 self.events.emit(
                     "deploy failed",
                     data! { "error" => error, "releaseId" => release_id },
@@ -123,7 +128,9 @@ impl Daemon {
                 return Err(error);
             }
         };
-        let outcome = self.switch_and_finish(release, config, registry).await;
+        let outcome = catch_panic(self.switch_and_finish(release, config, registry))
+            .await
+            .unwrap_or_else(|panic| Err(internal_error(&panic)));
         self.state().deploying = None;
         outcome
     }
@@ -293,14 +300,17 @@ impl Daemon {
             for index in 0..process.replicas.max(1) {
                 self.ensure_running()?;
                 let def = definition::build(config, process, &ReleaseIdentity::of(release), index)?;
+                // Watched from before the spawn, so an immediate exit counts.
+                let exits = (process.policy == Policy::Proxied)
+                    .then(|| StartupExits::watch(&self.events, &def.instance_id, &release.id));
                 let managed = ManagedProcess::new(def, self.release_supervision(registry, release));
                 release.add_process(&process.id, managed.clone());
                 managed
                     .start(StartReason::Deploy)
                     .await
                     .map_err(|error| error.to_string())?;
-                if process.policy == Policy::Proxied {
-                    self.wait_release_healthy(config, registry, release, process, &managed)
+                if let Some(exits) = exits {
+                    self.wait_release_healthy(config, registry, release, process, &managed, exits)
                         .await?;
                     self.ensure_running()?;
                 }
@@ -309,7 +319,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs the readiness check of the new proxied process; shutdown cuts it short.
+    /// Runs the readiness check of the new proxied process; shutdown cuts it
+    /// short, and so does a process that keeps exiting before it is healthy.
     async fn wait_release_healthy(
         &self,
         config: &Config,
@@ -317,6 +328,7 @@ impl Daemon {
         release: &Release,
         process: &ProcessConfig,
         managed: &Arc<ManagedProcess>,
+        mut exits: StartupExits,
     ) -> Result<(), String> {
         let (Some(health), Some(port)) = (&process.health, release.port(&process.id)) else {
             return Ok(());
@@ -342,6 +354,7 @@ impl Daemon {
         };
         tokio::select! {
             result = wait_healthy(plugin, call, health, &url) => result.map_err(|e| e.to_string()),
+            detail = exits.gave_up(managed) => Err(format!("Health check failed for {url}: {detail}")),
             _ = self.stopped_signal() => Err(SHUTTING_DOWN.to_string()),
         }
     }
@@ -559,6 +572,23 @@ impl Daemon {
             // processes still get their files, one registry each.
             None => ProcessLogFiles::default(),
         }
+    }
+}
+
+/// The error of a deploy step that panicked (a bug in rollbridge).
+fn internal_error(panic: &str) -> String {
+    format!("Internal error during the deploy: {panic}\nThis is a bug in rollbridge; please report it with the daemon log.")
+}
+
+/// A deploy cut short by shutdown keeps the protocol's first line and says
+/// what happened on the next.
+fn explain_interruption(error: String, release_id: &str) -> String {
+    if error == SHUTTING_DOWN {
+        format!(
+            "{SHUTTING_DOWN}\nthe daemon is shutting down: the deploy of release \"{release_id}\" was interrupted and the processes it had started were stopped"
+        )
+    } else {
+        error
     }
 }
 

@@ -76,6 +76,28 @@ struct Inner {
     /// The tracing dispatcher every event of this sink goes through; its event
     /// layer writes the line and fills `ring`.
     dispatch: tracing::Dispatch,
+    /// Called with each event as it is emitted (see [`EventSink::listen`]).
+    listeners: Mutex<Vec<(u64, Listener)>>,
+    next_listener: std::sync::atomic::AtomicU64,
+}
+
+/// Sees each event (`message`, `data`) as it is emitted. It runs on the emitting
+/// task, so it must only note what it needs and return (no blocking, no emit).
+pub type Listener = Arc<dyn Fn(&str, &Map<String, Value>) + Send + Sync>;
+
+/// Keeps a listener registered; dropping it unregisters the listener.
+pub struct ListenerGuard {
+    sink: std::sync::Weak<Inner>,
+    id: u64,
+}
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.sink.upgrade() {
+            let mut listeners = inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            listeners.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 /// A cheap, cloneable handle for recording events.
@@ -122,7 +144,48 @@ impl EventSink {
     /// `observability::Logging`, which builds the daemon's).
     pub fn from_parts(ring: Arc<EventRing>, dispatch: tracing::Dispatch) -> EventSink {
         EventSink {
-            inner: Arc::new(Inner { ring, dispatch }),
+            inner: Arc::new(Inner {
+                ring,
+                dispatch,
+                listeners: Mutex::new(Vec::new()),
+                next_listener: std::sync::atomic::AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Calls `listener` with every event emitted from now on, until the guard is
+    /// dropped. This is how the daemon learns that processes started or exited
+    /// without the supervisor knowing about the daemon.
+    pub fn listen(&self, listener: Listener) -> ListenerGuard {
+        let id = self
+            .inner
+            .next_listener
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, listener));
+        ListenerGuard {
+            sink: Arc::downgrade(&self.inner),
+            id,
+        }
+    }
+
+    fn notify_listeners(&self, message: &str, data: &Map<String, Value>) {
+        let listeners: Vec<Listener> = {
+            let listeners = self
+                .inner
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if listeners.is_empty() {
+                return;
+            }
+            listeners.iter().map(|(_, l)| l.clone()).collect()
+        };
+        for listener in listeners {
+            listener(message, data);
         }
     }
 
@@ -134,6 +197,7 @@ impl EventSink {
             data,
             message: message.into(),
         };
+        self.notify_listeners(&event.message, &event.data);
         if let Some(unclaimed) = crate::observability::emit_event(&self.inner.dispatch, event) {
             // No event layer took it (a dispatcher built without one): the history
             // must still be complete.
@@ -201,6 +265,22 @@ mod tests {
         assert_eq!(sink.recent(Some(0.0)).len(), 3);
         assert_eq!(sink.recent(Some(99.0)).len(), 3);
         assert_eq!(sink.recent(Some(1.5)).len(), 2);
+    }
+
+    #[test]
+    fn listeners_see_events_until_their_guard_drops() {
+        let sink = EventSink::silent();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let guard = sink.listen({
+            let seen = seen.clone();
+            Arc::new(move |message: &str, data: &Map<String, Value>| {
+                seen.lock().unwrap().push((message.to_string(), data["i"].clone()));
+            })
+        });
+        sink.emit("a", data! { "i" => 1 });
+        drop(guard);
+        sink.emit("b", data! { "i" => 2 });
+        assert_eq!(*seen.lock().unwrap(), vec![("a".to_string(), Value::from(1))]);
     }
 
     #[test]

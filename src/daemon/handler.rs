@@ -5,16 +5,55 @@ use super::state::Daemon;
 use crate::control::protocol::Request;
 use crate::control::server::{AfterReply, ConnectionId, ControlHandler, Reply, ReplyFuture};
 use crate::data;
+use crate::util::panic::catch_panic;
 use serde_json::Value;
 use std::sync::Arc;
 
 impl ControlHandler for Daemon {
     fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture {
-        Box::pin(async move { self.answer(request, origin).await })
+        Box::pin(async move {
+            let command = request.name();
+            let exclusive = !matches!(
+                request,
+                Request::Status
+                    | Request::Events { .. }
+                    | Request::Shutdown
+                    | Request::RetireOwner { .. }
+            );
+            match catch_panic(self.clone().answer(request, origin)).await {
+                Ok(reply) => reply,
+                Err(panic) => self.recover_from_panic(command, exclusive, &panic).await,
+            }
+        })
     }
 }
 
 impl Daemon {
+    /// A command handler panicked (a bug): the client gets an error instead of
+    /// silence, and a deploy-class command's leftovers are cleaned up — the
+    /// `deploying` marker and every release still starting (nothing else can be
+    /// starting while the operations lock is held) are stopped and forgotten.
+    async fn recover_from_panic(&self, command: &str, exclusive: bool, panic: &str) -> Reply {
+        self.events.emit(
+            "command panicked",
+            data! { "command" => command, "error" => panic },
+        );
+        if exclusive {
+            let _operations = self.operations.lock().await;
+            let leftovers = {
+                let mut state = self.state();
+                state.deploying = None;
+                std::mem::take(&mut state.starting)
+            };
+            for release in leftovers {
+                release.stop_now().await;
+            }
+        }
+        Reply::error(format!(
+            "Internal error while handling \"{command}\": {panic}\nThis is a bug in rollbridge; the daemon stopped what the command had started and keeps serving. Please report it with the daemon log."
+        ))
+    }
+
     async fn answer(self: Arc<Self>, request: Request, origin: ConnectionId) -> Reply {
         match request {
             Request::Status => {

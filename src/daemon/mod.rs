@@ -25,6 +25,7 @@ pub mod run;
 pub mod runtime;
 pub mod setup;
 pub mod shutdown;
+pub mod startup_exits;
 pub mod signals;
 pub mod state;
 pub mod status;

@@ -1,6 +1,9 @@
 //! When and how the daemon writes its state file (flows.md §15.1): switched on
-//! once the control socket is exposed, then every 5 s and after every deploy,
-//! drain and stop; never while stopping. Writes are serialized.
+//! once the control socket is exposed, then every 5 s, after every deploy, drain
+//! and stop, and — so that a daemon killed at any moment leaves every live
+//! process recorded — within [`PERSIST_COALESCE`] of any process starting or
+//! exiting and of any release changing state. Never while stopping. Writes are
+//! serialized; a burst of changes becomes one write.
 
 use super::orphans::{self, Orphan};
 use super::persist;
@@ -9,9 +12,27 @@ use crate::data;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How often the state is written even when nothing happened.
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(5000);
+
+/// How long a change waits for more changes before the state is written: the
+/// processes of a deploy start within a few milliseconds of each other, and one
+/// write records them all.
+pub const PERSIST_COALESCE: Duration = Duration::from_millis(50);
+
+/// Events after which the state file is rewritten soon: a process started or
+/// exited, or a release changed state.
+const CHANGE_EVENTS: [&str; 7] = [
+    "process started",
+    "process exited",
+    "traffic switched",
+    "release startup failed",
+    "release stopped",
+    "release drained",
+    "deploy failed",
+];
 
 impl Daemon {
     /// Writes the state file now (when configured and switched on).
@@ -23,7 +44,7 @@ impl Daemon {
         if !*enabled || self.is_stopping() {
             return;
         }
-        let snapshot = persist::snapshot(self.status_map(), self.events_json(None));
+        let snapshot = persist::snapshot(self.persisted_status(), self.events_json(None));
         let path = file.path().to_path_buf();
         let write = {
             let snapshot = snapshot.clone();
@@ -40,19 +61,56 @@ impl Daemon {
         }
     }
 
-    /// Switches persistence on, writes once, and keeps writing every 5 s.
+    /// The status object as the state file records it: like `status`, plus the
+    /// releases `status` does not list but whose processes run — one still
+    /// starting (deploying or health-checking) and one that left the map because
+    /// its id was deployed again — so none of them is forgotten after a crash.
+    fn persisted_status(&self) -> serde_json::Map<String, Value> {
+        let mut status = self.status_map();
+        let unlisted: Vec<Value> = {
+            let state = self.state();
+            state
+                .starting
+                .iter()
+                .chain(state.detached.iter())
+                .filter(|release| !state.releases.iter().any(|r| Arc::ptr_eq(r, release)))
+                .map(|release| release.status_json())
+                .collect()
+        };
+        if let Some(Value::Array(releases)) = status.get_mut("releases") {
+            releases.extend(unlisted);
+        }
+        status
+    }
+
+    /// Switches persistence on, writes once, and then writes every 5 s and soon
+    /// after every process or release change.
     pub async fn start_persistence(self: &Arc<Self>) {
         if self.state_file.is_none() {
             return;
         }
         *self.persistence.lock().await = true;
         self.persist().await;
+        let changed = Arc::new(Notify::new());
+        let listener = self.events.listen({
+            let changed = changed.clone();
+            Arc::new(move |message: &str, _: &serde_json::Map<String, Value>| {
+                if CHANGE_EVENTS.contains(&message) {
+                    // Stores a permit when the writer is busy: one write follows.
+                    changed.notify_one();
+                }
+            })
+        });
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            let _listener = listener;
             let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
             ticker.tick().await;
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = changed.notified() => tokio::time::sleep(PERSIST_COALESCE).await,
+                }
                 let Some(daemon) = weak.upgrade() else { return };
                 if daemon.is_stopping() {
                     return;

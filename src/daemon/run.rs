@@ -50,6 +50,7 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
         observability.events(),
     );
     let _ = daemon.observability.set(observability.clone());
+    report_non_utf8_environment(&daemon);
     observability.set_process_source(process_source(&daemon));
     observability
         .spawn_reopen_on_sighup()
@@ -112,6 +113,20 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
         outcome = signal_outcome => Ok(signal_exit_code(outcome)),
         _ = control_exit => Ok(0),
         _ = daemon.retired.notified() => Ok(0),
+    }
+}
+
+/// One warning per environment variable that is not UTF-8: processes still get
+/// it byte for byte, but `{{env.NAME}}` templates and hooks cannot see it.
+fn report_non_utf8_environment(daemon: &Daemon) {
+    for name in crate::util::env::non_utf8_names() {
+        daemon.events.emit(
+            "environment variable is not UTF-8",
+            data! {
+                "hint" => "managed processes receive it unchanged; {{env.NAME}} templates and hooks do not see it",
+                "name" => name,
+            },
+        );
     }
 }
 

@@ -15,6 +15,10 @@ use std::time::Duration;
 /// once every upstream process has stopped.
 pub const PROXY_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long shutdown waits, at its end, for control connections that were
+/// waiting for a reply (a deploy it interrupted) to receive it.
+pub const PENDING_REPLY_GRACE: Duration = Duration::from_secs(2);
+
 /// Something shutdown has to stop.
 enum Owned {
     Process(Arc<ManagedProcess>),
@@ -77,6 +81,12 @@ impl Daemon {
         }
         if let Err(error) = self.finalize_state_file().await {
             errors.push(format!("persistent state cleanup failed: {error}"));
+        }
+        // An interrupted deploy's client gets its answer before the daemon exits.
+        if let Some(control) = &control {
+            control
+                .wait_closed_except(origin, PENDING_REPLY_GRACE)
+                .await;
         }
         // Keep the failures in a stable order: socket, resources, state.
         errors.sort_by_key(|message| {

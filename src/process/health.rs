@@ -74,8 +74,10 @@ pub async fn wait_healthy(
         };
         // A probe cut short by the deadline says less than a real answer before
         // it ("HTTP 503", "connection refused"), so it only fills an empty detail
-        // or replaces another cut-short one.
-        let cut_short = Instant::now() >= probe_deadline;
+        // or replaces another cut-short one. A probe that had a full
+        // `FIRST_PROBE_MIN` and still got no answer was not cut short: that the
+        // endpoint does not answer in time is the answer ("timed out after N ms").
+        let cut_short = Instant::now() >= probe_deadline && bound < FIRST_PROBE_MIN;
         if !cut_short || !last_was_answer {
             detail = outcome;
             last_was_answer = !cut_short;

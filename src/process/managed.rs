@@ -435,7 +435,8 @@ impl ManagedProcess {
     pub fn process_info(&self) -> ProcessInfo {
         let inner = self.lock();
         let def = &inner.def;
-        let mut env: Vec<(String, String)> = std::env::vars()
+        // Variables that are not UTF-8 reach the process itself but not hooks.
+        let mut env: Vec<(String, String)> = crate::util::env::utf8_vars()
             .filter(|(key, _)| !def.env.iter().any(|(k, _)| k == key))
             .collect();
         env.extend(def.env.iter().cloned());

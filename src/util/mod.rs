@@ -1,5 +1,7 @@
 //! Small helpers shared by every part of rollbridge.
 
+pub mod env;
 pub mod errno;
+pub mod panic;
 pub mod signals;
 pub mod time;

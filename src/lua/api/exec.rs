@@ -34,11 +34,13 @@ pub(super) fn add_methods<M: UserDataMethods<HookCtx>>(methods: &mut M) {
         |lua, this, (command, options): (String, Option<Table>)| {
             let scope = this.scope.clone();
             let request = read_options(options).map(|(timeout, extra_env)| {
+                // Set over the inherited daemon environment, whose variables that
+                // are not UTF-8 thus still reach the command unchanged.
                 let mut env: Vec<(String, String)> = scope
                     .process
                     .as_ref()
                     .map(|p| p.env.clone())
-                    .unwrap_or_else(|| std::env::vars().collect());
+                    .unwrap_or_default();
                 env.retain(|(name, _)| !extra_env.iter().any(|(extra, _)| extra == name));
                 env.extend(extra_env);
                 let bound = timeout.unwrap_or_else(|| scope.remaining());
@@ -64,6 +66,7 @@ pub(super) fn add_methods<M: UserDataMethods<HookCtx>>(methods: &mut M) {
 struct Request {
     command: String,
     cwd: PathBuf,
+    /// Set over the daemon's own environment.
     env: Vec<(String, String)>,
     deadline: Instant,
 }
@@ -150,7 +153,6 @@ async fn run(request: Request) -> Result<Outcome, String> {
     let mut command = session_shell(&request.command);
     command
         .current_dir(&request.cwd)
-        .env_clear()
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

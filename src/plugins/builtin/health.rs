@@ -95,6 +95,14 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
         .map_err(|e| describe_io(&e))
 }
 
+/// The HTTP probe connected, but no response came before its deadline.
+fn timed_out(started: Instant) -> HealthVerdict {
+    HealthVerdict::NotYet(format!(
+        "timed out after {} ms (the port accepted the connection, but no HTTP response arrived)",
+        started.elapsed().as_millis()
+    ))
+}
+
 fn no_answer(started: Instant) -> HealthVerdict {
     HealthVerdict::NotYet(format!(
         "no answer within {} ms",
@@ -117,8 +125,14 @@ impl HealthPlugin for HttpHealth {
                 .unwrap_or("/")
                 .to_string();
             let started = Instant::now();
-            match timeout_at(call.deadline, http_get_status(&host, port, &path)).await {
-                Err(_) => Ok(no_answer(started)),
+            let connected = timeout_at(call.deadline, connect(&host, port)).await;
+            let stream = match connected {
+                Err(_) => return Ok(no_answer(started)),
+                Ok(Err(detail)) => return Ok(HealthVerdict::NotYet(detail)),
+                Ok(Ok(stream)) => stream,
+            };
+            match timeout_at(call.deadline, http_get_status(stream, &host, port, &path)).await {
+                Err(_) => Ok(timed_out(started)),
                 Ok(Err(detail)) => Ok(HealthVerdict::NotYet(detail)),
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(HealthVerdict::Healthy),
                 Ok(Ok(status)) => Ok(HealthVerdict::NotYet(format!("HTTP {status}"))),
@@ -129,8 +143,12 @@ impl HealthPlugin for HttpHealth {
 
 /// One HTTP/1.1 GET on a fresh connection; the status code or an error detail.
 /// Dropping the future closes the connection.
-async fn http_get_status(host: &str, port: u16, path: &str) -> Result<u16, String> {
-    let stream = connect(host, port).await?;
+async fn http_get_status(
+    stream: TcpStream,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<u16, String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
