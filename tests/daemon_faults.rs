@@ -99,7 +99,10 @@ fn a_kill_9_while_a_release_waits_for_its_health_check_leaves_every_process_reco
 
     harness.signal(libc::SIGKILL);
     harness.wait_exit(LONG);
-    assert!(deploy.join().unwrap().is_err(), "the killed daemon never answered");
+    assert!(
+        deploy.join().unwrap().is_err(),
+        "the killed daemon never answered"
+    );
 
     // The next daemon reports all four as orphans…
     harness.start();
@@ -107,7 +110,12 @@ fn a_kill_9_while_a_release_waits_for_its_health_check_leaves_every_process_reco
         .as_array()
         .unwrap()
         .iter()
-        .map(|orphan| (orphan["pid"].as_i64().unwrap() as i32, orphan["releaseId"].clone()))
+        .map(|orphan| {
+            (
+                orphan["pid"].as_i64().unwrap() as i32,
+                orphan["releaseId"].clone(),
+            )
+        })
         .collect();
     for pid in &starting {
         assert!(orphans.contains(&(*pid, json!("bad-2"))), "{orphans:?}");
@@ -120,7 +128,10 @@ fn a_kill_9_while_a_release_waits_for_its_health_check_leaves_every_process_reco
     // …and `recover --force` stops every one of them.
     let (code, stdout, stderr) = cli(&harness, &["recover", "--force"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.starts_with("Stopped 4 orphaned processes:"), "{stdout}");
+    assert!(
+        stdout.starts_with("Stopped 4 orphaned processes:"),
+        "{stdout}"
+    );
     for pid in every_pid {
         assert!(!pid_alive(pid), "pid {pid} still runs");
         assert!(!group_alive(pid), "group {pid} still runs");
@@ -136,7 +147,10 @@ fn allow_open_files(needed: u64) {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     if limit.rlim_cur < needed {
         assert!(
             limit.rlim_max >= needed,
@@ -176,11 +190,46 @@ fn two_thousand_idle_control_connections_cannot_lock_out_status_or_deploy() {
 }
 
 #[test]
+fn a_daemon_with_a_low_file_limit_still_answers_behind_two_thousand_idle_clients() {
+    use std::os::unix::process::CommandExt;
+    allow_open_files(4096);
+    let mut harness = Harness::new(base_config);
+    // 256 descriptors: the daemon caps itself at 128 connections and keeps the
+    // rest for the deploy's pipes, sockets and files.
+    let daemon = harness.spawn_with(&[], |command| {
+        let limit = libc::rlimit {
+            rlim_cur: 256,
+            rlim_max: 4096,
+        };
+        // SAFETY: setrlimit is async-signal-safe; it runs in the forked child.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    });
+    daemon.wait_ready(LONG);
+    harness.daemon = Some(daemon);
+    let _idle: Vec<UnixStream> = (0..2000)
+        .map(|_| UnixStream::connect(&harness.socket).expect("connect an idle client"))
+        .collect();
+    harness.deploy("v1");
+    harness.deploy("v2");
+    assert_eq!(harness.get("/release"), (200, "v2".to_string()));
+    assert_eq!(harness.status()["activeReleaseId"], "v2");
+}
+
+#[test]
 fn a_client_that_never_finishes_its_request_line_is_closed() {
     let harness = Harness::started();
     let mut slow = UnixStream::connect(&harness.socket).unwrap();
     std::io::Write::write_all(&mut slow, b"{\"command\": \"sta").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut reply = Vec::new();
     slow.read_to_end(&mut reply).unwrap();
     assert!(reply.is_empty(), "closed without a reply: {reply:?}");
@@ -203,7 +252,10 @@ fn a_non_utf8_variable_reaches_the_app_byte_for_byte_and_the_deploy_succeeds() {
         config
     });
     let daemon = harness.spawn_with(&[], |command| {
-        command.env(OsStr::new("RB_RAW_BYTES"), OsStr::from_bytes(b"caf\xe9-\xff"));
+        command.env(
+            OsStr::new("RB_RAW_BYTES"),
+            OsStr::from_bytes(b"caf\xe9-\xff"),
+        );
     });
     daemon.wait_ready(LONG);
     harness.daemon = Some(daemon);
@@ -266,9 +318,11 @@ fn a_process_that_exits_at_once_fails_the_deploy_with_its_code_and_stderr() {
     let harness = failing_web("echo 'missing DATABASE_URL' >&2; exit 3");
     let error = harness.deploy_err("v1");
     assert!(
-        error.lines().next().unwrap().ends_with(
-            "the process exited 3 times before it became healthy (last: exit code 3)"
-        ),
+        error
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("the process exited 3 times before it became healthy (last: exit code 3)"),
         "{error}"
     );
     assert!(error.ends_with("\n  missing DATABASE_URL"), "{error}");
@@ -308,7 +362,9 @@ fn a_health_endpoint_that_accepts_but_never_answers_times_out() {
         (1000..=3000).contains(&millis),
         "the probe waited for most of the window: {error}"
     );
-    assert!(detail.ends_with("ms (the port accepted the connection, but no HTTP response arrived)"));
+    assert!(
+        detail.ends_with("ms (the port accepted the connection, but no HTTP response arrived)")
+    );
 }
 
 #[test]
@@ -324,7 +380,14 @@ fn a_deploy_interrupted_by_shutdown_says_the_daemon_is_shutting_down() {
     let config_path = harness.config_path.clone();
     let deploy = std::thread::spawn(move || {
         Command::new(BIN)
-            .args(["deploy", "--release-id", "bad-1", "--release-path", &release, "--config"])
+            .args([
+                "deploy",
+                "--release-id",
+                "bad-1",
+                "--release-path",
+                &release,
+                "--config",
+            ])
             .arg(&config_path)
             .output()
             .expect("run rollbridge deploy")

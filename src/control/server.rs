@@ -289,7 +289,8 @@ async fn accept_loop(
                 let activity = Activity::new();
                 let admitted = {
                     let mut connections = lock(&shared.connections);
-                    let room = connections.len() < shared.cap || evict_oldest_idle(&mut connections);
+                    let room =
+                        connections.len() < shared.cap || evict_oldest_idle(&mut connections);
                     if room {
                         connections.insert(
                             id,

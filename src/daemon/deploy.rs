@@ -577,7 +577,9 @@ impl Daemon {
 
 /// The error of a deploy step that panicked (a bug in rollbridge).
 fn internal_error(panic: &str) -> String {
-    format!("Internal error during the deploy: {panic}\nThis is a bug in rollbridge; please report it with the daemon log.")
+    format!(
+        "Internal error during the deploy: {panic}\nThis is a bug in rollbridge; please report it with the daemon log."
+    )
 }
 
 /// A deploy cut short by shutdown keeps the protocol's first line and says

@@ -274,13 +274,18 @@ mod tests {
         let guard = sink.listen({
             let seen = seen.clone();
             Arc::new(move |message: &str, data: &Map<String, Value>| {
-                seen.lock().unwrap().push((message.to_string(), data["i"].clone()));
+                seen.lock()
+                    .unwrap()
+                    .push((message.to_string(), data["i"].clone()));
             })
         });
         sink.emit("a", data! { "i" => 1 });
         drop(guard);
         sink.emit("b", data! { "i" => 2 });
-        assert_eq!(*seen.lock().unwrap(), vec![("a".to_string(), Value::from(1))]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("a".to_string(), Value::from(1))]
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl StartupExits {
                 )),
                 "process restart failed" => Seen::NoMoreRestarts(format!(
                     "it could not be restarted: {}",
-                    data.get("error").and_then(Value::as_str).unwrap_or("unknown error")
+                    data.get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error")
                 )),
                 _ => return,
             };

@@ -37,14 +37,20 @@ mod tests {
     async fn a_panic_becomes_its_message_and_a_value_passes_through() {
         assert_eq!(catch_panic(async { 7 }).await, Ok(7));
         let formatted = catch_panic(async {
-            let value: Option<u8> = None;
-            value.expect("the release has a proxied port")
+            let ports: Vec<u16> = Vec::new();
+            ports
+                .first()
+                .copied()
+                .expect("the release has a proxied port")
         })
         .await;
         assert_eq!(formatted, Err("the release has a proxied port".to_string()));
         let owned = catch_panic(async { panic!("index {} out of range", 3) }).await;
         assert_eq!(owned, Err::<(), _>("index 3 out of range".to_string()));
         let opaque = catch_panic(async { std::panic::panic_any(42u8) }).await;
-        assert_eq!(opaque, Err::<(), _>("a panic without a message".to_string()));
+        assert_eq!(
+            opaque,
+            Err::<(), _>("a panic without a message".to_string())
+        );
     }
 }
