@@ -130,3 +130,89 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Policy;
+    use crate::daemon::definition::{self, ReleaseIdentity};
+    use crate::daemon::events::EventSink;
+    use crate::daemon::release::Release;
+    use crate::daemon::state::DeployingInfo;
+    use crate::process::{ManagedProcess, StartReason};
+
+    /// A daemon on a one-process config (`web`, `exec sleep 300`), not serving.
+    fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
+        let path = dir.join("rollbridge.json");
+        let config = serde_json::json!({
+            "application": "panic-test",
+            "control": {"path": dir.join("control.sock")},
+            "proxy": {"port": 0, "forceStopTimeoutMs": 2000},
+            "processes": [{"id": "web", "policy": "proxied", "command": "exec sleep 300",
+                           "port": {"from": 0, "to": 0}}]
+        });
+        std::fs::write(&path, config.to_string()).unwrap();
+        let loaded = crate::config::load(&path).unwrap();
+        let registry = crate::daemon::setup::registry_for(&loaded).unwrap();
+        Daemon::new(loaded.config, registry, None, None, EventSink::silent())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicked_deploy_is_answered_and_its_starting_release_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = daemon(dir.path());
+        let (config, registry) = (daemon.config(), daemon.registry());
+        let release = Release::new(
+            "v1".into(),
+            dir.path().display().to_string(),
+            "v1".into(),
+            vec![("web".into(), 0)],
+            "127.0.0.1",
+            0,
+        );
+        let web = &config.processes[0];
+        assert_eq!(web.policy, Policy::Proxied);
+        let def = definition::build(&config, web, &ReleaseIdentity::of(&release), 0).unwrap();
+        let process = ManagedProcess::new(def, daemon.release_supervision(&registry, &release));
+        release.add_process("web", process.clone());
+        process.start(StartReason::Deploy).await.unwrap();
+        let pid = process.pid().unwrap();
+        assert!(crate::process::group_alive(pid));
+        {
+            let mut state = daemon.state();
+            state.starting.push(release.clone());
+            state.deploying = Some(DeployingInfo {
+                release_id: "v1".into(),
+                release_path: release.path.clone(),
+                started_at: crate::util::time::iso_now(),
+            });
+        }
+
+        let reply = daemon
+            .recover_from_panic("deploy", true, "index out of bounds")
+            .await;
+        let error = reply.result.unwrap_err();
+        assert!(
+            error.starts_with("Internal error while handling \"deploy\": index out of bounds\n"),
+            "{error}"
+        );
+        {
+            let state = daemon.state();
+            assert!(state.deploying.is_none());
+            assert!(state.starting.is_empty());
+        }
+        assert!(
+            !crate::process::group_alive(pid),
+            "the started process is stopped"
+        );
+        assert_eq!(release.state().as_str(), "stopped");
+        let panicked = daemon.events.recent(None);
+        assert!(
+            panicked
+                .iter()
+                .any(|event| event.message == "command panicked"
+                    && event.data["command"] == "deploy"
+                    && event.data["error"] == "index out of bounds")
+        );
+    }
+}
