@@ -273,6 +273,17 @@ fn a_non_utf8_variable_reaches_the_app_byte_for_byte_and_the_deploy_succeeds() {
         .expect("a warning names the variable");
     assert_eq!(warning["data"]["name"], "RB_RAW_BYTES");
     assert!(harness.status()["deploying"].is_null());
+
+    // A template cannot use it as text, and the error says why.
+    harness.rewrite_config(|config| {
+        config["processes"][1]["command"] = json!("echo {{env.RB_RAW_BYTES}}; exec sleep 300");
+    });
+    let error = harness.deploy_err("v2");
+    assert_eq!(
+        error,
+        "Missing template value for {{env.RB_RAW_BYTES}}\nthe daemon's RB_RAW_BYTES is not valid UTF-8, so templates cannot use it (the process still inherits it unchanged)"
+    );
+    assert_eq!(harness.status()["activeReleaseId"], "v1");
 }
 
 // --- item 6: honest failure reports -------------------------------------------

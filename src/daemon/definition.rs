@@ -38,6 +38,24 @@ pub fn instance_id(base_id: &str, index: u32, count: u32) -> String {
     }
 }
 
+/// The template error, plus why when it names a variable the daemon does have
+/// but cannot use as text.
+fn explain_template_error(error: template::TemplateError) -> String {
+    let text = error.to_string();
+    let template::TemplateError::Missing { placeholder } = &error else {
+        return text;
+    };
+    let name = placeholder
+        .trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
+        .strip_prefix("env.");
+    match name {
+        Some(name) if crate::util::env::non_utf8_names().iter().any(|n| n == name) => format!(
+            "{text}\nthe daemon's {name} is not valid UTF-8, so templates cannot use it (the process still inherits it unchanged)"
+        ),
+        _ => text,
+    }
+}
+
 /// Renders one instance's definition.
 pub fn build(
     config: &Config,
@@ -65,7 +83,7 @@ pub fn build(
         proxy_upstream_host: config.proxy.upstream_host.clone(),
         env: template::process_env(),
     };
-    let rendered = template::render_process(process, &context).map_err(|e| e.to_string())?;
+    let rendered = template::render_process(process, &context).map_err(explain_template_error)?;
     let log_file = process
         .log_file
         .as_ref()
