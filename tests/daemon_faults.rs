@@ -237,6 +237,30 @@ fn a_client_that_never_finishes_its_request_line_is_closed() {
     assert_eq!(harness.status()["status"], "success");
 }
 
+#[test]
+fn a_client_that_never_reads_its_replies_is_closed() {
+    let harness = Harness::started();
+    let mut greedy = UnixStream::connect(&harness.socket).unwrap();
+    greedy.set_nonblocking(true).unwrap();
+    // Each request echoes ~512 KiB back ("Unknown command: xxx…"): more than the
+    // socket buffers hold, so the daemon's write blocks on this client.
+    let line = format!("{{\"command\": \"{}\"}}\n", "x".repeat(512 * 1024));
+    let mut sent = 0usize;
+    let closed = poll(LONG, || {
+        match std::io::Write::write(&mut greedy, &line.as_bytes()[sent % line.len()..]) {
+            Ok(written) => sent += written,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Some(()),
+        }
+        None
+    });
+    assert!(
+        closed.is_some(),
+        "the daemon hung up on a client that never reads"
+    );
+    assert_eq!(harness.status()["status"], "success");
+}
+
 // --- item 5: an environment that is not UTF-8 ---------------------------------
 
 #[test]

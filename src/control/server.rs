@@ -546,12 +546,24 @@ async fn write_replies(
     let mut healthy = true;
     while let Some(Outgoing { line, after, _slot }) = queue.recv().await {
         if healthy {
-            if let Err(error) = writer.write_all(line.as_bytes()).await {
-                healthy = false;
-                shared.events.emit(
-                    "control connection error",
-                    data! { "code" => errno_code(&error), "error" => error.to_string() },
-                );
+            // A client that does not read its replies cannot keep the connection
+            // busy (and so safe from eviction) forever.
+            match tokio::time::timeout(REQUEST_TIMEOUT, writer.write_all(line.as_bytes())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    healthy = false;
+                    shared.events.emit(
+                        "control connection error",
+                        data! { "code" => errno_code(&error), "error" => error.to_string() },
+                    );
+                }
+                Err(_) => {
+                    healthy = false;
+                    tracing::debug!("closing a control connection that does not read its replies");
+                }
+            }
+            if !healthy {
+                activity.stop_reading.cancel();
             }
         }
         *lock(&activity.last_reply) = Instant::now();
