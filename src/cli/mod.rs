@@ -16,6 +16,7 @@ pub mod ensure_daemon;
 pub mod events;
 pub mod legacy;
 pub mod logs;
+pub mod lua_types;
 pub mod predeploy_cleanup;
 pub mod recover;
 pub mod restart;
@@ -87,6 +88,8 @@ pub enum Command {
     Recover(recover::RecoverArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
+    LuaTypes(lua_types::LuaTypesArgs),
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::PredeployCleanup(args) => predeploy_cleanup::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Completion(args) => completion::run(args),
+        Command::LuaTypes(args) => lua_types::run(args),
     };
     match result {
         Ok(code) => code,

@@ -17,6 +17,7 @@ mod process_log;
 mod top;
 
 pub use context::{HookKind, KnownPlugins, NativeInspector, ValidationContext, ValidationReport};
+pub(crate) use keys::closest;
 
 use super::error::Issue;
 use super::markers;
