@@ -24,6 +24,7 @@ pub mod rollback;
 pub mod shutdown;
 pub mod status;
 pub mod stop;
+pub mod systemd_unit;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -90,6 +91,8 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
     LuaTypes(lua_types::LuaTypesArgs),
+    /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).
+    SystemdUnit(systemd_unit::SystemdUnitArgs),
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Recover(args) => recover::run(args),
         Command::Completion(args) => completion::run(args),
         Command::LuaTypes(args) => lua_types::run(args),
+        Command::SystemdUnit(args) => systemd_unit::run(args),
     };
     match result {
         Ok(code) => code,

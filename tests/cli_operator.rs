@@ -1,0 +1,181 @@
+//! Operator tools that need no daemon: `systemd-unit`, `man`, and completion of
+//! process ids. They drive the real binary on real config files.
+
+mod cli_support;
+
+use cli_support::{Sandbox, rollbridge_in};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+/// The line `key=value` of a unit, for exact checks.
+fn unit_value<'u>(unit: &'u str, key: &str) -> Vec<&'u str> {
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(&format!("{key}=")))
+        .collect()
+}
+
+fn worker_config(sandbox: &Sandbox) -> serde_json::Value {
+    json!({
+        "application": "shop",
+        "control": {"path": sandbox.socket().to_str().unwrap(), "mode": "640"},
+        "proxy": {"host": "127.0.0.1", "port": 4599, "forceStopTimeoutMs": 10000},
+        "processes": [
+            {"id": "web", "policy": "proxied", "command": "exec python3 app.py",
+             "port": {"from": 18000, "to": 18099}, "health": {"timeoutMs": 45000}},
+            {"id": "jobs", "command": "exec python3 worker.py",
+             "lifecycle": {"quiet": "kill -TSTP $ROLLBRIDGE_PID", "drainTimeoutMs": 20000}},
+        ]
+    })
+}
+
+/// Runs `systemd-analyze verify` on unit files, or says visibly why it cannot.
+fn verify_units(units: &[&Path]) {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED systemd-analyze verify: systemd-analyze is not installed (checked by content only)"
+        );
+        return;
+    }
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .output()
+        .expect("run systemd-analyze");
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn systemd_unit_is_ready_to_install_with_timeouts_from_the_config() {
+    let sandbox = Sandbox::new("shop");
+    sandbox.write_config(&worker_config(&sandbox));
+    // A relative --config still gives absolute paths.
+    let run = rollbridge_in(
+        sandbox.path(),
+        &["systemd-unit", "--config", "rollbridge.json"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let unit = &run.stdout;
+    let config = sandbox.config_path().canonicalize().unwrap();
+    let binary = Path::new(cli_support::BIN).canonicalize().unwrap();
+    assert_eq!(
+        unit_value(unit, "ExecStart"),
+        [format!(
+            "{} daemon --config {}",
+            binary.display(),
+            config.display()
+        )]
+    );
+    assert_eq!(
+        unit_value(unit, "WorkingDirectory"),
+        [config.parent().unwrap().display().to_string()]
+    );
+    assert_eq!(unit_value(unit, "Type"), ["notify"]);
+    assert_eq!(unit_value(unit, "NotifyAccess"), ["main"]);
+    assert_eq!(unit_value(unit, "KillMode"), ["mixed"]);
+    assert_eq!(unit_value(unit, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(unit_value(unit, "WatchdogSec"), ["30"]);
+    // jobs: quiet (10 s) + drain 20 s + stop 10 s + 5 s SIGKILL, + 5 s proxy close.
+    assert_eq!(unit_value(unit, "TimeoutStopSec"), ["50"]);
+    // web's health.timeoutMs 45 s + 30 s.
+    assert_eq!(unit_value(unit, "TimeoutStartSec"), ["75"]);
+    assert_eq!(unit_value(unit, "WantedBy"), ["multi-user.target"]);
+    assert!(
+        unit_value(unit, "Requires").is_empty(),
+        "no socket unit asked for"
+    );
+
+    let out = sandbox.path().join("units");
+    let run = sandbox.run("systemd-unit", &["--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let service = out.join("rollbridge-shop.service");
+    assert_eq!(run.stdout.trim(), service.display().to_string());
+    let written = std::fs::read_to_string(&service).unwrap();
+    assert_eq!(
+        unit_value(&written, "TimeoutStopSec"),
+        unit_value(unit, "TimeoutStopSec")
+    );
+    verify_units(&[&service]);
+}
+
+#[test]
+fn systemd_unit_with_a_socket_unit_and_an_indefinite_stop() {
+    let sandbox = Sandbox::new("shop");
+    let mut config = worker_config(&sandbox);
+    config["processes"][1]["gracefulStopMs"] = json!("indefinite");
+    sandbox.write_config(&config);
+    let out = sandbox.path().join("units");
+    let run = sandbox.run(
+        "systemd-unit",
+        &["--socket", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let service_path = out.join("rollbridge-shop.service");
+    let socket_path = out.join("rollbridge-shop.socket");
+    let service = std::fs::read_to_string(&service_path).unwrap();
+    let socket = std::fs::read_to_string(&socket_path).unwrap();
+    assert_eq!(unit_value(&service, "TimeoutStopSec"), ["infinity"]);
+    assert_eq!(unit_value(&service, "Requires"), ["rollbridge-shop.socket"]);
+    assert_eq!(
+        unit_value(&socket, "ListenStream"),
+        [
+            "127.0.0.1:4599".to_string(),
+            sandbox.socket().display().to_string()
+        ]
+    );
+    assert_eq!(unit_value(&socket, "SocketMode"), ["0640"]);
+    assert_eq!(unit_value(&socket, "Service"), ["rollbridge-shop.service"]);
+    verify_units(&[&service_path, &socket_path]);
+
+    // Printed instead of written: both units, each under its file name.
+    let run = sandbox.run("systemd-unit", &["--socket", "--user"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("# ---- rollbridge-shop.service ----\n")
+    );
+    assert!(
+        run.stdout
+            .contains("\n# ---- rollbridge-shop.socket ----\n")
+    );
+    assert_eq!(unit_value(&run.stdout, "WantedBy")[0], "default.target");
+    assert!(unit_value(&run.stdout, "User").is_empty());
+}
+
+#[test]
+fn systemd_unit_runs_as_the_config_files_owner() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED systemd_unit_runs_as_the_config_files_owner: needs root to chown");
+        return;
+    }
+    let sandbox = Sandbox::new("shop");
+    sandbox.write_config(&worker_config(&sandbox));
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    nix::unistd::chown(&sandbox.config_path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let group = nix::unistd::Group::from_gid(nobody.gid).unwrap().unwrap();
+    let run = sandbox.run("systemd-unit", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(unit_value(&run.stdout, "User"), ["nobody"]);
+    assert_eq!(unit_value(&run.stdout, "Group"), [group.name.as_str()]);
+}
+
+#[test]
+fn systemd_unit_refuses_an_invalid_config() {
+    let sandbox = Sandbox::with("shop", |config| config["processes"] = json!([]));
+    let run = sandbox.run("systemd-unit", &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.starts_with("Error: Invalid Rollbridge config"),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty());
+}
