@@ -179,3 +179,56 @@ fn systemd_unit_refuses_an_invalid_config() {
     );
     assert!(run.stdout.is_empty());
 }
+
+/// The commands `rollbridge --help` lists (without `help` itself).
+fn listed_commands() -> Vec<String> {
+    let help = rollbridge_in(Path::new("/"), &["--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+    help.stdout
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        // Wrapped descriptions are indented further than command names.
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn man_writes_a_page_for_the_tool_and_every_command() {
+    let commands = listed_commands();
+    assert!(commands.len() > 15, "{commands:?}");
+    assert!(commands.contains(&"systemd-unit".to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("share/man/man1");
+    let run = rollbridge_in(dir.path(), &["man", target.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut expected: Vec<String> = std::iter::once("rollbridge".to_string())
+        .chain(commands.iter().map(|c| format!("rollbridge-{c}")))
+        .map(|page| target.join(format!("{page}.1")).display().to_string())
+        .collect();
+    let mut printed: Vec<String> = run.stdout.lines().map(str::to_string).collect();
+    expected.sort();
+    printed.sort();
+    assert_eq!(printed, expected);
+    for command in &commands {
+        let page = std::fs::read_to_string(target.join(format!("rollbridge-{command}.1"))).unwrap();
+        assert!(
+            page.contains(&format!(".TH rollbridge-{command} 1")),
+            "{command}: title line"
+        );
+        assert!(page.contains(".SH NAME"), "{command}");
+    }
+    let deploy = std::fs::read_to_string(target.join("rollbridge-deploy.1")).unwrap();
+    assert!(
+        deploy.contains("release\\-path"),
+        "deploy's options are documented"
+    );
+    // Default folder: ./man
+    let run = rollbridge_in(dir.path(), &["man"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(dir.path().join("man/rollbridge-man.1").is_file());
+}

@@ -17,6 +17,7 @@ pub mod events;
 pub mod legacy;
 pub mod logs;
 pub mod lua_types;
+pub mod man;
 pub mod predeploy_cleanup;
 pub mod recover;
 pub mod restart;
@@ -93,6 +94,8 @@ pub enum Command {
     LuaTypes(lua_types::LuaTypesArgs),
     /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).
     SystemdUnit(systemd_unit::SystemdUnitArgs),
+    /// Write manual pages (rollbridge.1 and one per command).
+    Man(man::ManArgs),
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Completion(args) => completion::run(args),
         Command::LuaTypes(args) => lua_types::run(args),
         Command::SystemdUnit(args) => systemd_unit::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code,
