@@ -232,3 +232,127 @@ fn man_writes_a_page_for_the_tool_and_every_command() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(dir.path().join("man/rollbridge-man.1").is_file());
 }
+
+/// A config with a replicated worker, in a sandbox.
+fn replicated_sandbox() -> Sandbox {
+    Sandbox::with("ids", |config| {
+        config["processes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "worker", "command": "exec sleep 100", "replicas": 2}));
+    })
+}
+
+#[test]
+fn process_ids_lists_ids_then_replica_instances() {
+    let sandbox = replicated_sandbox();
+    let run = sandbox.run("process-ids", &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "web\nworker\nworker#0\nworker#1\n");
+    // Hidden: not a command people are offered.
+    assert!(!listed_commands().contains(&"process-ids".to_string()));
+}
+
+/// Runs bash's completion of `line` (the word being completed is the last,
+/// possibly empty) with the generated script, from `cwd`.
+fn bash_complete(cwd: &Path, line: &[&str]) -> Vec<String> {
+    let script = rollbridge_in(cwd, &["completion", "bash"]).stdout;
+    let script_path = cwd.join("completion.bash");
+    std::fs::write(&script_path, script).unwrap();
+    let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source {}\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_LINE='{}'\nCOMP_POINT=${{#COMP_LINE}}\n_rollbridge rollbridge '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script_path.display(),
+        words.join(" "),
+        line.len() - 1,
+        line.join(" "),
+        line[line.len() - 1],
+        line[line.len() - 2],
+    );
+    let bin_dir = Path::new(cli_support::BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("bash")
+        .args(["--noprofile", "--norc", "-c", &program])
+        .env("PATH", path)
+        .current_dir(cwd)
+        .output()
+        .expect("run bash");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_process_ids_from_the_config() {
+    let sandbox = replicated_sandbox();
+    // The default config of the working directory.
+    assert_eq!(
+        bash_complete(sandbox.path(), &["rollbridge", "logs", "--process", "wor"]),
+        ["worker", "worker#0", "worker#1"]
+    );
+    // A config named with --config, from another folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = sandbox.config_path();
+    assert_eq!(
+        bash_complete(
+            elsewhere.path(),
+            &[
+                "rollbridge",
+                "restart",
+                "--config",
+                config.to_str().unwrap(),
+                "--process",
+                ""
+            ]
+        ),
+        ["web", "worker", "worker#0", "worker#1"]
+    );
+    // No config: nothing offered, no error on the terminal.
+    assert!(bash_complete(elsewhere.path(), &["rollbridge", "logs", "--process", ""]).is_empty());
+}
+
+#[test]
+fn zsh_and_fish_scripts_complete_process_ids_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let zsh = rollbridge_in(dir.path(), &["completion", "zsh"]).stdout;
+    assert!(zsh.starts_with("#compdef rollbridge\n"));
+    assert!(zsh.contains("_rollbridge_process_ids() {"));
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--process=["))
+        .collect();
+    assert_eq!(specs.len(), 2, "logs and restart");
+    assert!(
+        specs
+            .iter()
+            .all(|l| l.ends_with(":id:_rollbridge_process_ids' \\")),
+        "{specs:?}"
+    );
+    let fish = rollbridge_in(dir.path(), &["completion", "fish"]).stdout;
+    assert!(fish.contains("function __fish_rollbridge_process_ids"));
+    for command in ["logs", "restart"] {
+        let line = fish
+            .lines()
+            .find(|l| l.contains(&format!("using_subcommand {command}\" -l process ")))
+            .unwrap_or_else(|| panic!("no --process line for {command}"));
+        assert!(
+            line.ends_with("-r -f -a \"(__fish_rollbridge_process_ids)\""),
+            "{line}"
+        );
+    }
+    for (shell, script) in [("zsh", &zsh), ("fish", &fish)] {
+        let path = dir.path().join(format!("completion.{shell}"));
+        std::fs::write(&path, script).unwrap();
+        match Command::new(shell).arg("-n").arg(&path).output() {
+            Ok(output) => assert!(output.status.success(), "{shell} -n: {output:?}"),
+            Err(_) => eprintln!("SKIPPED {shell} -n: {shell} is not installed"),
+        }
+    }
+}

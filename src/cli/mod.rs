@@ -96,6 +96,9 @@ pub enum Command {
     SystemdUnit(systemd_unit::SystemdUnitArgs),
     /// Write manual pages (rollbridge.1 and one per command).
     Man(man::ManArgs),
+    /// The config's process ids, one per line (used by the completion scripts).
+    #[command(hide = true)]
+    ProcessIds(completion::ProcessIdsArgs),
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::LuaTypes(args) => lua_types::run(args),
         Command::SystemdUnit(args) => systemd_unit::run(args),
         Command::Man(args) => man::run(args),
+        Command::ProcessIds(args) => completion::process_ids(args),
     };
     match result {
         Ok(code) => code,
