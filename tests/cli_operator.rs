@@ -3,7 +3,7 @@
 
 mod cli_support;
 
-use cli_support::{Sandbox, rollbridge_in};
+use cli_support::{DaemonGuard, Sandbox, daemon_sandbox, free_port, rollbridge_in};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -355,4 +355,64 @@ fn zsh_and_fish_scripts_complete_process_ids_too() {
             Err(_) => eprintln!("SKIPPED {shell} -n: {shell} is not installed"),
         }
     }
+}
+
+#[test]
+fn deploy_warns_when_the_daemon_runs_another_config_or_the_release_is_missing() {
+    let sandbox = daemon_sandbox("twofiles", free_port());
+    let _daemon = DaemonGuard::start(&sandbox);
+    let release = sandbox.path().join("r1");
+    std::fs::create_dir(&release).unwrap();
+    // The same settings under another name: it finds the same daemon.
+    let other = sandbox.path().join("other.json");
+    std::fs::copy(sandbox.config_path(), &other).unwrap();
+
+    let run = rollbridge_in(
+        sandbox.path(),
+        &["deploy", "--config", "other.json", "--release-path", "r1"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let warning = run
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("warning: the daemon on "))
+        .unwrap_or_else(|| panic!("no warning: {run:?}"));
+    let running = sandbox.config_path().canonicalize().unwrap();
+    assert!(
+        warning.contains(&format!(
+            "runs the config {}, not other.json",
+            running.display()
+        )),
+        "{warning}"
+    );
+    assert!(warning.contains("--config other.json"), "{warning}");
+
+    // The daemon's own file, named relatively or absolutely: no warning.
+    let run = rollbridge_in(
+        sandbox.path(),
+        &[
+            "deploy",
+            "--config",
+            "rollbridge.json",
+            "--release-path",
+            "r1",
+            "--release-id",
+            "r2",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "", "{run:?}");
+
+    // A release directory that does not exist is named before the daemon's error.
+    let run = sandbox.run("deploy", &["--release-path", "r-missing"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "warning: --release-path {} is not an existing directory",
+            sandbox.path().join("r-missing").display()
+        )),
+        "{run:?}"
+    );
+    assert!(lines[1].starts_with("Error: "), "{run:?}");
 }

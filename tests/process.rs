@@ -1448,3 +1448,25 @@ fn builtin_plugin_names_are_listed() {
     }
     assert!(registry().matcher(&plugin("http")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_says_the_app_answers_but_lacks_the_route_and_how_to_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _) = http_server(404).await;
+    let http = registry().health(&plugin("http")).unwrap();
+    let url = http_url("127.0.0.1", port, "/ping");
+    let error = wait_healthy(
+        http,
+        probe_call(port, json!({"path": "/ping"}), dir.path()),
+        &health(200, 50, 0),
+        &url,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "Health check failed for {url}: HTTP 404 (the app answers but has no route /ping; set health.path of the process, or proxy.healthPath for every process, to a route that answers 2xx)"
+        )
+    );
+}

@@ -10,6 +10,7 @@ pub mod common;
 pub mod completion;
 pub mod daemon;
 pub mod deploy;
+mod deploy_warnings;
 pub mod doctor;
 mod doctor_release;
 pub mod ensure_daemon;
