@@ -222,3 +222,27 @@ fn the_gunicorn_guide_deploys_under_load_without_a_failed_request() {
     assert!(stopped.is_some(), "the old releases did not stop");
     eprintln!("gunicorn guide: {total} requests over 2 deploys, 0 failed");
 }
+
+#[test]
+fn every_guides_config_passes_validate() {
+    let guides = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guides");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&guides).unwrap() {
+        let path = entry.unwrap().path();
+        let guide = std::fs::read_to_string(&path).unwrap();
+        let Some(at) = guide.find("```lua\n-- /srv/shop/rollbridge.lua") else {
+            continue;
+        };
+        let config = fenced_block(&guide[at..], "lua");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rollbridge.lua"), &config).unwrap();
+        let run = rollbridge_in(dir.path(), &["validate"]);
+        assert_eq!(run.code, 0, "{}: {run:?}", path.display());
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["gunicorn.md", "node.md", "puma.md", "queue-worker.md"]
+    );
+}
