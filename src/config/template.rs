@@ -376,8 +376,8 @@ fn placeholders(template: &str) -> Vec<(&str, &str)> {
     found
 }
 
-/// The value names a placeholder may use, for suggestions.
-const PLACEHOLDER_NAMES: &[&str] = &[
+/// Placeholders that stand for one value of the release or process.
+const SCALAR_PLACEHOLDERS: &[&str] = &[
     "application",
     "releaseId",
     "releasePath",
@@ -385,6 +385,10 @@ const PLACEHOLDER_NAMES: &[&str] = &[
     "processId",
     "replicaIndex",
     "replicaCount",
+];
+
+/// The other placeholder names, for suggestions and the list in fixes.
+const OTHER_PLACEHOLDERS: &[&str] = &[
     "port",
     "ports.<id>",
     "proxy.host",
@@ -395,28 +399,17 @@ const PLACEHOLDER_NAMES: &[&str] = &[
 
 /// Why `key` can never be filled in (what the message says, the fix), or `None`.
 fn never_resolves(key: &str, has_port: bool, with_port: &[&str]) -> Option<(String, String)> {
-    let listed = || {
-        PLACEHOLDER_NAMES
-            .iter()
-            .map(|name| format!("{{{{{name}}}}}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let known: Vec<&str> = SCALAR_PLACEHOLDERS
+        .iter()
+        .chain(OTHER_PLACEHOLDERS)
+        .copied()
+        .collect();
     let (head, tail) = match key.split_once('.') {
         Some((head, tail)) => (head, Some(tail)),
         None => (key, None),
     };
-    let scalar = [
-        "application",
-        "releaseId",
-        "releasePath",
-        "revision",
-        "processId",
-        "replicaIndex",
-        "replicaCount",
-    ];
     match (head, tail) {
-        (name, None) if scalar.contains(&name) => None,
+        (name, None) if SCALAR_PLACEHOLDERS.contains(&name) => None,
         ("port", None) if has_port => None,
         ("port", None) => Some((
             "needs a port, and this process has none".to_string(),
@@ -442,14 +435,14 @@ fn never_resolves(key: &str, has_port: bool, with_port: &[&str]) -> Option<(Stri
         ("proxy", Some("host" | "port" | "upstreamHost")) => None,
         ("env", Some(_)) => None,
         _ => {
-            let known: Vec<&str> = PLACEHOLDER_NAMES.to_vec();
             let hint = match crate::config::validate::closest(key, &known) {
                 Some(name) => format!("Did you mean {{{{{name}}}}}? "),
                 None => String::new(),
             };
+            let listed: Vec<String> = known.iter().map(|name| format!("{{{{{name}}}}}")).collect();
             Some((
                 "is not a placeholder rollbridge knows".to_string(),
-                format!("{hint}The placeholders are {}.", listed()),
+                format!("{hint}The placeholders are {}.", listed.join(", ")),
             ))
         }
     }

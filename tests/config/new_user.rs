@@ -30,6 +30,20 @@ fn validate(dir: &Path, file: &str) -> (i32, Vec<(String, String)>) {
     (output.status.code().unwrap_or(-1), issues)
 }
 
+/// Validates `source` as `rollbridge.lua`, which must fail: the issues.
+fn invalid_lua(source: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rollbridge.lua", source);
+    let (code, issues) = validate(dir.path(), "rollbridge.lua");
+    assert_eq!(code, 1, "{issues:?}");
+    issues
+}
+
+/// The messages of `issues`.
+fn messages(issues: &[(String, String)]) -> Vec<&str> {
+    issues.iter().map(|(message, _)| message.as_str()).collect()
+}
+
 const REVERSED_LUA: &str = r#"local rb = require("rollbridge")
 return {
   proxy = { port = 4500 },
@@ -42,10 +56,7 @@ return {
 
 #[test]
 fn a_reversed_range_is_one_issue_that_says_so_in_lua_syntax_with_the_lua_place() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "rollbridge.lua", REVERSED_LUA);
-    let (code, issues) = validate(dir.path(), "rollbridge.lua");
-    assert_eq!(code, 1);
+    let issues = invalid_lua(REVERSED_LUA);
     assert_eq!(issues.len(), 1, "once, without a follow-on: {issues:?}");
     let (message, fix) = &issues[0];
     assert_eq!(
@@ -92,10 +103,7 @@ fn fixes_show_json_in_a_json_config() {
 
 #[test]
 fn a_range_holding_the_proxy_port_is_an_issue() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rollbridge.lua",
+    let issues = invalid_lua(
         r#"return {
   proxy = { port = 26150 },
   processes = {
@@ -106,11 +114,8 @@ fn a_range_holding_the_proxy_port_is_an_issue() {
 }
 "#,
     );
-    let (code, issues) = validate(dir.path(), "rollbridge.lua");
-    assert_eq!(code, 1);
-    let messages: Vec<&str> = issues.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(
-        messages,
+        messages(&issues),
         [
             "Process \"web\" has the port range 26100-26199, which contains proxy.port 26150",
             "Process \"cache\" has the port range 26150-26150, which contains proxy.port 26150",
@@ -125,11 +130,7 @@ fn a_range_holding_the_proxy_port_is_an_issue() {
 
 #[test]
 fn placeholders_that_can_never_be_filled_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "rollbridge.lua",
-        r#"return {
+    let config = r#"return {
   proxy = { port = 4500 },
   processes = {
     { id = "web", policy = "proxied", port = { from = 18000, to = 18099 },
@@ -138,13 +139,10 @@ fn placeholders_that_can_never_be_filled_are_reported() {
     { id = "jobs", command = "exec worker {{port}}", logFile = "logs/{{processId}}-{{replicaIndex}}.log" },
   },
 }
-"#,
-    );
-    let (code, issues) = validate(dir.path(), "rollbridge.lua");
-    assert_eq!(code, 1);
-    let messages: Vec<&str> = issues.iter().map(|(m, _)| m.as_str()).collect();
+"#;
+    let issues = invalid_lua(config);
     assert_eq!(
-        messages,
+        messages(&issues),
         [
             "processes[0].command uses {{prot}}, which is not a placeholder rollbridge knows",
             "processes[0].command uses {{ports.db}}, which names no process with a port",
@@ -171,6 +169,7 @@ fn placeholders_that_can_never_be_filled_are_reported() {
 
     // The same config loads for the daemon and doctor: a running setup keeps
     // starting, and doctor --release-path reports templates among its checks.
-    let loaded = rollbridge::config::load(&dir.path().join("rollbridge.lua"));
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = rollbridge::config::load(&write(dir.path(), "rollbridge.lua", config));
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }

@@ -62,27 +62,41 @@ mod tests {
     #[test]
     fn each_syntax_writes_its_own_literals() {
         let port = json!({"from": 18000, "to": 18099});
-        assert_eq!(
-            assign(Syntax::Lua, "port", &port),
-            "port = { from = 18000, to = 18099 }"
-        );
-        assert_eq!(
-            assign(Syntax::Json, "port", &port),
-            "\"port\": {\"from\": 18000, \"to\": 18099}"
-        );
-        assert_eq!(
-            assign(Syntax::JavaScript, "port", &port),
-            "port: {from: 18000, to: 18099}"
-        );
         let plugins = json!({"native": ["./lib.so"]});
-        assert_eq!(
-            assign(Syntax::Lua, "plugins", &plugins),
-            "plugins = { native = { \"./lib.so\" } }"
-        );
-        assert_eq!(
-            assign(Syntax::Json, "plugins", &plugins),
-            "\"plugins\": {\"native\": [\"./lib.so\"]}"
-        );
-        assert_eq!(assign(Syntax::Lua, "x-y", &json!(1)), "[\"x-y\"] = 1");
+        for (syntax, key, value, expected) in [
+            (
+                Syntax::Lua,
+                "port",
+                &port,
+                "port = { from = 18000, to = 18099 }",
+            ),
+            (
+                Syntax::Json,
+                "port",
+                &port,
+                "\"port\": {\"from\": 18000, \"to\": 18099}",
+            ),
+            (
+                Syntax::JavaScript,
+                "port",
+                &port,
+                "port: {from: 18000, to: 18099}",
+            ),
+            (
+                Syntax::Lua,
+                "plugins",
+                &plugins,
+                "plugins = { native = { \"./lib.so\" } }",
+            ),
+            (
+                Syntax::Json,
+                "plugins",
+                &plugins,
+                "\"plugins\": {\"native\": [\"./lib.so\"]}",
+            ),
+            (Syntax::Lua, "x-y", &json!(1), "[\"x-y\"] = 1"),
+        ] {
+            assert_eq!(assign(syntax, key, value), expected);
+        }
     }
 }
