@@ -4,6 +4,7 @@
 //! both when the code has something the annotations lack and the reverse.
 
 mod cli_support;
+mod support_lua;
 
 use cli_support::rollbridge_in;
 use rollbridge::config::{ValidationContext, validate_value};
@@ -212,4 +213,39 @@ fn lua_types_writes_the_files_of_lua_types() {
     let run = rollbridge_in(dir.path(), &["lua-types"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(dir.path().join("rollbridge-types/ctx.lua").is_file());
+}
+
+#[tokio::test]
+async fn process_annotations_match_the_table_hooks_receive() {
+    use support_lua::{Group, World, config_with, lifecycle_spec, registry};
+    let world = World::new();
+    let loaded = world.lua_config(&config_with(
+        "",
+        r#"lifecycle = { quiet = function(ctx)
+            local keys = {}
+            for key in pairs(ctx.process) do keys[#keys + 1] = key end
+            -- env is built on first use, so pairs() does not list it before.
+            if ctx.process.env ~= nil then keys[#keys + 1] = "env" end
+            ctx:event("process keys", { keys = table.concat(keys, ",") })
+          end }"#,
+    ));
+    let group = Group::start("exec sleep 100", world.dir.path());
+    let registry = registry(&loaded);
+    let spec = lifecycle_spec(&loaded, 0, rollbridge::plugins::Stage::Quiet);
+    let hook = registry
+        .lifecycle(&spec, rollbridge::plugins::Stage::Quiet)
+        .unwrap();
+    let call = world.call(
+        rollbridge::plugins::Stage::Quiet,
+        world.process(Some(&group)),
+        std::time::Duration::from_secs(5),
+    );
+    hook.run(call).await.unwrap();
+    let event = &world.events_named("process keys")[0];
+    let keys = event.data["keys"].as_str().unwrap();
+    assert_eq!(
+        class_fields(&types_file("ctx.lua"), "rollbridge.ProcessInfo"),
+        set(keys.split(',')),
+        "rollbridge.ProcessInfo in lua/types/ctx.lua vs ctx.process"
+    );
 }
