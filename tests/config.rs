@@ -17,5 +17,7 @@ mod loading;
 mod lua;
 #[path = "config/messages.rs"]
 mod messages;
+#[path = "config/new_user.rs"]
+mod new_user;
 #[path = "config/process_log.rs"]
 mod process_log;

@@ -1335,3 +1335,58 @@ async fn a_command_started_by_a_hook_ends_when_the_caller_gives_up() {
         "the command outlived the abandoned hook"
     );
 }
+
+/// The line of `config_with("", lifecycle = { quiet = <hook> })` holding `needle`.
+fn line_of(hook: &str, needle: &str) -> usize {
+    let source = config_with("", &format!("lifecycle = {{ quiet = {hook} }}"));
+    source
+        .lines()
+        .position(|line| line.contains(needle))
+        .expect("the needle is in the config")
+        + 1
+}
+
+#[tokio::test]
+async fn a_helper_called_with_a_dot_says_to_use_a_colon_and_where() {
+    let world = World::new();
+    let hook = "function(ctx)\n  ctx.signal(\"TSTP\")\nend";
+    let outcome = run_quiet(&world, "", hook, Duration::from_secs(5)).await;
+    let line = line_of(hook, "ctx.signal(");
+    match outcome {
+        Err(HookError::Failed(reason)) => assert_eq!(
+            reason,
+            format!(
+                "rollbridge.lua:{line}: ctx.signal(...) was called with a dot; call ctx's helpers with a colon, ctx:signal(...), so ctx itself is passed along"
+            )
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_ctx_member_names_the_place_the_closest_one_and_the_list() {
+    let world = World::new();
+    let hook = "function(ctx)\n  ctx:signl(\"TSTP\")\nend";
+    let line = line_of(hook, "ctx:signl(");
+    match run_quiet(&world, "", hook, Duration::from_secs(5)).await {
+        Err(HookError::Failed(reason)) => {
+            assert!(
+                reason.starts_with(&format!(
+                    "rollbridge.lua:{line}: ctx has no method or field \"signl\". Did you mean ctx:signal(...)?"
+                )),
+                "{reason}"
+            );
+            for method in rollbridge::lua::ctx::METHODS {
+                assert!(reason.contains(method), "lists {method}: {reason}");
+            }
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let hook = "function(ctx)\n  return ctx.procss.id\nend";
+    match run_quiet(&world, "", hook, Duration::from_secs(5)).await {
+        Err(HookError::Failed(reason)) => {
+            assert!(reason.contains("Did you mean ctx.process?"), "{reason}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -1229,8 +1229,15 @@ async fn without_a_start_delay_the_first_probe_does_not_wait_for_an_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_health_does_not_follow_redirects() {
+    let (url, error) = health_error_for_status(302).await;
+    assert_eq!(error, format!("Health check failed for {url}: HTTP 302"));
+}
+
+/// The error of an HTTP health check of `/ping` against a server that always
+/// answers `status`: the probed URL and the message.
+async fn health_error_for_status(status: u16) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let (port, _) = http_server(302).await;
+    let (port, _) = http_server(status).await;
     let http = registry().health(&plugin("http")).unwrap();
     let url = http_url("127.0.0.1", port, "/ping");
     let error = wait_healthy(
@@ -1241,10 +1248,7 @@ async fn http_health_does_not_follow_redirects() {
     )
     .await
     .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        format!("Health check failed for {url}: HTTP 302")
-    );
+    (url, error.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1454,4 +1458,15 @@ fn builtin_plugin_names_are_listed() {
         assert!(names.iter().any(|n| n == name), "{name}");
     }
     assert!(registry().matcher(&plugin("http")).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_says_the_app_answers_but_lacks_the_route_and_how_to_set_it() {
+    let (url, error) = health_error_for_status(404).await;
+    assert_eq!(
+        error,
+        format!(
+            "Health check failed for {url}: HTTP 404 (the app answers but has no route /ping; set health.path of the process, or proxy.healthPath for every process, to a route that answers 2xx)"
+        )
+    );
 }

@@ -127,3 +127,12 @@ pub fn js_number(value: f64) -> String {
         format!("{value}")
     }
 }
+
+/// The pid of the process serving the control socket, from the kernel's peer
+/// credentials.
+pub fn daemon_pid(socket: &Path) -> Option<i32> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let credentials =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    Some(credentials.pid()).filter(|&pid| pid > 0)
+}

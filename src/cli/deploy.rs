@@ -39,6 +39,7 @@ pub fn run(args: DeployArgs) -> CliResult {
     if let Some(timeout_ms) = start_timeout_ms {
         ensure(&config, &args.daemon, timeout_ms)?;
     }
+    super::deploy_warnings::warn_before_deploy(&config, &release_path);
     let mut fields = Map::new();
     fields.insert("releasePath".into(), Value::from(release_path));
     put_optional(&mut fields, "releaseId", args.release_id.as_deref());

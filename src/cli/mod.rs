@@ -10,12 +10,15 @@ pub mod common;
 pub mod completion;
 pub mod daemon;
 pub mod deploy;
+mod deploy_warnings;
 pub mod doctor;
 mod doctor_release;
 pub mod ensure_daemon;
 pub mod events;
 pub mod legacy;
 pub mod logs;
+pub mod lua_types;
+pub mod man;
 pub mod predeploy_cleanup;
 pub mod recover;
 pub mod restart;
@@ -23,6 +26,7 @@ pub mod rollback;
 pub mod shutdown;
 pub mod status;
 pub mod stop;
+pub mod systemd_unit;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,6 +91,15 @@ pub enum Command {
     Recover(recover::RecoverArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
+    LuaTypes(lua_types::LuaTypesArgs),
+    /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).
+    SystemdUnit(systemd_unit::SystemdUnitArgs),
+    /// Write manual pages (rollbridge.1 and one per command).
+    Man(man::ManArgs),
+    /// The config's process ids, one per line (used by the completion scripts).
+    #[command(hide = true)]
+    ProcessIds(completion::ProcessIdsArgs),
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -114,6 +127,10 @@ pub fn main() -> ExitCode {
         Command::PredeployCleanup(args) => predeploy_cleanup::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Completion(args) => completion::run(args),
+        Command::LuaTypes(args) => lua_types::run(args),
+        Command::SystemdUnit(args) => systemd_unit::run(args),
+        Command::Man(args) => man::run(args),
+        Command::ProcessIds(args) => completion::process_ids(args),
     };
     match result {
         Ok(code) => code,

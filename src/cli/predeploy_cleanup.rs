@@ -5,7 +5,7 @@
 //! 2. Processes a crashed daemon left behind are stopped (`recover --force`).
 //! 3. The processes of the previous supervisor (`legacyTakeover`) are stopped.
 
-use super::common::{CliConfig, QUERY_TIMEOUT, load_config, plural, send};
+use super::common::{CliConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
 use super::deploy::absolute_release_path;
 use super::ensure_daemon::{own_runtime, runtime_matches};
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
@@ -17,7 +17,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -222,13 +221,4 @@ fn managed_pids(status: &Map<String, Value>) -> HashSet<i32> {
         .into_iter()
         .map(|process| process.pid)
         .collect()
-}
-
-/// The pid of the process serving the control socket, from the kernel's peer
-/// credentials.
-fn daemon_pid(socket: &Path) -> Option<i32> {
-    let stream = UnixStream::connect(socket).ok()?;
-    let credentials =
-        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
-    Some(credentials.pid()).filter(|&pid| pid > 0)
 }

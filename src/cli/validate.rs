@@ -32,7 +32,7 @@ pub fn run(args: ValidateArgs) -> CliResult {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = config::check(&path);
+    let report = config::check_strictly(&path);
     if args.json {
         print_json(&report_json(&report, &path));
     } else {

@@ -3,7 +3,9 @@
 
 use super::error::{ConfigError, Issue};
 use super::model::Config;
-use super::validate::{self, KnownPlugins, NativeInspector, ValidationContext, ValidationReport};
+use super::validate::{
+    self, KnownPlugins, NativeInspector, Syntax, ValidationContext, ValidationReport,
+};
 use super::{js, lua_source};
 use crate::lua::sandbox::io_reason;
 use crate::lua::{Limits, LuaRuntime, RuntimeBuilder};
@@ -39,6 +41,10 @@ pub struct LoadOptions {
     pub native_inspector: Option<NativeInspector>,
     /// Lua time and memory limits.
     pub lua_limits: Limits,
+    /// Also report placeholders that can never be filled in (`{{prot}}`), as
+    /// `validate` does. Off for loading: a running setup keeps starting, and
+    /// `doctor --release-path` reports them among the release checks.
+    pub strict_placeholders: bool,
 }
 
 impl LoadOptions {
@@ -83,9 +89,19 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, Con
     }
 }
 
-/// Loads a config for `validate`: every issue, a load error included, as a report.
+/// Loads a config for `doctor`: every issue, a load error included, as a report.
 pub fn check(path: &Path) -> ValidationReport {
     check_with(path, &LoadOptions::standard())
+}
+
+/// Like [`check`], for `validate`: placeholders that can never be filled in are
+/// issues too.
+pub fn check_strictly(path: &Path) -> ValidationReport {
+    let options = LoadOptions {
+        strict_placeholders: true,
+        ..LoadOptions::standard()
+    };
+    check_with(path, &options)
 }
 
 pub fn check_with(path: &Path, options: &LoadOptions) -> ValidationReport {
@@ -122,6 +138,11 @@ fn evaluate(
 ) -> Result<(ValidationReport, Option<LuaRuntime>), ConfigError> {
     let format = format_of(path)?;
     let mut ctx = ValidationContext::for_config_file(path);
+    ctx.syntax = match format {
+        Format::Lua => Syntax::Lua,
+        Format::Json => Syntax::Json,
+        Format::JavaScript => Syntax::JavaScript,
+    };
     if let Some(plugins) = &options.plugins {
         ctx.plugins = plugins.clone();
     }
@@ -169,6 +190,24 @@ fn evaluate(
                 ));
             }
         }
+    }
+
+    if options.strict_placeholders
+        && issues.is_empty()
+        && let Some(config) = &report.config
+    {
+        issues.extend(super::template::unresolvable_placeholders(config));
+    }
+
+    if format == Format::Lua
+        && !issues.is_empty()
+        && let Ok(source) = read_config(path)
+    {
+        let file_name = path
+            .file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy();
+        super::lua_paths::locate(&mut issues, &file_name, &source, &value);
     }
 
     let config = if issues.is_empty() {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hook;
 mod js;
 pub mod load;
+mod lua_paths;
 mod lua_source;
 pub mod markers;
 pub mod model;
@@ -16,9 +17,10 @@ pub mod validate;
 
 pub use error::{ConfigError, Issue};
 pub use load::{
-    LoadOptions, LoadedConfig, MAX_CONFIG_BYTES, check, check_with, load, load_with,
-    resolve_config_path,
+    LoadOptions, LoadedConfig, MAX_CONFIG_BYTES, check, check_strictly, check_with, load,
+    load_with, resolve_config_path,
 };
 pub use validate::{
-    HookKind, KnownPlugins, NativeInspector, ValidationContext, ValidationReport, validate_value,
+    HookKind, KnownPlugins, NativeInspector, Syntax, ValidationContext, ValidationReport,
+    validate_value,
 };

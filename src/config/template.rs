@@ -308,3 +308,140 @@ pub fn render_process(
 
 #[cfg(test)]
 mod tests;
+
+/// The placeholders of every template of a config that can never be filled in,
+/// whatever the release and environment: unknown names such as `{{prot}}`,
+/// `{{ports.x}}` for a process without a port, `{{port}}` on a process without
+/// one. `validate` reports them; `{{env.X}}` depends on the daemon's
+/// environment and is left to `doctor --release-path`.
+pub fn unresolvable_placeholders(config: &Config) -> Vec<crate::config::Issue> {
+    let with_port: Vec<&str> = config
+        .processes
+        .iter()
+        .filter(|process| process.port.is_some())
+        .map(|process| process.id.as_str())
+        .collect();
+    let mut issues = Vec::new();
+    for (index, process) in config.processes.iter().enumerate() {
+        let templates = std::iter::once(("command".to_string(), process.command.as_str()))
+            .chain(process.cwd.as_deref().map(|cwd| ("cwd".to_string(), cwd)))
+            .chain(
+                process
+                    .env
+                    .iter()
+                    .map(|(name, value)| (format!("env.{name}"), value.as_str())),
+            )
+            .chain(
+                process
+                    .log_file
+                    .as_ref()
+                    .map(|log| ("logFile.path".to_string(), log.path.as_str())),
+            );
+        for (key, template) in templates {
+            for placeholder in placeholders(template) {
+                let reason = match never_resolves(placeholder.1, process.port.is_some(), &with_port)
+                {
+                    Some(reason) => reason,
+                    None => continue,
+                };
+                issues.push(crate::config::Issue::new(
+                    format!(
+                        "processes[{index}].{key} uses {}, which {}",
+                        placeholder.0, reason.0
+                    ),
+                    reason.1,
+                ));
+            }
+        }
+    }
+    issues
+}
+
+/// `(placeholder as written, key)` of every placeholder in `template`.
+fn placeholders(template: &str) -> Vec<(&str, &str)> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let candidate = &rest[start..];
+        match match_placeholder(candidate) {
+            Some((length, key)) => {
+                found.push((&candidate[..length], key));
+                rest = &candidate[length..];
+            }
+            None => rest = &candidate[1..],
+        }
+    }
+    found
+}
+
+/// Placeholders that stand for one value of the release or process.
+const SCALAR_PLACEHOLDERS: &[&str] = &[
+    "application",
+    "releaseId",
+    "releasePath",
+    "revision",
+    "processId",
+    "replicaIndex",
+    "replicaCount",
+];
+
+/// The other placeholder names, for suggestions and the list in fixes.
+const OTHER_PLACEHOLDERS: &[&str] = &[
+    "port",
+    "ports.<id>",
+    "proxy.host",
+    "proxy.port",
+    "proxy.upstreamHost",
+    "env.<NAME>",
+];
+
+/// Why `key` can never be filled in (what the message says, the fix), or `None`.
+fn never_resolves(key: &str, has_port: bool, with_port: &[&str]) -> Option<(String, String)> {
+    let known: Vec<&str> = SCALAR_PLACEHOLDERS
+        .iter()
+        .chain(OTHER_PLACEHOLDERS)
+        .copied()
+        .collect();
+    let (head, tail) = match key.split_once('.') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (key, None),
+    };
+    match (head, tail) {
+        (name, None) if SCALAR_PLACEHOLDERS.contains(&name) => None,
+        ("port", None) if has_port => None,
+        ("port", None) => Some((
+            "needs a port, and this process has none".to_string(),
+            "Give the process a port (or a range), or use {{ports.<id>}} for another process's port."
+                .to_string(),
+        )),
+        ("ports", Some(id)) if with_port.contains(&id) => None,
+        ("ports", _) => Some((
+            "names no process with a port".to_string(),
+            if with_port.is_empty() {
+                "No process of this config has a port; give the one you mean a port.".to_string()
+            } else {
+                format!(
+                    "Use one of: {}.",
+                    with_port
+                        .iter()
+                        .map(|id| format!("{{{{ports.{id}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        )),
+        ("proxy", Some("host" | "port" | "upstreamHost")) => None,
+        ("env", Some(_)) => None,
+        _ => {
+            let hint = match crate::config::validate::closest(key, &known) {
+                Some(name) => format!("Did you mean {{{{{name}}}}}? "),
+                None => String::new(),
+            };
+            let listed: Vec<String> = known.iter().map(|name| format!("{{{{{name}}}}}")).collect();
+            Some((
+                "is not a placeholder rollbridge knows".to_string(),
+                format!("{hint}The placeholders are {}.", listed.join(", ")),
+            ))
+        }
+    }
+}

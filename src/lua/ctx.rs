@@ -145,8 +145,107 @@ impl UserData for HookCtx {
                 None => format!("rollbridge hook context ({})", this.scope.stage.as_str()),
             })
         });
+        methods.add_meta_method(MetaMethod::Index, |lua, _this, key: Value| {
+            let name = key
+                .to_string()
+                .unwrap_or_else(|_| key.type_name().to_string());
+            Err::<Value, _>(mlua::Error::runtime(unknown_member(lua, &name)))
+        });
         api::add_methods(methods);
     }
+}
+
+/// The helpers of `ctx` (its methods), sorted. A unit test checks this list
+/// against what [`api::add_methods`] registers; messages and tools read it.
+pub const METHODS: &[&str] = &[
+    "alive",
+    "children",
+    "event",
+    "exec",
+    "file_exists",
+    "http",
+    "read_file",
+    "remaining_ms",
+    "signal",
+    "sleep",
+    "wait_exit",
+];
+
+/// The fields of `ctx`, sorted.
+pub const FIELDS: &[&str] = &["options", "process", "stage"];
+
+/// The error for `ctx.<name>` when `ctx` has no such member: where it happened,
+/// the closest member, and the list of members.
+fn unknown_member(lua: &Lua, name: &str) -> String {
+    let members: Vec<&str> = METHODS.iter().chain(FIELDS).copied().collect();
+    let suggestion = match crate::config::validate::closest(name, &members) {
+        Some(field) if FIELDS.contains(&field) => format!(" Did you mean ctx.{field}?"),
+        Some(method) => format!(" Did you mean ctx:{method}(...)?"),
+        None => String::new(),
+    };
+    format!(
+        "{}ctx has no method or field \"{name}\".{suggestion} Its methods (call them with a colon, e.g. ctx:signal(\"TSTP\")): {}; its fields: {}.",
+        caller_location(lua)
+            .map(|at| format!("{at}: "))
+            .unwrap_or_default(),
+        METHODS.join(", "),
+        FIELDS.join(", "),
+    )
+}
+
+/// `file:line` of the innermost Lua function on the stack (the hook code that
+/// made the mistake), skipping rollbridge's own glue.
+fn caller_location(lua: &Lua) -> Option<String> {
+    (1..12).find_map(|level| {
+        lua.inspect_stack(level, |frame| {
+            let source = frame.source();
+            let file = source.short_src?;
+            let line = frame.current_line()?;
+            let glue = source.what == "C" || file.contains("__mlua");
+            (!glue).then(|| format!("{file}:{line}"))
+        })
+        .flatten()
+    })
+}
+
+/// The fields and methods registered on a real `ctx`, read back from the Lua
+/// state that holds it. For drift checks of [`METHODS`], [`FIELDS`] and the
+/// editor annotations in `lua/types/ctx.lua`; not used while hooks run.
+pub fn registered_members() -> mlua::Result<(Vec<String>, Vec<String>)> {
+    // SAFETY: a private, short-lived state that runs only the fixed chunk below;
+    // the debug library is needed to read the metatable's upvalues.
+    let lua = unsafe { Lua::unsafe_new() };
+    let scope = CallScope::for_match(Instant::now(), PathBuf::from("/"));
+    let ctx = build_ctx(&lua, scope, &Map::new())?;
+    let (fields, methods): (Table, Table) = lua
+        .load(
+            r#"
+            local ctx = ...
+            local index = debug.getmetatable(ctx).__index
+            local fields, methods = {}, {}
+            local function collect(into, source)
+              if type(source) == "table" then
+                for name in pairs(source) do into[#into + 1] = name end
+              end
+            end
+            for i = 1, 64 do
+              local name, value = debug.getupvalue(index, i)
+              if name == nil then break end
+              if name == "field_getters" then collect(fields, value) end
+              if name == "methods" then collect(methods, value) end
+            end
+            table.sort(fields)
+            table.sort(methods)
+            return fields, methods
+            "#,
+        )
+        .call(ctx)?;
+    let names = |table: Table| {
+        table
+            .sequence_values::<String>()
+            .collect::<mlua::Result<Vec<_>>>()
+    };
+    Ok((names(fields)?, names(methods)?))
 }
 
 /// Builds `ctx` for one call.
@@ -226,4 +325,16 @@ pub(crate) fn proc_table(lua: &Lua, process: &LegacyProcess) -> mlua::Result<Tab
     table.raw_set("cwd", process.cwd.as_deref())?;
     table.raw_set("user", process.user.as_deref())?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_member_lists_match_what_is_registered() {
+        let (fields, methods) = registered_members().unwrap();
+        assert_eq!(fields, FIELDS);
+        assert_eq!(methods, METHODS);
+    }
 }

@@ -7,7 +7,8 @@
 //!   functions its hook values point at, shareable across threads;
 //! - [`engine`]: where hooks run (a thread per config's Lua state, deadlines,
 //!   time slices); [`ctx`] and `api`: the `ctx` value hooks receive;
-//! - [`provider`]: [`LuaPlugins`], the plugin provider the daemon registers.
+//! - [`provider`]: [`LuaPlugins`], the plugin provider the daemon registers;
+//! - [`types`]: the editor annotations (`lua/types/`) `rollbridge lua-types` writes.
 
 mod api;
 pub mod ctx;
@@ -16,6 +17,7 @@ pub mod library;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
+pub mod types;
 
 pub use engine::{EngineError, LuaEngine};
 pub use provider::LuaPlugins;
@@ -26,7 +28,9 @@ pub use sandbox::{Budget, Limits};
 /// e.g. `rollbridge.lua:3: attempt to index a nil value (global 'x')`.
 pub fn error_line(error: &mlua::Error) -> String {
     let text = match error {
-        mlua::Error::CallbackError { cause, .. } => return error_line(cause),
+        mlua::Error::CallbackError { cause, traceback } => {
+            return dot_call(cause, traceback).unwrap_or_else(|| error_line(cause));
+        }
         mlua::Error::WithContext { cause, .. } => return error_line(cause),
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::RuntimeError(message) | mlua::Error::MemoryError(message) => message.clone(),
@@ -47,6 +51,35 @@ pub fn error_line(error: &mlua::Error) -> String {
     } else {
         line
     }
+}
+
+/// `ctx.signal("TSTP")` instead of `ctx:signal("TSTP")`: the helper received the
+/// string where `ctx` belongs. Said plainly, with the place of the call taken
+/// from the traceback (mlua's own message has neither).
+fn dot_call(cause: &mlua::Error, traceback: &str) -> Option<String> {
+    let mlua::Error::BadArgument {
+        to: Some(to),
+        pos: 1,
+        ..
+    } = cause
+    else {
+        return None;
+    };
+    let helper = to.strip_prefix("HookCtx.")?;
+    let place = traceback
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("[C]") && !line.contains("__mlua"))
+        .find_map(|line| {
+            let (file, rest) = line.split_once(':')?;
+            let (number, _) = rest.split_once(':')?;
+            number.parse::<u32>().ok()?;
+            Some(format!("{file}:{number}: "))
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{place}ctx.{helper}(...) was called with a dot; call ctx's helpers with a colon, ctx:{helper}(...), so ctx itself is passed along"
+    ))
 }
 
 /// Whether a Lua error is (or wraps) a memory limit error.

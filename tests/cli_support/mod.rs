@@ -377,7 +377,12 @@ impl DaemonGuard {
     /// Runs `rollbridge daemon --config <sandbox config>` and waits for its
     /// `control socket listening` line.
     pub fn start(sandbox: &Sandbox) -> DaemonGuard {
-        let process = DaemonProcess::spawn(&sandbox.config_path(), sandbox.path(), &[]);
+        DaemonGuard::start_with(sandbox, &sandbox.config_path())
+    }
+
+    /// [`DaemonGuard::start`] with another config file of the sandbox (a Lua one).
+    pub fn start_with(sandbox: &Sandbox, config: &Path) -> DaemonGuard {
+        let process = DaemonProcess::spawn(config, sandbox.path(), &[]);
         let guard = DaemonGuard {
             pid: process.pid(),
             process: Some(process),

@@ -57,11 +57,22 @@ fn validate_json_for_an_invalid_config() {
     }
     assert!(issues.iter().any(|issue| issue["message"]
         == "processes[0].port must be a positive port or valid {from, to} range"));
-    // Proxied without a valid port: the port is dropped, so this follows too.
+    // The port was given, only wrongly: its own issue says so, and no
+    // "must define a port range" follows (issue 15).
     assert!(
-        issues
+        !issues
             .iter()
             .any(|issue| issue["message"] == "Proxied process web must define a port range")
+    );
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let fix = issues[0]["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("Its from (200) is greater than its to (100)"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("\"port\": {\"from\": 100, \"to\": 200}"),
+        "JSON syntax in a JSON file: {fix}"
     );
 }
 

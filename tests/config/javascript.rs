@@ -144,7 +144,6 @@ fn values_json_cannot_hold_are_validated_like_other_formats() {
         vec![
             "proxy.port must be a number".to_string(),
             "processes[0].port must be a positive port or valid {from, to} range".to_string(),
-            "Proxied process web must define a port range".to_string(),
         ]
     );
 }

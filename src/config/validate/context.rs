@@ -91,6 +91,16 @@ impl KnownPlugins {
 pub type NativeInspector =
     Arc<dyn Fn(&Path) -> Result<Vec<(HookKind, String)>, String> + Send + Sync>;
 
+/// How the config is written, so fixes show examples the user can paste.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Syntax {
+    /// Lua is the primary format, and the default of a context not built from a file.
+    #[default]
+    Lua,
+    Json,
+    JavaScript,
+}
+
 /// Everything validation needs besides the value.
 #[derive(Clone)]
 pub struct ValidationContext {
@@ -108,6 +118,8 @@ pub struct ValidationContext {
     /// accepted where an object is expected.
     pub lenient_empty_tables: bool,
     pub native_inspector: Option<NativeInspector>,
+    /// The config's syntax, for examples in fixes.
+    pub syntax: Syntax,
 }
 
 impl std::fmt::Debug for ValidationContext {
@@ -119,6 +131,7 @@ impl std::fmt::Debug for ValidationContext {
             .field("lua_function_ids", &self.lua_function_ids)
             .field("lenient_empty_tables", &self.lenient_empty_tables)
             .field("native_inspector", &self.native_inspector.is_some())
+            .field("syntax", &self.syntax)
             .finish()
     }
 }
@@ -138,6 +151,7 @@ impl ValidationContext {
             lua_function_ids: BTreeSet::new(),
             lenient_empty_tables: false,
             native_inspector: None,
+            syntax: Syntax::default(),
         }
     }
 

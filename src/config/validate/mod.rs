@@ -8,6 +8,7 @@
 
 mod context;
 mod cross;
+mod example;
 mod hooks;
 mod keys;
 mod legacy;
@@ -16,7 +17,10 @@ mod process;
 mod process_log;
 mod top;
 
-pub use context::{HookKind, KnownPlugins, NativeInspector, ValidationContext, ValidationReport};
+pub use context::{
+    HookKind, KnownPlugins, NativeInspector, Syntax, ValidationContext, ValidationReport,
+};
+pub(crate) use keys::closest;
 
 use super::error::Issue;
 use super::markers;
@@ -95,6 +99,11 @@ impl<'c> Validator<'c> {
             issues: Vec::new(),
             lua_files: Vec::new(),
         }
+    }
+
+    /// `key = value` in the config's own syntax, for examples in fixes.
+    pub fn example(&self, key: &str, value: Value) -> String {
+        example::assign(self.ctx.syntax, key, &value)
     }
 
     pub fn issue(&mut self, message: impl Into<String>, fix: impl Into<String>) {

@@ -8,7 +8,7 @@ use crate::config::model::{
     ProxyConfig, RestartPolicy,
 };
 use crate::util::signals::SIGNAL_NAMES;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const PROCESS_KEYS: &[&str] = &[
     "command",
@@ -40,6 +40,8 @@ pub(super) struct CheckedProcess {
     pub config: ProcessConfig,
     /// The key that set the stop hook (`stop` or `stopCommand`), if any.
     pub stop_key: Option<&'static str>,
+    /// `port` was set but invalid (already reported).
+    pub port_rejected: bool,
 }
 
 pub(super) fn validate_process(
@@ -138,6 +140,9 @@ pub(super) fn validate_process(
         },
     };
     let port = validate_port(v, map.get("port"), &key("port"));
+    // A port was given but rejected: its issue says so, and "must define a port
+    // range" would only repeat it wrongly.
+    let port_rejected = port.is_none() && map.get("port").is_some_and(|value| !value.is_null());
     let replicas = v
         .integer_where(
             map.get("replicas"),
@@ -174,6 +179,7 @@ pub(super) fn validate_process(
             log_file,
         },
         stop_key,
+        port_rejected,
     })
 }
 
@@ -383,19 +389,21 @@ fn validate_port(v: &mut Validator, value: Option<&Value>, key: &str) -> Option<
                 to: port as u16,
             }),
             _ => {
+                let example = v.example("port", json!({"from": 18000, "to": 18099}));
                 v.issue(
                     format!("{key} {PORT_MESSAGE}"),
-                    format!("Give {key} a whole port number from 1 to 65535 (0 for an ephemeral port), or a {{from, to}} range."),
+                    format!("Give {key} a whole port number from 1 to 65535 (0 for an ephemeral port), or a range such as {example}."),
                 );
                 None
             }
         };
     }
     let Some(map) = v.as_object(value) else {
+        let example = v.example("port", json!({"from": 18000, "to": 18099}));
         v.wrong_type(
             Some(value),
             format!("{key} {PORT_MESSAGE}"),
-            format!("Give {key} a port number or a {{from, to}} range."),
+            format!("Give {key} a port number or a range such as {example}."),
         );
         return None;
     };
@@ -413,10 +421,19 @@ fn validate_port(v: &mut Validator, value: Option<&Value>, key: &str) -> Option<
             from: from as u16,
             to: to as u16,
         }),
-        _ => {
+        (Some(from), Some(to)) if is_port(from) && is_port(to) => {
+            let example = v.example("port", json!({"from": to as u16, "to": from as u16}));
             v.issue(
                 format!("{key} {PORT_MESSAGE}"),
-                format!("Give {key} whole-number from and to values between 0 and 65535 with from <= to, e.g. {{from: 18000, to: 18099}}."),
+                format!("Its from ({from}) is greater than its to ({to}); a range runs upwards, so swap them: {example}."),
+            );
+            None
+        }
+        _ => {
+            let example = v.example("port", json!({"from": 18000, "to": 18099}));
+            v.issue(
+                format!("{key} {PORT_MESSAGE}"),
+                format!("Give {key} whole-number from and to values between 0 and 65535 with from <= to, e.g. {example}."),
             );
             None
         }

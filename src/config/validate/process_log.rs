@@ -7,7 +7,15 @@ use serde_json::Value;
 const LOG_FILE_KEYS: &[&str] = &["format", "keep", "path", "rotation"];
 
 /// Shown with every shape problem of the key as a whole.
-const SHAPE_FIX: &str = "Set logFile to a file path such as \"logs/{{processId}}-{{replicaIndex}}.log\", or to a table such as { path = \"logs/web.log\", format = \"json\", rotation = \"daily\", keep = 7 }; leave it out to keep output in memory only.";
+fn shape_fix(v: &Validator) -> String {
+    let table = v.example(
+        "logFile",
+        serde_json::json!({"path": "logs/web.log", "format": "json", "rotation": "daily", "keep": 7}),
+    );
+    format!(
+        "Set logFile to a file path such as \"logs/{{{{processId}}}}-{{{{replicaIndex}}}}.log\", or to a table such as {table}; leave it out to keep output in memory only."
+    )
+}
 
 pub(super) fn validate_log_file(
     v: &mut Validator,
@@ -23,7 +31,7 @@ pub(super) fn validate_log_file(
         v.wrong_type(
             Some(value),
             format!("{key} must be a string or an object"),
-            SHAPE_FIX.to_string(),
+            shape_fix(v),
         );
         return None;
     };

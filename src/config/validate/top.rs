@@ -53,9 +53,10 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
 
     let proxy = match root.get("proxy") {
         None => {
+            let example = v.example("proxy", serde_json::json!({"port": 8182}));
             v.issue(
                 "proxy is required",
-                "Add a proxy section, e.g. proxy = { port = 8182 } in Lua or \"proxy\": {\"port\": 8182} in JSON.",
+                format!("Add a proxy section, e.g. {example}."),
             );
             None
         }
@@ -131,7 +132,7 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
     }
     v.issues.extend(plugin_issues);
 
-    cross::validate_cross_process(v, &checked);
+    cross::validate_cross_process(v, &checked, proxy.port);
 
     Some(Config {
         application,
@@ -239,11 +240,11 @@ fn validate_access_log(v: &mut Validator, value: Option<&Value>) -> Option<Acces
 }
 
 fn validate_metrics(v: &mut Validator, value: Option<&Value>) -> Option<MetricsConfig> {
-    let map = match v.section(
-        value,
-        "metrics",
-        "Make metrics a table such as metrics = { port = 9464 } (host defaults to 127.0.0.1), or remove it to serve no metrics.",
-    ) {
+    let fix = format!(
+        "Make metrics a table such as {} (host defaults to 127.0.0.1), or remove it to serve no metrics.",
+        v.example("metrics", serde_json::json!({"port": 9464}))
+    );
+    let map = match v.section(value, "metrics", &fix) {
         Section::Present(map) => map,
         _ => return None,
     };
@@ -388,11 +389,14 @@ fn validate_retention(v: &mut Validator, value: Option<&Value>) -> ReleaseRetent
 }
 
 fn validate_plugins(v: &mut Validator, value: Option<&Value>) -> PluginsConfig {
-    let map = match v.section(
-        value,
-        "plugins",
-        "Make plugins a table such as plugins = { native = { \"./libmyplugin.so\" } }.",
-    ) {
+    let fix = format!(
+        "Make plugins a table such as {}.",
+        v.example(
+            "plugins",
+            serde_json::json!({"native": ["./libmyplugin.so"]})
+        )
+    );
+    let map = match v.section(value, "plugins", &fix) {
         Section::Present(map) => map,
         _ => return PluginsConfig::default(),
     };

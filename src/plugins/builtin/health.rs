@@ -110,6 +110,14 @@ fn no_answer(started: Instant) -> HealthVerdict {
     ))
 }
 
+/// The detail of a 404: the app is up, only the probed route is missing, which
+/// a user fixes in the config rather than in the app.
+fn no_such_route(path: &str) -> String {
+    format!(
+        "HTTP 404 (the app answers but has no route {path}; set health.path of the process, or proxy.healthPath for every process, to a route that answers 2xx)"
+    )
+}
+
 /// GET `http://<host>:<port><path>`; healthy on 2xx.
 pub struct HttpHealth;
 
@@ -135,6 +143,7 @@ impl HealthPlugin for HttpHealth {
                 Err(_) => Ok(timed_out(started)),
                 Ok(Err(detail)) => Ok(HealthVerdict::NotYet(detail)),
                 Ok(Ok(status)) if (200..300).contains(&status) => Ok(HealthVerdict::Healthy),
+                Ok(Ok(404)) => Ok(HealthVerdict::NotYet(no_such_route(&path))),
                 Ok(Ok(status)) => Ok(HealthVerdict::NotYet(format!("HTTP {status}"))),
             }
         })

@@ -1,0 +1,346 @@
+//! `rollbridge systemd-unit`: a ready systemd unit for this config, with the
+//! binary's and the config's absolute paths and stop/start timeouts computed
+//! from the config's own drain and stop windows (docs/systemd.md).
+
+use super::common::load_config;
+use super::{CliResult, ConfigArg};
+use crate::config::model::{Config, GracefulStop, IdOrName, Policy, ProcessConfig};
+use crate::daemon::shutdown::PROXY_CLOSE_GRACE;
+use anyhow::Context;
+use clap::Args;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct SystemdUnitArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// A user unit (systemctl --user): no User=/Group=, WantedBy=default.target.
+    #[arg(long = "user")]
+    pub user: bool,
+    /// Also a socket unit that holds the proxy port and the control socket.
+    #[arg(long = "socket")]
+    pub socket: bool,
+    /// Write the unit file(s) into this folder instead of printing them.
+    #[arg(long = "out", value_name = "dir")]
+    pub out: Option<PathBuf>,
+}
+
+/// Time for a SIGKILL to land and the group to be reaped after a stop window.
+const KILL_SETTLE_MS: u64 = 5_000;
+/// Added to the longest health check for TimeoutStartSec (daemon start, process
+/// start before the first probe).
+const START_MARGIN_MS: u64 = 30_000;
+/// The watchdog period; the daemon pings at half of it.
+const WATCHDOG_SEC: u64 = 30;
+
+pub fn run(args: SystemdUnitArgs) -> CliResult {
+    let loaded = load_config(&args.config)?;
+    let config_path = std::path::absolute(&loaded.path)
+        .with_context(|| format!("cannot resolve {}", loaded.path.display()))?;
+    let binary = std::env::current_exe().context("cannot find the rollbridge binary")?;
+    let owner = if args.user {
+        None
+    } else {
+        file_owner(&config_path)
+    };
+    let unit = UnitInput {
+        config: &loaded.config,
+        config_path: &config_path,
+        binary: &binary,
+        user_unit: args.user,
+        owner,
+        socket: args.socket,
+    };
+    let name = unit_name(&loaded.config.application);
+    let mut files = vec![(format!("{name}.service"), service_unit(&unit, &name))];
+    if args.socket {
+        files.push((format!("{name}.socket"), socket_unit(&unit, &name)));
+    }
+    match args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (file, text) in files {
+                let path = dir.join(file);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+        }
+        None => {
+            let printed: Vec<String> = files
+                .into_iter()
+                .map(|(file, text)| format!("# ---- {file} ----\n{text}"))
+                .collect();
+            print!("{}", printed.join("\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct UnitInput<'a> {
+    config: &'a Config,
+    config_path: &'a Path,
+    binary: &'a Path,
+    user_unit: bool,
+    /// `(user, group)` the service runs as: the config file's owner, unless root.
+    owner: Option<(String, String)>,
+    socket: bool,
+}
+
+/// `rollbridge-<application>`, with characters a unit name cannot hold replaced.
+fn unit_name(application: &str) -> String {
+    let clean: String = application
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("rollbridge-{clean}")
+}
+
+/// The longest a stop of one process may take: quiet hook, drain window, stop
+/// window, then SIGKILL settling. `None` when some process never gets killed.
+fn longest_stop_ms(processes: &[ProcessConfig]) -> Option<u64> {
+    processes.iter().try_fold(0, |longest, process| {
+        let GracefulStop::Millis(stop) = process.graceful_stop else {
+            return None;
+        };
+        let quiet = if process.lifecycle.quiet.is_some() {
+            stop
+        } else {
+            0
+        };
+        let own = quiet + process.lifecycle.drain_timeout_ms + stop + KILL_SETTLE_MS;
+        Some(longest.max(own))
+    })
+}
+
+fn seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+fn service_unit(unit: &UnitInput, name: &str) -> String {
+    let config = unit.config;
+    let work_dir = unit.config_path.parent().unwrap_or(Path::new("/"));
+    let stop = longest_stop_ms(&config.processes);
+    let health = config
+        .processes
+        .iter()
+        .filter(|process| process.policy == Policy::Proxied)
+        .filter_map(|process| process.health.as_ref().map(|health| health.timeout_ms))
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Generated by `rollbridge systemd-unit` (rollbridge {}) for {}.",
+        env!("CARGO_PKG_VERSION"),
+        unit.config_path.display()
+    );
+    let _ = writeln!(
+        text,
+        "# See docs/systemd.md. Regenerate after changing timeouts in the config."
+    );
+    let _ = writeln!(text, "\n[Unit]");
+    let _ = writeln!(
+        text,
+        "Description=rollbridge deploy supervisor for {}",
+        config.application
+    );
+    let _ = writeln!(text, "Documentation=man:rollbridge-daemon(1)");
+    if !unit.user_unit {
+        let _ = writeln!(
+            text,
+            "After=network-online.target\nWants=network-online.target"
+        );
+    }
+    if unit.socket {
+        let _ = writeln!(text, "Requires={name}.socket\nAfter={name}.socket");
+    }
+    let _ = writeln!(text, "\n[Service]");
+    let _ = writeln!(
+        text,
+        "# READY=1 once the proxy and the control socket serve."
+    );
+    let _ = writeln!(text, "Type=notify\nNotifyAccess=main");
+    if let Some((user, group)) = &unit.owner {
+        let _ = writeln!(
+            text,
+            "# The owner of the config file.\nUser={user}\nGroup={group}"
+        );
+    }
+    let _ = writeln!(text, "WorkingDirectory={}", work_dir.display());
+    let _ = writeln!(
+        text,
+        "ExecStart={} daemon --config {}",
+        exec_arg(&unit.binary.to_string_lossy()),
+        exec_arg(&unit.config_path.to_string_lossy())
+    );
+    let _ = writeln!(
+        text,
+        "# SIGHUP reopens the daemon's log file and the access log (logrotate)."
+    );
+    let _ = writeln!(text, "ExecReload=/bin/kill -HUP $MAINPID");
+    let _ = writeln!(
+        text,
+        "# SIGTERM to the daemon alone: it stops every process gracefully in its own group."
+    );
+    let _ = writeln!(text, "KillMode=mixed\nKillSignal=SIGTERM");
+    match stop {
+        Some(ms) => {
+            let total = ms + PROXY_CLOSE_GRACE.as_millis() as u64;
+            let _ = writeln!(
+                text,
+                "# The longest process stop (quiet + lifecycle.drainTimeoutMs + gracefulStopMs + {} s for SIGKILL) plus {} s for the proxy to close.",
+                seconds(KILL_SETTLE_MS),
+                PROXY_CLOSE_GRACE.as_secs()
+            );
+            let _ = writeln!(text, "TimeoutStopSec={}", seconds(total));
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "# A process has gracefulStopMs = \"indefinite\": rollbridge never kills it, and neither does systemd."
+            );
+            let _ = writeln!(text, "TimeoutStopSec=infinity");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# A start with --release-path waits for health.timeoutMs ({} s) of the proxied process.",
+        seconds(health)
+    );
+    let _ = writeln!(
+        text,
+        "TimeoutStartSec={}",
+        seconds(health + START_MARGIN_MS)
+    );
+    let _ = writeln!(
+        text,
+        "# The daemon pings every WatchdogSec/2 from its async runtime."
+    );
+    let _ = writeln!(text, "WatchdogSec={WATCHDOG_SEC}");
+    let _ = writeln!(text, "Restart=on-failure\nRestartSec=2\nLimitNOFILE=65536");
+    let _ = writeln!(text, "\n[Install]");
+    let target = if unit.user_unit {
+        "default.target"
+    } else {
+        "multi-user.target"
+    };
+    let _ = writeln!(text, "WantedBy={target}");
+    text
+}
+
+fn socket_unit(unit: &UnitInput, name: &str) -> String {
+    let config = unit.config;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Generated by `rollbridge systemd-unit --socket` for {}.",
+        unit.config_path.display()
+    );
+    let _ = writeln!(
+        text,
+        "# systemd holds the listeners, so clients wait in the backlog while {name}.service restarts."
+    );
+    let _ = writeln!(text, "\n[Unit]");
+    let _ = writeln!(
+        text,
+        "Description=rollbridge listeners for {}",
+        config.application
+    );
+    let _ = writeln!(text, "PartOf={name}.service");
+    let _ = writeln!(text, "\n[Socket]");
+    if config.proxy.port == 0 {
+        let _ = writeln!(
+            text,
+            "# proxy.port is 0 (chosen at start), so the daemon binds the proxy itself."
+        );
+    } else {
+        let host = &config.proxy.host;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let _ = writeln!(text, "# proxy.host:proxy.port");
+        let _ = writeln!(text, "ListenStream={host}:{}", config.proxy.port);
+        let _ = writeln!(text, "NoDelay=true");
+    }
+    let _ = writeln!(
+        text,
+        "# control.path; mode and owner come from here, not from control.*"
+    );
+    let _ = writeln!(text, "ListenStream={}", config.control.path);
+    let mode = config.control.mode.unwrap_or(0o660);
+    let _ = writeln!(text, "SocketMode={mode:04o}");
+    for (key, value) in [
+        ("SocketUser", &config.control.owner),
+        ("SocketGroup", &config.control.group),
+    ] {
+        match value {
+            Some(IdOrName::Name(name)) => {
+                let _ = writeln!(text, "{key}={name}");
+            }
+            Some(IdOrName::Id(id)) => {
+                let _ = writeln!(text, "{key}={id}");
+            }
+            None => {}
+        }
+    }
+    let _ = writeln!(text, "Backlog=4096");
+    let _ = writeln!(text, "Service={name}.service");
+    let _ = writeln!(text, "\n[Install]\nWantedBy=sockets.target");
+    text
+}
+
+/// One ExecStart= word: `%` and `$` escaped, quoted when it holds spaces.
+fn exec_arg(word: &str) -> String {
+    let escaped = word.replace('%', "%%").replace('$', "$$");
+    if escaped.contains([' ', '\t', '"', '\'', '\\']) {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
+    }
+}
+
+/// The user and group names of a file's owner; `None` for root or when a name
+/// cannot be found.
+fn file_owner(path: &Path) -> Option<(String, String)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.uid() == 0 {
+        return None;
+    }
+    let user = nix::unistd::User::from_uid(meta.uid().into()).ok()??;
+    let group = nix::unistd::Group::from_gid(meta.gid().into()).ok()??;
+    Some((user.name, group.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_words_are_escaped() {
+        assert_eq!(
+            exec_arg("/srv/app/rollbridge.lua"),
+            "/srv/app/rollbridge.lua"
+        );
+        assert_eq!(exec_arg("/srv/my app/x"), "\"/srv/my app/x\"");
+        assert_eq!(exec_arg("/srv/100%/$x"), "/srv/100%%/$$x");
+    }
+
+    #[test]
+    fn unit_names_keep_only_safe_characters() {
+        assert_eq!(unit_name("shop"), "rollbridge-shop");
+        assert_eq!(unit_name("my shop/é"), "rollbridge-my-shop--");
+    }
+}
