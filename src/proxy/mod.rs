@@ -8,7 +8,8 @@
 //!
 //! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
 //! thread: taking and serving client connections), `distribute` (one thread
-//! accepts, the least busy thread serves), `forward` (one request),
+//! accepts, the least busy thread serves), `edge` (the request rules checked
+//! before routing), `forward` (one request), `deadline` (body progress limits),
 //! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
 //! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
@@ -23,7 +24,9 @@
 
 mod body;
 mod counters;
+mod deadline;
 mod distribute;
+mod edge;
 mod errors;
 mod forward;
 mod headers;
@@ -41,5 +44,5 @@ pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
-pub use server::{HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
+pub use server::{BODY_TIMEOUT, HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
 pub use target::ReleaseTarget;

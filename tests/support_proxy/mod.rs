@@ -156,7 +156,15 @@ impl Client {
         }
     }
 
-    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Response<Incoming> {
+    /// Sends `request` (with `Host: proxy.test` unless it has a Host: an HTTP/1.1
+    /// request without one is refused by the proxy, as real clients always send it).
+    pub async fn send(&mut self, mut request: Request<Full<Bytes>>) -> Response<Incoming> {
+        if !request.headers().contains_key(http::header::HOST) {
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("proxy.test"),
+            );
+        }
         within("client ready", self.sender.ready())
             .await
             .expect("client connection usable");
