@@ -19,3 +19,5 @@ mod lua;
 mod messages;
 #[path = "config/process_log.rs"]
 mod process_log;
+#[path = "config/proxy_edge.rs"]
+mod proxy_edge;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod scripted;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
