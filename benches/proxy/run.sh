@@ -9,6 +9,9 @@
 # Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=N (rollbridge proxy threads; default: the daemon's choice for this machine)  CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built proxy_driver instead of building one
 #        PRELOAD=<lib> to run the proxy with LD_PRELOAD (e.g. another malloc)
+#        BASELINE=<path> another proxy_driver (e.g. built from an earlier commit) measured
+#          as a fourth target; medians over the rounds of its CPU/request and req/s
+#          against rollbridge's are printed at the end
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
@@ -101,6 +104,20 @@ nginx_worker() { # name -> pid of its worker process
   master=$(cat "$WORK/$1/nginx.pid")
   pgrep -P "$master" | head -n1
 }
+BASELINE_PID= BASELINE_PORT=
+if [ -n "${BASELINE:-}" ]; then
+  LD_PRELOAD=${PRELOAD:-} "$BASELINE" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} \
+    >"$WORK/baseline.log" 2>&1 &
+  BASELINE_PID=$!
+  PIDS+=("$BASELINE_PID")
+  for _ in $(seq 1 200); do
+    grep -q '^listening ' "$WORK/baseline.log" && break
+    sleep 0.05
+  done
+  BASELINE_PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$WORK/baseline.log")
+  [ -n "$BASELINE_PORT" ] || { cat "$WORK/baseline.log" >&2; exit 1; }
+fi
+
 NGINX_PROXY_WORKER=$(nginx_worker nginxproxy)
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -115,7 +132,7 @@ to_us() { # wrk latency like 85.00us / 1.20ms / 1.01s -> microseconds
     else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU ALL_RPS ALL_CPU
 measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
   local label=$1 port=$2 conns=$3 mode=$4 warmup=$5 pid=${6:-}
   local header=()
@@ -141,6 +158,7 @@ measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
       'BEGIN { printf "%.1f", t * 1000000 / hz / n }')
   fi
   echo "  $key: $rps req/s, p50 $p50 us, p99 $p99 us, cpu $cpu us/req" >&2
+  ALL_RPS[$key]+="$rps " ALL_CPU[$key]+="$cpu "
   # The machine is shared: noise only ever slows a run down, so keep the best one.
   if [ -z "${RPS[$key]:-}" ] || awk -v a="$rps" -v b="${RPS[$key]}" 'BEGIN { exit !(a > b) }'; then
     RPS[$key]=$rps P50[$key]=$p50 P99[$key]=$p99 CPU[$key]=$cpu
@@ -155,6 +173,9 @@ for mode in ka close; do
       measure direct "$UPSTREAM_PORT" "$conns" "$mode" "$warm"
       measure rollbridge "$ROLLBRIDGE_PORT" "$conns" "$mode" "$warm" "$DRIVER_PID"
       measure nginx "$NGINX_PROXY_PORT" "$conns" "$mode" "$warm" "$NGINX_PROXY_WORKER"
+      if [ -n "$BASELINE_PORT" ]; then
+        measure baseline "$BASELINE_PORT" "$conns" "$mode" "$warm" "$BASELINE_PID"
+      fi
     done
   done
 done
@@ -175,3 +196,21 @@ added=$(awk -v r="${P50[rollbridge/ka/c1]}" -v d="${P50[direct/ka/c1]}" 'BEGIN {
 added_nginx=$(awk -v r="${P50[nginx/ka/c1]}" -v d="${P50[direct/ka/c1]}" 'BEGIN { printf "%.0f", r - d }')
 echo
 echo "p50 latency added at c=1 (keep-alive): rollbridge ${added} us, nginx ${added_nginx} us"
+
+if [ -n "$BASELINE_PORT" ]; then
+  median() { tr ' ' '\n' | sed '/^$/d;/^-$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+  echo
+  echo "Medians over $ROUNDS rounds, rollbridge (this build) against BASELINE ($BASELINE):"
+  echo
+  echo "| run | CPU us/req rollbridge | CPU us/req baseline | CPU ratio | req/s rollbridge | req/s baseline | req/s ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  for mode in ka close; do
+    for conns in 1 64; do
+      r="rollbridge/$mode/c$conns" b="baseline/$mode/c$conns"
+      name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
+      rc=$(median <<<"${ALL_CPU[$r]}") bc=$(median <<<"${ALL_CPU[$b]}")
+      rr=$(median <<<"${ALL_RPS[$r]}") br=$(median <<<"${ALL_RPS[$b]}")
+      echo "| $name c=$conns | $rc | $bc | $(ratio "$rc" "$bc") | $rr | $br | $(ratio "$rr" "$br") |"
+    done
+  done
+fi
