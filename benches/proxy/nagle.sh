@@ -22,7 +22,7 @@ source "$(dirname "$0")/../common.sh"
 APP_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 
-python3 "$REPO/benches/proxy/two_write_app.py" "$APP_PORT" &
+python3 "$REPO/benches/proxy/two_write_app.py" "$APP_PORT" 2>"$WORK/app.log" &
 PIDS+=($!)
 
 mkdir -p "$WORK/nginx"

@@ -93,36 +93,60 @@ fn authority_value(authority: &Authority) -> HeaderValue {
 /// such as `,`), an IP literal is `[` hex digits, `:` and `.` `]`, and a port is
 /// one to five digits.
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
-    let (name, port) = match host.first() {
+    let (name_ok, port) = match host.first() {
         Some(b'[') => match host.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let literal = &host[1..end];
-                if literal.is_empty()
-                    || !literal
+            Some(end) => (
+                end > 1
+                    && host[1..end]
                         .iter()
-                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-                {
-                    return false;
-                }
-                (&host[..=end], &host[end + 1..])
-            }
+                        .all(|&b| byte_class(b) & IP_LITERAL != 0),
+                &host[end + 1..],
+            ),
             None => return false,
         },
-        _ => match host.iter().position(|&b| b == b':') {
-            Some(colon) => (&host[..colon], &host[colon..]),
-            None => (host, &host[host.len()..]),
-        },
-    };
-    let name_ok = name.first() == Some(&b'[')
-        || (!name.is_empty()
-            && name
+        _ => {
+            // One pass: name bytes up to the first `:`.
+            let name_end = host
                 .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')));
-    let port_ok = match port.strip_prefix(b":") {
-        None => port.is_empty(),
-        Some(digits) => (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit),
+                .position(|&b| byte_class(b) & NAME == 0)
+                .unwrap_or(host.len());
+            (name_end > 0, &host[name_end..])
+        }
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => {
+            (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        }
+        Some(_) => false,
     };
     name_ok && port_ok
+}
+
+/// Bits of [`byte_class`].
+const NAME: u8 = 1;
+const IP_LITERAL: u8 = 2;
+
+/// What a `Host` byte may be part of, from a table: the check runs on every request.
+fn byte_class(byte: u8) -> u8 {
+    const TABLE: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            let b = byte as u8;
+            let hex = b.is_ascii_hexdigit();
+            let name = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+            table[byte] = (if name { NAME } else { 0 })
+                | (if hex || b == b':' || b == b'.' {
+                    IP_LITERAL
+                } else {
+                    0
+                });
+            byte += 1;
+        }
+        table
+    };
+    TABLE[byte as usize]
 }
 
 /// `Host` for an HTTP/1.0 request without one: the local address of the client's

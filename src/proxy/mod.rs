@@ -13,8 +13,8 @@
 //! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
 //! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
-//! connections), `relay` (the direct upstream exchange for requests without a
-//! body), `idle` (closing idle and slow client connections), `counters`,
+//! connections), `quickack` (no delayed-ACK stall on pooled connections),
+//! `relay` (the direct upstream exchange for requests without a body), `idle` (closing idle and slow client connections), `counters`,
 //! `router`, `target`, `errors`.
 //!
 //! The server runs on threads of its own (one or two, by machine size), each with a
@@ -32,6 +32,7 @@ mod forward;
 mod headers;
 mod idle;
 mod pool;
+mod quickack;
 mod relay;
 mod router;
 mod server;

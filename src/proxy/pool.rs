@@ -10,6 +10,7 @@
 
 use super::deadline::ClientBody;
 use super::errors::UpstreamError;
+use super::quickack::QuickAckStream;
 use super::relay::RawConnection;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
@@ -217,7 +218,7 @@ impl UpstreamPool {
         // Flat write buffer, as on the client side (see worker.rs).
         let (sender, connection) = Builder::new()
             .writev(false)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(QuickAckStream::new(stream)))
             .await
             .map_err(|source| self.exchange_error(source))?;
         tokio::spawn(async move {

@@ -88,21 +88,10 @@ impl RawConnection {
         polled
     }
 
-    /// Acknowledges what arrived right away instead of after the delayed-ACK
-    /// timer (40 ms on Linux), and keeps acknowledging promptly for the rest of
-    /// this response.
-    ///
-    /// A pooled connection is in request/response rhythm, so Linux delays the ACK
-    /// of an answer's first segment, hoping to piggyback it on the next request. An
-    /// app that writes its head and body separately with Nagle on (Python's
-    /// `http.server`, …) holds the body back until that ACK comes: 40 ms a
-    /// response. `TCP_QUICKACK` is not sticky (the kernel falls back into delayed
-    /// mode when this side sends the next request), so it is set again for every
-    /// response that has to wait — and only then: an answer that arrives in one
-    /// read costs no extra system call.
+    /// No delayed ACK for what already arrived of this response (see `quickack`):
+    /// only for responses that have to wait, so one read costs no extra call.
     fn ack_now(&self) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = socket2::SockRef::from(&self.stream).set_quickack(true);
+        super::quickack::ack_now(&self.stream);
     }
 }
 

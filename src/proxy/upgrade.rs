@@ -8,6 +8,7 @@ use super::errors::UpstreamError;
 use super::forward;
 use super::headers;
 use super::idle::ActiveRequest;
+use super::quickack::QuickAckStream;
 use super::splice::{Relay, Side};
 use super::target::ReleaseTarget;
 use bytes::Bytes;
@@ -199,8 +200,8 @@ type RelayFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// The byte relay between both sides, until both directions are closed.
 ///
-/// Both sides are plain TCP sockets underneath (the server and the upstream pool
-/// both hand hyper a `TokioIo<TcpStream>`). Getting the sockets back lets an idle
+/// Both sides are plain TCP sockets underneath (the server hands hyper a
+/// `TokioIo<TcpStream>`, the upstream pool a `TokioIo<QuickAckStream>`). Getting the sockets back lets an idle
 /// session wait without holding any copy buffer; see `splice`.
 fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
     let client = match client.downcast::<TokioIo<TcpStream>>() {
@@ -213,8 +214,8 @@ fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
             ));
         }
     };
-    match upstream.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Box::pin(Relay::new(client, tcp_side(parts))),
+    match upstream.downcast::<TokioIo<QuickAckStream>>() {
+        Ok(parts) => Box::pin(Relay::new(client, upstream_side(parts))),
         Err(upstream) => Box::pin(copy_generic(
             client.socket,
             TokioIo::new(upstream),
@@ -226,6 +227,15 @@ fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
 fn tcp_side(parts: Parts<TokioIo<TcpStream>>) -> Side {
     Side {
         socket: parts.io.into_inner(),
+        early_bytes: parts.read_buf,
+    }
+}
+
+/// The pool's connections wrap their socket (see `quickack`); the relay needs
+/// only the socket.
+fn upstream_side(parts: Parts<TokioIo<QuickAckStream>>) -> Side {
+    Side {
+        socket: parts.io.into_inner().into_inner(),
         early_bytes: parts.read_buf,
     }
 }
@@ -267,7 +277,7 @@ mod tests {
     }
 
     /// The lean relay depends on the server and the pool giving hyper plain
-    /// `TokioIo<TcpStream>`s. If either ever wraps its socket, sessions would still
+    /// `TokioIo<TcpStream>`s (the pool's wrapped in `QuickAckStream`). If either ever wraps its socket, sessions would still
     /// work through `copy_generic`, silently costing 16 KiB more each: catch that here.
     #[tokio::test]
     async fn proxy_connections_use_the_lean_relay() {
