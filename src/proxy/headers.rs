@@ -152,10 +152,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// rollbridge sees itself; a `Forwarded` header it sent becomes this hop's element
 /// alone. rollbridge adds no `Forwarded` header of its own when none came.
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
+    let present = ForwardedPresent::scan(headers);
     // Room for all four at once instead of growing the table on the way.
     headers.reserve(4);
     let host = headers.get(HOST).cloned();
-    if headers.contains_key(FORWARDED) {
+    if present.forwarded {
         let element = forwarded_element(client, host.as_ref());
         let value = if client.trusted {
             joined_list(headers, FORWARDED, &element)
@@ -164,29 +165,65 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
         };
         headers.insert(FORWARDED, value);
     }
-    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
-        Some(_) if client.trusted => joined_list(headers, X_FORWARDED_FOR, &client.address),
-        _ => client.address.clone(),
+    let forwarded_for = if present.forwarded_for && client.trusted {
+        joined_list(headers, X_FORWARDED_FOR, &client.address)
+    } else {
+        client.address.clone()
     };
     headers.insert(X_FORWARDED_FOR, forwarded_for);
 
-    let keep =
-        |name: &HeaderName, headers: &HeaderMap| client.trusted && headers.contains_key(name);
-    if !keep(&X_FORWARDED_PROTO, headers) {
+    if !(client.trusted && present.proto) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !keep(&X_FORWARDED_HOST, headers) {
+    if !(client.trusted && present.host) {
         match &host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(X_FORWARDED_HOST),
-        };
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+            None if present.host => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+            None => {}
+        }
     }
-    if !keep(&X_FORWARDED_PORT, headers) {
+    if !(client.trusted && present.port) {
         let port = host
             .as_ref()
             .and_then(|host| port_of_host(host, &client.local_port))
             .unwrap_or_else(|| client.local_port.clone());
         headers.insert(X_FORWARDED_PORT, port);
+    }
+}
+
+/// Which forwarded headers a request carries. One pass over its header names
+/// instead of a lookup per header: a lookup hashes the name even when it finds
+/// nothing, and most requests carry none of them.
+#[derive(Debug, Default)]
+struct ForwardedPresent {
+    forwarded_for: bool,
+    proto: bool,
+    host: bool,
+    port: bool,
+    forwarded: bool,
+}
+
+impl ForwardedPresent {
+    fn scan(headers: &HeaderMap) -> ForwardedPresent {
+        let mut present = ForwardedPresent::default();
+        for name in headers.keys() {
+            if name == X_FORWARDED_FOR {
+                present.forwarded_for = true;
+            } else if name == X_FORWARDED_PROTO {
+                present.proto = true;
+            } else if name == X_FORWARDED_HOST {
+                present.host = true;
+            } else if name == X_FORWARDED_PORT {
+                present.port = true;
+            } else if name == FORWARDED {
+                present.forwarded = true;
+            }
+        }
+        present
     }
 }
 
