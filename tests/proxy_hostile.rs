@@ -433,14 +433,7 @@ async fn a_stalled_response_body_is_aborted_to_the_client_and_closed_upstream() 
         "cut short, never completed: {answer:?}"
     );
     eventually("the upstream connection to end", || upstream.closed() == 1).await;
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("proxy.bodyTimeoutMs"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("proxy.bodyTimeoutMs").await;
 }
 
 #[tokio::test]
@@ -461,14 +454,7 @@ async fn a_bare_lf_in_a_chunked_response_aborts_it() {
         upstream.closed() == 1
     })
     .await;
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("bare LF"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("bare LF").await;
 }
 
 #[tokio::test]

@@ -168,14 +168,7 @@ async fn malformed_answers_are_502_and_reported() {
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
         assert_eq!(reply.body, "Bad gateway\n");
     }
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("Content-Length"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("Content-Length").await;
 }
 
 #[tokio::test]
@@ -227,14 +220,7 @@ async fn a_body_cut_short_aborts_the_client_response_and_is_reported() {
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let body_len = answer.split("\r\n\r\n").nth(1).map_or(0, str::len);
     assert!(body_len < 10, "the body cannot be complete: {answer:?}");
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("broke off the response body"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("broke off the response body").await;
 }
 
 #[tokio::test]

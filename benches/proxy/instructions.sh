@@ -26,42 +26,19 @@ source "$(dirname "$0")/../common.sh"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 UPSTREAM_PORT=$(free_port)
 
-mkdir -p "$WORK/upstream"
-cat >"$WORK/upstream/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/upstream/body;
-  proxy_temp_path $WORK/upstream/proxy;
-  fastcgi_temp_path $WORK/upstream/fastcgi;
-  uwsgi_temp_path $WORK/upstream/uwsgi;
-  scgi_temp_path $WORK/upstream/scgi;
+write_nginx_conf upstream "
   server {
     listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
-"$NGINX" -c "$WORK/upstream/nginx.conf" -p "$WORK/upstream" >/dev/null 2>&1 &
-PIDS+=($!)
+    location / { return 200 \"ok\\n\"; }
+  }"
+start_nginx upstream
+wait_port "$UPSTREAM_PORT"
 
 count() { # driver mode(ka|close) -> instructions per request
-  local driver=$1 mode=$2 log="$WORK/driver.$$.log" out="$WORK/callgrind.out"
-  rm -f "$out"* "$log"
-  valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$driver" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" >"$log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 600); do
-    grep -q '^listening ' "$log" && break
-    sleep 0.05
-  done
-  local port
-  port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$log")
+  local driver=$1 mode=$2 out="$WORK/callgrind.out"
+  rm -f "$out"*
+  start_proxy_driver callgrind "$UPSTREAM_PORT" valgrind --tool=callgrind --callgrind-out-file="$out" "$driver"
+  local pid=$STARTED_PID port=$STARTED_PORT
   local header=()
   [ "$mode" = close ] && header=(-H "Connection: close")
   wrk -t1 -c"$CONNS" -d1s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
@@ -77,7 +54,6 @@ count() { # driver mode(ka|close) -> instructions per request
   awk -v n="$requests" '/^(summary|totals):/ { total = $2 } END { printf "%.0f", total / n }' "$dump"
 }
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
 
 declare -A ALL
@@ -97,6 +73,6 @@ echo "| run (wrk -c$CONNS, median of $ROUNDS) | instructions/request BASE | NEW 
 echo "|---|---|---|---|"
 for mode in ka close; do
   name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
-  b=$(median <<<"${ALL[base/$mode]}") n=$(median <<<"${ALL[new/$mode]}")
+  b=$(middle_value <<<"${ALL[base/$mode]}") n=$(middle_value <<<"${ALL[new/$mode]}")
   echo "| $name | $b | $n | $(ratio "$n" "$b") |"
 done

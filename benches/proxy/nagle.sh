@@ -25,58 +25,23 @@ NGINX_PORT=$(free_port)
 python3 "$REPO/benches/proxy/two_write_app.py" "$APP_PORT" 2>"$WORK/app.log" &
 PIDS+=($!)
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+write_nginx_conf nginx "
   upstream app { server 127.0.0.1:$APP_PORT; keepalive 16; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$http_host;
       proxy_buffering off;
     }
-  }
-}
-CONF
-"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>&1 &
-PIDS+=($!)
-
-"$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$APP_PORT" >"$WORK/driver.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 200); do
-  grep -q '^listening ' "$WORK/driver.log" && break
-  sleep 0.05
-done
-ROLLBRIDGE_PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$WORK/driver.log")
-[ -n "$ROLLBRIDGE_PORT" ] || { cat "$WORK/driver.log" >&2; exit 1; }
-for port in "$APP_PORT" "$NGINX_PORT"; do
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.05
-  done
-done
-
-to_us() { # wrk latency like 85.00us / 1.20ms / 1.01s -> microseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
-    else if (v ~ /s$/) print n * 1000000; else print n }'
-}
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+  }"
+start_nginx nginx
+start_proxy_driver rollbridge "$APP_PORT" "$DRIVER"
+ROLLBRIDGE_PORT=$STARTED_PORT
+wait_port "$APP_PORT"
+wait_port "$NGINX_PORT"
 
 declare -A P50 P99 RPS
 measure() { # label port mode(ka|close)
@@ -104,5 +69,5 @@ echo
 echo "| target | p50 us (median of rounds) | p99 us (median) | req/s (median) |"
 echo "|---|---|---|---|"
 for target in direct-fresh direct-ka rollbridge nginx; do
-  echo "| $target | $(median <<<"${P50[$target]}") | $(median <<<"${P99[$target]}") | $(median <<<"${RPS[$target]}") |"
+  echo "| $target | $(middle_value <<<"${P50[$target]}") | $(middle_value <<<"${P99[$target]}") | $(middle_value <<<"${RPS[$target]}") |"
 done

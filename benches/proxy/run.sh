@@ -24,27 +24,6 @@ source "$(dirname "$0")/../common.sh"
 UPSTREAM_PORT=$(free_port)
 NGINX_PROXY_PORT=$(free_port)
 
-write_nginx_conf() { # name body
-  mkdir -p "$WORK/$1"
-  cat >"$WORK/$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/$1/body;
-  proxy_temp_path $WORK/$1/proxy;
-  fastcgi_temp_path $WORK/$1/fastcgi;
-  uwsgi_temp_path $WORK/$1/uwsgi;
-  scgi_temp_path $WORK/$1/scgi;
-$2
-}
-EOF
-}
-
 write_nginx_conf upstream "
   server {
     listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
@@ -69,35 +48,13 @@ write_nginx_conf nginxproxy "
     }
   }"
 
-start_nginx() { # name
-  "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" >/dev/null 2>&1 &
-  PIDS+=($!)
-}
-
-wait_port() { # port
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
-
 start_nginx upstream
 start_nginx nginxproxy
 wait_port "$UPSTREAM_PORT"
 wait_port "$NGINX_PROXY_PORT"
 
-LD_PRELOAD=${PRELOAD:-} "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} \
-  >"$WORK/driver.log" 2>&1 &
-DRIVER_PID=$!
-PIDS+=("$DRIVER_PID")
-for _ in $(seq 1 200); do
-  grep -q '^listening ' "$WORK/driver.log" && break
-  sleep 0.05
-done
-ROLLBRIDGE_PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$WORK/driver.log")
-[ -n "$ROLLBRIDGE_PORT" ] || { cat "$WORK/driver.log" >&2; exit 1; }
+start_proxy_driver rollbridge "$UPSTREAM_PORT" "$DRIVER"
+DRIVER_PID=$STARTED_PID ROLLBRIDGE_PORT=$STARTED_PORT
 
 nginx_worker() { # name -> pid of its worker process
   local master
@@ -106,16 +63,8 @@ nginx_worker() { # name -> pid of its worker process
 }
 BASELINE_PID= BASELINE_PORT=
 if [ -n "${BASELINE:-}" ]; then
-  LD_PRELOAD=${PRELOAD:-} "$BASELINE" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} \
-    >"$WORK/baseline.log" 2>&1 &
-  BASELINE_PID=$!
-  PIDS+=("$BASELINE_PID")
-  for _ in $(seq 1 200); do
-    grep -q '^listening ' "$WORK/baseline.log" && break
-    sleep 0.05
-  done
-  BASELINE_PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$WORK/baseline.log")
-  [ -n "$BASELINE_PORT" ] || { cat "$WORK/baseline.log" >&2; exit 1; }
+  start_proxy_driver baseline "$UPSTREAM_PORT" "$BASELINE"
+  BASELINE_PID=$STARTED_PID BASELINE_PORT=$STARTED_PORT
 fi
 
 NGINX_PROXY_WORKER=$(nginx_worker nginxproxy)
@@ -123,13 +72,6 @@ CLK_TCK=$(getconf CLK_TCK)
 
 cpu_ticks() { # pid -> utime+stime (all threads)
   awk '{print $14 + $15}' "/proc/$1/stat"
-}
-
-to_us() { # wrk latency like 85.00us / 1.20ms / 1.01s -> microseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
-    else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
 declare -A RPS P50 P99 CPU ALL_RPS ALL_CPU
@@ -198,7 +140,6 @@ echo
 echo "p50 latency added at c=1 (keep-alive): rollbridge ${added} us, nginx ${added_nginx} us"
 
 if [ -n "$BASELINE_PORT" ]; then
-  median() { tr ' ' '\n' | sed '/^$/d;/^-$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
   echo
   echo "Medians over $ROUNDS rounds, rollbridge (this build) against BASELINE ($BASELINE):"
   echo
@@ -208,8 +149,8 @@ if [ -n "$BASELINE_PORT" ]; then
     for conns in 1 64; do
       r="rollbridge/$mode/c$conns" b="baseline/$mode/c$conns"
       name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
-      rc=$(median <<<"${ALL_CPU[$r]}") bc=$(median <<<"${ALL_CPU[$b]}")
-      rr=$(median <<<"${ALL_RPS[$r]}") br=$(median <<<"${ALL_RPS[$b]}")
+      rc=$(middle_value <<<"${ALL_CPU[$r]}") bc=$(middle_value <<<"${ALL_CPU[$b]}")
+      rr=$(middle_value <<<"${ALL_RPS[$r]}") br=$(middle_value <<<"${ALL_RPS[$b]}")
       echo "| $name c=$conns | $rc | $bc | $(ratio "$rc" "$bc") | $rr | $br | $(ratio "$rr" "$br") |"
     done
   done

@@ -107,6 +107,18 @@ impl ProxyFixture {
             .collect()
     }
 
+    /// Waits for a `proxy error` event whose message contains `text`.
+    pub async fn wait_for_error(&self, text: &str) {
+        eventually(&format!("a proxy error event with {text:?}"), || {
+            self.proxy_errors().iter().any(|event| {
+                event.data["error"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(text))
+            })
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }

@@ -8,10 +8,15 @@ use serde_json::Value;
 /// `proxy.bodyTimeoutMs` when unset.
 pub(super) const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 
-/// The items of a list-valued key; `None` (after reporting) when it is not a list.
-/// An empty Lua table may arrive as an empty object.
-fn list<'v>(v: &mut Validator, value: &'v Value, key: &str, fix: &str) -> Option<&'v [Value]> {
-    match value {
+/// The items of a list-valued key; `None` when it is absent, or (after reporting)
+/// not a list. An empty Lua table may arrive as an empty object.
+fn list<'v>(
+    v: &mut Validator,
+    value: Option<&'v Value>,
+    key: &str,
+    fix: &str,
+) -> Option<&'v [Value]> {
+    match value? {
         Value::Array(items) => Some(items),
         Value::Object(map) if map.is_empty() && v.ctx.lenient_empty_tables => Some(&[]),
         other => {
@@ -48,9 +53,6 @@ fn strings<'v>(
 
 pub(super) fn validate_trusted_proxies(v: &mut Validator, value: Option<&Value>) -> Vec<IpRange> {
     const KEY: &str = "proxy.trustedProxies";
-    let Some(value) = value else {
-        return IpRange::loopback();
-    };
     let Some(items) = list(
         v,
         value,
@@ -79,9 +81,6 @@ pub(super) fn validate_body_timeout(v: &mut Validator, value: Option<&Value>) ->
 
 pub(super) fn validate_allowed_upgrades(v: &mut Validator, value: Option<&Value>) -> Vec<String> {
     const KEY: &str = "proxy.allowedUpgrades";
-    let Some(value) = value else {
-        return Vec::new();
-    };
     let Some(items) = list(
         v,
         value,
