@@ -21,3 +21,5 @@ mod messages;
 mod new_user;
 #[path = "config/process_log.rs"]
 mod process_log;
+#[path = "config/proxy_edge.rs"]
+mod proxy_edge;

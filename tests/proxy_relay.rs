@@ -5,126 +5,10 @@
 mod support_proxy;
 
 use http::{Method, StatusCode};
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use support_proxy::scripted::{Answer, ScriptedUpstream};
 use support_proxy::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the upstream does after reading one request head.
-enum Answer {
-    /// Writes these pieces (with a short pause between them, so the proxy sees
-    /// them in separate reads), then waits for the next request.
-    Pieces(Vec<&'static [u8]>),
-    /// Writes the pieces, then closes the connection.
-    PiecesThenClose(Vec<&'static [u8]>),
-    /// Closes the connection without answering.
-    Close,
-}
-
-/// An upstream that hands out scripted answers in order, whatever connection
-/// the request arrives on.
-struct ScriptedUpstream {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl ScriptedUpstream {
-    async fn start(answers: Vec<Answer>) -> ScriptedUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicUsize::new(0));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let queue = Arc::new(Mutex::new(VecDeque::from(answers)));
-        let (accepted_in, closed_in, heads_in) = (
-            Arc::clone(&accepted),
-            Arc::clone(&closed),
-            Arc::clone(&heads),
-        );
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                accepted_in.fetch_add(1, Ordering::SeqCst);
-                let (queue, heads, closed) = (
-                    Arc::clone(&queue),
-                    Arc::clone(&heads_in),
-                    Arc::clone(&closed_in),
-                );
-                tokio::spawn(async move {
-                    serve(stream, queue, heads).await;
-                    closed.fetch_add(1, Ordering::SeqCst);
-                });
-            }
-        });
-        ScriptedUpstream {
-            addr,
-            accepted,
-            closed,
-            heads,
-        }
-    }
-
-    /// Connections this upstream has closed (the socket is dropped by then).
-    fn closed(&self) -> usize {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
-
-async fn serve(
-    mut stream: TcpStream,
-    queue: Arc<Mutex<VecDeque<Answer>>>,
-    heads: Arc<Mutex<Vec<String>>>,
-) {
-    let mut pending = Vec::new();
-    loop {
-        // Read one request head (these requests have no body).
-        let end = loop {
-            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head: Vec<u8> = pending.drain(..end).collect();
-        heads
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(&head).into_owned());
-        let answer = queue.lock().unwrap().pop_front().expect("an answer left");
-        let (pieces, close) = match answer {
-            Answer::Pieces(pieces) => (pieces, false),
-            Answer::PiecesThenClose(pieces) => (pieces, true),
-            Answer::Close => return,
-        };
-        for (index, piece) in pieces.iter().enumerate() {
-            if index > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if stream.write_all(piece).await.is_err() {
-                return;
-            }
-        }
-        if close {
-            return;
-        }
-    }
-}
+use tokio::net::TcpStream;
 
 async fn request(_proxy: &ProxyFixture, client: &mut Client, method: Method, path: &str) -> Reply {
     client.request(method, path, &[]).await
@@ -284,14 +168,7 @@ async fn malformed_answers_are_502_and_reported() {
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
         assert_eq!(reply.body, "Bad gateway\n");
     }
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("Content-Length"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("Content-Length").await;
 }
 
 #[tokio::test]
@@ -343,14 +220,7 @@ async fn a_body_cut_short_aborts_the_client_response_and_is_reported() {
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let body_len = answer.split("\r\n\r\n").nth(1).map_or(0, str::len);
     assert!(body_len < 10, "the body cannot be complete: {answer:?}");
-    eventually("a proxy error event", || {
-        proxy.proxy_errors().iter().any(|event| {
-            event.data["error"]
-                .as_str()
-                .is_some_and(|text| text.contains("broke off the response body"))
-        })
-    })
-    .await;
+    proxy.wait_for_error("broke off the response body").await;
 }
 
 #[tokio::test]

@@ -15,6 +15,15 @@ const HANDSHAKE: &[u8] =
 const SWITCHED: &[u8] =
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: relay-test\r\n\r\n";
 
+/// A proxy that tunnels `relay-test` (not a WebSocket, so it must be allowed).
+async fn start_proxy() -> ProxyFixture {
+    ProxyFixture::start_with(rollbridge::proxy::ProxyOptions {
+        allowed_upgrades: vec!["relay-test".to_string()],
+        ..Default::default()
+    })
+    .await
+}
+
 /// An upstream that accepts one connection, answers the upgrade with `SWITCHED`
 /// followed by `first_bytes` in the same write, then runs `session` on the socket.
 async fn raw_upstream<F, Fut>(
@@ -77,7 +86,7 @@ async fn open_through(proxy: &ProxyFixture, early: &[u8]) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_sent_along_with_the_handshake_reach_the_other_side() {
-    let proxy = ProxyFixture::start().await;
+    let proxy = start_proxy().await;
     let (addr, upstream) = raw_upstream(b"from-upstream", |mut socket| async move {
         assert_eq!(read_exactly(&mut socket, 11).await, b"from-client");
         socket.write_all(b"done").await.unwrap();
@@ -97,7 +106,7 @@ async fn bytes_sent_along_with_the_handshake_reach_the_other_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_half_close_reaches_the_upstream_which_can_still_answer() {
-    let proxy = ProxyFixture::start().await;
+    let proxy = start_proxy().await;
     let (addr, upstream) = raw_upstream(b"", |mut socket| async move {
         let mut request = Vec::new();
         socket.read_to_end(&mut request).await.unwrap();
@@ -119,7 +128,7 @@ async fn client_half_close_reaches_the_upstream_which_can_still_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_half_close_reaches_the_client_which_can_still_send() {
-    let proxy = ProxyFixture::start().await;
+    let proxy = start_proxy().await;
     let (addr, upstream) = raw_upstream(b"no more from me", |mut socket| async move {
         socket.shutdown().await.unwrap();
         let mut rest = Vec::new();
@@ -148,7 +157,7 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transfers_both_ways_arrive_intact() {
     const SIZE: usize = 8 * 1024 * 1024;
-    let proxy = ProxyFixture::start().await;
+    let proxy = start_proxy().await;
     let (addr, upstream) = raw_upstream(b"", |socket| async move {
         let (mut reader, mut writer) = socket.into_split();
         let sending = tokio::spawn(async move {

@@ -9,6 +9,9 @@
 # Env:   DURATION=3s ROUNDS=3 (interleaved; the best round of each is kept)  WORKERS=N (rollbridge proxy threads; default: the daemon's choice for this machine)  CARGO_TARGET_DIR=...
 #        DRIVER=<path> to use an already built proxy_driver instead of building one
 #        PRELOAD=<lib> to run the proxy with LD_PRELOAD (e.g. another malloc)
+#        BASELINE=<path> another proxy_driver (e.g. built from an earlier commit) measured
+#          as a fourth target; medians over the rounds of its CPU/request and req/s
+#          against rollbridge's are printed at the end
 set -euo pipefail
 
 DURATION=${DURATION:-3s}
@@ -20,27 +23,6 @@ DRIVER_EXAMPLE=proxy_driver
 source "$(dirname "$0")/../common.sh"
 UPSTREAM_PORT=$(free_port)
 NGINX_PROXY_PORT=$(free_port)
-
-write_nginx_conf() { # name body
-  mkdir -p "$WORK/$1"
-  cat >"$WORK/$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/$1/body;
-  proxy_temp_path $WORK/$1/proxy;
-  fastcgi_temp_path $WORK/$1/fastcgi;
-  uwsgi_temp_path $WORK/$1/uwsgi;
-  scgi_temp_path $WORK/$1/scgi;
-$2
-}
-EOF
-}
 
 write_nginx_conf upstream "
   server {
@@ -66,41 +48,25 @@ write_nginx_conf nginxproxy "
     }
   }"
 
-start_nginx() { # name
-  "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" >/dev/null 2>&1 &
-  PIDS+=($!)
-}
-
-wait_port() { # port
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
-
 start_nginx upstream
 start_nginx nginxproxy
 wait_port "$UPSTREAM_PORT"
 wait_port "$NGINX_PROXY_PORT"
 
-LD_PRELOAD=${PRELOAD:-} "$DRIVER" --listen 127.0.0.1:0 --upstream "127.0.0.1:$UPSTREAM_PORT" ${WORKERS:+--workers "$WORKERS"} \
-  >"$WORK/driver.log" 2>&1 &
-DRIVER_PID=$!
-PIDS+=("$DRIVER_PID")
-for _ in $(seq 1 200); do
-  grep -q '^listening ' "$WORK/driver.log" && break
-  sleep 0.05
-done
-ROLLBRIDGE_PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$WORK/driver.log")
-[ -n "$ROLLBRIDGE_PORT" ] || { cat "$WORK/driver.log" >&2; exit 1; }
+start_proxy_driver rollbridge "$UPSTREAM_PORT" "$DRIVER"
+DRIVER_PID=$STARTED_PID ROLLBRIDGE_PORT=$STARTED_PORT
 
 nginx_worker() { # name -> pid of its worker process
   local master
   master=$(cat "$WORK/$1/nginx.pid")
   pgrep -P "$master" | head -n1
 }
+BASELINE_PID= BASELINE_PORT=
+if [ -n "${BASELINE:-}" ]; then
+  start_proxy_driver baseline "$UPSTREAM_PORT" "$BASELINE"
+  BASELINE_PID=$STARTED_PID BASELINE_PORT=$STARTED_PORT
+fi
+
 NGINX_PROXY_WORKER=$(nginx_worker nginxproxy)
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -108,14 +74,7 @@ cpu_ticks() { # pid -> utime+stime (all threads)
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-to_us() { # wrk latency like 85.00us / 1.20ms / 1.01s -> microseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
-    else if (v ~ /s$/) print n * 1000000; else print n }'
-}
-
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU ALL_RPS ALL_CPU
 measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
   local label=$1 port=$2 conns=$3 mode=$4 warmup=$5 pid=${6:-}
   local header=()
@@ -141,6 +100,7 @@ measure() { # label port conns mode(ka|close) warmup(0|1) [pid for cpu]
       'BEGIN { printf "%.1f", t * 1000000 / hz / n }')
   fi
   echo "  $key: $rps req/s, p50 $p50 us, p99 $p99 us, cpu $cpu us/req" >&2
+  ALL_RPS[$key]+="$rps " ALL_CPU[$key]+="$cpu "
   # The machine is shared: noise only ever slows a run down, so keep the best one.
   if [ -z "${RPS[$key]:-}" ] || awk -v a="$rps" -v b="${RPS[$key]}" 'BEGIN { exit !(a > b) }'; then
     RPS[$key]=$rps P50[$key]=$p50 P99[$key]=$p99 CPU[$key]=$cpu
@@ -155,6 +115,9 @@ for mode in ka close; do
       measure direct "$UPSTREAM_PORT" "$conns" "$mode" "$warm"
       measure rollbridge "$ROLLBRIDGE_PORT" "$conns" "$mode" "$warm" "$DRIVER_PID"
       measure nginx "$NGINX_PROXY_PORT" "$conns" "$mode" "$warm" "$NGINX_PROXY_WORKER"
+      if [ -n "$BASELINE_PORT" ]; then
+        measure baseline "$BASELINE_PORT" "$conns" "$mode" "$warm" "$BASELINE_PID"
+      fi
     done
   done
 done
@@ -175,3 +138,20 @@ added=$(awk -v r="${P50[rollbridge/ka/c1]}" -v d="${P50[direct/ka/c1]}" 'BEGIN {
 added_nginx=$(awk -v r="${P50[nginx/ka/c1]}" -v d="${P50[direct/ka/c1]}" 'BEGIN { printf "%.0f", r - d }')
 echo
 echo "p50 latency added at c=1 (keep-alive): rollbridge ${added} us, nginx ${added_nginx} us"
+
+if [ -n "$BASELINE_PORT" ]; then
+  echo
+  echo "Medians over $ROUNDS rounds, rollbridge (this build) against BASELINE ($BASELINE):"
+  echo
+  echo "| run | CPU us/req rollbridge | CPU us/req baseline | CPU ratio | req/s rollbridge | req/s baseline | req/s ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  for mode in ka close; do
+    for conns in 1 64; do
+      r="rollbridge/$mode/c$conns" b="baseline/$mode/c$conns"
+      name=$([ "$mode" = ka ] && echo keep-alive || echo "Connection: close")
+      rc=$(middle_value <<<"${ALL_CPU[$r]}") bc=$(middle_value <<<"${ALL_CPU[$b]}")
+      rr=$(middle_value <<<"${ALL_RPS[$r]}") br=$(middle_value <<<"${ALL_RPS[$b]}")
+      echo "| $name c=$conns | $rc | $bc | $(ratio "$rc" "$bc") | $rr | $br | $(ratio "$rr" "$br") |"
+    done
+  done
+fi

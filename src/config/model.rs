@@ -5,6 +5,7 @@
 
 use super::hook::HookSpec;
 pub use crate::observability::Rotation;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// A validated, normalized rollbridge config.
@@ -68,6 +69,76 @@ pub struct ProxyConfig {
     pub force_stop_timeout_ms: u64,
     /// `proxy.accessLog`; `None` when not configured.
     pub access_log: Option<AccessLogConfig>,
+    /// `proxy.trustedProxies`: peers whose `X-Forwarded-*` / `Forwarded` headers
+    /// are believed (default: loopback).
+    pub trusted_proxies: Vec<IpRange>,
+    /// `proxy.bodyTimeoutMs`: the longest a request or response body may go without
+    /// progress; 0 means no limit.
+    pub body_timeout_ms: u64,
+    /// `proxy.allowedUpgrades`: `Upgrade` tokens tunnelled besides `websocket`,
+    /// lower case (default: none).
+    pub allowed_upgrades: Vec<String>,
+}
+
+/// An address range of `proxy.trustedProxies`: one address, or a CIDR block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// What `proxy.trustedProxies` holds when unset: IPv4 and IPv6 loopback.
+    pub fn loopback() -> Vec<IpRange> {
+        vec![
+            IpRange {
+                network: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+                prefix: 8,
+            },
+            IpRange {
+                network: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                prefix: 128,
+            },
+        ]
+    }
+
+    /// `10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`; `None` when not one of these.
+    /// Host bits below the prefix are ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().ok()?;
+        let width = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse::<u8>().ok().filter(|p| *p <= width)?
+            }
+            Some(_) => return None,
+        };
+        Some(IpRange { network, prefix })
+    }
+
+    /// Whether `address` (IPv4-mapped IPv6 counts as IPv4) lies in the range.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.network, address.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `proxy.accessLog`: one line per proxied request.

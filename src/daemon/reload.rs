@@ -28,6 +28,16 @@ pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
     if current.proxy.access_log != next.proxy.access_log {
         blocked.push("proxy.accessLog");
     }
+    // The proxy threads read these once, when the proxy starts.
+    if current.proxy.trusted_proxies != next.proxy.trusted_proxies {
+        blocked.push("proxy.trustedProxies");
+    }
+    if current.proxy.body_timeout_ms != next.proxy.body_timeout_ms {
+        blocked.push("proxy.bodyTimeoutMs");
+    }
+    if current.proxy.allowed_upgrades != next.proxy.allowed_upgrades {
+        blocked.push("proxy.allowedUpgrades");
+    }
     if current.metrics != next.metrics {
         blocked.push("metrics");
     }

@@ -13,7 +13,7 @@ use crate::control::socket;
 use crate::data;
 use crate::observability::DaemonObservability;
 use crate::observability::metrics::{ProcessSample, ProcessSource};
-use crate::proxy::ProxyServer;
+use crate::proxy::{ProxyOptions, ProxyServer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,47 +177,30 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
             .await?;
     }
     let observer = observability.as_ref().and_then(|o| o.proxy_observer());
+    let options = ProxyOptions::for_config(&config.proxy, observer);
     if let Some(listener) = observability
         .as_ref()
         .and_then(|o| o.take_activated_proxy())
     {
-        let proxy = match observer {
-            Some(observer) => ProxyServer::serve_listener_observed(
-                listener,
-                daemon.router.clone(),
-                daemon.events.clone(),
-                observer,
-            ),
-            None => {
-                ProxyServer::serve_listener(listener, daemon.router.clone(), daemon.events.clone())
-            }
-        }
+        let proxy = ProxyServer::serve_listener_with_options(
+            listener,
+            daemon.router.clone(),
+            daemon.events.clone(),
+            options,
+        )
         .map_err(|e| format!("Could not serve the proxy socket systemd passed: {e}"))?;
         proxy_bound(daemon, &config, proxy);
         return Ok(());
     }
     let proxy = loop {
-        let bound = match &observer {
-            Some(observer) => {
-                ProxyServer::bind_observed(
-                    &config.proxy.host,
-                    config.proxy.port,
-                    daemon.router.clone(),
-                    daemon.events.clone(),
-                    observer.clone(),
-                )
-                .await
-            }
-            None => {
-                ProxyServer::bind(
-                    &config.proxy.host,
-                    config.proxy.port,
-                    daemon.router.clone(),
-                    daemon.events.clone(),
-                )
-                .await
-            }
-        };
+        let bound = ProxyServer::bind_with_options(
+            &config.proxy.host,
+            config.proxy.port,
+            daemon.router.clone(),
+            daemon.events.clone(),
+            options.clone(),
+        )
+        .await;
         match bound {
             Ok(proxy) => break proxy,
             Err(error)

@@ -2,6 +2,7 @@
 //! upstream body streamed frame by frame while holding the request's drain count.
 
 use super::counters::ConnectionGuard;
+use super::deadline::ProgressDeadline;
 use super::errors::error_chain;
 use super::idle::ActiveRequest;
 use super::pool::Sender;
@@ -27,6 +28,8 @@ pub(crate) struct UpstreamBody {
     request: ActiveRequest,
     /// Metrics and access log for this request, recorded when the body is dropped.
     observation: Option<RequestObservation>,
+    /// `proxy.bodyTimeoutMs` while waiting for the upstream.
+    deadline: ProgressDeadline,
     _count: ConnectionGuard,
 }
 
@@ -54,6 +57,7 @@ impl UpstreamBody {
                 sender: Some(sender),
             },
             target,
+            deadline: ProgressDeadline::new(request.context().server.body_timeout),
             request,
             observation: None,
             _count: count,
@@ -70,6 +74,7 @@ impl UpstreamBody {
         UpstreamBody {
             source: Source::Direct(body),
             target,
+            deadline: ProgressDeadline::new(request.context().server.body_timeout),
             request,
             observation: None,
             _count: count,
@@ -137,6 +142,7 @@ impl UpstreamBody {
         };
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
+                self.deadline.progressed();
                 if let (Some(observation), Some(data)) = (&mut self.observation, frame.data_ref()) {
                     observation.add_bytes(data.len() as u64);
                 }
@@ -151,7 +157,14 @@ impl UpstreamBody {
                 self.fail(&text);
                 Poll::Ready(Some(Err(text.into())))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match self.deadline.poll_expired(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    let text = "no data within proxy.bodyTimeoutMs".to_string();
+                    self.fail(&text);
+                    Poll::Ready(Some(Err(text.into())))
+                }
+            },
         }
     }
 

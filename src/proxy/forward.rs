@@ -3,6 +3,8 @@
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::counters::ConnectionGuard;
+use super::deadline::{ClientBody, ClientBodyError};
+use super::edge::{self, Refusal};
 use super::errors::{ErrorReporter, UpstreamError};
 use super::headers::{self, ClientInfo};
 use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
@@ -11,18 +13,23 @@ use super::relay::{self, RawBody};
 use super::router::Router;
 use super::target::ReleaseTarget;
 use super::upgrade;
+use crate::config::model::IpRange;
 use crate::observability::{ProxyObserver, RequestObservation};
-use http::header::{CONTENT_TYPE, HOST, UPGRADE};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
+use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) const NO_ACTIVE_RELEASE_BODY: &str = "No active release\n";
 pub(crate) const BAD_GATEWAY_BODY: &str = "Bad gateway\n";
+pub(crate) const BODY_TIMEOUT_BODY: &str = "Request body timed out\n";
+pub(crate) const BAD_BODY_BODY: &str = "Malformed request body\n";
 
 /// State shared by every connection of one proxy server.
 #[derive(Debug)]
@@ -36,6 +43,12 @@ pub(crate) struct ServerShared {
     pub(crate) idle_timeout: std::time::Duration,
     /// Metrics and access log, when either is on.
     pub(crate) observer: Option<Arc<ProxyObserver>>,
+    /// `proxy.trustedProxies`.
+    pub(crate) trusted_proxies: Vec<IpRange>,
+    /// `proxy.bodyTimeoutMs` (`None`: no limit).
+    pub(crate) body_timeout: Option<Duration>,
+    /// `proxy.allowedUpgrades`: tunnelled besides `websocket`, lower case.
+    pub(crate) allowed_upgrades: Vec<String>,
 }
 
 /// What one client connection's requests share.
@@ -45,6 +58,9 @@ pub(crate) struct ConnectionContext {
     /// The idle sweeper of the proxy thread serving this connection.
     pub(crate) sweeper: Arc<IdleSweeper>,
     pub(crate) client: ClientInfo,
+    /// The client connection's socket (owned by the connection, which outlives
+    /// its requests); read for the local address only.
+    pub(crate) client_socket: RawFd,
     pub(crate) activity: ConnectionActivity,
 }
 
@@ -76,6 +92,9 @@ async fn route(
 ) -> Response<ProxyBody> {
     let active = ActiveRequest::begin(context);
     let context = active.context();
+    if let Err(refusal) = edge::admit(&mut request, context.client_socket) {
+        return refused(refusal);
+    }
     let Some(target) = context.server.router.active() else {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
     };
@@ -86,23 +105,78 @@ async fn route(
     // releases the count when dropped, whichever way the exchange ends.
     let count = target.counters().track_http();
 
-    if request.headers().contains_key(UPGRADE)
-        && headers::connection_lists(request.headers(), "upgrade")
-    {
-        return upgrade::forward(active, target, count, request).await;
+    if request.headers().contains_key(UPGRADE) {
+        if let Some(tokens) = upgrade::tunnel_tokens(&request, &context.server.allowed_upgrades) {
+            return upgrade::forward(active, target, count, request, tokens).await;
+        }
+        // Anything else asked for (h2c …) is dropped with the hop-by-hop headers.
     }
 
-    prepare_upstream_request(&mut request, &context.client, &target, false);
+    prepare_upstream_request(&mut request, &context.client, false);
     if relay::qualifies(&request) {
         return match relay::send(target.pool(), request).await {
             Ok(response) => relay_direct_response(response, target, active, count),
             Err(error) => upstream_failed(&context.server.reporter, &error),
         };
     }
+    let body_timeout = context.server.body_timeout;
+    let request = request.map(|body| ClientBody::new(body, body_timeout));
     match target.pool().send(request).await {
+        Ok((response, _)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // Never a tunnel the request did not ask for (and the proxy allowed).
+            let error = UpstreamError::Relay {
+                authority: target.upstream_authority().to_string(),
+                detail: "101 Switching Protocols to a request without an allowed Upgrade".into(),
+            };
+            upstream_failed(&context.server.reporter, &error)
+        }
         Ok((response, sender)) => relay_response(response, sender, target, active, count),
-        Err(error) => upstream_failed(&context.server.reporter, &error),
+        Err(error) => exchange_failed(&context.server.reporter, &error),
     }
+}
+
+/// The answer to a request refused at the edge; the connection closes after it.
+fn refused(refusal: Refusal) -> Response<ProxyBody> {
+    let mut response = match refusal {
+        Refusal::Connect => {
+            let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, edge::CONNECT_REFUSED);
+            response.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            response
+        }
+        Refusal::BadRequest(text) => text_response(StatusCode::BAD_REQUEST, text),
+    };
+    close_after(&mut response);
+    response
+}
+
+fn close_after(response: &mut Response<ProxyBody>) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// [`upstream_failed`], unless it was the client's body that failed: 408 when it
+/// stalled, 400 when it was malformed (the upstream saw the request aborted).
+pub(crate) fn exchange_failed(
+    reporter: &ErrorReporter,
+    error: &UpstreamError,
+) -> Response<ProxyBody> {
+    let client_failure = match error {
+        UpstreamError::Exchange { source, .. } => ClientBodyError::behind(source),
+        _ => None,
+    };
+    let mut response = match client_failure {
+        None => return upstream_failed(reporter, error),
+        Some(ClientBodyError::Stalled) => {
+            text_response(StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT_BODY)
+        }
+        Some(ClientBodyError::Malformed) => text_response(StatusCode::BAD_REQUEST, BAD_BODY_BODY),
+    };
+    close_after(&mut response);
+    response
 }
 
 /// Passes an upstream response on to the client: hop-by-hop headers go, and the
@@ -142,16 +216,15 @@ fn relay_direct_response(
 }
 
 /// Turns the client's request into the one sent upstream, in place.
-pub(crate) fn prepare_upstream_request(
-    request: &mut Request<Incoming>,
+pub(crate) fn prepare_upstream_request<B>(
+    request: &mut Request<B>,
     client: &ClientInfo,
-    target: &ReleaseTarget,
     keep_upgrade: bool,
 ) {
     *request.version_mut() = Version::HTTP_11;
     if request.uri().scheme().is_some() || request.uri().authority().is_some() {
-        // Absolute-form target (a client speaking to us as a forward proxy): the
-        // upstream gets the origin-form path only.
+        // Absolute-form target (its authority is already the Host, see edge.rs):
+        // the upstream gets the origin-form path only.
         let path = request
             .uri()
             .path_and_query()
@@ -161,11 +234,6 @@ pub(crate) fn prepare_upstream_request(
     }
     let headers = request.headers_mut();
     headers::strip_hop_by_hop(headers, keep_upgrade);
-    if !headers.contains_key(HOST) {
-        if let Some(host) = target.pool().host_header() {
-            headers.insert(HOST, host.clone());
-        }
-    }
     headers::add_forwarded(headers, client);
 }
 

@@ -200,6 +200,9 @@ mod tests {
             hard_stop: CancellationToken::new(),
             idle_timeout: Duration::from_secs(30),
             observer: None,
+            trusted_proxies: Vec::new(),
+            body_timeout: None,
+            allowed_upgrades: Vec::new(),
         });
         Arc::new(ConnectionContext {
             server,
@@ -207,7 +210,9 @@ mod tests {
             client: ClientInfo::new(
                 "127.0.0.1".parse().unwrap(),
                 http::HeaderValue::from_static("80"),
+                true,
             ),
+            client_socket: -1,
             activity: ConnectionActivity::default(),
         })
     }

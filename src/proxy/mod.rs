@@ -8,12 +8,13 @@
 //!
 //! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
 //! thread: taking and serving client connections), `distribute` (one thread
-//! accepts, the least busy thread serves), `forward` (one request),
+//! accepts, the least busy thread serves), `edge` (the request rules checked
+//! before routing), `forward` (one request), `deadline` (body progress limits),
 //! `upgrade` (WebSocket and other upgrades), `splice` (the byte relay of an
 //! upgraded connection), `headers` (hop-by-hop and `X-Forwarded-*`), `body`
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
-//! connections), `relay` (the direct upstream exchange for requests without a
-//! body), `idle` (closing idle and slow client connections), `counters`,
+//! connections), `quickack` (no delayed-ACK stall on pooled connections),
+//! `relay` (the direct upstream exchange for requests without a body), `idle` (closing idle and slow client connections), `counters`,
 //! `router`, `target`, `errors`.
 //!
 //! The server runs on threads of its own (one or two, by machine size), each with a
@@ -23,12 +24,15 @@
 
 mod body;
 mod counters;
+mod deadline;
 mod distribute;
+mod edge;
 mod errors;
 mod forward;
 mod headers;
 mod idle;
 mod pool;
+mod quickack;
 mod relay;
 mod router;
 mod server;
@@ -41,5 +45,5 @@ pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
-pub use server::{HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
+pub use server::{BODY_TIMEOUT, HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
 pub use target::ReleaseTarget;

@@ -8,10 +8,10 @@
 //! runtime of the thread that opened it, so each thread only reuses its own and a
 //! request never has to wake another thread.
 
+use super::deadline::ClientBody;
 use super::errors::UpstreamError;
+use super::quickack::QuickAckStream;
 use super::relay::RawConnection;
-use http::HeaderValue;
-use hyper::body::Incoming;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -26,7 +26,7 @@ pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle connections kept per release; extra ones are closed when freed.
 pub const MAX_IDLE_PER_RELEASE: usize = 256;
 
-pub(crate) type Sender = SendRequest<Incoming>;
+pub(crate) type Sender = SendRequest<ClientBody>;
 
 /// Pool shards per release; proxy threads beyond this share shards.
 const SHARDS: usize = 8;
@@ -62,7 +62,6 @@ struct IdleState {
 pub(crate) struct UpstreamPool {
     endpoint: Endpoint,
     authority: String,
-    host_header: Option<HeaderValue>,
     idle: [Mutex<IdleState>; SHARDS],
 }
 
@@ -87,7 +86,6 @@ impl UpstreamPool {
         };
         UpstreamPool {
             endpoint,
-            host_header: HeaderValue::from_str(&authority).ok(),
             authority,
             idle: Default::default(),
         }
@@ -95,11 +93,6 @@ impl UpstreamPool {
 
     pub(crate) fn authority(&self) -> &str {
         &self.authority
-    }
-
-    /// `Host` value for requests that arrived without one (HTTP/1.0 clients).
-    pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
-        self.host_header.as_ref()
     }
 
     pub(crate) fn idle_count(&self) -> usize {
@@ -175,8 +168,8 @@ impl UpstreamPool {
     /// turns out to be closed before the request went out is skipped transparently.
     pub(crate) async fn send(
         &self,
-        mut request: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
+        mut request: Request<ClientBody>,
+    ) -> Result<(Response<hyper::body::Incoming>, Sender), UpstreamError> {
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
@@ -225,7 +218,7 @@ impl UpstreamPool {
         // Flat write buffer, as on the client side (see worker.rs).
         let (sender, connection) = Builder::new()
             .writev(false)
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(QuickAckStream::new(stream)))
             .await
             .map_err(|source| self.exchange_error(source))?;
         tokio::spawn(async move {

@@ -73,8 +73,25 @@ impl RawConnection {
         std::pin::pin!(read).poll(cx)
     }
 
-    async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    /// [`Self::poll_fill`] for a response of which some bytes already arrived:
+    /// before waiting, the upstream gets its ACK at once (see [`Self::ack_now`]).
+    fn poll_fill_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        acked: &mut bool,
+    ) -> Poll<io::Result<usize>> {
+        let polled = self.poll_fill(cx);
+        if polled.is_pending() && !*acked {
+            *acked = true;
+            self.ack_now();
+        }
+        polled
+    }
+
+    /// No delayed ACK for what already arrived of this response (see `quickack`):
+    /// only for responses that have to wait, so one read costs no extra call.
+    fn ack_now(&self) {
+        super::quickack::ack_now(&self.stream);
     }
 }
 
@@ -169,6 +186,7 @@ async fn read_response(
     mut connection: RawConnection,
     method: &Method,
 ) -> Result<Response<RawBody>, ReadFailure> {
+    let mut acked = false;
     loop {
         let parsed = parse_head(&mut connection.buf)?;
         let Some(head) = parsed else {
@@ -176,7 +194,12 @@ async fn read_response(
                 return Err(ReadFailure::Invalid("response head too large".into()));
             }
             let was_empty = connection.buf.is_empty();
-            if connection.fill().await? == 0 {
+            let read = if was_empty {
+                std::future::poll_fn(|cx| connection.poll_fill(cx)).await?
+            } else {
+                std::future::poll_fn(|cx| connection.poll_fill_more(cx, &mut acked)).await?
+            };
+            if read == 0 {
                 return Err(if was_empty {
                     ReadFailure::ClosedBeforeResponse
                 } else {
@@ -276,6 +299,7 @@ fn build_response(
             _ => !connection_tokens("close"),
         };
     let body = RawBody {
+        acked: false,
         connection: Some(connection),
         state: match framing {
             Framing::Empty | Framing::Length(0) => BodyState::Done,
@@ -370,6 +394,8 @@ pub(crate) struct RawBody {
     state: BodyState,
     /// The upstream keeps the connection open after this response.
     reusable: bool,
+    /// An immediate ACK was asked for while this body waited ([`RawConnection::ack_now`]).
+    acked: bool,
 }
 
 impl RawBody {
@@ -447,7 +473,7 @@ impl RawBody {
             }
             // More bytes are needed.
             let connection = self.connection.as_mut().expect("checked above");
-            match ready!(connection.poll_fill(cx)) {
+            match ready!(connection.poll_fill_more(cx, &mut self.acked)) {
                 Ok(0) if self.state == BodyState::UntilClose => {
                     self.state = BodyState::Done;
                     self.reusable = false;
@@ -509,15 +535,20 @@ fn take_counted(buf: &mut BytesMut, remaining: u64) -> (Bytes, u64) {
     (buf.split_to(take).freeze(), remaining - take as u64)
 }
 
-/// Takes one line (without its CRLF or LF) off the front of `buf`.
+/// Takes one line (without its CRLF) off the front of `buf`. A bare LF is an
+/// error: stricter than nginx and haproxy, because an upstream and a client that
+/// disagree on where a chunk ends is how responses get smuggled.
 fn take_line(buf: &mut BytesMut) -> io::Result<Option<Vec<u8>>> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(end) => {
-            let mut line = buf.split_to(end + 1);
-            line.truncate(end);
-            if line.last() == Some(&b'\r') {
-                line.truncate(end - 1);
+            if end == 0 || buf[end - 1] != b'\r' {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bare LF in chunked framing",
+                ));
             }
+            let mut line = buf.split_to(end + 1);
+            line.truncate(end - 1);
             Ok(Some(line.to_vec()))
         }
         None if buf.len() > MAX_CHUNK_LINE => Err(io::Error::new(
@@ -591,11 +622,14 @@ mod tests {
     }
 
     #[test]
-    fn chunk_lines_accept_extensions_upper_case_and_bare_newlines() {
-        let mut buf = BytesMut::from(&b"1A;name=\"x\"\nrest"[..]);
+    fn chunk_lines_accept_extensions_and_upper_case_but_not_bare_newlines() {
+        let mut buf = BytesMut::from(&b"1A;name=\"x\"\r\nrest"[..]);
         let line = take_line(&mut buf).unwrap().unwrap();
         assert_eq!(&buf[..], b"rest");
+        assert!(take_line(&mut BytesMut::from(&b"1A\nrest"[..])).is_err());
+        assert!(take_line(&mut BytesMut::from(&b"\nrest"[..])).is_err());
         let mut body = RawBody {
+            acked: false,
             connection: None,
             state: BodyState::ChunkSize,
             reusable: true,

@@ -6,6 +6,7 @@ use super::errors::ErrorReporter;
 use super::forward::ServerShared;
 use super::router::Router;
 use super::worker::{ConnectionSource, WorkerSetup, run_worker};
+use crate::config::model::{IpRange, ProxyConfig};
 use crate::daemon::events::EventSink;
 use crate::observability::ProxyObserver;
 use std::io;
@@ -32,7 +33,17 @@ pub struct ProxyOptions {
     /// Per-request metrics and/or access log; `None` (or an observer with nothing
     /// to record) skips observing altogether.
     pub observer: Option<Arc<ProxyObserver>>,
+    /// Peers whose forwarded headers are believed (`proxy.trustedProxies`).
+    pub trusted_proxies: Vec<IpRange>,
+    /// The longest a request or response body may make no progress
+    /// (`proxy.bodyTimeoutMs`); `None`: no limit.
+    pub body_timeout: Option<Duration>,
+    /// `Upgrade` tokens tunnelled besides `websocket` (`proxy.allowedUpgrades`).
+    pub allowed_upgrades: Vec<String>,
 }
+
+/// `proxy.bodyTimeoutMs` when unset.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ProxyOptions {
     fn default() -> Self {
@@ -40,6 +51,23 @@ impl Default for ProxyOptions {
             idle_timeout: HEADER_READ_TIMEOUT,
             threads: default_threads(),
             observer: None,
+            trusted_proxies: IpRange::loopback(),
+            body_timeout: Some(BODY_TIMEOUT),
+            allowed_upgrades: Vec::new(),
+        }
+    }
+}
+
+impl ProxyOptions {
+    /// The defaults with the proxy settings of a validated config, and `observer`.
+    pub fn for_config(config: &ProxyConfig, observer: Option<Arc<ProxyObserver>>) -> ProxyOptions {
+        ProxyOptions {
+            observer,
+            trusted_proxies: config.trusted_proxies.clone(),
+            body_timeout: (config.body_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.body_timeout_ms)),
+            allowed_upgrades: config.allowed_upgrades.clone(),
+            ..ProxyOptions::default()
         }
     }
 }
@@ -144,6 +172,16 @@ impl ProxyServer {
         ProxyServer::start(listener, router, events, ProxyOptions::default())
     }
 
+    /// [`ProxyServer::serve_listener`] with non-default [`ProxyOptions`].
+    pub fn serve_listener_with_options(
+        listener: std::net::TcpListener,
+        router: Arc<Router>,
+        events: EventSink,
+        options: ProxyOptions,
+    ) -> io::Result<ProxyServer> {
+        ProxyServer::start(listener, router, events, options)
+    }
+
     /// [`ProxyServer::serve_listener`] with metrics and/or an access log.
     pub fn serve_listener_observed(
         listener: std::net::TcpListener,
@@ -178,6 +216,9 @@ impl ProxyServer {
             // Recording happens on the proxy threads but needs no runtime there:
             // metrics are atomics and the access log queues to its own std thread.
             observer: options.observer.filter(|o| !o.is_empty()),
+            trusted_proxies: options.trusted_proxies,
+            body_timeout: options.body_timeout,
+            allowed_upgrades: options.allowed_upgrades,
         });
         let threads = options.threads.max(1);
         // Built up thread by thread: if a later step fails, dropping the partial

@@ -3,14 +3,17 @@
 
 use super::body::ProxyBody;
 use super::counters::ConnectionGuard;
+use super::deadline::ClientBody;
+use super::errors::UpstreamError;
 use super::forward;
 use super::headers;
 use super::idle::ActiveRequest;
+use super::quickack::QuickAckStream;
 use super::splice::{Relay, Side};
 use super::target::ReleaseTarget;
 use bytes::Bytes;
-use http::header::UPGRADE;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Parts, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -23,16 +26,31 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) const WEBSOCKET_NEEDS_GET_BODY: &str = "WebSocket upgrade requests must use GET\n";
 
-fn asks_for_websocket(headers: &HeaderMap) -> bool {
-    headers.get_all(UPGRADE).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"websocket"))
-    })
+const WEBSOCKET: &str = "websocket";
+
+/// RFC 6455 §1.3: appended to the client's key before hashing.
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The protocols of the request's `Upgrade` header that may be tunnelled
+/// (`websocket`, and those of `proxy.allowedUpgrades`), lower case; `None` when
+/// there is none or `Connection` does not ask for the upgrade. A request that
+/// gets `None` is forwarded as a plain request without its `Upgrade`.
+pub(crate) fn tunnel_tokens<B>(request: &Request<B>, allowed: &[String]) -> Option<Vec<String>> {
+    if !headers::connection_lists(request.headers(), "upgrade") {
+        return None;
+    }
+    let tokens: Vec<String> = request
+        .headers()
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|item| String::from_utf8_lossy(item.trim_ascii()).to_ascii_lowercase())
+        .filter(|token| token == WEBSOCKET || allowed.contains(token))
+        .collect();
+    (!tokens.is_empty()).then_some(tokens)
 }
 
-/// Handles a request carrying `Connection: upgrade` and an `Upgrade` header.
+/// Handles a request asking to switch to `tokens` (see [`tunnel_tokens`]).
 ///
 /// `http_count` is the request's HTTP count; if the upstream switches protocols it is
 /// exchanged for a WebSocket count that lives as long as the spliced connection.
@@ -40,26 +58,42 @@ pub(crate) async fn forward(
     active: ActiveRequest,
     target: Arc<ReleaseTarget>,
     http_count: ConnectionGuard,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
+    tokens: Vec<String>,
 ) -> Response<ProxyBody> {
-    if request.method() != Method::GET && asks_for_websocket(request.headers()) {
+    if request.method() != Method::GET && tokens.iter().any(|token| token == WEBSOCKET) {
         // RFC 6455 handshakes are GET only. The old tool dropped the socket without a
         // word; a clear 400 tells the client what is wrong.
         return forward::text_response(StatusCode::BAD_REQUEST, WEBSOCKET_NEEDS_GET_BODY);
     }
     let context = active.context();
-    let client_side = hyper::upgrade::on(&mut request);
-    forward::prepare_upstream_request(&mut request, &context.client, &target, true);
-
     let server = &context.server;
+    let mut request = request.map(|body| ClientBody::new(body, server.body_timeout));
+    let client_side = hyper::upgrade::on(&mut request);
+    forward::prepare_upstream_request(&mut request, &context.client, true);
+    // Only what may be tunnelled is asked for.
+    if let Ok(value) = HeaderValue::from_str(&tokens.join(", ")) {
+        request.headers_mut().insert(UPGRADE, value);
+    }
+    let websocket_key = request.headers().get(SEC_WEBSOCKET_KEY).cloned();
+
     let (mut response, sender) = match target.pool().send(request).await {
         Ok(exchange) => exchange,
-        Err(error) => return forward::upstream_failed(&server.reporter, &error),
+        Err(error) => return forward::exchange_failed(&server.reporter, &error),
     };
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream declined the upgrade: relay its answer like any response.
         return forward::relay_response(response, sender, target, active, http_count);
+    }
+    if let Err(detail) = check_switch(response.headers(), &tokens, websocket_key.as_ref()) {
+        // Never a tunnel to something the request did not ask for: the upstream
+        // connection is dropped with the sender.
+        let error = UpstreamError::Relay {
+            authority: target.upstream_authority().to_string(),
+            detail: format!("101 Switching Protocols refused: {detail}"),
+        };
+        return forward::upstream_failed(&server.reporter, &error);
     }
 
     let upstream_side = hyper::upgrade::on(&mut response);
@@ -104,6 +138,50 @@ pub(crate) async fn forward(
     Response::from_parts(parts, ProxyBody::empty())
 }
 
+/// A `101` opens a tunnel only when it names one protocol the request asked for,
+/// and, for a WebSocket, carries the `Sec-WebSocket-Accept` that matches the
+/// client's key.
+fn check_switch(
+    headers: &HeaderMap,
+    tokens: &[String],
+    websocket_key: Option<&HeaderValue>,
+) -> Result<(), &'static str> {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let chosen = match (upgrades.next(), upgrades.next()) {
+        (Some(value), None) => value.as_bytes().trim_ascii(),
+        (None, _) => return Err("no Upgrade header"),
+        (Some(_), Some(_)) => return Err("more than one Upgrade header"),
+    };
+    let Some(chosen) = tokens
+        .iter()
+        .find(|token| chosen.eq_ignore_ascii_case(token.as_bytes()))
+    else {
+        return Err("Upgrade names a protocol the request did not ask for");
+    };
+    if chosen != WEBSOCKET {
+        return Ok(());
+    }
+    let key = websocket_key.ok_or("the request carried no Sec-WebSocket-Key")?;
+    let mut accepts = headers.get_all(SEC_WEBSOCKET_ACCEPT).iter();
+    match (accepts.next(), accepts.next()) {
+        (Some(accept), None)
+            if accept.as_bytes() == websocket_accept(key.as_bytes()).as_bytes() =>
+        {
+            Ok(())
+        }
+        _ => Err("Sec-WebSocket-Accept missing or not matching the key"),
+    }
+}
+
+/// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)).
+fn websocket_accept(key: &[u8]) -> String {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(key);
+    hasher.update(WEBSOCKET_GUID);
+    data_encoding::BASE64.encode(&hasher.finalize())
+}
+
 type Upgrade = hyper::Result<Upgraded>;
 
 /// Waits until hyper hands over both raw connections (`None` on a hard stop).
@@ -122,8 +200,8 @@ type RelayFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// The byte relay between both sides, until both directions are closed.
 ///
-/// Both sides are plain TCP sockets underneath (the server and the upstream pool
-/// both hand hyper a `TokioIo<TcpStream>`). Getting the sockets back lets an idle
+/// Both sides are plain TCP sockets underneath (the server hands hyper a
+/// `TokioIo<TcpStream>`, the upstream pool a `TokioIo<QuickAckStream>`). Getting the sockets back lets an idle
 /// session wait without holding any copy buffer; see `splice`.
 fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
     let client = match client.downcast::<TokioIo<TcpStream>>() {
@@ -136,8 +214,8 @@ fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
             ));
         }
     };
-    match upstream.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Box::pin(Relay::new(client, tcp_side(parts))),
+    match upstream.downcast::<TokioIo<QuickAckStream>>() {
+        Ok(parts) => Box::pin(Relay::new(client, upstream_side(parts))),
         Err(upstream) => Box::pin(copy_generic(
             client.socket,
             TokioIo::new(upstream),
@@ -149,6 +227,15 @@ fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
 fn tcp_side(parts: Parts<TokioIo<TcpStream>>) -> Side {
     Side {
         socket: parts.io.into_inner(),
+        early_bytes: parts.read_buf,
+    }
+}
+
+/// The pool's connections wrap their socket (see `quickack`); the relay needs
+/// only the socket.
+fn upstream_side(parts: Parts<TokioIo<QuickAckStream>>) -> Side {
+    Side {
+        socket: parts.io.into_inner().into_inner(),
         early_bytes: parts.read_buf,
     }
 }
@@ -190,7 +277,7 @@ mod tests {
     }
 
     /// The lean relay depends on the server and the pool giving hyper plain
-    /// `TokioIo<TcpStream>`s. If either ever wraps its socket, sessions would still
+    /// `TokioIo<TcpStream>`s (the pool's wrapped in `QuickAckStream`). If either ever wraps its socket, sessions would still
     /// work through `copy_generic`, silently costing 16 KiB more each: catch that here.
     #[tokio::test]
     async fn proxy_connections_use_the_lean_relay() {
@@ -199,8 +286,9 @@ mod tests {
         let echo = tokio::spawn(async move {
             let (mut socket, _) = upstream.accept().await.unwrap();
             read_head(&mut socket).await;
+            // The RFC 6455 §1.3 example key and its accept value.
             socket
-                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
                 .await
                 .unwrap();
             let byte = socket.read_u8().await.unwrap();
@@ -222,7 +310,7 @@ mod tests {
             let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
             client
                 .write_all(
-                    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
                 )
                 .await
                 .unwrap();
@@ -235,5 +323,13 @@ mod tests {
             .expect("an echo through the upgraded connection");
         echo.await.unwrap();
         assert_eq!(GENERIC_RELAYS.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_accept_value_is_the_one_rfc_6455_gives() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

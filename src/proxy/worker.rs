@@ -122,10 +122,17 @@ struct ThreadServe {
 
 impl ThreadServe {
     fn serve(&self, stream: TcpStream, peer: SocketAddr, load: ConnectionLoad) {
+        let peer = peer.ip();
+        let trusted = self
+            .shared
+            .trusted_proxies
+            .iter()
+            .any(|range| range.contains(peer));
         let context = Arc::new(ConnectionContext {
             server: Arc::clone(&self.shared),
             sweeper: Arc::clone(&self.sweeper),
-            client: ClientInfo::new(peer.ip(), self.local_port.clone()),
+            client: ClientInfo::new(peer, self.local_port.clone(), trusted),
+            client_socket: std::os::fd::AsRawFd::as_raw_fd(&stream),
             activity: Default::default(),
         });
         self.shared.tasks.spawn(serve_client(

@@ -30,6 +30,9 @@ fn a_minimal_config_gets_every_default() {
             drain_timeout_ms: 60_000,
             force_stop_timeout_ms: 10_000,
             access_log: None,
+            trusted_proxies: IpRange::loopback(),
+            body_timeout_ms: 30_000,
+            allowed_upgrades: vec![],
         }
     );
     assert_eq!(config.metrics, None);

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod scripted;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
@@ -104,6 +107,18 @@ impl ProxyFixture {
             .collect()
     }
 
+    /// Waits for a `proxy error` event whose message contains `text`.
+    pub async fn wait_for_error(&self, text: &str) {
+        eventually(&format!("a proxy error event with {text:?}"), || {
+            self.proxy_errors().iter().any(|event| {
+                event.data["error"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(text))
+            })
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }
@@ -156,7 +171,15 @@ impl Client {
         }
     }
 
-    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Response<Incoming> {
+    /// Sends `request` (with `Host: proxy.test` unless it has a Host: an HTTP/1.1
+    /// request without one is refused by the proxy, as real clients always send it).
+    pub async fn send(&mut self, mut request: Request<Full<Bytes>>) -> Response<Incoming> {
+        if !request.headers().contains_key(http::header::HOST) {
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("proxy.test"),
+            );
+        }
         within("client ready", self.sender.ready())
             .await
             .expect("client connection usable");

@@ -15,6 +15,7 @@ mod legacy;
 mod plugin_options;
 mod process;
 mod process_log;
+mod proxy_edge;
 mod top;
 
 pub use context::{

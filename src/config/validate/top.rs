@@ -1,7 +1,7 @@
 //! The root object and the top-level sections: proxy (with its access log),
 //! control, release retention, statePath, plugins and metrics.
 
-use super::{Section, Validator, cross, legacy, millis, process};
+use super::{Section, Validator, cross, legacy, millis, process, proxy_edge};
 use crate::config::model::{
     AccessLogConfig, AccessLogFormat, Config, ControlConfig, IdOrName, MetricsConfig,
     PluginsConfig, ProxyConfig, ReleaseRetention,
@@ -21,12 +21,15 @@ const ROOT_KEYS: &[&str] = &[
 ];
 const PROXY_KEYS: &[&str] = &[
     "accessLog",
+    "allowedUpgrades",
+    "bodyTimeoutMs",
     "drainTimeoutMs",
     "forceStopTimeoutMs",
     "healthPath",
     "healthTimeoutMs",
     "host",
     "port",
+    "trustedProxies",
     "upstreamHost",
 ];
 const CONTROL_KEYS: &[&str] = &["group", "mode", "owner", "path"];
@@ -196,6 +199,9 @@ fn validate_proxy(v: &mut Validator, proxy: &Map<String, Value>) -> ProxyConfig 
         drain_timeout_ms,
         force_stop_timeout_ms,
         access_log,
+        trusted_proxies: proxy_edge::validate_trusted_proxies(v, proxy.get("trustedProxies")),
+        body_timeout_ms: proxy_edge::validate_body_timeout(v, proxy.get("bodyTimeoutMs")),
+        allowed_upgrades: proxy_edge::validate_allowed_upgrades(v, proxy.get("allowedUpgrades")),
     }
 }
 
