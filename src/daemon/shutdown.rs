@@ -15,6 +15,10 @@ use std::time::Duration;
 /// once every upstream process has stopped.
 pub const PROXY_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long processes that escaped their managed process get between SIGTERM
+/// and SIGKILL at shutdown.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+
 /// Something shutdown has to stop.
 enum Owned {
     Process(Arc<ManagedProcess>),
@@ -63,6 +67,9 @@ impl Daemon {
         let _operations = self.operations.lock().await;
 
         let failed = self.stop_everything().await;
+        // What escaped every managed process (adopted by the daemon, a subreaper)
+        // does not outlive it either.
+        crate::process::leftovers::stop_descendants(LEFTOVER_GRACE).await;
         if failed > 0 {
             errors.push(format!(
                 "Shutdown failed to stop {failed} owned resource{}.",

@@ -205,3 +205,20 @@ impl ProcessCgroup {
         true
     }
 }
+
+impl ProcessCgroup {
+    /// The rollbridge cgroup `pid` runs in, if it runs in one (a process left by
+    /// a daemon that is gone, found again by `recover`).
+    pub fn of_process(pid: i32) -> Option<ProcessCgroup> {
+        let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let relative = membership.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+        let name = Path::new(relative).file_name()?.to_str()?;
+        if !name.starts_with(PREFIX) {
+            return None;
+        }
+        let dir = cgroup2_mount()?.join(relative.trim_start_matches('/'));
+        dir.join("cgroup.kill")
+            .exists()
+            .then_some(ProcessCgroup { dir })
+    }
+}

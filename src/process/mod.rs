@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod definition;
 pub mod group;
 pub mod health;
+pub mod leftovers;
 pub mod managed;
 pub mod memory;
 pub mod output;

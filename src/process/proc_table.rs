@@ -87,6 +87,7 @@ pub fn start_time_ms(stat: &ProcStat) -> Option<i64> {
 
 /// The pids listed in `/proc`, or an error when `/proc` cannot be read at all.
 pub fn list_pids() -> io::Result<Vec<i32>> {
+    super::snapshot::count_pass();
     let mut pids: Vec<i32> = fs::read_dir(PROC_ROOT)?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();

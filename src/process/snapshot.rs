@@ -27,6 +27,11 @@ pub fn passes_total() -> u64 {
     PASSES.load(Ordering::Relaxed)
 }
 
+/// Counts one full directory pass (every reader of the whole table calls it).
+pub fn count_pass() {
+    PASSES.fetch_add(1, Ordering::Relaxed);
+}
+
 /// One process as a pass saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcEntry {
@@ -96,7 +101,7 @@ impl ProcSnapshot {
     /// One directory pass plus one `stat` read per process. Processes that vanish
     /// during the pass are simply missing.
     pub fn read() -> io::Result<ProcSnapshot> {
-        PASSES.fetch_add(1, Ordering::Relaxed);
+        count_pass();
         let mut buffer = Vec::with_capacity(512);
         let mut entries = HashMap::new();
         for dirent in std::fs::read_dir(PROC_ROOT)? {
