@@ -222,3 +222,11 @@ impl ProcessCgroup {
             .then_some(ProcessCgroup { dir })
     }
 }
+
+impl Drop for ProcessCgroup {
+    /// An empty cgroup is removed with its process; one that still holds
+    /// processes stays (the kernel refuses) until a later daemon finds it gone.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
