@@ -52,7 +52,11 @@ fn escaped_pids(harness: &Harness, release: &str, name: &str) -> Vec<i32> {
             .unwrap_or_else(|| panic!("{} was not written", file.display()))
         })
         .collect();
-    harness.extra_pids.lock().unwrap().extend(pids.iter().copied());
+    harness
+        .extra_pids
+        .lock()
+        .unwrap()
+        .extend(pids.iter().copied());
     pids
 }
 
@@ -96,7 +100,10 @@ fn escaped_processes_are_stopped(env: &[(&str, &str)]) {
     // A failed deploy stops what it started, escaped processes included.
     let error = harness.deploy_err("bad1");
     assert!(error.contains("Health check failed"), "{error}");
-    assert_stopped(&escaped_pids(&harness, "bad1", "web"), "after the failed deploy");
+    assert_stopped(
+        &escaped_pids(&harness, "bad1", "web"),
+        "after the failed deploy",
+    );
 
     // Shutdown: nothing of the daemon's processes survives it.
     let mut second = escaped_pids(&harness, "v2", "web");
@@ -157,7 +164,11 @@ fn cgroup2_mount() -> std::path::PathBuf {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let line = mounts
         .lines()
-        .find(|l| l.split(" - ").nth(1).is_some_and(|fs| fs.starts_with("cgroup2 ")))
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|fs| fs.starts_with("cgroup2 "))
+        })
         .expect("a cgroup2 mount");
     line.split_whitespace().nth(4).unwrap().into()
 }
@@ -185,7 +196,10 @@ fn children_are_filled_for_every_process_not_only_with_a_memory_block() {
         children[0].as_object().unwrap().keys().collect::<Vec<_>>(),
         ["command", "pid", "rssBytes"]
     );
-    assert!(worker.get("rssBytes").is_none(), "no memory block: {worker}");
+    assert!(
+        worker.get("rssBytes").is_none(),
+        "no memory block: {worker}"
+    );
     let web = wait_for_children(&harness, "web", 1);
     assert_eq!(web["children"][0]["pid"], pid_of(&web));
 }
@@ -277,5 +291,8 @@ fn two_hundred_memory_supervised_replicas_share_one_proc_pass_per_tick() {
         passes as f64 <= seconds + 2.0,
         "{passes} /proc passes in {seconds:.1} s for {REPLICAS} replicas"
     );
-    assert!(passes >= 2, "the sampler ticks: {passes} passes in {seconds:.1} s");
+    assert!(
+        passes >= 2,
+        "the sampler ticks: {passes} passes in {seconds:.1} s"
+    );
 }

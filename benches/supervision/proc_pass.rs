@@ -5,7 +5,6 @@
 //! the `procfs` parser fed by one plain read per process (what the sampler uses).
 //!
 //! Usage: proc_pass [ROUNDS]   (prints one JSON line: median µs per pass each way)
-use procfs::FromRead;
 use std::time::Instant;
 
 fn hand_written() -> usize {
@@ -47,7 +46,6 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(51);
-    let _ = FromRead::from_read; // the trait the parser variant relies on
     let (hand, processes) = median_micros(rounds, hand_written);
     let (iterator, _) = median_micros(rounds, procfs_iterator);
     let (parser, _) = median_micros(rounds, procfs_parser);

@@ -449,4 +449,31 @@ mod tests {
         );
         assert!(!orphan.is_live());
     }
+
+    #[test]
+    fn stopping_reaches_what_left_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("escaped.pid");
+        let leader = GroupLeader::spawn(&format!(
+            "setsid sleep 30 & echo $! > {}; exec sleep 30",
+            file.display()
+        ));
+        wait_for("the escaped pid", || {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n'))
+        });
+        let escaped: i32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let escaped_alive = || read_stat(escaped).is_some_and(|s| s.is_live());
+        assert!(escaped_alive());
+        assert_eq!(
+            stop_orphan(&record(leader.pid()), Duration::from_millis(500)),
+            StopOutcome::Stopped
+        );
+        let still = escaped_alive();
+        unsafe { libc::kill(escaped, libc::SIGKILL) };
+        assert!(!still, "the setsid child of the orphan was stopped too");
+    }
 }

@@ -121,7 +121,9 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
 /// a cgroup of its own (docs/processes.md, "Whole-tree stops").
 fn prepare_supervision() {
     if let Err(error) = crate::process::sampler::become_subreaper() {
-        tracing::warn!("cannot become a child subreaper ({error}); processes that leave their group are found only while their parent lives");
+        tracing::warn!(
+            "cannot become a child subreaper ({error}); processes that leave their group are found only while their parent lives"
+        );
     }
     match crate::process::cgroup::enable() {
         Ok(parent) => tracing::debug!("managed processes get cgroups under {}", parent.display()),

@@ -142,7 +142,10 @@ impl CgroupRoot {
             .dir
             .join(format!("{PREFIX}{}-{number}", std::process::id()));
         fs::create_dir(&dir)?;
-        match OpenOptions::new().write(true).open(dir.join("cgroup.procs")) {
+        match OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+        {
             Ok(procs) => Ok((ProcessCgroup { dir }, procs)),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -211,7 +214,10 @@ impl ProcessCgroup {
     /// a daemon that is gone, found again by `recover`).
     pub fn of_process(pid: i32) -> Option<ProcessCgroup> {
         let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let relative = membership.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+        let relative = membership
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))?
+            .trim();
         let name = Path::new(relative).file_name()?.to_str()?;
         if !name.starts_with(PREFIX) {
             return None;

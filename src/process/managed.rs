@@ -199,12 +199,10 @@ impl ManagedProcess {
                 exited: exited_rx,
             });
             let group = ProcessGroup::with_cgroup(pid, cgroup);
-            group
-                .tracked()
-                .set_marker(marker_of(|key| {
-                    let value = def.env.iter().rev().find(|(name, _)| name == key);
-                    value.map(|(_, value)| value.clone())
-                }));
+            group.tracked().set_marker(marker_of(|key| {
+                let value = def.env.iter().rev().find(|(name, _)| name == key);
+                value.map(|(_, value)| value.clone())
+            }));
             inner.group = Some(Arc::new(group));
             inner.state = ProcessState::Running;
             inner.started_at = Some(SystemTime::now());

@@ -95,7 +95,10 @@ mod tests {
         shell.wait().unwrap();
         let grandchild: i32 = line.trim().parse().unwrap();
         let start = read_one(grandchild).unwrap().start_time;
-        assert!(PidFd::open(grandchild, start + 1).is_none(), "wrong start time");
+        assert!(
+            PidFd::open(grandchild, start + 1).is_none(),
+            "wrong start time"
+        );
         let handle = PidFd::open(grandchild, start).expect("pidfd");
         let exited = tokio::spawn(handle.exited());
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -154,9 +154,11 @@ impl Sampler {
         let root_start = super::snapshot::read_one(root).map(|e| e.start_time);
         let mut state = self.lock();
         state.tracked.retain(|t| t.strong_count() > 0);
-        let existing = state.tracked.iter().filter_map(Weak::upgrade).find(|t| {
-            t.root == root && (t.root_start == root_start || root_start.is_none())
-        });
+        let existing = state
+            .tracked
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|t| t.root == root && (t.root_start == root_start || root_start.is_none()));
         if let Some(tracked) = existing {
             return tracked;
         }
@@ -330,11 +332,14 @@ impl Sampler {
             let mut state = self.lock();
             let own = std::process::id() as i32;
             for entry in snapshot.iter().filter(|e| e.ppid == own && e.is_live()) {
-                let note = state.children.entry(entry.pid).or_insert_with(|| ChildNote {
-                    start_time: entry.start_time,
-                    marker: None,
-                    zombie_since: None,
-                });
+                let note = state
+                    .children
+                    .entry(entry.pid)
+                    .or_insert_with(|| ChildNote {
+                        start_time: entry.start_time,
+                        marker: None,
+                        zombie_since: None,
+                    });
                 if note.start_time != entry.start_time {
                     *note = ChildNote {
                         start_time: entry.start_time,
@@ -420,20 +425,24 @@ fn reap_adopted(
 ) {
     let own = std::process::id() as i32;
     let now = Instant::now();
-    let in_tree: std::collections::HashSet<i32> =
-        members.iter().flatten().map(|m| m.pid).collect();
-    state
-        .children
-        .retain(|pid, note| snapshot.get(*pid).is_some_and(|e| e.start_time == note.start_time));
+    let in_tree: std::collections::HashSet<i32> = members.iter().flatten().map(|m| m.pid).collect();
+    state.children.retain(|pid, note| {
+        snapshot
+            .get(*pid)
+            .is_some_and(|e| e.start_time == note.start_time)
+    });
     for entry in snapshot.iter() {
         if entry.ppid != own || entry.is_live() || tracked.iter().any(|t| t.root == entry.pid) {
             continue;
         }
-        let note = state.children.entry(entry.pid).or_insert_with(|| ChildNote {
-            start_time: entry.start_time,
-            marker: Some(String::new()),
-            zombie_since: None,
-        });
+        let note = state
+            .children
+            .entry(entry.pid)
+            .or_insert_with(|| ChildNote {
+                start_time: entry.start_time,
+                marker: Some(String::new()),
+                zombie_since: None,
+            });
         let since = *note.zombie_since.get_or_insert(now);
         if in_tree.contains(&entry.pid) || now.duration_since(since) >= ZOMBIE_PATIENCE {
             let _ = nix::sys::wait::waitpid(
@@ -490,7 +499,10 @@ impl Tracked {
     }
 
     fn marker(&self) -> Option<String> {
-        self.marker.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Once a pass found no live member, the tree is gone for good: only live
@@ -562,7 +574,11 @@ impl Tracked {
 
     /// Calls `on_sample` after every pass until the returned guard is dropped;
     /// its `due` flag is set every `interval`.
-    pub fn subscribe(self: &Arc<Self>, interval: Duration, on_sample: OnSample) -> SampleSubscription {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        interval: Duration,
+        on_sample: OnSample,
+    ) -> SampleSubscription {
         let id = self.sampler.subscribe(self, interval, on_sample);
         SampleSubscription {
             id,

@@ -2,8 +2,8 @@
 
 use super::cgroup::ProcessCgroup;
 use super::definition::ProcessDefinition;
-use std::os::fd::AsRawFd;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
@@ -64,7 +64,9 @@ pub fn check_cwd(id: &str, cwd: &Path) -> Result<(), SpawnError> {
 /// Spawns the wrapper of a managed process with piped stdout and stderr. Where
 /// the daemon may create cgroups (`cgroup.rs`), the wrapper joins a cgroup of its
 /// own before `exec`, returned with the child.
-pub fn spawn_wrapper(def: &ProcessDefinition) -> Result<(Child, Option<ProcessCgroup>), SpawnError> {
+pub fn spawn_wrapper(
+    def: &ProcessDefinition,
+) -> Result<(Child, Option<ProcessCgroup>), SpawnError> {
     check_cwd(&def.instance_id, &def.cwd)?;
     let mut cmd = session_shell(&def.command);
     cmd.current_dir(&def.cwd)

@@ -22,7 +22,8 @@ pub struct RootSpec<'a> {
 
 impl RootSpec<'_> {
     fn not_older(&self, entry: &ProcEntry) -> bool {
-        self.root_start.is_none_or(|start| entry.start_time >= start)
+        self.root_start
+            .is_none_or(|start| entry.start_time >= start)
     }
 }
 
