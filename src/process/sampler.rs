@@ -331,7 +331,12 @@ impl Sampler {
             let markers: Vec<Option<String>> = tracked.iter().map(|t| t.marker()).collect();
             let mut state = self.lock();
             let own = std::process::id() as i32;
-            for entry in snapshot.iter().filter(|e| e.ppid == own && e.is_live()) {
+            // A root always belongs to its own tree, whatever its environment says.
+            let roots: std::collections::HashSet<i32> = tracked.iter().map(|t| t.root).collect();
+            for entry in snapshot
+                .iter()
+                .filter(|e| e.ppid == own && e.is_live() && !roots.contains(&e.pid))
+            {
                 let note = state
                     .children
                     .entry(entry.pid)
