@@ -1,16 +1,39 @@
 //! One `/proc` pass three ways, to choose the reader of the supervision sampler
-//! (benches/supervision/README.md): the hand-written parser of
-//! `src/process/proc_table.rs`, the `procfs` crate's own iterator
+//! (benches/supervision/README.md): the hand-written parser that
+//! `src/process/proc_table.rs` had, the `procfs` crate's own iterator
 //! (`all_processes` + `stat`, which opens each `/proc/<pid>` directory first), and
 //! the `procfs` parser fed by one plain read per process (what the sampler uses).
 //!
 //! Usage: proc_pass [ROUNDS]   (prints one JSON line: median µs per pass each way)
 use std::time::Instant;
 
+/// The parser `src/process/proc_table.rs` had before it moved to `procfs`
+/// (pid, state, ppid, pgrp, session, start time), kept here for the comparison.
+fn hand_parse(text: &str) -> Option<(i32, char, i32, i32, i32, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).copied();
+    Some((
+        pid,
+        field(3)?.chars().next()?,
+        field(4)?.parse().ok()?,
+        field(5)?.parse().ok()?,
+        field(6)?.parse().ok()?,
+        field(22)?.parse().ok()?,
+    ))
+}
+
 fn hand_written() -> usize {
-    rollbridge::process::proc_table::scan_stats()
-        .map(|stats| stats.iter().filter(|s| s.is_live()).count())
-        .unwrap_or(0)
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|text| hand_parse(&text))
+        .filter(|stat| stat.1 != 'Z')
+        .count()
 }
 
 fn procfs_iterator() -> usize {
