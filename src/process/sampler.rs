@@ -622,8 +622,10 @@ mod tests {
 
     #[test]
     fn a_tree_sees_its_root_and_a_child_that_left_the_group() {
+        use std::os::unix::process::CommandExt;
         let mut shell = std::process::Command::new("/bin/sh")
             .args(["-c", "setsid sleep 30 & echo $!; exec sleep 30"])
+            .process_group(0)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();

@@ -45,12 +45,14 @@ pub fn attribute(snapshot: &ProcSnapshot, roots: &[RootSpec]) -> HashMap<i32, us
             }
         }
     }
-    // A direct claim: the root itself, a remembered pid, a group or session member.
+    // A direct claim: a remembered pid, a member of the root's group or session
+    // (the root itself included: it leads both, and a session leader cannot
+    // leave its group, so a pid that leads no group is not our root).
     let claim = |entry: &ProcEntry| -> Option<usize> {
         if let Some(&index) = direct.get(&entry.pid) {
             return Some(index);
         }
-        [entry.pid, entry.pgrp, entry.session]
+        [entry.pgrp, entry.session]
             .into_iter()
             .filter_map(|id| by_root.get(&id).copied())
             .find(|&index| roots[index].not_older(entry))
@@ -164,6 +166,8 @@ mod tests {
             entry(105, daemon, 105, 105, 55),
             // a stranger older than the root that carries a recycled group id
             entry(106, 1, 100, 100, 40),
+            // a recycled pid of a former root that leads no group
+            entry(300, 1, 1, 1, 70),
             // unrelated
             entry(200, daemon, 200, 200, 60),
         ]);
