@@ -10,8 +10,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 use support::*;
@@ -213,14 +211,9 @@ fn wait_for_children(harness: &Harness, id: &str, at_least: usize) -> Value {
 }
 
 fn scrape_proc_scans(port: u16) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .lines()
+    let (status, body) = http_get(port, "/metrics").expect("a metrics scrape");
+    assert_eq!(status, 200);
+    body.lines()
         .find_map(|l| l.strip_prefix("rollbridge_proc_scans_total "))
         .expect("rollbridge_proc_scans_total in the scrape")
         .trim()

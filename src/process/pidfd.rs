@@ -81,19 +81,9 @@ mod tests {
 
     #[tokio::test]
     async fn waits_for_a_process_that_is_not_our_child_to_exit() {
-        let mut shell = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & echo $!"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let (mut shell, grandchild) =
+            super::super::snapshot::spawn_reporting_pid("sleep 30 & echo $!", false);
         shell.wait().unwrap();
-        let grandchild: i32 = line.trim().parse().unwrap();
         let start = read_one(grandchild).unwrap().start_time;
         assert!(
             PidFd::open(grandchild, start + 1).is_none(),

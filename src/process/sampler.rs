@@ -622,20 +622,10 @@ mod tests {
 
     #[test]
     fn a_tree_sees_its_root_and_a_child_that_left_the_group() {
-        use std::os::unix::process::CommandExt;
-        let mut shell = std::process::Command::new("/bin/sh")
-            .args(["-c", "setsid sleep 30 & echo $!; exec sleep 30"])
-            .process_group(0)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let escaped: i32 = line.trim().parse().unwrap();
+        let (mut shell, escaped) = super::super::snapshot::spawn_reporting_pid(
+            "setsid sleep 30 & echo $!; exec sleep 30",
+            true,
+        );
         let root = shell.id() as i32;
         let tree = Sampler::global().track(root);
         let live = tree.refresh_blocking();

@@ -144,6 +144,29 @@ impl ProcSnapshot {
     }
 }
 
+/// For tests: runs `sh -c <script>` (leading its own group when `own_group`)
+/// and returns it with the pid it printed on its first line.
+#[cfg(test)]
+pub(crate) fn spawn_reporting_pid(script: &str, own_group: bool) -> (std::process::Child, i32) {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("/bin/sh");
+    command
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped());
+    if own_group {
+        command.process_group(0);
+    }
+    let mut shell = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let pid = line.trim().parse().unwrap();
+    (shell, pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
