@@ -13,6 +13,7 @@
 //! `waitpid(-1)` (that would steal the exit statuses tokio waits for); the
 //! sampler reaps adopted zombies by pid.
 
+pub mod adoption;
 pub mod cgroup;
 pub mod definition;
 pub mod group;

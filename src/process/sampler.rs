@@ -13,39 +13,20 @@
 //! fresh view (a stop deciding whether a group is empty) asks for the next pass
 //! and shares it with everyone else who asked meanwhile.
 //!
-//! In the daemon (a child subreaper) a pass also reaps zombies that were adopted:
-//! processes of a tree whose parent died, and any other child that has stayed a
-//! zombie for a while. Children the daemon spawned itself (the wrappers, hook
-//! commands) are reaped by whoever waits for them; their pids are never touched
-//! early, so no exit status is taken from them.
+//! In the daemon (a child subreaper) a pass also ties adopted processes to their
+//! trees and reaps adopted zombies (`adoption.rs`).
 
+use super::adoption::{Adoptions, is_subreaper};
+pub use super::adoption::{become_subreaper, marker_of};
 use super::snapshot::{ProcEntry, ProcSnapshot};
 use super::tree::{RootSpec, attribute};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How long a zombie child that nobody claimed may stay before the sampler
-/// reaps it (a child the daemon waits for is reaped within milliseconds).
-const ZOMBIE_PATIENCE: Duration = Duration::from_secs(2);
 /// The most a due subscriber is served early, to share a pass.
 const MAX_SLACK: Duration = Duration::from_millis(500);
-
-static SUBREAPER: AtomicBool = AtomicBool::new(false);
-
-/// Makes this process a child subreaper: orphans of everything it starts are
-/// reparented to it instead of pid 1, so they stay findable (and reapable).
-pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
-    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if result != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    SUBREAPER.store(true, Ordering::SeqCst);
-    Ok(())
-}
 
 /// One process of a tree as the latest pass saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,15 +82,8 @@ struct State {
     wanted: u64,
     /// Whether the latest pass could read `/proc` at all.
     readable: bool,
-    /// Our own children that are not roots: what their environment says and
-    /// since when they are zombies.
-    children: HashMap<i32, ChildNote>,
-}
-
-struct ChildNote {
-    start_time: u64,
-    marker: Option<String>,
-    zombie_since: Option<Instant>,
+    /// Our own children that are not roots (processes adopted as a subreaper).
+    adoptions: Adoptions,
 }
 
 struct Subscription {
@@ -290,8 +264,8 @@ impl Sampler {
             for (tree, list) in tracked.iter().zip(members) {
                 tree.update(list.clone());
             }
-            if SUBREAPER.load(Ordering::SeqCst) {
-                reap_adopted(&mut state, snapshot, tracked, members);
+            if is_subreaper() {
+                state.adoptions.reap(snapshot, tracked, members);
             }
         }
         let now = Instant::now();
@@ -327,45 +301,10 @@ impl Sampler {
     fn attribute(&self, snapshot: &ProcSnapshot, tracked: &[Arc<Tracked>]) -> Vec<Vec<Member>> {
         let remembered: Vec<HashMap<i32, u64>> = tracked.iter().map(|t| t.remembered()).collect();
         let mut extra: Vec<HashMap<i32, u64>> = remembered.clone();
-        if SUBREAPER.load(Ordering::SeqCst) {
-            let markers: Vec<Option<String>> = tracked.iter().map(|t| t.marker()).collect();
+        if is_subreaper() {
             let mut state = self.lock();
-            let own = std::process::id() as i32;
-            // A root always belongs to its own tree, whatever its environment says.
-            let roots: std::collections::HashSet<i32> = tracked.iter().map(|t| t.root).collect();
-            for entry in snapshot
-                .iter()
-                .filter(|e| e.ppid == own && e.is_live() && !roots.contains(&e.pid))
-            {
-                let note = state
-                    .children
-                    .entry(entry.pid)
-                    .or_insert_with(|| ChildNote {
-                        start_time: entry.start_time,
-                        marker: None,
-                        zombie_since: None,
-                    });
-                if note.start_time != entry.start_time {
-                    *note = ChildNote {
-                        start_time: entry.start_time,
-                        marker: None,
-                        zombie_since: None,
-                    };
-                }
-                if note.marker.is_none() {
-                    note.marker = Some(environment_marker(entry.pid).unwrap_or_default());
-                }
-                let marker = note.marker.as_deref().unwrap_or_default();
-                if marker.is_empty() {
-                    continue;
-                }
-                // The youngest live tree of that process claims it.
-                if let Some(index) = (0..tracked.len())
-                    .filter(|&i| markers[i].as_deref() == Some(marker) && !tracked[i].gone())
-                    .max_by_key(|&i| tracked[i].root_start)
-                {
-                    extra[index].insert(entry.pid, entry.start_time);
-                }
+            for (index, pid, start) in state.adoptions.claim_by_environment(snapshot, tracked) {
+                extra[index].insert(pid, start);
             }
         }
         let specs: Vec<RootSpec> = tracked
@@ -388,74 +327,6 @@ impl Sampler {
             list.sort_unstable_by_key(|m| m.pid);
         }
         members
-    }
-}
-
-/// `RELEASE\nPROCESS\nREPLICA` from a process's environment, when it is a
-/// managed process's (hook commands carry `ROLLBRIDGE_PID` and are not).
-fn environment_marker(pid: i32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut fields: HashMap<&[u8], &[u8]> = HashMap::new();
-    for variable in environ.split(|b| *b == 0) {
-        if let Some(at) = variable.iter().position(|b| *b == b'=') {
-            fields.insert(&variable[..at], &variable[at + 1..]);
-        }
-    }
-    if fields.contains_key(&b"ROLLBRIDGE_PID"[..]) {
-        return None;
-    }
-    marker_of(|key| {
-        fields
-            .get(key.as_bytes())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
-}
-
-/// The marker built from a lookup of `ROLLBRIDGE_*` variables.
-pub fn marker_of(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let release = lookup("ROLLBRIDGE_RELEASE_ID")?;
-    let process = lookup("ROLLBRIDGE_PROCESS_ID")?;
-    let replica = lookup("ROLLBRIDGE_REPLICA_INDEX").unwrap_or_default();
-    Some(format!("{release}\n{process}\n{replica}"))
-}
-
-/// Reaps zombie children of ours that belong to a tree without being its root
-/// (the daemon never waits for those), and any other non-root child that has
-/// been a zombie for [`ZOMBIE_PATIENCE`].
-fn reap_adopted(
-    state: &mut State,
-    snapshot: &ProcSnapshot,
-    tracked: &[Arc<Tracked>],
-    members: &[Vec<Member>],
-) {
-    let own = std::process::id() as i32;
-    let now = Instant::now();
-    let in_tree: std::collections::HashSet<i32> = members.iter().flatten().map(|m| m.pid).collect();
-    state.children.retain(|pid, note| {
-        snapshot
-            .get(*pid)
-            .is_some_and(|e| e.start_time == note.start_time)
-    });
-    for entry in snapshot.iter() {
-        if entry.ppid != own || entry.is_live() || tracked.iter().any(|t| t.root == entry.pid) {
-            continue;
-        }
-        let note = state
-            .children
-            .entry(entry.pid)
-            .or_insert_with(|| ChildNote {
-                start_time: entry.start_time,
-                marker: Some(String::new()),
-                zombie_since: None,
-            });
-        let since = *note.zombie_since.get_or_insert(now);
-        if in_tree.contains(&entry.pid) || now.duration_since(since) >= ZOMBIE_PATIENCE {
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(entry.pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
-            state.children.remove(&entry.pid);
-        }
     }
 }
 
@@ -503,7 +374,7 @@ impl Tracked {
         *self.marker.lock().unwrap_or_else(|e| e.into_inner()) = marker;
     }
 
-    fn marker(&self) -> Option<String> {
+    pub(super) fn marker(&self) -> Option<String> {
         self.marker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -639,16 +510,5 @@ mod tests {
         assert!(pids.contains(&escaped), "{pids:?}");
         assert!(live.iter().all(|m| m.rss_bytes.is_some()), "{live:?}");
         assert!(Arc::ptr_eq(&tree, &Sampler::global().track(root)));
-    }
-
-    #[test]
-    fn markers_need_release_and_process() {
-        let env = |key: &str| match key {
-            "ROLLBRIDGE_RELEASE_ID" => Some("v1".to_string()),
-            "ROLLBRIDGE_PROCESS_ID" => Some("web".to_string()),
-            _ => None,
-        };
-        assert_eq!(marker_of(env).as_deref(), Some("v1\nweb\n"));
-        assert_eq!(marker_of(|_| None), None);
     }
 }
