@@ -52,16 +52,24 @@ fn procfs_parser() -> usize {
         .unwrap_or(0)
 }
 
-fn median_micros(rounds: usize, pass: fn() -> usize) -> (u128, usize) {
-    let mut times = Vec::with_capacity(rounds);
+/// Runs the three ways in turn, `rounds` times, so that a change in the
+/// machine's load hits all of them alike; returns each way's median in µs.
+fn medians(rounds: usize, ways: [fn() -> usize; 3]) -> ([u128; 3], usize) {
+    let mut times: [Vec<u128>; 3] = Default::default();
     let mut seen = 0;
     for _ in 0..rounds {
-        let started = Instant::now();
-        seen = pass();
-        times.push(started.elapsed().as_micros());
+        for (way, pass) in ways.iter().enumerate() {
+            let started = Instant::now();
+            seen = pass();
+            times[way].push(started.elapsed().as_micros());
+        }
     }
-    times.sort_unstable();
-    (times[rounds / 2], seen)
+    let median = |list: &mut Vec<u128>| {
+        list.sort_unstable();
+        list[list.len() / 2]
+    };
+    let [a, b, c] = &mut times;
+    ([median(a), median(b), median(c)], seen)
 }
 
 fn main() {
@@ -69,9 +77,8 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(51);
-    let (hand, processes) = median_micros(rounds, hand_written);
-    let (iterator, _) = median_micros(rounds, procfs_iterator);
-    let (parser, _) = median_micros(rounds, procfs_parser);
+    let ([hand, iterator, parser], processes) =
+        medians(rounds, [hand_written, procfs_iterator, procfs_parser]);
     println!(
         "{{\"processes\":{processes},\"handWrittenUs\":{hand},\"procfsIteratorUs\":{iterator},\"procfsParserUs\":{parser}}}"
     );
