@@ -68,14 +68,18 @@ impl Adoptions {
         tracked: &[Arc<Tracked>],
     ) -> Vec<(usize, i32, u64)> {
         let own = std::process::id() as i32;
-        let markers: Vec<Option<String>> = tracked.iter().map(|t| t.marker()).collect();
         // A root always belongs to its own tree, whatever its environment says.
         let roots: HashSet<i32> = tracked.iter().map(|t| t.root()).collect();
-        let mut claims = Vec::new();
-        for entry in snapshot
+        let candidates: Vec<_> = snapshot
             .iter()
             .filter(|e| e.ppid == own && e.is_live() && !roots.contains(&e.pid))
-        {
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let markers: Vec<Option<String>> = tracked.iter().map(|t| t.marker()).collect();
+        let mut claims = Vec::new();
+        for entry in candidates {
             let note = self
                 .children
                 .entry(entry.pid)
@@ -107,11 +111,15 @@ impl Adoptions {
         &mut self,
         snapshot: &ProcSnapshot,
         tracked: &[Arc<Tracked>],
-        members: &[Vec<Member>],
+        members: &[Arc<[Member]>],
     ) {
         let own = std::process::id() as i32;
         let now = Instant::now();
-        let in_tree: HashSet<i32> = members.iter().flatten().map(|m| m.pid).collect();
+        let in_tree: HashSet<i32> = members
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(|m| m.pid)
+            .collect();
         self.children.retain(|pid, note| {
             snapshot
                 .get(*pid)

@@ -82,7 +82,7 @@ impl ProcessGroup {
     }
 
     /// The members the latest pass found (zombies included).
-    pub fn members(&self) -> Vec<Member> {
+    pub fn members(&self) -> Arc<[Member]> {
         self.tracked.members()
     }
 

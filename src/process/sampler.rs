@@ -254,7 +254,7 @@ impl Sampler {
         number: u64,
         tracked: &[Arc<Tracked>],
         snapshot: Option<ProcSnapshot>,
-    ) -> Vec<(OnSample, Vec<Member>, bool)> {
+    ) -> Vec<(OnSample, Arc<[Member]>, bool)> {
         let members = snapshot
             .as_ref()
             .map(|snapshot| self.attribute(snapshot, tracked));
@@ -298,9 +298,8 @@ impl Sampler {
 
     /// The members of every tree; adopted children whose environment names a
     /// tree's process are added to that tree.
-    fn attribute(&self, snapshot: &ProcSnapshot, tracked: &[Arc<Tracked>]) -> Vec<Vec<Member>> {
-        let remembered: Vec<HashMap<i32, u64>> = tracked.iter().map(|t| t.remembered()).collect();
-        let mut extra: Vec<HashMap<i32, u64>> = remembered.clone();
+    fn attribute(&self, snapshot: &ProcSnapshot, tracked: &[Arc<Tracked>]) -> Vec<Arc<[Member]>> {
+        let mut extra: Vec<HashMap<i32, u64>> = tracked.iter().map(|t| t.remembered()).collect();
         if is_subreaper() {
             let mut state = self.lock();
             for (index, pid, start) in state.adoptions.claim_by_environment(snapshot, tracked) {
@@ -323,10 +322,13 @@ impl Sampler {
                 members[index].push(Member::of(entry));
             }
         }
-        for list in &mut members {
-            list.sort_unstable_by_key(|m| m.pid);
-        }
         members
+            .into_iter()
+            .map(|mut list| {
+                list.sort_unstable_by_key(|m| m.pid);
+                Arc::from(list)
+            })
+            .collect()
     }
 }
 
@@ -341,7 +343,7 @@ pub struct Tracked {
 
 #[derive(Default)]
 struct View {
-    members: Vec<Member>,
+    members: Arc<[Member]>,
     gone: bool,
     seen: bool,
 }
@@ -388,7 +390,7 @@ impl Tracked {
     }
 
     /// The members of the latest pass (sorted by pid, zombies included).
-    pub fn members(&self) -> Vec<Member> {
+    pub fn members(&self) -> Arc<[Member]> {
         self.view().members.clone()
     }
 
@@ -415,13 +417,13 @@ impl Tracked {
             .collect()
     }
 
-    fn update(&self, members: Vec<Member>) {
+    fn update(&self, members: Arc<[Member]>) {
         let mut view = self.view();
         if view.gone {
             return;
         }
         view.gone = !members.iter().any(|m| m.live);
-        view.members = if view.gone { Vec::new() } else { members };
+        view.members = if view.gone { Arc::from([]) } else { members };
         view.seen = true;
     }
 
@@ -429,7 +431,7 @@ impl Tracked {
     pub fn mark_gone(&self) {
         let mut view = self.view();
         view.gone = true;
-        view.members.clear();
+        view.members = Arc::from([]);
     }
 
     /// Waits for a pass that started after now and returns the live members.

@@ -77,10 +77,18 @@ fn page_size() -> u64 {
 /// Reads one process's `stat` into `buffer` (reused between calls).
 fn read_entry(pid: i32, buffer: &mut Vec<u8>) -> Option<ProcEntry> {
     buffer.clear();
-    File::open(format!("{PROC_ROOT}/{pid}/stat"))
-        .ok()?
-        .read_to_end(buffer)
-        .ok()?;
+    let mut file = File::open(format!("{PROC_ROOT}/{pid}/stat")).ok()?;
+    // Plain reads: `read_to_end` would also stat and seek the file to size its
+    // buffer, two more system calls per process on every pass.
+    let mut chunk = [0u8; 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
     Stat::from_read(buffer.as_slice())
         .ok()
         .map(ProcEntry::from_stat)
