@@ -14,7 +14,9 @@
 //!   recycled pid and is ignored.
 
 use super::persist::StateFile;
+use crate::process::cgroup::ProcessCgroup;
 use crate::process::group_alive;
+use crate::process::leftovers::{ProcessId, escaped_members, signal_all, still_runs};
 use crate::process::proc_table::{ProcStat, read_stat, start_time_ms};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -228,16 +230,25 @@ pub enum StopOutcome {
     StillRunning(String),
 }
 
-/// Stops one orphan's process group: SIGTERM, wait up to `grace` for the group to
-/// empty, then SIGKILL and wait up to half a second more.
+/// Stops one orphan: its process group and what left the group (its session,
+/// its descendants by parent chain), SIGTERM first, up to `grace` for all of it
+/// to exit, then SIGKILL and half a second more. A process the previous daemon
+/// had put in a cgroup of its own gets `cgroup.kill` as the last step.
 pub fn stop_orphan(record: &Orphan, grace: Duration) -> StopOutcome {
+    let escaped = escaped_members(record.pid);
+    let cgroup = ProcessCgroup::of_process(record.pid);
     for (signal, wait) in [
         (Signal::SIGTERM, grace),
         (Signal::SIGKILL, Duration::from_millis(500)),
     ] {
+        signal_all(&escaped, signal);
+        if signal == Signal::SIGKILL
+            && let Some(cgroup) = &cgroup
+        {
+            let _ = cgroup.kill();
+        }
         match kill(Pid::from_raw(-record.pid), signal) {
-            Ok(()) => {}
-            Err(Errno::ESRCH) => return StopOutcome::Stopped,
+            Ok(()) | Err(Errno::ESRCH) => {}
             Err(errno) => {
                 return StopOutcome::StillRunning(format!(
                     "{} failed: {}",
@@ -246,18 +257,19 @@ pub fn stop_orphan(record: &Orphan, grace: Duration) -> StopOutcome {
                 ));
             }
         }
-        if wait_until_gone(record, wait) {
+        if wait_until_gone(record, &escaped, wait) {
             return StopOutcome::Stopped;
         }
     }
     StopOutcome::StillRunning("still running after SIGKILL".to_string())
 }
 
-/// Polls every 50 ms until the record is no longer live or `bound` has passed.
-fn wait_until_gone(record: &Orphan, bound: Duration) -> bool {
+/// Polls every 50 ms until the record and its escaped processes are no longer
+/// live or `bound` has passed.
+fn wait_until_gone(record: &Orphan, escaped: &[ProcessId], bound: Duration) -> bool {
     let deadline = Instant::now() + bound;
     loop {
-        if !record.is_live() {
+        if !record.is_live() && !escaped.iter().any(|&process| still_runs(process)) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -436,5 +448,32 @@ mod tests {
             StopOutcome::Stopped
         );
         assert!(!orphan.is_live());
+    }
+
+    #[test]
+    fn stopping_reaches_what_left_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("escaped.pid");
+        let leader = GroupLeader::spawn(&format!(
+            "setsid sleep 30 & echo $! > {}; exec sleep 30",
+            file.display()
+        ));
+        wait_for("the escaped pid", || {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n'))
+        });
+        let escaped: i32 = std::fs::read_to_string(&file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let escaped_alive = || read_stat(escaped).is_some_and(|s| s.is_live());
+        assert!(escaped_alive());
+        assert_eq!(
+            stop_orphan(&record(leader.pid()), Duration::from_millis(500)),
+            StopOutcome::Stopped
+        );
+        let still = escaped_alive();
+        unsafe { libc::kill(escaped, libc::SIGKILL) };
+        assert!(!still, "the setsid child of the orphan was stopped too");
     }
 }

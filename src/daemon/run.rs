@@ -31,6 +31,7 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
         StartMode::ListenerOnly { config } => (config, None),
         StartMode::Bootstrap(request) => (Some(request.config.clone()), Some(request)),
     };
+    prepare_supervision();
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
     let config_path = crate::config::resolve_config_path(config_arg.as_deref(), &cwd)
         .map_err(|e| e.to_string())?;
@@ -127,6 +128,21 @@ fn report_non_utf8_environment(daemon: &Daemon) {
                 "name" => name,
             },
         );
+    }
+}
+
+/// Makes the daemon a child subreaper (orphans of its processes are reparented
+/// to it, so stops still find them) and decides whether each managed process gets
+/// a cgroup of its own (docs/processes.md, "Whole-tree stops").
+fn prepare_supervision() {
+    if let Err(error) = crate::process::sampler::become_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper ({error}); processes that leave their group are found only while their parent lives"
+        );
+    }
+    match crate::process::cgroup::enable() {
+        Ok(parent) => tracing::debug!("managed processes get cgroups under {}", parent.display()),
+        Err(reason) => tracing::debug!("managed processes get no cgroups of their own: {reason}"),
     }
 }
 

@@ -19,6 +19,10 @@ pub const PROXY_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// waiting for a reply (a deploy it interrupted) to receive it.
 pub const PENDING_REPLY_GRACE: Duration = Duration::from_secs(2);
 
+/// How long processes that escaped their managed process get between SIGTERM
+/// and SIGKILL at shutdown.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+
 /// Something shutdown has to stop.
 enum Owned {
     Process(Arc<ManagedProcess>),
@@ -67,6 +71,9 @@ impl Daemon {
         let _operations = self.operations.lock().await;
 
         let failed = self.stop_everything().await;
+        // What escaped every managed process (adopted by the daemon, a subreaper)
+        // does not outlive it either.
+        crate::process::leftovers::stop_descendants(LEFTOVER_GRACE).await;
         if failed > 0 {
             errors.push(format!(
                 "Shutdown failed to stop {failed} owned resource{}.",

@@ -6,55 +6,62 @@
 //! waiting for someone to reap them (an orphaned grandchild is reaped by pid 1,
 //! sometimes late).
 
-use super::proc_table::{ProcStat, list_pids, read_stat, scan_stats};
+use super::cgroup::ProcessCgroup;
+use super::pidfd::PidFd;
+use super::sampler::{Member, Sampler, Tracked};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often a waiting stop re-reads the known members of a group.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a wait re-checks when the kernel cannot notify exits (no pidfd).
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// True when any process in group `pgid` is alive (zombies ignored). Without a
-/// readable `/proc` this falls back to `kill(-pgid, 0)`, which cannot tell zombies
-/// apart.
+/// True when any process of the tree rooted at `pgid` (its group, its session,
+/// its descendants) is alive, zombies ignored. Shares the sampler's next pass.
+/// Without a readable `/proc` this falls back to `kill(-pgid, 0)`, which cannot
+/// tell zombies apart.
 pub fn group_alive(pgid: i32) -> bool {
     if pgid <= 0 {
         return false;
     }
-    match scan_stats() {
-        Ok(stats) => stats.iter().any(|s| s.pgrp == pgid && s.is_live()),
-        Err(_) => signal_probe(pgid),
-    }
+    ProcessGroup::new(pgid).alive()
 }
 
 fn signal_probe(pgid: i32) -> bool {
     !matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
 }
 
-/// A process group we started, identified by its id *and* the start time of its
-/// leader, so a recycled id is never mistaken for ours.
+/// A process group we started and everything that came from it: the group, its
+/// session, and descendants by parent chain even after they moved to a session
+/// of their own. The sampler keeps the membership (see `sampler.rs`); pids are
+/// remembered with their start time, so a recycled id is never mistaken for ours.
 ///
-/// Once the group has been seen empty it is remembered as gone: after that moment
-/// the kernel may hand the id to an unrelated process, so we never look at (or
-/// signal) that id again.
+/// Once the tree has been seen empty it is remembered as gone: after that moment
+/// the kernel may hand the ids to unrelated processes, so we never look at (or
+/// signal) them again.
 #[derive(Debug)]
 pub struct ProcessGroup {
     pgid: i32,
-    leader_start_time: Option<u64>,
-    gone: AtomicBool,
+    tracked: Arc<Tracked>,
+    cgroup: Option<ProcessCgroup>,
 }
 
 impl ProcessGroup {
-    /// Records a freshly spawned group leader (still unreaped, so its pid is ours).
+    /// Follows the group led by `pgid` (for a process we just spawned, still
+    /// unreaped, so its pid is ours).
     pub fn new(pgid: i32) -> ProcessGroup {
+        ProcessGroup::with_cgroup(pgid, None)
+    }
+
+    /// Like [`new`](Self::new) for a process placed in a cgroup of its own.
+    pub fn with_cgroup(pgid: i32, cgroup: Option<ProcessCgroup>) -> ProcessGroup {
         ProcessGroup {
             pgid,
-            leader_start_time: read_stat(pgid).map(|s| s.start_time),
-            gone: AtomicBool::new(false),
+            tracked: Sampler::global().track(pgid),
+            cgroup,
         }
     }
 
@@ -62,116 +69,108 @@ impl ProcessGroup {
         self.pgid
     }
 
+    pub fn tracked(&self) -> &Arc<Tracked> {
+        &self.tracked
+    }
+
+    pub fn cgroup(&self) -> Option<&ProcessCgroup> {
+        self.cgroup.as_ref()
+    }
+
     pub fn known_gone(&self) -> bool {
-        self.gone.load(Ordering::SeqCst)
+        self.tracked.gone()
     }
 
-    /// Whether a `stat` entry is a live member of *this* group. Every process of our
-    /// session was forked after our leader, so anything older is a different group
-    /// that happens to carry a recycled id.
-    fn is_member(&self, stat: &ProcStat) -> bool {
-        stat.pgrp == self.pgid
-            && stat.is_live()
-            && self.leader_start_time.is_none_or(|t| stat.start_time >= t)
+    /// The members the latest pass found (zombies included).
+    pub fn members(&self) -> Arc<[Member]> {
+        self.tracked.members()
     }
 
-    /// The live members, from a full `/proc` scan. Latches "gone" when empty.
-    /// `None` when `/proc` is unreadable (then only a signal probe is possible).
-    fn scan_members(&self) -> Option<HashMap<i32, u64>> {
-        if self.known_gone() {
-            return Some(HashMap::new());
-        }
-        if let (Some(expected), Some(leader)) = (self.leader_start_time, read_stat(self.pgid)) {
-            // The leader's pid now belongs to a younger process: the id was recycled,
-            // which the kernel only does once our whole group is gone.
-            if leader.start_time != expected {
-                self.gone.store(true, Ordering::SeqCst);
-                return Some(HashMap::new());
-            }
-        }
-        let pids = list_pids().ok()?;
-        let members: HashMap<i32, u64> = pids
-            .into_iter()
-            .filter_map(read_stat)
-            .filter(|s| self.is_member(s))
-            .map(|s| (s.pid, s.start_time))
-            .collect();
-        if members.is_empty() {
-            self.gone.store(true, Ordering::SeqCst);
-        }
-        Some(members)
-    }
-
-    /// True while any member of the group is alive (one full `/proc` scan).
+    /// True while any member is alive; waits for the sampler's next pass
+    /// (blocking: call it off the async threads).
     pub fn alive(&self) -> bool {
-        match self.scan_members() {
-            Some(members) => !members.is_empty(),
-            None => {
-                let alive = signal_probe(self.pgid);
-                if !alive {
-                    self.gone.store(true, Ordering::SeqCst);
-                }
-                alive
-            }
+        if self.known_gone() {
+            return false;
         }
+        let live = self.tracked.refresh_blocking();
+        self.judge(!live.is_empty())
     }
 
-    /// Sends `signal` to every member of the group unless the group is known to be
-    /// gone. A group that vanished in the meantime (ESRCH) is not an error.
+    /// [`alive`](Self::alive) for async callers.
+    pub async fn alive_now(&self) -> bool {
+        if self.known_gone() {
+            return false;
+        }
+        let live = self.tracked.refresh().await;
+        self.judge(!live.is_empty())
+    }
+
+    fn judge(&self, any_live: bool) -> bool {
+        if self.tracked.sampler().readable() {
+            return any_live;
+        }
+        let alive = signal_probe(self.pgid);
+        if !alive {
+            self.tracked.mark_gone();
+        }
+        alive
+    }
+
+    /// Sends `signal` to the group and to every member that left it, unless the
+    /// tree is known to be gone. Members are signalled through a pidfd opened
+    /// for their recorded start time, so a recycled pid is never hit. A group
+    /// that vanished in the meantime (ESRCH) is not an error.
     pub fn signal(&self, signal: Signal) -> Result<(), Errno> {
         if self.known_gone() {
             return Ok(());
         }
-        match kill(Pid::from_raw(-self.pgid), signal) {
+        let outcome = match kill(Pid::from_raw(-self.pgid), signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(e),
+        };
+        for member in self.tracked.live_members() {
+            if member.pgrp == self.pgid {
+                continue;
+            }
+            if let Some(handle) = PidFd::open(member.pid, member.start_time) {
+                let _ = handle.signal(signal);
+            }
         }
+        outcome
     }
 
-    /// Waits until the group has no live member, up to `bound` (`None`: forever).
-    /// Returns true when the group emptied.
+    /// Waits until the tree has no live member, up to `bound` (`None`: forever).
+    /// Returns true when it emptied.
     ///
-    /// A full `/proc` scan is comparatively expensive, so between scans only the
-    /// members already known are re-read (every 10 ms). New members can only be
-    /// forked by existing ones, so when every known member is gone one more full
-    /// scan tells whether the group is really empty.
-    pub async fn wait_empty(self: &std::sync::Arc<Self>, bound: Option<Duration>) -> bool {
+    /// Exits are noticed through pidfds of the known members, not by re-reading
+    /// `/proc`; once they have all exited, the sampler's next pass tells whether
+    /// they left anything behind (new members can only be started by live ones).
+    pub async fn wait_empty(self: &Arc<Self>, bound: Option<Duration>) -> bool {
         let deadline = bound.map(|b| Instant::now() + b);
         loop {
-            let group = self.clone();
-            let scanned = tokio::task::spawn_blocking(move || group.scan_members())
-                .await
-                .ok()
-                .flatten();
-            let mut known = match scanned {
-                Some(members) if members.is_empty() => return true,
-                Some(members) => members,
-                None => {
-                    // No /proc: fall back to probing the group with signal 0.
-                    if !self.alive() {
-                        return true;
-                    }
-                    HashMap::new()
+            if !self.alive_now().await {
+                return true;
+            }
+            let handles: Vec<PidFd> = self
+                .tracked
+                .live_members()
+                .into_iter()
+                .filter_map(|m| PidFd::open(m.pid, m.start_time))
+                .collect();
+            let all_exited = async {
+                if handles.is_empty() {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                } else {
+                    futures_util::future::join_all(handles.into_iter().map(PidFd::exited)).await;
                 }
             };
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, all_exited).await.is_err() {
+                        return !self.alive_now().await;
+                    }
                 }
-                let nap = match deadline {
-                    Some(d) => POLL_INTERVAL.min(d.saturating_duration_since(Instant::now())),
-                    None => POLL_INTERVAL,
-                };
-                tokio::time::sleep(nap).await;
-                if known.is_empty() {
-                    break;
-                }
-                known.retain(|pid, start| {
-                    read_stat(*pid).is_some_and(|s| s.start_time == *start && self.is_member(&s))
-                });
-                if known.is_empty() {
-                    break;
-                }
+                None => all_exited.await,
             }
         }
     }
@@ -180,6 +179,7 @@ impl ProcessGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::proc_table::read_stat;
 
     #[test]
     fn a_group_without_members_is_not_alive() {

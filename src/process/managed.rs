@@ -8,6 +8,7 @@ use super::group::ProcessGroup;
 use super::output::{LineSplitter, LogLine, OutputRing, Stream};
 use super::proc_table::GroupMember;
 use super::restart_policy::{RestartDecision, RestartHistory};
+use super::sampler::{SampleSubscription, marker_of};
 use super::spawn::{SpawnError, spawn_wrapper};
 use crate::daemon::events::EventSink;
 use crate::data;
@@ -70,7 +71,8 @@ pub(super) struct Inner {
     pub(super) intentional: bool,
     pub(super) history: RestartHistory,
     pub(super) restart_timer: Option<AbortHandle>,
-    pub(super) memory_monitor: Option<AbortHandle>,
+    /// The sampler subscription of the current child (`children`, memory).
+    pub(super) sampling: Option<SampleSubscription>,
     pub(super) memory_restarting: bool,
     pub(super) memory_warned: bool,
     /// The memoised quiet step of the current run cycle (reset by `start`).
@@ -124,7 +126,7 @@ impl ManagedProcess {
                 intentional: false,
                 history: RestartHistory::default(),
                 restart_timer: None,
-                memory_monitor: None,
+                sampling: None,
                 memory_restarting: false,
                 memory_warned: false,
                 quiesce_run: None,
@@ -182,8 +184,8 @@ impl ManagedProcess {
                 timer.abort();
             }
             let def = inner.def.clone();
-            let child = match spawn_wrapper(&def) {
-                Ok(child) => child,
+            let (child, cgroup) = match spawn_wrapper(&def) {
+                Ok(spawned) => spawned,
                 Err(e) => {
                     inner.state = ProcessState::Failed;
                     return Err(e);
@@ -196,7 +198,12 @@ impl ManagedProcess {
                 pid,
                 exited: exited_rx,
             });
-            inner.group = Some(Arc::new(ProcessGroup::new(pid)));
+            let group = ProcessGroup::with_cgroup(pid, cgroup);
+            group.tracked().set_marker(marker_of(|key| {
+                let value = def.env.iter().rev().find(|(name, _)| name == key);
+                value.map(|(_, value)| value.clone())
+            }));
+            inner.group = Some(Arc::new(group));
             inner.state = ProcessState::Running;
             inner.started_at = Some(SystemTime::now());
             inner.started_instant = Some(Instant::now());
@@ -236,9 +243,7 @@ impl ManagedProcess {
             },
         );
         tokio::spawn(self.clone().watch_exit(child, generation, exited_tx));
-        if def.config.memory.is_some() {
-            self.start_memory_monitor(generation);
-        }
+        self.start_sampling(generation);
         Ok(())
     }
 
@@ -294,9 +299,7 @@ impl ManagedProcess {
             inner.exit = Some((code, signal.clone()));
             inner.rss_bytes = None;
             inner.children.clear();
-            if let Some(monitor) = inner.memory_monitor.take() {
-                monitor.abort();
-            }
+            inner.sampling = None;
             inner.state = match (inner.intentional, inner.stop_run.is_some()) {
                 (false, _) => ProcessState::Failed,
                 (true, true) => ProcessState::Stopping,

@@ -1,6 +1,7 @@
-//! Memory supervision: sample the resident memory of the whole process group every
-//! `checkIntervalMs`, warn once per crossing of `warnBytes`, and restart through
-//! the full graceful stop when `limitBytes` is exceeded.
+//! Memory supervision and `children`: the daemon's sampler (`sampler.rs`) hands
+//! each process the members of its tree after every pass; every `checkIntervalMs`
+//! their resident memory is judged: a warning once per crossing of `warnBytes`, a
+//! restart through the full graceful stop when `limitBytes` is exceeded.
 //!
 //! RSS counts shared pages in every process that maps them, so a group of forked
 //! workers reports more than it really uses; we report RSS because that is what
@@ -8,12 +9,15 @@
 
 use super::definition::StartReason;
 use super::managed::ManagedProcess;
-use super::proc_table::{GroupMember, group_members};
+use super::proc_table::GroupMember;
+use super::sampler::{Member, OnSample};
 use crate::config::model::MemoryConfig;
 use crate::data;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::time::{MissedTickBehavior, interval_at};
+
+/// How often `children` is refreshed for a process without a `memory` block.
+const CHILDREN_REFRESH: Duration = Duration::from_secs(2);
 
 /// The sum of the readable RSS values, or `None` when no member had one.
 pub fn group_rss(members: &[GroupMember]) -> Option<u64> {
@@ -49,72 +53,77 @@ pub fn judge_sample(rss: u64, config: &MemoryConfig, warned: &mut bool) -> Memor
 }
 
 impl ManagedProcess {
-    /// Starts sampling for the child of `generation`; the task ends by itself when
-    /// that child is gone.
-    pub(super) fn start_memory_monitor(self: &Arc<Self>, generation: u64) {
-        let Some(config) = self.lock().def.config.memory.clone() else {
+    /// Subscribes the child of `generation` to the daemon's sampler: every pass
+    /// refreshes `children`; with a `memory` block, every `checkIntervalMs` the
+    /// RSS is judged. The subscription ends with the child (or a stop).
+    pub(super) fn start_sampling(self: &Arc<Self>, generation: u64) {
+        let (group, config) = {
+            let inner = self.lock();
+            (inner.group.clone(), inner.def.config.memory.clone())
+        };
+        let Some(group) = group else {
             return;
         };
-        let every = Duration::from_millis(config.check_interval_ms.max(1));
+        let every = config
+            .as_ref()
+            .map(|c| Duration::from_millis(c.check_interval_ms.max(1)))
+            .unwrap_or(CHILDREN_REFRESH);
         let process = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            let mut ticker = interval_at(tokio::time::Instant::now() + every, every);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(process) = process.upgrade() else {
-                    return;
-                };
-                if !process.sample_memory(generation, &config).await {
-                    return;
-                }
+        let runtime = tokio::runtime::Handle::current();
+        let on_sample: OnSample = Arc::new(move |members: &[Member], due: bool| {
+            if let Some(process) = process.upgrade() {
+                process.take_sample(generation, members, due, config.as_ref(), &runtime);
             }
         });
+        let subscription = group.tracked().subscribe(every, on_sample);
         let mut inner = self.lock();
         if inner.generation == generation && inner.child.is_some() {
-            if let Some(old) = inner.memory_monitor.replace(task.abort_handle()) {
-                old.abort();
-            }
-        } else {
-            task.abort();
+            inner.sampling = Some(subscription);
         }
     }
 
-    /// Takes one sample. Returns false when the monitor should end.
-    async fn sample_memory(self: &Arc<Self>, generation: u64, config: &MemoryConfig) -> bool {
-        let pid = {
-            let inner = self.lock();
-            match &inner.child {
-                Some(child) if inner.generation == generation => {
-                    if inner.memory_restarting {
-                        return true;
-                    }
-                    child.pid
-                }
-                _ => return false,
-            }
-        };
-        let members = tokio::task::spawn_blocking(move || group_members(pid))
-            .await
-            .unwrap_or_default();
+    /// One pass's result for this process: `children` always; the memory
+    /// verdict when `due` and memory is supervised.
+    fn take_sample(
+        self: &Arc<Self>,
+        generation: u64,
+        members: &[Member],
+        due: bool,
+        config: Option<&MemoryConfig>,
+        runtime: &tokio::runtime::Handle,
+    ) {
         if members.is_empty() {
-            return true;
+            return;
         }
-        let rss = group_rss(&members);
-        let (verdict, id) = {
+        let children: Vec<GroupMember> = members
+            .iter()
+            .map(|m| GroupMember {
+                pid: m.pid,
+                command: m.command.clone(),
+                rss_bytes: m.rss_bytes,
+            })
+            .collect();
+        let rss = group_rss(&children);
+        let (verdict, id, config) = {
             let mut inner = self.lock();
             if inner.generation != generation || inner.child.is_none() {
-                return false;
+                return;
             }
-            inner.children = members;
+            inner.children = children;
+            let Some(config) = config else {
+                return;
+            };
+            if !due || inner.memory_restarting || inner.sampling.is_none() {
+                return;
+            }
             let Some(rss) = rss else {
-                return true;
+                return;
             };
             inner.rss_bytes = Some(rss);
             let mut warned = inner.memory_warned;
             let verdict = judge_sample(rss, config, &mut warned);
             inner.memory_warned = warned;
-            (verdict, inner.def.instance_id.clone())
+            (verdict, inner.def.instance_id.clone(), config)
         };
         let rss = rss.unwrap_or_default();
         match verdict {
@@ -129,10 +138,9 @@ impl ManagedProcess {
                     data! { "id" => id, "limitBytes" => config.limit_bytes, "rssBytes" => rss },
                 );
                 let me = self.clone();
-                tokio::spawn(async move { me.memory_restart().await });
+                runtime.spawn(async move { me.memory_restart().await });
             }
         }
-        true
     }
 
     /// Restarts the process because of its memory: the full graceful stop, then a
@@ -223,6 +231,7 @@ mod tests {
 
     #[test]
     fn a_live_group_has_resident_memory_and_an_empty_one_has_none() {
+        use super::super::proc_table::group_members;
         let own_group = nix::unistd::getpgrp().as_raw();
         assert!(group_rss(&group_members(own_group)).unwrap() > 0);
         assert_eq!(group_rss(&group_members(2_147_483_646)), None);

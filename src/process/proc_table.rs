@@ -1,5 +1,7 @@
-//! Reading `/proc` directly: one process's `stat`, the whole process table for
-//! legacy-takeover matchers, and the members of a process group with their memory.
+//! Reading `/proc` directly: one process's `stat` (parsed by the `procfs` crate),
+//! the whole process table for legacy-takeover matchers, and the members of a
+//! process group with their memory. Supervision reads `/proc` through the
+//! sampler instead (`snapshot.rs`, `sampler.rs`).
 //!
 //! Everything here is synchronous file reading; async callers that scan the whole
 //! table should do it on a blocking thread (`tokio::task::spawn_blocking`).
@@ -36,27 +38,20 @@ impl ProcStat {
     }
 }
 
-/// Parses the text of a `/proc/<pid>/stat` file. The command name sits between the
-/// first `(` and the *last* `)`, because it may itself contain spaces and parens.
+/// Parses the text of a `/proc/<pid>/stat` file with the `procfs` crate's parser.
+/// The command name sits between the first `(` and the *last* `)`, because it may
+/// itself contain spaces and parens.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    if close < open {
-        return None;
-    }
-    let pid = text[..open].trim().parse().ok()?;
-    let comm = text[open + 1..close].to_string();
-    // Fields after the command name, starting with field 3 (state).
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).copied();
+    use procfs::FromRead;
+    let stat = procfs::process::Stat::from_read(text.as_bytes()).ok()?;
     Some(ProcStat {
-        pid,
-        comm,
-        state: field(3)?.chars().next()?,
-        ppid: field(4)?.parse().ok()?,
-        pgrp: field(5)?.parse().ok()?,
-        session: field(6)?.parse().ok()?,
-        start_time: field(22)?.parse().ok()?,
+        pid: stat.pid,
+        comm: stat.comm,
+        state: stat.state,
+        ppid: stat.ppid,
+        pgrp: stat.pgrp,
+        session: stat.session,
+        start_time: stat.starttime,
     })
 }
 
@@ -87,6 +82,7 @@ pub fn start_time_ms(stat: &ProcStat) -> Option<i64> {
 
 /// The pids listed in `/proc`, or an error when `/proc` cannot be read at all.
 pub fn list_pids() -> io::Result<Vec<i32>> {
+    super::snapshot::count_pass();
     let mut pids: Vec<i32> = fs::read_dir(PROC_ROOT)?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
@@ -216,7 +212,7 @@ mod tests {
 
     #[test]
     fn parses_stat_with_awkward_command_names() {
-        let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615";
+        let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
         let stat = parse_stat(text).unwrap();
         assert_eq!(stat.pid, 4242);
         assert_eq!(stat.comm, "my (odd) name");
@@ -230,7 +226,7 @@ mod tests {
 
     #[test]
     fn zombies_and_dead_entries_are_not_live() {
-        let zombie = "7 (sh) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0 0";
+        let zombie = "7 (sh) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
         assert!(!parse_stat(zombie).unwrap().is_live());
         let dead = zombie.replace(" Z ", " X ");
         assert!(!parse_stat(&dead).unwrap().is_live());

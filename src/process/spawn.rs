@@ -1,7 +1,9 @@
 //! Starting `/bin/sh -c <command>` in a session of its own.
 
+use super::cgroup::ProcessCgroup;
 use super::definition::ProcessDefinition;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
@@ -59,8 +61,12 @@ pub fn check_cwd(id: &str, cwd: &Path) -> Result<(), SpawnError> {
     }
 }
 
-/// Spawns the wrapper of a managed process with piped stdout and stderr.
-pub fn spawn_wrapper(def: &ProcessDefinition) -> Result<Child, SpawnError> {
+/// Spawns the wrapper of a managed process with piped stdout and stderr. Where
+/// the daemon may create cgroups (`cgroup.rs`), the wrapper joins a cgroup of its
+/// own before `exec`, returned with the child.
+pub fn spawn_wrapper(
+    def: &ProcessDefinition,
+) -> Result<(Child, Option<ProcessCgroup>), SpawnError> {
     check_cwd(&def.instance_id, &def.cwd)?;
     let mut cmd = session_shell(&def.command);
     cmd.current_dir(&def.cwd)
@@ -68,8 +74,29 @@ pub fn spawn_wrapper(def: &ProcessDefinition) -> Result<Child, SpawnError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    cmd.spawn().map_err(|e| SpawnError::Spawn {
+    let cgroup = super::cgroup::active().and_then(|root| root.create().ok());
+    if let Some((_, procs)) = &cgroup {
+        let procs = procs.as_raw_fd();
+        // SAFETY: join_in_child only calls write(2) on a descriptor that stays
+        // open until the spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                super::cgroup::join_in_child(procs);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().map_err(|e| SpawnError::Spawn {
         id: def.instance_id.clone(),
         reason: format!("{e} (working directory {})", def.cwd.display()),
-    })
+    });
+    match child {
+        Ok(child) => Ok((child, cgroup.map(|(cgroup, _procs)| cgroup))),
+        Err(e) => {
+            if let Some((cgroup, _)) = cgroup {
+                let _ = std::fs::remove_dir(cgroup.path());
+            }
+            Err(e)
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The graceful stop sequence: quiet → drain → stop signal or hook → wait for the
-//! whole process group → SIGKILL as the last resort.
+//! whole tree (the group and every descendant that left it) → SIGKILL to all of
+//! them as the last resort → `cgroup.kill` where processes have cgroups.
 //!
 //! Every step is bounded (except the group wait under `gracefulStopMs:
 //! "indefinite"`), every hook is resolved through the plugin registry, and no hook
@@ -98,9 +99,7 @@ impl ManagedProcess {
         let quiet = {
             let mut inner = self.lock();
             inner.intentional = true;
-            if let Some(monitor) = inner.memory_monitor.take() {
-                monitor.abort();
-            }
+            inner.sampling = None;
             if let Some(timer) = inner.restart_timer.take() {
                 timer.abort();
             }
@@ -140,6 +139,11 @@ impl ManagedProcess {
         self.quiesce().await;
         if let Some(group) = group {
             self.stop_group(&group, exited.clone()).await;
+            // The last step: whatever is left in the process's cgroup (it may
+            // have escaped every other way of finding it) is killed.
+            if let Some(cgroup) = group.cgroup() {
+                cgroup.kill_and_remove(AFTER_KILL_WAIT).await;
+            }
         }
         if let Some(exited) = exited {
             let _ = timeout(EXIT_NOTICE_WAIT, wait_flag(exited)).await;
@@ -153,7 +157,7 @@ impl ManagedProcess {
     async fn stop_group(self: &Arc<Self>, group: &Arc<ProcessGroup>, exited: Option<RunFlag>) {
         let def = self.definition();
         let lifecycle = &def.config.lifecycle;
-        if !group_alive(group).await {
+        if !group.alive_now().await {
             return;
         }
         // Stragglers of an exited wrapper are being stopped too: say so.
@@ -170,7 +174,7 @@ impl ManagedProcess {
                 (None, None) => {}
             }
         }
-        if !group_alive(group).await {
+        if !group.alive_now().await {
             return;
         }
         let hook_succeeded = match &lifecycle.stop {
@@ -193,6 +197,9 @@ impl ManagedProcess {
             data! { "id" => def.instance_id, "pid" => group.pgid() },
         );
         let _ = group.signal(Signal::SIGKILL);
+        if let Some(cgroup) = group.cgroup() {
+            let _ = cgroup.kill();
+        }
         group.wait_empty(Some(AFTER_KILL_WAIT)).await;
     }
 
@@ -253,12 +260,4 @@ impl ManagedProcess {
             }
         }
     }
-}
-
-/// One full `/proc` scan, off the async threads.
-async fn group_alive(group: &Arc<ProcessGroup>) -> bool {
-    let group = group.clone();
-    tokio::task::spawn_blocking(move || group.alive())
-        .await
-        .unwrap_or(false)
 }

@@ -161,6 +161,7 @@ impl Metrics {
         self.write_active_release(&mut writer);
         self.write_lifecycle(&mut writer);
         self.write_memory(&mut writer);
+        write_proc_scans(&mut writer);
         self.write_dropped_lines(&mut writer);
         writer.finish()
     }
@@ -300,6 +301,20 @@ impl Metrics {
             );
         }
     }
+}
+
+/// Full `/proc` directory passes so far, counted before this scrape's own.
+fn write_proc_scans(writer: &mut TextWriter) {
+    writer.family(
+        "rollbridge_proc_scans_total",
+        Kind::Counter,
+        "Full /proc directory passes made by the daemon (the supervision sampler makes one per tick for every process).",
+    );
+    writer.sample(
+        "rollbridge_proc_scans_total",
+        &[],
+        crate::process::snapshot::passes_total() as f64,
+    );
 }
 
 /// The summed RSS of each sample's process group, from one `/proc` scan.
