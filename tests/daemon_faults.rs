@@ -95,6 +95,22 @@ fn a_kill_9_while_a_release_waits_for_its_health_check_leaves_every_process_reco
     );
     let every_pid: Vec<i32> = active.iter().chain(&starting).copied().collect();
     harness.extra_pids.lock().unwrap().extend(&every_pid);
+    // Kill only once the starting app serves (its /ping answers 500): an app
+    // still starting up would die on its first write to the dead daemon's pipe,
+    // and there would be nothing left to recover.
+    let web_port = state["releases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|release| release["releaseId"] == "bad-2")
+        .find_map(|release| release["ports"]["web"].as_u64())
+        .expect("the starting release's web port in the state file") as u16;
+    poll(LONG, || {
+        http_get(web_port, "/ping")
+            .ok()
+            .filter(|(code, _)| *code == 500)
+    })
+    .expect("the starting app serving (and failing) its health check");
     assert!(every_pid.iter().all(|pid| pid_alive(*pid)));
 
     harness.signal(libc::SIGKILL);
