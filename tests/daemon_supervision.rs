@@ -236,16 +236,7 @@ fn two_hundred_memory_supervised_replicas_share_one_proc_pass_per_tick() {
     });
     harness.start_with_env(&[NO_CGROUPS]);
     harness.deploy("v1");
-    let metrics_port = poll(LONG, || {
-        harness
-            .output()
-            .events()
-            .into_iter()
-            .find(|e| e["message"] == "metrics listening")
-    })
-    .expect("a metrics listening event")["data"]["port"]
-        .as_u64()
-        .unwrap() as u16;
+    let port = metrics_port(&harness);
 
     // Every replica gets its verdict input (rssBytes) and its children.
     let workers = poll(LONG, || {
@@ -273,10 +264,10 @@ fn two_hundred_memory_supervised_replicas_share_one_proc_pass_per_tick() {
 
     // Over a few seconds the daemon reads /proc about once a second for all
     // 200 (a scan per process per tick would be ~200 a second).
-    let before = scrape_proc_scans(metrics_port);
+    let before = scrape_proc_scans(port);
     let window = std::time::Instant::now();
     std::thread::sleep(Duration::from_secs(4));
-    let after = scrape_proc_scans(metrics_port);
+    let after = scrape_proc_scans(port);
     let seconds = window.elapsed().as_secs_f64();
     // One of the counted scans is the second scrape's own (metrics RSS).
     let passes = after - before - 1;

@@ -252,18 +252,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.value)
 }
 
-fn metrics_port(harness: &Harness) -> u16 {
-    let event = poll(WAIT, || {
-        harness
-            .output()
-            .events()
-            .into_iter()
-            .find(|e| e["message"] == "metrics listening")
-    })
-    .expect("a metrics listening event");
-    event["data"]["port"].as_u64().unwrap() as u16
-}
-
 fn harness_with(access_log: Value) -> Harness {
     let mut harness = Harness::new(|dir, port| {
         let mut config = base_config(dir, port);

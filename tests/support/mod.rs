@@ -400,6 +400,20 @@ pub fn ws_echo(socket: &mut Ws, text: &str) -> String {
     }
 }
 
+/// The port of the daemon's metrics listener (config `metrics.port = 0`), from
+/// its `metrics listening` event.
+pub fn metrics_port(harness: &Harness) -> u16 {
+    let event = poll(Duration::from_secs(30), || {
+        harness
+            .output()
+            .events()
+            .into_iter()
+            .find(|e| e["message"] == "metrics listening")
+    })
+    .expect("a metrics listening event");
+    event["data"]["port"].as_u64().unwrap() as u16
+}
+
 /// The pid of a process object from status.
 pub fn pid_of(process: &Value) -> i32 {
     process["pid"].as_i64().expect("process has a pid") as i32
