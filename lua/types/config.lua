@@ -74,6 +74,9 @@
 ---@field drainTimeoutMs? number How long a retired release may keep serving open connections; default 60000.
 ---@field forceStopTimeoutMs? number Default `gracefulStopMs` and `recover --force` grace; default 10000.
 ---@field accessLog? rollbridge.AccessLog Access log of proxied requests (docs/metrics.md).
+---@field trustedProxies? string[] Peers (addresses or CIDR blocks) whose X-Forwarded-* and Forwarded headers are believed; default { "127.0.0.0/8", "::1" }.
+---@field bodyTimeoutMs? number Longest a request body may go without 1 KiB more (then 408) or a response body without a byte (then aborted); default 30000, 0 = off.
+---@field allowedUpgrades? string[] Upgrade protocols tunnelled besides "websocket", e.g. { "h2c" }; default {}.
 
 ---@class rollbridge.AccessLog
 ---@field path string File to append to; relative to the config's folder.
