@@ -1066,6 +1066,22 @@ async fn a_lua_matcher_selects_a_legacy_process_tree() {
     let legacy_dir = legacy_dir.canonicalize().unwrap();
     let tree = Group::start("sleep 1000 & sleep 1000 & wait", &legacy_dir);
     let bystander = Group::start("exec sleep 1000", world.dir.path());
+    let live_members = || {
+        let mut pids: Vec<i32> = rollbridge::process::proc_table::scan_stats()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.pgrp == tree.pgid && s.is_live())
+            .map(|s| s.pid)
+            .collect();
+        pids.sort();
+        pids
+    };
+    // The shell forks its two sleeps after it starts: read the table only once
+    // both run, or a sleep forked during the scan is missed.
+    assert!(
+        eventually(|| live_members().len() == 3).await,
+        "the shell and its two sleeps start"
+    );
     let loaded = matcher_config(
         &world,
         "",
@@ -1092,13 +1108,7 @@ async fn a_lua_matcher_selects_a_legacy_process_tree() {
         }
     }
     selected.sort();
-    let mut expected: Vec<i32> = rollbridge::process::proc_table::scan_stats()
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.pgrp == tree.pgid && s.is_live())
-        .map(|s| s.pid)
-        .collect();
-    expected.sort();
+    let expected = live_members();
     assert_eq!(expected.len(), 3, "the shell and its two sleeps");
     assert_eq!(selected, expected);
     assert!(!selected.contains(&bystander.pgid));

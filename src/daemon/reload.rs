@@ -6,44 +6,43 @@ use crate::config::model::{Config, ProcessConfig};
 /// Checks that `next` can replace `current` in a running daemon. The error is the
 /// message the deploy fails with.
 pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
-    let mut blocked: Vec<&str> = Vec::new();
-    if current.application != next.application {
-        blocked.push("application");
-    }
-    if current.control != next.control {
-        blocked.push("control");
-    }
-    if current.state_path != next.state_path {
-        blocked.push("statePath");
-    }
-    if current.proxy.host != next.proxy.host {
-        blocked.push("proxy.host");
-    }
-    if current.proxy.port != next.proxy.port {
-        blocked.push("proxy.port");
-    }
-    if current.proxy.upstream_host != next.proxy.upstream_host {
-        blocked.push("proxy.upstreamHost");
-    }
-    if current.proxy.access_log != next.proxy.access_log {
-        blocked.push("proxy.accessLog");
-    }
-    // The proxy threads read these once, when the proxy starts.
-    if current.proxy.trusted_proxies != next.proxy.trusted_proxies {
-        blocked.push("proxy.trustedProxies");
-    }
-    if current.proxy.body_timeout_ms != next.proxy.body_timeout_ms {
-        blocked.push("proxy.bodyTimeoutMs");
-    }
-    if current.proxy.allowed_upgrades != next.proxy.allowed_upgrades {
-        blocked.push("proxy.allowedUpgrades");
-    }
-    if current.metrics != next.metrics {
-        blocked.push("metrics");
-    }
-    if processes_changed(&current.processes, &next.processes) {
-        blocked.push("processes");
-    }
+    let proxy = (&current.proxy, &next.proxy);
+    // The proxy threads read trustedProxies, bodyTimeoutMs and allowedUpgrades
+    // once, when the proxy starts, like its address.
+    let changes = [
+        (current.application != next.application, "application"),
+        (current.control != next.control, "control"),
+        (current.state_path != next.state_path, "statePath"),
+        (proxy.0.host != proxy.1.host, "proxy.host"),
+        (proxy.0.port != proxy.1.port, "proxy.port"),
+        (
+            proxy.0.upstream_host != proxy.1.upstream_host,
+            "proxy.upstreamHost",
+        ),
+        (proxy.0.access_log != proxy.1.access_log, "proxy.accessLog"),
+        (
+            proxy.0.trusted_proxies != proxy.1.trusted_proxies,
+            "proxy.trustedProxies",
+        ),
+        (
+            proxy.0.body_timeout_ms != proxy.1.body_timeout_ms,
+            "proxy.bodyTimeoutMs",
+        ),
+        (
+            proxy.0.allowed_upgrades != proxy.1.allowed_upgrades,
+            "proxy.allowedUpgrades",
+        ),
+        (current.metrics != next.metrics, "metrics"),
+        (
+            processes_changed(&current.processes, &next.processes),
+            "processes",
+        ),
+    ];
+    let blocked: Vec<&str> = changes
+        .iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, key)| *key)
+        .collect();
     if blocked.is_empty() {
         Ok(())
     } else {
