@@ -415,4 +415,11 @@ fn deploy_warns_when_the_daemon_runs_another_config_or_the_release_is_missing() 
         "{run:?}"
     );
     assert!(lines[1].starts_with("Error: "), "{run:?}");
+    assert!(
+        lines[1].contains(&format!(
+            "Release path {} does not exist; pass the release's directory with deploy --release-path",
+            sandbox.path().join("r-missing").display()
+        )),
+        "the daemon names --release-path, not a process's cwd: {run:?}"
+    );
 }

@@ -168,6 +168,7 @@ impl Daemon {
         identity: NewRelease<'_>,
         progress: &mut StartProgress,
     ) -> Result<Arc<Release>, String> {
+        check_release_path(config, identity.path)?;
         let (service_ports, held) = {
             let state = self.state();
             let live = state
@@ -601,4 +602,28 @@ pub fn bracket_host(host: &str) -> String {
     } else {
         host.to_string()
     }
+}
+
+/// A release directory that is missing is the deploy's mistake, not a process's:
+/// say so before any process fails on it as its working directory. Only when a
+/// process works there (no `cwd`, or one under `{{releasePath}}`).
+fn check_release_path(config: &Config, release_path: &str) -> Result<(), String> {
+    let needed = config.processes.iter().any(|process| {
+        process
+            .cwd
+            .as_deref()
+            .is_none_or(|cwd| cwd.contains("releasePath"))
+    });
+    let problem = match std::fs::metadata(release_path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "is not a directory",
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    if !needed {
+        return Ok(());
+    }
+    Err(format!(
+        "Release path {release_path} {problem}; pass the release's directory with deploy --release-path"
+    ))
 }
