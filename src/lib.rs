@@ -4,7 +4,8 @@
 //! - [`cli`]: the `rollbridge` command line (one file per command);
 //! - [`config`]: loading (Lua / JSON / legacy JS), the typed model, validation, templates;
 //! - [`control`]: the control-socket protocol types, server and client;
-//! - [`daemon`]: the single owner of daemon state (releases, flows, events, persistence);
+//! - [`daemon`]: the single owner of daemon state (releases, flows, persistence);
+//! - [`events`]: the event record, ring and sink every part reports through (a leaf);
 //! - [`process`]: spawning and supervising managed processes;
 //! - [`proxy`]: the HTTP/WebSocket proxy with per-request routing and drain tracking;
 //! - [`plugins`]: the hook/plugin registry and its built-in plugins;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod events;
 pub mod lua;
 pub mod observability;
 pub mod plugins;

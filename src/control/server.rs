@@ -15,8 +15,8 @@
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
 };
-use crate::daemon::events::EventSink;
 use crate::data;
+use crate::events::EventSink;
 use crate::util::errno::errno_code;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

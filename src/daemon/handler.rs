@@ -136,9 +136,9 @@ mod tests {
     use super::*;
     use crate::config::model::Policy;
     use crate::daemon::definition::{self, ReleaseIdentity};
-    use crate::daemon::events::EventSink;
     use crate::daemon::release::Release;
     use crate::daemon::state::DeployingInfo;
+    use crate::events::EventSink;
     use crate::process::{ManagedProcess, StartReason};
 
     /// A daemon on a one-process config (`web`, `exec sleep 300`), not serving.

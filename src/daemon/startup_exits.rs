@@ -8,7 +8,7 @@
 //! It reads the process's own `process exited` / `restart limit reached` /
 //! `process restart failed` events, so the supervisor needs no hook for it.
 
-use super::events::{EventSink, ListenerGuard};
+use crate::events::{EventSink, ListenerGuard};
 use crate::process::{ManagedProcess, Stream};
 use serde_json::{Map, Value};
 use std::sync::Arc;

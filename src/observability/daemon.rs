@@ -22,7 +22,7 @@ use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
 use super::systemd::{SystemdNotifier, clear_systemd_env};
 use crate::config::model::Config;
-use crate::daemon::events::{Event, EventSink};
+use crate::events::{EventRecord as Event, EventSink};
 use crate::proxy::Router;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;

@@ -1,13 +1,13 @@
 //! The tracing layer that turns daemon events into event lines and ring entries.
 //!
-//! [`EventSink::emit`](crate::daemon::events::EventSink::emit) sends every event
+//! [`EventSink::emit`](crate::events::EventSink::emit) sends every event
 //! as an `info` tracing event with the target [`EVENT_TARGET`]. This layer is the
 //! only place that writes the event's JSON line and stores it in the ring, both
 //! under the ring's lock, so the log and `rollbridge events` hold the same events
 //! in the same order.
 
 use super::output::LineOutput;
-use crate::daemon::events::{Event, EventRing};
+use crate::events::{EventRecord as Event, EventRecorder, EventRing, EventSink};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -113,6 +113,33 @@ pub fn only_events() -> tracing_subscriber::filter::FilterFn {
     tracing_subscriber::filter::filter_fn(|metadata| metadata.target() == EVENT_TARGET)
 }
 
+/// Records events by sending them through a dispatcher whose [`EventLayer`]
+/// writes the line and fills the ring.
+struct TracingRecorder {
+    ring: Arc<EventRing>,
+    dispatch: Dispatch,
+}
+
+impl EventRecorder for TracingRecorder {
+    fn record(&self, event: Event) {
+        if let Some(unclaimed) = emit_event(&self.dispatch, event) {
+            // No event layer took it (a dispatcher built without one): the history
+            // must still be complete.
+            self.ring.record(unclaimed, |_| {});
+        }
+    }
+}
+
+/// A sink over `ring` whose events go through `dispatch` (its event layer fills
+/// `ring`), so event lines share the dispatcher's output with diagnostics.
+pub fn traced_sink(ring: Arc<EventRing>, dispatch: Dispatch) -> EventSink {
+    let recorder = Arc::new(TracingRecorder {
+        ring: ring.clone(),
+        dispatch,
+    });
+    EventSink::with_recorder(ring, recorder)
+}
+
 /// Sends `event` through `dispatch`. Returns the event when no layer took it.
 pub fn emit_event(dispatch: &Dispatch, event: Event) -> Option<Event> {
     let message = event.message.clone();
@@ -176,18 +203,16 @@ impl Visit for FieldText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::EventSink;
     use std::sync::Mutex;
 
     fn capturing_sink() -> (EventSink, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let captured = lines.clone();
-        let sink = EventSink::with_writer(
-            10,
-            Some(Box::new(move |line: &str| {
-                captured.lock().unwrap().push(line.to_string())
-            })),
-        );
+        let ring = EventRing::new(10);
+        let output = LineOutput::from_callback(Some(Box::new(move |line: &str| {
+            captured.lock().unwrap().push(line.to_string())
+        })));
+        let sink = traced_sink(ring.clone(), event_dispatch(EventLayer::new(ring, output)));
         (sink, lines)
     }
 
@@ -248,7 +273,7 @@ mod tests {
         let ring = EventRing::new(4);
         let layer = EventLayer::new(ring.clone(), LineOutput::none());
         let observers = layer.observers();
-        let sink = EventSink::from_parts(ring, event_dispatch(layer));
+        let sink = traced_sink(ring, event_dispatch(layer));
         let count = Arc::new(Count(Mutex::new(Vec::new())));
         observers.add(count.clone());
         sink.emit("deploy starting", Map::new());
@@ -259,7 +284,7 @@ mod tests {
     fn a_direct_tracing_event_is_recorded_from_its_fields() {
         let ring = EventRing::new(4);
         let dispatch = event_dispatch(EventLayer::new(ring.clone(), LineOutput::none()));
-        let sink = EventSink::from_parts(ring, dispatch.clone());
+        let sink = traced_sink(ring, dispatch.clone());
         let data = r#"{"releaseId":"v1"}"#;
         tracing::dispatcher::with_default(&dispatch, || {
             tracing::info!(target: EVENT_TARGET, data = data, "release drained");

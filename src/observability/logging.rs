@@ -12,7 +12,7 @@ use super::events_layer::{EventLayer, EventObserver, EventObservers, only_events
 use super::log_file::{CountingWriter, LogFile, LogFileError, LogFileWriter, Rotation};
 use super::metrics::{HookCallLayer, Metrics};
 use super::output::LineOutput;
-use crate::daemon::events::{EVENT_RING_CAPACITY, EventRing, EventSink};
+use crate::events::{EVENT_RING_CAPACITY, EventRing, EventSink};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,7 +133,7 @@ impl Logging {
             .with(DiagnosticLayer::new(output).with_filter(diagnostics));
         let dispatch = Dispatch::new(subscriber);
         Ok(Logging {
-            events: EventSink::from_parts(ring, dispatch.clone()),
+            events: super::events_layer::traced_sink(ring, dispatch.clone()),
             dispatch,
             observers,
             hook_calls,

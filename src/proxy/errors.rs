@@ -1,6 +1,6 @@
 //! Upstream failures, their event messages, and the rate limit on `proxy error` events.
 
-use crate::daemon::events::EventSink;
+use crate::events::EventSink;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

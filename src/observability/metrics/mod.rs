@@ -22,7 +22,7 @@ pub use server::{MetricsServer, MetricsServerError};
 pub use text::CONTENT_TYPE;
 
 use super::events_layer::EventObserver;
-use crate::daemon::events::Event;
+use crate::events::EventRecord as Event;
 use crate::proxy::Router;
 use histogram::{DEPLOY_BUCKETS, HOOK_BUCKETS};
 use std::collections::BTreeMap;
@@ -369,7 +369,6 @@ impl EventObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::EventSink;
     use crate::data;
 
     fn event(message: &str, data: serde_json::Map<String, serde_json::Value>) -> Event {
@@ -428,10 +427,11 @@ mod tests {
 
     #[test]
     fn events_reach_the_registry_through_the_event_layer() {
-        let ring = crate::daemon::events::EventRing::new(8);
+        let ring = crate::events::EventRing::new(8);
         let layer = crate::observability::EventLayer::new(ring.clone(), Default::default());
         let observers = layer.observers();
-        let sink = EventSink::from_parts(ring, crate::observability::event_dispatch(layer));
+        let sink =
+            crate::observability::traced_sink(ring, crate::observability::event_dispatch(layer));
         let metrics = Metrics::new();
         observers.add(metrics.clone());
         sink.emit("deploy starting", data! { "releaseId" => "v1" });

@@ -1,93 +1,57 @@
-//! The event history: a ring of the most recent events, each also written as one
-//! JSON line (`{"at":…,"data":…,"message":…}`) to the daemon's log output.
-//!
-//! Every part of the daemon reports through an [`EventSink`]; cloning it is cheap.
-//! An event travels as a `tracing` event (target `rollbridge::event`, level `info`);
-//! the event layer in `crate::observability` turns it into the line and the ring
-//! entry, so the log and `rollbridge events` cannot disagree.
+//! The handle every part of the daemon reports events through.
 
-use serde::{Deserialize, Serialize};
+use super::record::EventRecord;
+use super::ring::{EVENT_RING_CAPACITY, EventRing};
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-/// How many events the in-memory ring keeps.
-pub const EVENT_RING_CAPACITY: usize = 1000;
-
-/// One recorded event. Field order is the wire order: `at`, `data`, `message`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub at: String,
-    pub data: Map<String, Value>,
-    pub message: String,
-}
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Where event lines go besides the ring.
 pub type LineWriter = Box<dyn Fn(&str) + Send + Sync>;
 
-/// The in-memory history: the most recent events, oldest first.
-///
-/// It is filled by the event layer (`observability::events_layer`) while it writes
-/// the event's log line, under the same lock, so the ring and the log always hold
-/// the same events in the same order.
-#[derive(Debug)]
-pub struct EventRing {
-    events: Mutex<VecDeque<Event>>,
-    capacity: usize,
+/// Writes an event's line and stores it in the ring. The daemon's recorder is
+/// the tracing event layer in `observability` (so events and diagnostics share
+/// one output); [`RingWriter`] is the plain one.
+pub trait EventRecorder: Send + Sync {
+    fn record(&self, event: EventRecord);
 }
 
-impl EventRing {
-    pub fn new(capacity: usize) -> Arc<EventRing> {
-        Arc::new(EventRing {
-            events: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
-            capacity,
-        })
-    }
-
-    /// Runs `write_line` and then stores `event`, both under the ring's lock.
-    pub fn record(&self, event: Event, write_line: impl FnOnce(&Event)) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        write_line(&event);
-        if self.capacity == 0 {
-            return;
-        }
-        if events.len() == self.capacity {
-            events.pop_front();
-        }
-        events.push_back(event);
-    }
-
-    fn recent(&self, limit: Option<f64>) -> Vec<Event> {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let len = events.len();
-        let start = match limit {
-            Some(limit) if limit.is_finite() && limit > 0.0 && limit < len as f64 => {
-                (len as f64 - limit).floor().max(0.0) as usize
-            }
-            _ => 0,
-        };
-        events.iter().skip(start).cloned().collect()
-    }
-}
-
-struct Inner {
+/// Records straight into a ring, handing each line to an optional writer
+/// under the ring's lock.
+pub struct RingWriter {
     ring: Arc<EventRing>,
-    /// The tracing dispatcher every event of this sink goes through; its event
-    /// layer writes the line and fills `ring`.
-    dispatch: tracing::Dispatch,
-    /// Called with each event as it is emitted (see [`EventSink::listen`]).
-    listeners: Mutex<Vec<(u64, Listener)>>,
-    next_listener: std::sync::atomic::AtomicU64,
+    writer: Option<LineWriter>,
+}
+
+impl EventRecorder for RingWriter {
+    fn record(&self, event: EventRecord) {
+        let writer = &self.writer;
+        self.ring.record(event, |event| {
+            if let Some(write) = writer {
+                if let Ok(line) = serde_json::to_string(event) {
+                    write(&line);
+                }
+            }
+        });
+    }
 }
 
 /// Sees each event (`message`, `data`) as it is emitted. It runs on the emitting
 /// task, so it must only note what it needs and return (no blocking, no emit).
 pub type Listener = Arc<dyn Fn(&str, &Map<String, Value>) + Send + Sync>;
 
+struct Inner {
+    ring: Arc<EventRing>,
+    recorder: Arc<dyn EventRecorder>,
+    /// Called with each event as it is emitted (see [`EventSink::listen`]).
+    listeners: Mutex<Vec<(u64, Listener)>>,
+    next_listener: AtomicU64,
+}
+
 /// Keeps a listener registered; dropping it unregisters the listener.
 pub struct ListenerGuard {
-    sink: std::sync::Weak<Inner>,
+    sink: Weak<Inner>,
     id: u64,
 }
 
@@ -133,22 +97,22 @@ impl EventSink {
     /// A sink whose lines go to `writer` (none when `None`).
     pub fn with_writer(capacity: usize, writer: Option<LineWriter>) -> EventSink {
         let ring = EventRing::new(capacity);
-        let layer = crate::observability::EventLayer::new(
-            ring.clone(),
-            crate::observability::LineOutput::from_callback(writer),
-        );
-        EventSink::from_parts(ring, crate::observability::event_dispatch(layer))
+        let recorder = Arc::new(RingWriter {
+            ring: ring.clone(),
+            writer,
+        });
+        EventSink::with_recorder(ring, recorder)
     }
 
-    /// A sink over a ring and the dispatcher whose event layer fills it (see
+    /// A sink over `ring` and the recorder that fills it (see
     /// `observability::Logging`, which builds the daemon's).
-    pub fn from_parts(ring: Arc<EventRing>, dispatch: tracing::Dispatch) -> EventSink {
+    pub fn with_recorder(ring: Arc<EventRing>, recorder: Arc<dyn EventRecorder>) -> EventSink {
         EventSink {
             inner: Arc::new(Inner {
                 ring,
-                dispatch,
+                recorder,
                 listeners: Mutex::new(Vec::new()),
-                next_listener: std::sync::atomic::AtomicU64::new(1),
+                next_listener: AtomicU64::new(1),
             }),
         }
     }
@@ -157,10 +121,7 @@ impl EventSink {
     /// dropped. This is how the daemon learns that processes started or exited
     /// without the supervisor knowing about the daemon.
     pub fn listen(&self, listener: Listener) -> ListenerGuard {
-        let id = self
-            .inner
-            .next_listener
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.inner.next_listener.fetch_add(1, Ordering::Relaxed);
         self.inner
             .listeners
             .lock()
@@ -189,20 +150,15 @@ impl EventSink {
         }
     }
 
-    /// Records an event now: one `info` event with the target
-    /// [`crate::observability::EVENT_TARGET`] on this sink's dispatcher.
+    /// Records an event now.
     pub fn emit(&self, message: impl Into<String>, data: Map<String, Value>) {
-        let event = Event {
+        let event = EventRecord {
             at: crate::util::time::iso_now(),
             data,
             message: message.into(),
         };
         self.notify_listeners(&event.message, &event.data);
-        if let Some(unclaimed) = crate::observability::emit_event(&self.inner.dispatch, event) {
-            // No event layer took it (a dispatcher built without one): the history
-            // must still be complete.
-            self.inner.ring.record(unclaimed, |_| {});
-        }
+        self.inner.recorder.record(event);
     }
 
     /// Records an event whose data starts with the process prefix
@@ -221,28 +177,16 @@ impl EventSink {
         self.emit(message, data);
     }
 
-    /// The most recent events, oldest first. `limit` follows the protocol: only a
-    /// finite number greater than 0 and smaller than the stored count slices; a
-    /// fractional limit is truncated at the slice start (2.5 gives 3 events).
-    pub fn recent(&self, limit: Option<f64>) -> Vec<Event> {
+    /// The most recent events, oldest first (see [`EventRing::recent`]).
+    pub fn recent(&self, limit: Option<f64>) -> Vec<EventRecord> {
         self.inner.ring.recent(limit)
     }
-}
-
-/// Builds an ordered JSON object: `data! { "releaseId" => id, "error" => msg }`.
-#[macro_export]
-macro_rules! data {
-    () => { ::serde_json::Map::new() };
-    ($($key:expr => $value:expr),+ $(,)?) => {{
-        let mut map = ::serde_json::Map::new();
-        $( map.insert(($key).to_string(), ::serde_json::json!($value)); )+
-        map
-    }};
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data;
 
     #[test]
     fn ring_drops_oldest_and_slices_recent() {
@@ -285,19 +229,6 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             vec![("a".to_string(), Value::from(1))]
-        );
-    }
-
-    #[test]
-    fn serializes_in_wire_order() {
-        let event = Event {
-            at: "2026-05-23T14:31:09.512Z".into(),
-            data: data! { "previousReleaseId" => "v3", "releaseId" => "v4" },
-            message: "traffic switched".into(),
-        };
-        assert_eq!(
-            serde_json::to_string(&event).unwrap(),
-            r#"{"at":"2026-05-23T14:31:09.512Z","data":{"previousReleaseId":"v3","releaseId":"v4"},"message":"traffic switched"}"#
         );
     }
 }
