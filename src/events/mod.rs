@@ -2,6 +2,8 @@
 //!
 //! A leaf: it imports nothing above `util`, so every part (proxy, process,
 //! plugins, lua, control, observability, daemon) can report through it.
+//! - `kinds`: [`Event`], every event as a type, and where its name and data
+//!   keys are spelled (the one place to add an event);
 //! - `record`: [`EventRecord`], the wire and ring form, and the `data!` macro;
 //! - `ring`: [`EventRing`], the in-memory history;
 //! - `sink`: [`EventSink`], the cloneable handle that emits, and its listeners.
@@ -10,10 +12,15 @@
 //! tracing event layer in `observability`, so the log and `rollbridge events`
 //! cannot disagree.
 
+mod kinds;
 mod record;
 mod ring;
 mod sink;
 
+pub use kinds::{
+    CommandHookOutcome, Event, NON_UTF8_ENV_HINT, ORPHANS_HINT, ProcessEvent, ProcessScope,
+    StartReason, StartupProcessStatus,
+};
 pub use record::EventRecord;
 pub use ring::{EVENT_RING_CAPACITY, EventRing};
 pub use sink::{EventRecorder, EventSink, LineWriter, Listener, ListenerGuard, RingWriter};

@@ -12,6 +12,18 @@ pub struct EventRecord {
     pub message: String,
 }
 
+impl EventRecord {
+    /// `event` as recorded at `at` (an ISO time).
+    pub fn new(at: String, event: &super::Event) -> EventRecord {
+        let (message, data) = event.to_parts();
+        EventRecord {
+            at,
+            data,
+            message: message.into_owned(),
+        }
+    }
+}
+
 /// Builds an ordered JSON object: `data! { "releaseId" => id, "error" => msg }`.
 #[macro_export]
 macro_rules! data {

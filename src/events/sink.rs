@@ -1,8 +1,8 @@
 //! The handle every part of the daemon reports events through.
 
+use super::kinds::Event;
 use super::record::EventRecord;
 use super::ring::{EVENT_RING_CAPACITY, EventRing};
-use serde_json::{Map, Value};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -37,9 +37,11 @@ impl EventRecorder for RingWriter {
     }
 }
 
-/// Sees each event (`message`, `data`) as it is emitted. It runs on the emitting
-/// task, so it must only note what it needs and return (no blocking, no emit).
-pub type Listener = Arc<dyn Fn(&str, &Map<String, Value>) + Send + Sync>;
+/// Sees each event as it is emitted: the typed event (match on it) and its
+/// record (the line `rollbridge events` shows). It runs on the emitting task,
+/// before the event reaches the ring, so it must only note what it needs and
+/// return (no blocking, no emit).
+pub type Listener = Arc<dyn Fn(&Event, &EventRecord) + Send + Sync>;
 
 struct Inner {
     ring: Arc<EventRing>,
@@ -133,7 +135,7 @@ impl EventSink {
         }
     }
 
-    fn notify_listeners(&self, message: &str, data: &Map<String, Value>) {
+    fn notify_listeners(&self, event: &Event, record: &EventRecord) {
         let listeners: Vec<Listener> = {
             let listeners = self
                 .inner
@@ -146,35 +148,15 @@ impl EventSink {
             listeners.iter().map(|(_, l)| l.clone()).collect()
         };
         for listener in listeners {
-            listener(message, data);
+            listener(event, record);
         }
     }
 
-    /// Records an event now.
-    pub fn emit(&self, message: impl Into<String>, data: Map<String, Value>) {
-        let event = EventRecord {
-            at: crate::util::time::iso_now(),
-            data,
-            message: message.into(),
-        };
-        self.notify_listeners(&event.message, &event.data);
-        self.inner.recorder.record(event);
-    }
-
-    /// Records an event whose data starts with the process prefix
-    /// (`processId`, `releaseId`), followed by `rest` in order.
-    pub fn emit_process(
-        &self,
-        message: impl Into<String>,
-        process_id: &str,
-        release_id: &str,
-        rest: Map<String, Value>,
-    ) {
-        let mut data = Map::new();
-        data.insert("processId".into(), Value::from(process_id));
-        data.insert("releaseId".into(), Value::from(release_id));
-        data.extend(rest);
-        self.emit(message, data);
+    /// Records `event` now.
+    pub fn emit(&self, event: Event) {
+        let record = EventRecord::new(crate::util::time::iso_now(), &event);
+        self.notify_listeners(&event, &record);
+        self.inner.recorder.record(record);
     }
 
     /// The most recent events, oldest first (see [`EventRing::recent`]).
@@ -186,26 +168,30 @@ impl EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data;
+    use crate::events::{ProcessEvent, ProcessScope};
+    use serde_json::Value;
+
+    fn drained(id: i32) -> Event {
+        Event::ReleaseDrained {
+            release_id: id.to_string(),
+        }
+    }
+
+    fn release_ids(events: Vec<EventRecord>) -> Vec<i64> {
+        events
+            .iter()
+            .map(|e| e.data["releaseId"].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
 
     #[test]
     fn ring_drops_oldest_and_slices_recent() {
         let sink = EventSink::with_writer(3, None);
         for i in 0..5 {
-            sink.emit("e", data! { "i" => i });
+            sink.emit(drained(i));
         }
-        let all: Vec<i64> = sink
-            .recent(None)
-            .iter()
-            .map(|e| e.data["i"].as_i64().unwrap())
-            .collect();
-        assert_eq!(all, vec![2, 3, 4]);
-        let last2: Vec<i64> = sink
-            .recent(Some(2.0))
-            .iter()
-            .map(|e| e.data["i"].as_i64().unwrap())
-            .collect();
-        assert_eq!(last2, vec![3, 4]);
+        assert_eq!(release_ids(sink.recent(None)), vec![2, 3, 4]);
+        assert_eq!(release_ids(sink.recent(Some(2.0))), vec![3, 4]);
         assert_eq!(sink.recent(Some(0.0)).len(), 3);
         assert_eq!(sink.recent(Some(99.0)).len(), 3);
         assert_eq!(sink.recent(Some(1.5)).len(), 2);
@@ -217,18 +203,57 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let guard = sink.listen({
             let seen = seen.clone();
-            Arc::new(move |message: &str, data: &Map<String, Value>| {
+            Arc::new(move |event: &Event, record: &EventRecord| {
                 seen.lock()
                     .unwrap()
-                    .push((message.to_string(), data["i"].clone()));
+                    .push((event.clone(), record.data["releaseId"].clone()));
             })
         });
-        sink.emit("a", data! { "i" => 1 });
+        sink.emit(drained(1));
         drop(guard);
-        sink.emit("b", data! { "i" => 2 });
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![("a".to_string(), Value::from(1))]
-        );
+        sink.emit(drained(2));
+        assert_eq!(*seen.lock().unwrap(), vec![(drained(1), Value::from("1"))]);
+    }
+
+    #[test]
+    fn listeners_see_the_typed_event_and_the_recorded_line_before_the_ring() {
+        let sink = EventSink::silent();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let _guard = sink.listen({
+            let (seen, sink) = (seen.clone(), sink.clone());
+            Arc::new(move |event: &Event, record: &EventRecord| {
+                if let Event::Process {
+                    scope,
+                    event: ProcessEvent::Exited { code, .. },
+                } = event
+                {
+                    let stored = sink.recent(None).len();
+                    seen.lock().unwrap().push((
+                        scope.process_id.clone(),
+                        *code,
+                        record.clone(),
+                        stored,
+                    ));
+                }
+            })
+        });
+        sink.emit(drained(1));
+        sink.emit(Event::Process {
+            scope: ProcessScope {
+                process_id: "web#0".into(),
+                release_id: "v1".into(),
+            },
+            event: ProcessEvent::Exited {
+                code: Some(3),
+                id: "web#0".into(),
+                signal: None,
+            },
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let (process, code, record, stored) = &seen[0];
+        assert_eq!((process.as_str(), *code, *stored), ("web#0", Some(3), 1));
+        assert_eq!(record, sink.recent(None).last().unwrap());
+        assert_eq!(record.message, "process exited");
     }
 }

@@ -7,7 +7,10 @@
 //! in the same order.
 
 use super::output::LineOutput;
-use crate::events::{EventRecord as Event, EventRecorder, EventRing, EventSink};
+use crate::events::{
+    Event as TypedEvent, EventRecord as Event, EventRecord, EventRecorder, EventRing, EventSink,
+    ListenerGuard,
+};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -28,13 +31,15 @@ thread_local! {
     static PENDING: RefCell<Option<Event>> = const { RefCell::new(None) };
 }
 
-/// Something that wants to see every recorded event (metrics derived from events).
+/// Something that wants to see every event (metrics and the systemd status
+/// derived from events): it matches on the typed event, never on its text.
 pub trait EventObserver: Send + Sync {
-    fn observe(&self, event: &Event);
+    fn observe(&self, event: &TypedEvent);
 }
 
-/// Observers that can be added after the layer was built (the metrics registry
-/// exists only once the config is loaded, logging starts before that).
+/// Observers that can be added after the sink was built (the metrics registry
+/// exists only once the config is loaded, logging starts before that). They
+/// hear the sink through one listener (see [`EventObservers::watch`]).
 #[derive(Default)]
 pub struct EventObservers {
     observers: RwLock<Vec<Arc<dyn EventObserver>>>,
@@ -48,11 +53,19 @@ impl EventObservers {
             .push(observer);
     }
 
-    fn notify(&self, event: &Event) {
+    fn notify(&self, event: &TypedEvent) {
         let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
         for observer in observers.iter() {
             observer.observe(event);
         }
+    }
+
+    /// Passes every event of `sink` to the observers until the guard drops.
+    pub fn watch(self: &Arc<Self>, sink: &EventSink) -> ListenerGuard {
+        let observers = self.clone();
+        sink.listen(Arc::new(move |event: &TypedEvent, _: &EventRecord| {
+            observers.notify(event)
+        }))
     }
 }
 
@@ -60,21 +73,11 @@ impl EventObservers {
 pub struct EventLayer {
     ring: Arc<EventRing>,
     output: LineOutput,
-    observers: Arc<EventObservers>,
 }
 
 impl EventLayer {
     pub fn new(ring: Arc<EventRing>, output: LineOutput) -> EventLayer {
-        EventLayer {
-            ring,
-            output,
-            observers: Arc::default(),
-        }
-    }
-
-    /// The observer list this layer notifies after each event.
-    pub fn observers(&self) -> Arc<EventObservers> {
-        self.observers.clone()
+        EventLayer { ring, output }
     }
 }
 
@@ -87,18 +90,13 @@ impl<S: Subscriber> Layer<S> for EventLayer {
             .with(|pending| pending.borrow_mut().take())
             .unwrap_or_else(|| event_from_fields(event));
         let output = &self.output;
-        let mut copy = None;
         self.ring.record(recorded, |event| {
             if output.is_enabled() {
                 if let Ok(line) = serde_json::to_string(event) {
                     output.write_line(&line);
                 }
             }
-            copy = Some(event.clone());
         });
-        if let Some(event) = copy {
-            self.observers.notify(&event);
-        }
     }
 }
 
@@ -205,6 +203,22 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// An event with only a name (as a hook's `ctx:event` may report).
+    fn named(message: &str) -> TypedEvent {
+        TypedEvent::Hook {
+            message: message.into(),
+            data: Map::new(),
+        }
+    }
+
+    fn starting(release_id: &str) -> TypedEvent {
+        TypedEvent::DeployStarting {
+            release_id: release_id.into(),
+            release_path: "/srv/app".into(),
+            revision: None,
+        }
+    }
+
     fn capturing_sink() -> (EventSink, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let captured = lines.clone();
@@ -219,10 +233,10 @@ mod tests {
     #[test]
     fn line_and_ring_hold_the_same_event() {
         let (sink, lines) = capturing_sink();
-        sink.emit(
-            "traffic switched",
-            crate::data! { "previousReleaseId" => Value::Null, "releaseId" => "v2" },
-        );
+        sink.emit(TypedEvent::TrafficSwitched {
+            previous_release_id: None,
+            release_id: "v2".into(),
+        });
         let lines = lines.lock().unwrap();
         assert_eq!(lines.len(), 1);
         let ring = sink.recent(None);
@@ -242,8 +256,8 @@ mod tests {
     fn sinks_do_not_see_each_others_events() {
         let (first, first_lines) = capturing_sink();
         let (second, _) = capturing_sink();
-        first.emit("a", Map::new());
-        second.emit("b", Map::new());
+        first.emit(named("a"));
+        second.emit(named("b"));
         assert_eq!(first.recent(None).len(), 1);
         assert_eq!(second.recent(None)[0].message, "b");
         assert_eq!(first_lines.lock().unwrap().len(), 1);
@@ -255,8 +269,8 @@ mod tests {
         let (inner, _) = capturing_sink();
         let dispatch = event_dispatch(EventLayer::new(EventRing::new(4), LineOutput::none()));
         tracing::dispatcher::with_default(&dispatch, || {
-            outer.emit("outer", Map::new());
-            inner.emit("inner", Map::new());
+            outer.emit(named("outer"));
+            inner.emit(named("inner"));
         });
         assert_eq!(outer.recent(None)[0].message, "outer");
         assert_eq!(inner.recent(None)[0].message, "inner");
@@ -264,20 +278,21 @@ mod tests {
 
     #[test]
     fn observers_see_recorded_events() {
-        struct Count(Mutex<Vec<String>>);
+        struct Count(Mutex<Vec<TypedEvent>>);
         impl EventObserver for Count {
-            fn observe(&self, event: &Event) {
-                self.0.lock().unwrap().push(event.message.clone());
+            fn observe(&self, event: &TypedEvent) {
+                self.0.lock().unwrap().push(event.clone());
             }
         }
         let ring = EventRing::new(4);
         let layer = EventLayer::new(ring.clone(), LineOutput::none());
-        let observers = layer.observers();
+        let observers = Arc::new(EventObservers::default());
         let sink = traced_sink(ring, event_dispatch(layer));
+        let _watching = observers.watch(&sink);
         let count = Arc::new(Count(Mutex::new(Vec::new())));
         observers.add(count.clone());
-        sink.emit("deploy starting", Map::new());
-        assert_eq!(*count.0.lock().unwrap(), vec!["deploy starting"]);
+        sink.emit(starting("v1"));
+        assert_eq!(*count.0.lock().unwrap(), vec![starting("v1")]);
     }
 
     #[test]
