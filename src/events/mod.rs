@@ -6,7 +6,10 @@
 //!   keys are spelled (the one place to add an event);
 //! - `record`: [`EventRecord`], the wire and ring form, and the `data!` macro;
 //! - `ring`: [`EventRing`], the in-memory history;
-//! - `sink`: [`EventSink`], the cloneable handle that emits, and its listeners.
+//! - `sink`: [`EventSink`], the cloneable handle that emits, and its listeners
+//!   ([`EventSink::listen`]: a callback on the emitting task);
+//! - `subscription`: [`EventSink::subscribe`], a bounded queue for a task that
+//!   consumes events at its own pace.
 //!
 //! An [`EventSink`] writes through an [`EventRecorder`]; the daemon's is the
 //! tracing event layer in `observability`, so the log and `rollbridge events`
@@ -16,6 +19,7 @@ mod kinds;
 mod record;
 mod ring;
 mod sink;
+mod subscription;
 
 pub use kinds::{
     CommandHookOutcome, Event, NON_UTF8_ENV_HINT, ORPHANS_HINT, ProcessEvent, ProcessScope,
@@ -24,3 +28,4 @@ pub use kinds::{
 pub use record::EventRecord;
 pub use ring::{EVENT_RING_CAPACITY, EventRing};
 pub use sink::{EventRecorder, EventSink, LineWriter, Listener, ListenerGuard, RingWriter};
+pub use subscription::Subscription;
