@@ -1,16 +1,13 @@
 //! The tracing layer that turns daemon events into event lines and ring entries.
 //!
-//! [`EventSink::emit`](crate::events::EventSink::emit) sends every event
-//! as an `info` tracing event with the target [`EVENT_TARGET`]. This layer is the
+//! A sink built by [`traced_sink`] sends every event it emits as an `info`
+//! tracing event with the target [`EVENT_TARGET`]. This layer is the
 //! only place that writes the event's JSON line and stores it in the ring, both
 //! under the ring's lock, so the log and `rollbridge events` hold the same events
 //! in the same order.
 
 use super::output::LineOutput;
-use crate::events::{
-    Event as TypedEvent, EventRecord as Event, EventRecord, EventRecorder, EventRing, EventSink,
-    ListenerGuard,
-};
+use crate::events::{Event, EventRecord, EventRecorder, EventRing, EventSink, ListenerGuard};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -25,16 +22,16 @@ pub const EVENT_TARGET: &str = "rollbridge::event";
 
 thread_local! {
     /// The event being emitted on this thread. `emit_event` parks the finished
-    /// `Event` here and the layer, which runs synchronously inside the same call,
+    /// `EventRecord` here and the layer, which runs synchronously inside the same call,
     /// takes it, so the ring stores exactly the value that was emitted instead of a
     /// copy parsed back from text.
-    static PENDING: RefCell<Option<Event>> = const { RefCell::new(None) };
+    static PENDING: RefCell<Option<EventRecord>> = const { RefCell::new(None) };
 }
 
 /// Something that wants to see every event (metrics and the systemd status
 /// derived from events): it matches on the typed event, never on its text.
 pub trait EventObserver: Send + Sync {
-    fn observe(&self, event: &TypedEvent);
+    fn observe(&self, event: &Event);
 }
 
 /// Observers that can be added after the sink was built (the metrics registry
@@ -53,7 +50,7 @@ impl EventObservers {
             .push(observer);
     }
 
-    fn notify(&self, event: &TypedEvent) {
+    fn notify(&self, event: &Event) {
         let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
         for observer in observers.iter() {
             observer.observe(event);
@@ -63,7 +60,7 @@ impl EventObservers {
     /// Passes every event of `sink` to the observers until the guard drops.
     pub fn watch(self: &Arc<Self>, sink: &EventSink) -> ListenerGuard {
         let observers = self.clone();
-        sink.listen(Arc::new(move |event: &TypedEvent, _: &EventRecord| {
+        sink.listen(Arc::new(move |event: &Event, _: &EventRecord| {
             observers.notify(event)
         }))
     }
@@ -119,7 +116,7 @@ struct TracingRecorder {
 }
 
 impl EventRecorder for TracingRecorder {
-    fn record(&self, event: Event) {
+    fn record(&self, event: EventRecord) {
         if let Some(unclaimed) = emit_event(&self.dispatch, event) {
             // No event layer took it (a dispatcher built without one): the history
             // must still be complete.
@@ -139,7 +136,7 @@ pub fn traced_sink(ring: Arc<EventRing>, dispatch: Dispatch) -> EventSink {
 }
 
 /// Sends `event` through `dispatch`. Returns the event when no layer took it.
-pub fn emit_event(dispatch: &Dispatch, event: Event) -> Option<Event> {
+pub fn emit_event(dispatch: &Dispatch, event: EventRecord) -> Option<EventRecord> {
     let message = event.message.clone();
     let data = JsonText(serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into()));
     PENDING.with(|pending| *pending.borrow_mut() = Some(event));
@@ -160,14 +157,14 @@ impl fmt::Display for JsonText {
 
 /// Rebuilds an event from its fields, for events emitted with the macro directly
 /// instead of through an `EventSink`: `data` must be a JSON object's text.
-fn event_from_fields(event: &tracing::Event<'_>) -> Event {
+fn event_from_fields(event: &tracing::Event<'_>) -> EventRecord {
     let mut fields = FieldText::default();
     event.record(&mut fields);
     let data = match serde_json::from_str::<Value>(&fields.data) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    Event {
+    EventRecord {
         at: crate::util::time::iso_now(),
         data,
         message: fields.message,
@@ -204,15 +201,15 @@ mod tests {
     use std::sync::Mutex;
 
     /// An event with only a name (as a hook's `ctx:event` may report).
-    fn named(message: &str) -> TypedEvent {
-        TypedEvent::Hook {
+    fn named(message: &str) -> Event {
+        Event::Hook {
             message: message.into(),
             data: Map::new(),
         }
     }
 
-    fn starting(release_id: &str) -> TypedEvent {
-        TypedEvent::DeployStarting {
+    fn starting(release_id: &str) -> Event {
+        Event::DeployStarting {
             release_id: release_id.into(),
             release_path: "/srv/app".into(),
             revision: None,
@@ -233,7 +230,7 @@ mod tests {
     #[test]
     fn line_and_ring_hold_the_same_event() {
         let (sink, lines) = capturing_sink();
-        sink.emit(TypedEvent::TrafficSwitched {
+        sink.emit(Event::TrafficSwitched {
             previous_release_id: None,
             release_id: "v2".into(),
         });
@@ -278,9 +275,9 @@ mod tests {
 
     #[test]
     fn observers_see_recorded_events() {
-        struct Count(Mutex<Vec<TypedEvent>>);
+        struct Count(Mutex<Vec<Event>>);
         impl EventObserver for Count {
-            fn observe(&self, event: &TypedEvent) {
+            fn observe(&self, event: &Event) {
                 self.0.lock().unwrap().push(event.clone());
             }
         }
