@@ -3,7 +3,8 @@
 //! A leaf: it imports nothing above `util`, so every part (proxy, process,
 //! plugins, lua, control, observability, daemon) can report through it.
 //! - `kinds`: [`Event`], every event as a type, and where its name and data
-//!   keys are spelled (the one place to add an event);
+//!   keys are spelled (the one place to add an event); `golden` pins each
+//!   event's line to the bytes the daemon wrote before events were typed;
 //! - `record`: [`EventRecord`], the wire and ring form, and the `data!` macro;
 //! - `ring`: [`EventRing`], the in-memory history;
 //! - `sink`: [`EventSink`], the cloneable handle that emits, and its listeners
@@ -15,6 +16,8 @@
 //! tracing event layer in `observability`, so the log and `rollbridge events`
 //! cannot disagree.
 
+#[cfg(test)]
+mod golden;
 mod kinds;
 mod record;
 mod ring;
