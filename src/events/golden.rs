@@ -2,7 +2,7 @@
 //! were typed (names, data keys, key order, omitted keys).
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const AT: &str = "2026-05-23T14:31:09.512Z";
 
