@@ -4,7 +4,7 @@
 
 use rollbridge::config::hook::HookSpec;
 use rollbridge::config::model::Policy;
-use rollbridge::daemon::events::EventSink;
+use rollbridge::events::EventSink;
 use rollbridge::plugins::native::{
     ABI_VERSION, HookKind, MAX_ABANDONED_CALLS, NativePluginError, NativePlugins,
     check_native_plugins,

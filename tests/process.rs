@@ -9,7 +9,7 @@ use rollbridge::config::model::{
     DeployStrategy, GracefulStop, HealthConfig, Lifecycle, MemoryConfig, Policy, ProcessConfig,
     RestartPolicy,
 };
-use rollbridge::daemon::events::{Event, EventSink};
+use rollbridge::events::{EventRecord as Event, EventSink};
 use rollbridge::plugins::builtin::BuiltinPlugins;
 use rollbridge::plugins::builtin::health::http_url;
 use rollbridge::plugins::{HookCall, ProcessInfo, Registry, Stage};

@@ -571,7 +571,7 @@ async fn ipv6_upstream_works() {
         "::1",
         0,
         router,
-        rollbridge::daemon::events::EventSink::silent(),
+        rollbridge::events::EventSink::silent(),
     )
     .await
     .unwrap();
@@ -643,7 +643,7 @@ async fn serves_an_inherited_listener() {
     let server = rollbridge::proxy::ProxyServer::serve_listener(
         listener,
         Arc::clone(&router),
-        rollbridge::daemon::events::EventSink::silent(),
+        rollbridge::events::EventSink::silent(),
     )
     .unwrap();
     let upstream = HttpUpstream::start("blue").await;
@@ -660,7 +660,7 @@ async fn slow_or_idle_clients_are_disconnected() {
         "127.0.0.1",
         0,
         router,
-        rollbridge::daemon::events::EventSink::silent(),
+        rollbridge::events::EventSink::silent(),
         rollbridge::proxy::ProxyOptions {
             idle_timeout: Duration::from_secs(1),
             ..Default::default()

@@ -7,7 +7,7 @@
 use rollbridge::config::hook::HookSpec;
 use rollbridge::config::model::Policy;
 use rollbridge::config::{LoadedConfig, load};
-use rollbridge::daemon::events::EventSink;
+use rollbridge::events::EventSink;
 use rollbridge::lua::LuaPlugins;
 use rollbridge::plugins::builtin::BuiltinPlugins;
 use rollbridge::plugins::{HookCall, LifecyclePlugin, ProcessInfo, Registry, Stage};

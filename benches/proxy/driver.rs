@@ -11,7 +11,7 @@
 //! `access-log-dropped <n>` when there was an access log.
 
 use rollbridge::config::model::AccessLogFormat;
-use rollbridge::daemon::events::EventSink;
+use rollbridge::events::EventSink;
 use rollbridge::observability::metrics::{Metrics, MetricsServer};
 use rollbridge::observability::{AccessLog, ProxyObserver};
 use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};

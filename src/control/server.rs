@@ -15,8 +15,7 @@
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
 };
-use crate::daemon::events::EventSink;
-use crate::data;
+use crate::events::{Event, EventSink};
 use crate::util::errno::errno_code;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -325,10 +324,10 @@ async fn accept_loop(
                 }
                 // Otherwise report, back off briefly and keep serving the
                 // connections that exist.
-                shared.events.emit(
-                    "control connection error",
-                    data! { "code" => errno_code(&error), "error" => error.to_string() },
-                );
+                shared.events.emit(Event::ControlConnectionError {
+                    code: errno_code(&error),
+                    error: error.to_string(),
+                });
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
@@ -433,10 +432,10 @@ async fn read_requests(
             Ok(0) => return,
             Ok(count) => count,
             Err(error) => {
-                shared.events.emit(
-                    "control connection error",
-                    data! { "code" => errno_code(&error), "error" => error.to_string() },
-                );
+                shared.events.emit(Event::ControlConnectionError {
+                    code: errno_code(&error),
+                    error: error.to_string(),
+                });
                 return;
             }
         };
@@ -474,9 +473,9 @@ fn reject_long_line(outgoing: &mpsc::UnboundedSender<Outgoing>, shared: &Shared)
         limit: MAX_REQUEST_LINE_BYTES,
     }
     .to_string();
-    shared
-        .events
-        .emit("command failed", data! { "error" => message.clone() });
+    shared.events.emit(Event::CommandFailed {
+        error: message.clone(),
+    });
     let _ = outgoing.send(Outgoing {
         line: reply_line(&error_reply(&message)),
         after: AfterReply::Close,
@@ -518,9 +517,9 @@ fn send_reply(
     let value = match reply.result {
         Ok(payload) => success_reply(payload),
         Err(message) => {
-            shared
-                .events
-                .emit("command failed", data! { "error" => message.clone() });
+            shared.events.emit(Event::CommandFailed {
+                error: message.clone(),
+            });
             error_reply(&message)
         }
     };
@@ -552,10 +551,10 @@ async fn write_replies(
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     healthy = false;
-                    shared.events.emit(
-                        "control connection error",
-                        data! { "code" => errno_code(&error), "error" => error.to_string() },
-                    );
+                    shared.events.emit(Event::ControlConnectionError {
+                        code: errno_code(&error),
+                        error: error.to_string(),
+                    });
                 }
                 Err(_) => {
                     healthy = false;

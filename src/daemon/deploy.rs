@@ -10,6 +10,7 @@ use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
 use crate::data;
+use crate::events::{Event, StartupProcessStatus};
 use crate::observability::ProcessLogFiles;
 use crate::plugins::{HookCall, Registry, Stage};
 use crate::process::{ManagedProcess, StartReason, Supervision, health_deadline, wait_healthy};
@@ -79,14 +80,11 @@ impl Daemon {
             .unwrap_or_else(timestamp_release_id);
         let revision = revision_given.clone().unwrap_or_else(|| release_id.clone());
 
-        let mut starting = data! {
-            "releaseId" => release_id,
-            "releasePath" => request.release_path,
-        };
-        if let Some(revision) = &revision_given {
-            starting.insert("revision".into(), Value::from(revision.clone()));
-        }
-        self.events.emit("deploy starting", starting);
+        self.events.emit(Event::DeployStarting {
+            release_id: release_id.clone(),
+            release_path: request.release_path.clone(),
+            revision: revision_given.clone(),
+        });
         self.state().deploying = Some(DeployingInfo {
             release_id: release_id.clone(),
             release_path: request.release_path.clone(),
@@ -112,10 +110,10 @@ impl Daemon {
             Ok(release) => release,
             Err(error) => {
                 let error = explain_interruption(error, &release_id);
-                self.events.emit(
-                    "deploy failed",
-                    data! { "error" => error, "releaseId" => release_id },
-                );
+                self.events.emit(Event::DeployFailed {
+                    error: error.clone(),
+                    release_id: release_id.clone(),
+                });
                 if let Some(release) = &release_slot {
                     release.stop_now().await;
                 }
@@ -362,30 +360,31 @@ impl Daemon {
 
     /// `release startup failed` plus one `release startup process status` per process.
     fn report_startup_failure(&self, release: &Release, error: &str, phase: &str) {
-        self.events.emit(
-            "release startup failed",
-            data! { "error" => error, "phase" => phase, "releaseId" => release.id },
-        );
+        self.events.emit(Event::ReleaseStartupFailed {
+            error: error.to_string(),
+            phase: phase.to_string(),
+            release_id: release.id.clone(),
+        });
         for entry in release.processes() {
             let status = entry.process.status_json();
             let field = |key: &str| status.get(key).cloned().unwrap_or(Value::Null);
-            let mut data = Map::new();
-            data.insert("command".into(), field("command"));
-            data.insert("exitCode".into(), field("exitCode"));
-            data.insert("exitSignal".into(), field("exitSignal"));
-            data.insert(
-                "logs".into(),
-                status
-                    .get("logs")
-                    .cloned()
-                    .unwrap_or(Value::Array(Vec::new())),
-            );
-            data.insert("phase".into(), Value::from(phase));
-            data.insert("pid".into(), field("pid"));
-            data.insert("processId".into(), field("id"));
-            data.insert("releaseId".into(), Value::from(release.id.clone()));
-            data.insert("state".into(), field("state"));
-            self.events.emit("release startup process status", data);
+            self.events
+                .emit(Event::ReleaseStartupProcessStatus(Box::new(
+                    StartupProcessStatus {
+                        command: field("command"),
+                        exit_code: field("exitCode"),
+                        exit_signal: field("exitSignal"),
+                        logs: status
+                            .get("logs")
+                            .cloned()
+                            .unwrap_or(Value::Array(Vec::new())),
+                        phase: phase.to_string(),
+                        pid: field("pid"),
+                        process_id: field("id"),
+                        release_id: release.id.clone(),
+                        state: field("state"),
+                    },
+                )));
         }
     }
 
@@ -419,10 +418,10 @@ impl Daemon {
             previous.mark_retired();
         }
         let previous_id = previous.as_ref().map(|p| p.id.clone());
-        self.events.emit(
-            "traffic switched",
-            data! { "previousReleaseId" => previous_id, "releaseId" => release.id },
-        );
+        self.events.emit(Event::TrafficSwitched {
+            previous_release_id: previous_id.clone(),
+            release_id: release.id.clone(),
+        });
 
         let mut problems = self.refresh_service_templates(&config, &registry, &release);
         problems.extend(self.replace_singletons(&config, &registry, &release).await);
@@ -436,7 +435,7 @@ impl Daemon {
         if problems.is_empty() {
             Ok(DeployOutcome {
                 active_release_id: release.id.clone(),
-                previous_release_id: previous_id,
+                previous_release_id: previous_id.clone(),
             })
         } else {
             Err(format!(

@@ -7,7 +7,7 @@ use super::release::{Release, ReleaseState};
 use super::retention::{RetentionEntry, releases_to_prune};
 use super::state::Daemon;
 use crate::config::model::Config;
-use crate::data;
+use crate::events::Event;
 use crate::plugins::Registry;
 use crate::util::time::{iso_now, now_ms, parse_iso_ms};
 use futures_util::future::join_all;
@@ -29,13 +29,13 @@ impl Daemon {
             // instead of silently leaving the release half-stopped.
             let drain = tokio::spawn(drain_and_stop(release.clone(), config, registry));
             match drain.await {
-                Ok(()) => daemon
-                    .events
-                    .emit("release drained", data! { "releaseId" => id }),
-                Err(error) => daemon.events.emit(
-                    "release drain failed",
-                    data! { "error" => error.to_string(), "releaseId" => id },
-                ),
+                Ok(()) => daemon.events.emit(Event::ReleaseDrained {
+                    release_id: id.clone(),
+                }),
+                Err(error) => daemon.events.emit(Event::ReleaseDrainFailed {
+                    error: error.to_string(),
+                    release_id: id.clone(),
+                }),
             }
             daemon
                 .state()

@@ -5,6 +5,7 @@ use super::state::Daemon;
 use crate::control::protocol::Request;
 use crate::control::server::{AfterReply, ConnectionId, ControlHandler, Reply, ReplyFuture};
 use crate::data;
+use crate::events::Event;
 use crate::util::panic::catch_panic;
 use serde_json::Value;
 use std::sync::Arc;
@@ -34,10 +35,10 @@ impl Daemon {
     /// `deploying` marker and every release still starting (nothing else can be
     /// starting while the operations lock is held) are stopped and forgotten.
     async fn recover_from_panic(&self, command: &str, exclusive: bool, panic: &str) -> Reply {
-        self.events.emit(
-            "command panicked",
-            data! { "command" => command, "error" => panic },
-        );
+        self.events.emit(Event::CommandPanicked {
+            command: command.to_string(),
+            error: panic.to_string(),
+        });
         if exclusive {
             let _operations = self.operations.lock().await;
             let leftovers = {
@@ -136,9 +137,9 @@ mod tests {
     use super::*;
     use crate::config::model::Policy;
     use crate::daemon::definition::{self, ReleaseIdentity};
-    use crate::daemon::events::EventSink;
     use crate::daemon::release::Release;
     use crate::daemon::state::DeployingInfo;
+    use crate::events::EventSink;
     use crate::process::{ManagedProcess, StartReason};
 
     /// A daemon on a one-process config (`web`, `exec sleep 300`), not serving.

@@ -9,7 +9,6 @@ pub mod bootstrap;
 pub mod definition;
 pub mod deploy;
 pub mod drain;
-pub mod events;
 pub mod handler;
 pub mod orphans;
 pub mod persist;

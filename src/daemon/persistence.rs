@@ -8,7 +8,7 @@
 use super::orphans::{self, Orphan};
 use super::persist;
 use super::state::Daemon;
-use crate::data;
+use crate::events::{Event, EventRecord, ProcessEvent};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,17 +22,21 @@ pub const PERSIST_INTERVAL: Duration = Duration::from_millis(5000);
 /// write records them all.
 pub const PERSIST_COALESCE: Duration = Duration::from_millis(50);
 
-/// Events after which the state file is rewritten soon: a process started or
+/// Whether the state file is rewritten soon after `event`: a process started or
 /// exited, or a release changed state.
-const CHANGE_EVENTS: [&str; 7] = [
-    "process started",
-    "process exited",
-    "traffic switched",
-    "release startup failed",
-    "release stopped",
-    "release drained",
-    "deploy failed",
-];
+fn changes_state(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Process {
+            event: ProcessEvent::Started { .. } | ProcessEvent::Exited { .. },
+            ..
+        } | Event::TrafficSwitched { .. }
+            | Event::ReleaseStartupFailed { .. }
+            | Event::ReleaseStopped { .. }
+            | Event::ReleaseDrained { .. }
+            | Event::DeployFailed { .. }
+    )
+}
 
 impl Daemon {
     /// Writes the state file now (when configured and switched on).
@@ -56,8 +60,7 @@ impl Daemon {
         };
         drop(enabled);
         if let Err(error) = result {
-            self.events
-                .emit("state persist failed", data! { "error" => error });
+            self.events.emit(Event::StatePersistFailed { error });
         }
     }
 
@@ -94,8 +97,8 @@ impl Daemon {
         let changed = Arc::new(Notify::new());
         let listener = self.events.listen({
             let changed = changed.clone();
-            Arc::new(move |message: &str, _: &serde_json::Map<String, Value>| {
-                if CHANGE_EVENTS.contains(&message) {
+            Arc::new(move |event: &Event, _: &EventRecord| {
+                if changes_state(event) {
                     // Stores a permit when the writer is busy: one write follows.
                     changed.notify_one();
                 }
@@ -163,23 +166,16 @@ impl Daemon {
             .map(|state| orphans::live_processes(&state))
             .unwrap_or_default();
         for orphan in &orphans {
-            self.events.emit(
-                "orphaned managed process detected",
-                data! {
-                    "pid" => orphan.pid,
-                    "processId" => orphan.id,
-                    "releaseId" => orphan.release_id,
-                },
-            );
+            self.events.emit(Event::OrphanDetected {
+                pid: orphan.pid,
+                process_id: orphan.id.clone(),
+                release_id: orphan.release_id.clone(),
+            });
         }
         if !orphans.is_empty() {
-            self.events.emit(
-                "orphaned processes from a previous daemon",
-                data! {
-                    "count" => orphans.len(),
-                    "hint" => "a previous daemon did not shut down cleanly; verify these pids and stop any leftovers",
-                },
-            );
+            self.events.emit(Event::OrphansFromPreviousDaemon {
+                count: orphans.len(),
+            });
         }
         self.state().orphans = orphans;
     }

@@ -4,7 +4,7 @@
 
 use super::state::Daemon;
 use crate::config::model::Policy;
-use crate::data;
+use crate::events::Event;
 use crate::process::{ManagedProcess, StartReason};
 use std::sync::Arc;
 
@@ -24,10 +24,9 @@ impl Daemon {
         let mut restarted = Vec::new();
         let mut failures = Vec::new();
         for (instance_id, process) in targets {
-            self.events.emit(
-                "process restart requested",
-                data! { "processId" => instance_id },
-            );
+            self.events.emit(Event::ProcessRestartRequested {
+                process_id: instance_id.clone(),
+            });
             process.stop().await;
             match process.start(StartReason::Manual).await {
                 Ok(()) => restarted.push(instance_id),

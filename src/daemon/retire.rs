@@ -7,6 +7,7 @@ use super::bootstrap::is_canonical_attestation;
 use super::state::Daemon;
 use crate::control::server::ConnectionId;
 use crate::data;
+use crate::events::Event;
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -67,10 +68,9 @@ impl Daemon {
             futures_util::future::join(process_stops, release_stops).await;
             retired.notify_one();
         });
-        self.events.emit(
-            "external owner retired",
-            data! { "attestation" => attestation, "status" => "draining" },
-        );
+        self.events.emit(Event::ExternalOwnerRetired {
+            attestation: attestation.to_string(),
+        });
         Ok(data! { "message" => "owner retired" })
     }
 }

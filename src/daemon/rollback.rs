@@ -4,7 +4,7 @@
 use super::deploy::{DeployOutcome, DeployRequest};
 use super::release::ReleaseState;
 use super::state::Daemon;
-use crate::data;
+use crate::events::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,10 +58,10 @@ impl Daemon {
             super::drain::wait_http_requests(&target, timeout).await;
             target.stop_now().await;
         }
-        self.events.emit(
-            "rollback starting",
-            data! { "releaseId" => target.id, "releasePath" => target.path },
-        );
+        self.events.emit(Event::RollbackStarting {
+            release_id: target.id.clone(),
+            release_path: target.path.clone(),
+        });
         self.deploy_locked(DeployRequest {
             release_path: target.path.clone(),
             release_id: Some(target.id.clone()),

@@ -10,7 +10,7 @@ use crate::control::client::ClientError;
 use crate::control::protocol::Request;
 use crate::control::server::{ControlHandler, ControlServer};
 use crate::control::socket;
-use crate::data;
+use crate::events::Event;
 use crate::observability::DaemonObservability;
 use crate::observability::metrics::{ProcessSample, ProcessSource};
 use crate::proxy::{ProxyOptions, ProxyServer};
@@ -83,10 +83,9 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
                         return Ok(signal_exit_code(signal_outcome.await));
                     }
                     eprintln!("Error: {error}");
-                    daemon.events.emit(
-                        "bootstrap activation failed",
-                        data! { "releaseId" => request.release_id, "status" => "error" },
-                    );
+                    daemon.events.emit(Event::BootstrapActivationFailed {
+                        release_id: request.release_id.clone(),
+                    });
                     if let Err(cleanup) = daemon.shutdown(None).await {
                         eprintln!("Error: {cleanup}");
                     }
@@ -121,13 +120,7 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
 /// it byte for byte, but `{{env.NAME}}` templates and hooks cannot see it.
 fn report_non_utf8_environment(daemon: &Daemon) {
     for name in crate::util::env::non_utf8_names() {
-        daemon.events.emit(
-            "environment variable is not UTF-8",
-            data! {
-                "hint" => "managed processes receive it unchanged; {{env.NAME}} templates and hooks do not see it",
-                "name" => name,
-            },
-        );
+        daemon.events.emit(Event::EnvironmentNotUtf8 { name });
     }
 }
 
@@ -235,10 +228,10 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
 /// Records the bound proxy and reports `proxy listening` with its real port.
 fn proxy_bound(daemon: &Arc<Daemon>, config: &crate::config::model::Config, proxy: ProxyServer) {
     let port = proxy.local_addr().port();
-    daemon.events.emit(
-        "proxy listening",
-        data! { "host" => config.proxy.host, "port" => port },
-    );
+    daemon.events.emit(Event::ProxyListening {
+        host: config.proxy.host.clone(),
+        port,
+    });
     *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((config.proxy.host.clone(), port));
     daemon.endpoints().proxy = Some(proxy);
@@ -267,9 +260,9 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
     let handler: Arc<dyn ControlHandler> = daemon.clone();
     let server = ControlServer::start(listener, path, handler, daemon.events.clone());
     daemon.endpoints().control = Some(server);
-    daemon
-        .events
-        .emit("control socket listening", data! { "path" => control.path });
+    daemon.events.emit(Event::ControlSocketListening {
+        path: control.path.clone(),
+    });
     daemon.start_persistence().await;
     Ok(())
 }

@@ -8,9 +8,8 @@
 //! It reads the process's own `process exited` / `restart limit reached` /
 //! `process restart failed` events, so the supervisor needs no hook for it.
 
-use super::events::{EventSink, ListenerGuard};
+use crate::events::{Event, EventRecord, EventSink, ListenerGuard, ProcessEvent};
 use crate::process::{ManagedProcess, Stream};
-use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,31 +48,30 @@ impl StartupExits {
     pub fn watch(events: &EventSink, instance_id: &str, release_id: &str) -> StartupExits {
         let (sender, seen) = mpsc::unbounded_channel();
         let (instance_id, release_id) = (instance_id.to_string(), release_id.to_string());
-        let listener = events.listen(Arc::new(move |message: &str, data: &Map<String, Value>| {
-            let ours = data.get("processId").and_then(Value::as_str) == Some(&instance_id)
-                && data.get("releaseId").and_then(Value::as_str) == Some(&release_id);
-            if !ours {
+        let listener = events.listen(Arc::new(move |event: &Event, _: &EventRecord| {
+            let Event::Process { scope, event } = event else {
+                return;
+            };
+            if scope.process_id != instance_id || scope.release_id != release_id {
                 return;
             }
-            let seen = match message {
-                "process exited" => Seen::Exited {
-                    code: data.get("code").and_then(Value::as_i64),
-                    signal: data
-                        .get("signal")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+            let seen = match event {
+                ProcessEvent::Exited { code, signal, .. } => Seen::Exited {
+                    code: code.map(i64::from),
+                    signal: signal.clone(),
                 },
-                "restart limit reached" => Seen::NoMoreRestarts(format!(
+                ProcessEvent::RestartLimitReached {
+                    max_restarts,
+                    window_ms,
+                    ..
+                } => Seen::NoMoreRestarts(format!(
                     "its restart limit was reached (maxRestarts {} within {} ms)",
-                    data.get("maxRestarts").unwrap_or(&Value::Null),
-                    data.get("windowMs").unwrap_or(&Value::Null),
+                    max_restarts.map_or("null".to_string(), |n| n.to_string()),
+                    window_ms,
                 )),
-                "process restart failed" => Seen::NoMoreRestarts(format!(
-                    "it could not be restarted: {}",
-                    data.get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error")
-                )),
+                ProcessEvent::RestartFailed { error, .. } => {
+                    Seen::NoMoreRestarts(format!("it could not be restarted: {error}"))
+                }
                 _ => return,
             };
             let _ = sender.send(seen);

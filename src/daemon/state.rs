@@ -13,13 +13,13 @@
 //!   touches either lock.
 
 use super::bootstrap::BootstrapRequest;
-use super::events::EventSink;
 use super::orphans::Orphan;
 use super::persist::StateFile;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
 use crate::config::model::Config;
 use crate::control::server::ControlServer;
+use crate::events::EventSink;
 use crate::observability::DaemonObservability;
 use crate::plugins::Registry;
 use crate::process::ManagedProcess;

@@ -2,7 +2,7 @@
 //! active release leaves the proxy without a target (503) until the next deploy.
 
 use super::state::Daemon;
-use crate::data;
+use crate::events::Event;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -37,8 +37,9 @@ impl Daemon {
             release
         };
         release.stop_now().await;
-        self.events
-            .emit("release stopped", data! { "releaseId" => release.id });
+        self.events.emit(Event::ReleaseStopped {
+            release_id: release.id.clone(),
+        });
         self.prune_releases();
         self.persist().await;
         self.recheck_orphans();

@@ -6,7 +6,7 @@
 //! fresh for every call, so a hook may scribble on them without affecting others.
 
 use super::api;
-use crate::daemon::events::EventSink;
+use crate::events::EventSink;
 use crate::plugins::builtin::shell::millis_until;
 use crate::plugins::{HookCall, LegacyProcess, ProcessInfo, Stage};
 use crate::process::ProcessGroup;

@@ -22,7 +22,7 @@ use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
 use super::systemd::{SystemdNotifier, clear_systemd_env};
 use crate::config::model::Config;
-use crate::daemon::events::{Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::proxy::Router;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -205,10 +205,10 @@ impl DaemonObservability {
                     Err(error) => return Err(error.to_string()),
                 }
             };
-            self.events.emit(
-                "metrics listening",
-                crate::data! { "host" => settings.host, "port" => server.local_addr().port() },
-            );
+            self.events.emit(crate::events::Event::MetricsListening {
+                host: settings.host.clone(),
+                port: server.local_addr().port(),
+            });
             *self
                 .metrics_server
                 .lock()
@@ -384,10 +384,8 @@ impl EventObserver for SystemdStatus {
         if !self.notifier.is_enabled() {
             return;
         }
-        if event.message == "traffic switched" {
-            if let Some(release) = event.data.get("releaseId").and_then(|r| r.as_str()) {
-                self.notifier.status(&status_line(Some(release)));
-            }
+        if let Event::TrafficSwitched { release_id, .. } = event {
+            self.notifier.status(&status_line(Some(release_id)));
         }
     }
 }

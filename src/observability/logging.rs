@@ -12,7 +12,7 @@ use super::events_layer::{EventLayer, EventObserver, EventObservers, only_events
 use super::log_file::{CountingWriter, LogFile, LogFileError, LogFileWriter, Rotation};
 use super::metrics::{HookCallLayer, Metrics};
 use super::output::LineOutput;
-use crate::daemon::events::{EVENT_RING_CAPACITY, EventRing, EventSink};
+use crate::events::{EVENT_RING_CAPACITY, EventRing, EventSink, ListenerGuard};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +78,8 @@ pub struct Logging {
     events: EventSink,
     dispatch: Dispatch,
     observers: Arc<EventObservers>,
+    /// Keeps `observers` listening to `events`.
+    _observing: ListenerGuard,
     hook_calls: HookCallLayer,
     stats: LoggingStats,
     file: Option<LogFile>,
@@ -125,15 +127,17 @@ impl Logging {
         let output = LineOutput::non_blocking(writer);
         let ring = EventRing::new(EVENT_RING_CAPACITY);
         let event_layer = EventLayer::new(ring.clone(), output.clone());
-        let observers = event_layer.observers();
         let hook_calls = HookCallLayer::new();
         let subscriber = tracing_subscriber::registry()
             .with(event_layer.with_filter(only_events()))
             .with(hook_calls.clone().with_filter(HookCallLayer::filter()))
             .with(DiagnosticLayer::new(output).with_filter(diagnostics));
         let dispatch = Dispatch::new(subscriber);
+        let events = super::events_layer::traced_sink(ring, dispatch.clone());
+        let observers = Arc::new(EventObservers::default());
         Ok(Logging {
-            events: EventSink::from_parts(ring, dispatch.clone()),
+            _observing: observers.watch(&events),
+            events,
             dispatch,
             observers,
             hook_calls,
@@ -214,10 +218,10 @@ mod tests {
         })
         .unwrap();
         let events = logging.events();
-        events.emit(
-            "proxy listening",
-            crate::data! { "host" => "127.0.0.1", "port" => 1 },
-        );
+        events.emit(crate::events::Event::ProxyListening {
+            host: "127.0.0.1".into(),
+            port: 1,
+        });
         tracing::dispatcher::with_default(logging.dispatch(), || {
             tracing::debug!(target: "rollbridge::test", "a diagnostic");
         });

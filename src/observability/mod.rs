@@ -39,7 +39,7 @@ pub use daemon::{DaemonObservability, SystemdHandoff};
 pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
 pub use events_layer::{
     EVENT_TARGET, EventLayer, EventObserver, EventObservers, emit_event, event_dispatch,
-    only_events,
+    only_events, traced_sink,
 };
 pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
 pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};

@@ -28,7 +28,7 @@ impl LineOutput {
     }
 
     /// Each line is handed to `callback` (a `None` discards them).
-    pub fn from_callback(callback: Option<crate::daemon::events::LineWriter>) -> LineOutput {
+    pub fn from_callback(callback: Option<crate::events::LineWriter>) -> LineOutput {
         LineOutput {
             write: callback.map(Arc::from),
         }

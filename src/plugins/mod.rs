@@ -11,7 +11,7 @@ pub mod native;
 
 use crate::config::hook::HookSpec;
 use crate::config::model::Policy;
-use crate::daemon::events::EventSink;
+use crate::events::EventSink;
 use crate::observability::metrics::hooks;
 use serde_json::{Map, Value};
 use std::future::Future;

@@ -33,26 +33,8 @@ pub struct ProcessDefinition {
     pub log_file: Option<ProcessLogTarget>,
 }
 
-/// Why a process was (re)started; reported as `lastStartReason` and in
-/// `process started`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartReason {
-    Deploy,
-    Crash,
-    Manual,
-    Memory,
-}
-
-impl StartReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartReason::Deploy => "deploy",
-            StartReason::Crash => "crash",
-            StartReason::Manual => "manual",
-            StartReason::Memory => "memory",
-        }
-    }
-}
+/// Why a process was (re)started: part of the `process started` event.
+pub use crate::events::StartReason;
 
 /// `stopped` (initial) → `starting` → `running` → (`stopping` → `stopped`) or
 /// `failed`. A spawn error goes straight to `failed`.

@@ -10,12 +10,12 @@ use super::proc_table::GroupMember;
 use super::restart_policy::{RestartDecision, RestartHistory};
 use super::sampler::{SampleSubscription, marker_of};
 use super::spawn::{SpawnError, spawn_wrapper};
-use crate::daemon::events::EventSink;
-use crate::data;
+
+use crate::events::{Event, EventSink, ProcessEvent, ProcessScope};
 use crate::observability::{ProcessLog, ProcessLogFiles};
 use crate::plugins::{ProcessInfo, Registry};
 use crate::util::signals::signal_name_from_number;
-use serde_json::{Map, Value};
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -143,15 +143,19 @@ impl ManagedProcess {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Emits a process-scoped event (`processId`, `releaseId`, then `rest`).
-    pub(super) fn emit(&self, message: &str, rest: Map<String, Value>) {
-        let (id, release) = {
+    /// Emits an event of this process (its data starts with `processId`,
+    /// `releaseId`).
+    pub(super) fn emit(&self, event: ProcessEvent) {
+        let scope = {
             let inner = self.lock();
-            (inner.def.instance_id.clone(), inner.def.release_id.clone())
+            ProcessScope {
+                process_id: inner.def.instance_id.clone(),
+                release_id: inner.def.release_id.clone(),
+            }
         };
         self.supervision
             .events
-            .emit_process(message, &id, &release, rest);
+            .emit(Event::Process { scope, event });
     }
 
     /// Spawns the wrapper. Returns once it runs (readiness is not awaited). Does
@@ -233,15 +237,12 @@ impl ManagedProcess {
                 log_file,
             ));
         }
-        self.emit(
-            "process started",
-            data! {
-                "command" => def.command,
-                "id" => def.instance_id,
-                "pid" => pid,
-                "reason" => reason.as_str(),
-            },
-        );
+        self.emit(ProcessEvent::Started {
+            command: def.command.clone(),
+            id: def.instance_id.clone(),
+            pid,
+            reason,
+        });
         tokio::spawn(self.clone().watch_exit(child, generation, exited_tx));
         self.start_sampling(generation);
         Ok(())
@@ -258,14 +259,11 @@ impl ManagedProcess {
             target,
             Box::new(move |path: &Path, error: &str| {
                 if let Some(process) = process.upgrade() {
-                    process.emit(
-                        "process log file failed",
-                        data! {
-                            "error" => error,
-                            "id" => id,
-                            "path" => path.display().to_string(),
-                        },
-                    );
+                    process.emit(ProcessEvent::LogFileFailed {
+                        error: error.to_string(),
+                        id: id.clone(),
+                        path: path.display().to_string(),
+                    });
                 }
             }),
         )
@@ -309,10 +307,7 @@ impl ManagedProcess {
         };
         // Logged before waiters are released, so a stop that returns (and a start
         // that follows it) can never log ahead of this exit.
-        self.emit(
-            "process exited",
-            data! { "code" => code, "id" => id, "signal" => signal },
-        );
+        self.emit(ProcessEvent::Exited { code, id, signal });
         let _ = exited_tx.send(true);
         if unexpected && (self.supervision.should_restart)() {
             self.schedule_crash_restart();
@@ -337,14 +332,11 @@ impl ManagedProcess {
         };
         let Some(delay) = decision.delay() else {
             debug_assert_eq!(decision, RestartDecision::LimitReached);
-            self.emit(
-                "restart limit reached",
-                data! {
-                    "id" => def.instance_id,
-                    "maxRestarts" => def.config.restart.max_restarts,
-                    "windowMs" => def.config.restart.window_ms,
-                },
-            );
+            self.emit(ProcessEvent::RestartLimitReached {
+                id: def.instance_id.clone(),
+                max_restarts: def.config.restart.max_restarts,
+                window_ms: def.config.restart.window_ms,
+            });
             return;
         };
         let me = self.clone();
@@ -375,10 +367,10 @@ impl ManagedProcess {
         }
         if let Err(e) = self.start(StartReason::Crash).await {
             let id = self.instance_id();
-            self.emit(
-                "process restart failed",
-                data! { "error" => e.to_string(), "id" => id },
-            );
+            self.emit(ProcessEvent::RestartFailed {
+                error: e.to_string(),
+                id,
+            });
         }
     }
 

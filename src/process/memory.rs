@@ -12,7 +12,7 @@ use super::managed::ManagedProcess;
 use super::proc_table::GroupMember;
 use super::sampler::{Member, OnSample};
 use crate::config::model::MemoryConfig;
-use crate::data;
+use crate::events::ProcessEvent;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -128,15 +128,17 @@ impl ManagedProcess {
         let rss = rss.unwrap_or_default();
         match verdict {
             MemoryVerdict::Fine => {}
-            MemoryVerdict::Warn => self.emit(
-                "memory warning",
-                data! { "id" => id, "rssBytes" => rss, "warnBytes" => config.warn_bytes },
-            ),
+            MemoryVerdict::Warn => self.emit(ProcessEvent::MemoryWarning {
+                id,
+                rss_bytes: rss,
+                warn_bytes: config.warn_bytes,
+            }),
             MemoryVerdict::OverLimit => {
-                self.emit(
-                    "memory limit exceeded",
-                    data! { "id" => id, "limitBytes" => config.limit_bytes, "rssBytes" => rss },
-                );
+                self.emit(ProcessEvent::MemoryLimitExceeded {
+                    id,
+                    limit_bytes: config.limit_bytes,
+                    rss_bytes: rss,
+                });
                 let me = self.clone();
                 runtime.spawn(async move { me.memory_restart().await });
             }
@@ -169,10 +171,10 @@ impl ManagedProcess {
         self.lock().memory_restarting = false;
         if let Err(e) = outcome {
             let id = self.instance_id();
-            self.emit(
-                "memory restart failed",
-                data! { "error" => e.to_string(), "id" => id },
-            );
+            self.emit(ProcessEvent::MemoryRestartFailed {
+                error: e.to_string(),
+                id,
+            });
         }
     }
 }

@@ -11,7 +11,7 @@ use super::group::ProcessGroup;
 use super::managed::{ManagedProcess, RunFlag};
 use crate::config::hook::HookSpec;
 use crate::config::model::GracefulStop;
-use crate::data;
+use crate::events::ProcessEvent;
 use crate::plugins::{HookCall, HookError, Stage};
 use crate::util::signals::parse_signal;
 use nix::sys::signal::Signal;
@@ -192,10 +192,10 @@ impl ManagedProcess {
         if group.wait_empty(window).await {
             return;
         }
-        self.emit(
-            "process stop timed out; sending SIGKILL",
-            data! { "id" => def.instance_id, "pid" => group.pgid() },
-        );
+        self.emit(ProcessEvent::StopTimedOut {
+            id: def.instance_id.clone(),
+            pid: group.pgid(),
+        });
         let _ = group.signal(Signal::SIGKILL);
         if let Some(cgroup) = group.cgroup() {
             let _ = cgroup.kill();
@@ -220,14 +220,11 @@ impl ManagedProcess {
     ) -> bool {
         let plugin_name = spec.plugin_name();
         let report = |reason: String| {
-            self.emit(
-                "hook failed",
-                data! {
-                    "stage" => stage.as_str(),
-                    "plugin" => plugin_name,
-                    "reason" => reason,
-                },
-            );
+            self.emit(ProcessEvent::HookFailed {
+                stage: stage.as_str(),
+                plugin: plugin_name.clone(),
+                reason,
+            });
         };
         let registry = self.lock().registry.clone();
         let plugin = match registry.lifecycle(spec, stage) {

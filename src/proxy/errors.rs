@@ -1,6 +1,6 @@
 //! Upstream failures, their event messages, and the rate limit on `proxy error` events.
 
-use crate::daemon::events::EventSink;
+use crate::events::{Event, EventSink};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -105,11 +105,10 @@ impl ErrorReporter {
             burst.last_event = Some(now);
             std::mem::take(&mut burst.suppressed)
         };
-        let mut data = crate::data! { "error" => error.to_string() };
-        if suppressed > 0 {
-            data.insert("suppressed".into(), suppressed.into());
-        }
-        self.events.emit("proxy error", data);
+        self.events.emit(Event::ProxyError {
+            error: error.to_string(),
+            suppressed,
+        });
     }
 }
 

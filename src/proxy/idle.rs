@@ -186,7 +186,7 @@ impl IdleSweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::EventSink;
+    use crate::events::EventSink;
     use crate::proxy::errors::ErrorReporter;
     use crate::proxy::forward::ServerShared;
     use crate::proxy::headers::ClientInfo;

@@ -7,7 +7,7 @@ use super::forward::ServerShared;
 use super::router::Router;
 use super::worker::{ConnectionSource, WorkerSetup, run_worker};
 use crate::config::model::{IpRange, ProxyConfig};
-use crate::daemon::events::EventSink;
+use crate::events::EventSink;
 use crate::observability::ProxyObserver;
 use std::io;
 use std::net::SocketAddr;

@@ -261,7 +261,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::EventSink;
+    use crate::events::EventSink;
     use crate::proxy::{ConnectionCounters, ProxyServer, Router};
     use std::sync::atomic::Ordering;
     use std::time::Duration;

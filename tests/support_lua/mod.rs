@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use rollbridge::config::hook::HookSpec;
 use rollbridge::config::model::Policy;
 use rollbridge::config::{LoadOptions, LoadedConfig, load_with};
-use rollbridge::daemon::events::{Event, EventSink};
+use rollbridge::events::{EventRecord as Event, EventSink};
 use rollbridge::lua::{Limits, LuaPlugins};
 use rollbridge::plugins::builtin::BuiltinPlugins;
 use rollbridge::plugins::{HookCall, ProcessInfo, Registry, Stage};

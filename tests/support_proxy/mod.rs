@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rollbridge::daemon::events::EventSink;
+use rollbridge::events::EventSink;
 use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -99,7 +99,7 @@ impl ProxyFixture {
         target
     }
 
-    pub fn proxy_errors(&self) -> Vec<rollbridge::daemon::events::Event> {
+    pub fn proxy_errors(&self) -> Vec<rollbridge::events::EventRecord> {
         self.events
             .recent(None)
             .into_iter()

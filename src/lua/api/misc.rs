@@ -1,6 +1,7 @@
 //! `sleep`, `remaining_ms`, `event`, `file_exists` and `read_file`.
 
 use super::{millis, raise};
+use crate::events::{Event, ProcessEvent, ProcessScope};
 use crate::lua::ctx::{CallScope, HookCtx};
 use crate::lua::sandbox::io_reason;
 use mlua::serde::DeserializeOptions;
@@ -132,10 +133,14 @@ fn read_prefix(path: &PathBuf, limit: usize) -> std::io::Result<Option<Vec<u8>>>
 /// `ctx:event`: an event of the hook's process, or a log line for matchers.
 fn record_event(scope: &CallScope, message: String, data: Map<String, serde_json::Value>) {
     match (&scope.events, scope.event_prefix()) {
-        (Some(events), Some((process_id, release_id))) => {
-            events.emit_process(message, process_id, release_id, data);
-        }
-        (Some(events), None) => events.emit(message, data),
+        (Some(events), Some((process_id, release_id))) => events.emit(Event::Process {
+            scope: ProcessScope {
+                process_id: process_id.to_string(),
+                release_id: release_id.to_string(),
+            },
+            event: ProcessEvent::Hook { message, data },
+        }),
+        (Some(events), None) => events.emit(Event::Hook { message, data }),
         (None, _) => {
             tracing::info!(
                 target: "rollbridge::lua",

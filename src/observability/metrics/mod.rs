@@ -22,7 +22,7 @@ pub use server::{MetricsServer, MetricsServerError};
 pub use text::CONTENT_TYPE;
 
 use super::events_layer::EventObserver;
-use crate::daemon::events::Event;
+use crate::events::{Event, ProcessEvent, StartReason};
 use crate::proxy::Router;
 use histogram::{DEPLOY_BUCKETS, HOOK_BUCKETS};
 use std::collections::BTreeMap;
@@ -335,9 +335,9 @@ fn group_rss(samples: &[ProcessSample]) -> Vec<Option<u64>> {
 
 impl EventObserver for Metrics {
     fn observe(&self, event: &Event) {
-        match event.message.as_str() {
-            "rollback starting" => self.lifecycle().rollback_announced = true,
-            "deploy starting" => {
+        match event {
+            Event::RollbackStarting { .. } => self.lifecycle().rollback_announced = true,
+            Event::DeployStarting { .. } => {
                 let mut lifecycle = self.lifecycle();
                 let kind = if std::mem::take(&mut lifecycle.rollback_announced) {
                     "rollback"
@@ -346,20 +346,17 @@ impl EventObserver for Metrics {
                 };
                 lifecycle.pending_deploy = Some((Instant::now(), kind));
             }
-            "traffic switched" => self.finish_deploy("success"),
-            "deploy failed" => self.finish_deploy("failure"),
-            "process started" => {
-                let reason = event.data.get("reason").and_then(|r| r.as_str());
-                let process = event.data.get("processId").and_then(|p| p.as_str());
-                if let (Some(reason), Some(process)) = (reason, process) {
-                    if reason != "deploy" {
-                        *self
-                            .lifecycle()
-                            .restarts
-                            .entry((process.to_string(), reason.to_string()))
-                            .or_default() += 1;
-                    }
-                }
+            Event::TrafficSwitched { .. } => self.finish_deploy("success"),
+            Event::DeployFailed { .. } => self.finish_deploy("failure"),
+            Event::Process {
+                scope,
+                event: ProcessEvent::Started { reason, .. },
+            } if *reason != StartReason::Deploy => {
+                *self
+                    .lifecycle()
+                    .restarts
+                    .entry((scope.process_id.clone(), reason.as_str().to_string()))
+                    .or_default() += 1;
             }
             _ => {}
         }
@@ -369,32 +366,65 @@ impl EventObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::EventSink;
-    use crate::data;
+    use crate::events::ProcessScope;
 
-    fn event(message: &str, data: serde_json::Map<String, serde_json::Value>) -> Event {
-        Event {
-            at: String::new(),
-            data,
-            message: message.into(),
+    fn starting(release_id: &str) -> Event {
+        Event::DeployStarting {
+            release_id: release_id.into(),
+            release_path: format!("/srv/{release_id}"),
+            revision: None,
+        }
+    }
+
+    fn switched(release_id: &str) -> Event {
+        Event::TrafficSwitched {
+            previous_release_id: None,
+            release_id: release_id.into(),
+        }
+    }
+
+    fn failed(release_id: &str) -> Event {
+        Event::DeployFailed {
+            error: "x".into(),
+            release_id: release_id.into(),
+        }
+    }
+
+    fn started(process: &str, reason: StartReason) -> Event {
+        Event::Process {
+            scope: ProcessScope {
+                process_id: process.into(),
+                release_id: "v1".into(),
+            },
+            event: ProcessEvent::Started {
+                command: "node app.js".into(),
+                id: process.into(),
+                pid: Some(1),
+                reason,
+            },
         }
     }
 
     #[test]
     fn deploys_and_restarts_come_from_events() {
         let metrics = Metrics::new();
-        metrics.observe(&event("deploy starting", data! { "releaseId" => "v1" }));
-        metrics.observe(&event("traffic switched", data! { "releaseId" => "v1" }));
-        metrics.observe(&event("rollback starting", data! { "releaseId" => "v0" }));
-        metrics.observe(&event("deploy starting", data! { "releaseId" => "v0" }));
-        metrics.observe(&event("deploy failed", data! { "releaseId" => "v0" }));
+        metrics.observe(&starting("v1"));
+        metrics.observe(&switched("v1"));
+        metrics.observe(&Event::RollbackStarting {
+            release_id: "v0".into(),
+            release_path: "/srv/v0".into(),
+        });
+        metrics.observe(&starting("v0"));
+        metrics.observe(&failed("v0"));
         // A stray end without a start is not a deploy.
-        metrics.observe(&event("traffic switched", data! { "releaseId" => "v0" }));
-        for reason in ["deploy", "crash", "crash", "memory"] {
-            metrics.observe(&event(
-                "process started",
-                data! { "processId" => "web", "releaseId" => "v1", "reason" => reason },
-            ));
+        metrics.observe(&switched("v0"));
+        for reason in [
+            StartReason::Deploy,
+            StartReason::Crash,
+            StartReason::Crash,
+            StartReason::Memory,
+        ] {
+            metrics.observe(&started("web", reason));
         }
         assert_eq!(metrics.deploys("deploy", "success"), 1);
         assert_eq!(metrics.deploys("rollback", "failure"), 1);
@@ -428,18 +458,34 @@ mod tests {
 
     #[test]
     fn events_reach_the_registry_through_the_event_layer() {
-        let ring = crate::daemon::events::EventRing::new(8);
+        let ring = crate::events::EventRing::new(8);
         let layer = crate::observability::EventLayer::new(ring.clone(), Default::default());
-        let observers = layer.observers();
-        let sink = EventSink::from_parts(ring, crate::observability::event_dispatch(layer));
+        let observers = Arc::new(crate::observability::EventObservers::default());
+        let sink =
+            crate::observability::traced_sink(ring, crate::observability::event_dispatch(layer));
+        let _watching = observers.watch(&sink);
         let metrics = Metrics::new();
         observers.add(metrics.clone());
-        sink.emit("deploy starting", data! { "releaseId" => "v1" });
-        sink.emit(
-            "deploy failed",
-            data! { "error" => "x", "releaseId" => "v1" },
-        );
+        sink.emit(starting("v1"));
+        sink.emit(failed("v1"));
         assert_eq!(metrics.deploys("deploy", "failure"), 1);
+    }
+
+    #[test]
+    fn a_hook_event_named_like_a_deploy_event_is_not_a_deploy() {
+        let metrics = Metrics::new();
+        for name in ["deploy starting", "traffic switched", "process started"] {
+            metrics.observe(&Event::Hook {
+                message: name.into(),
+                data: crate::data! { "releaseId" => "v1", "processId" => "web", "reason" => "crash" },
+            });
+        }
+        assert_eq!(metrics.deploys("deploy", "success"), 0);
+        let text = metrics.render();
+        assert!(
+            !text.contains("rollbridge_process_restarts_total{"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Built-in lifecycle plugins: `command`, `signal` and `wait-exit`.
 
 use super::shell::{ShellOutcome, millis_until, run_bounded};
-use crate::data;
+use crate::events::{CommandHookOutcome, Event, ProcessEvent, ProcessScope};
 use crate::plugins::{HookCall, HookError, HookFuture, LifecyclePlugin, Stage};
 use crate::process::ProcessGroup;
 use crate::util::signals::parse_signal;
@@ -55,27 +55,26 @@ impl LifecyclePlugin for CommandHook {
             ));
             let timeout_ms = millis_until(call.deadline);
             let outcome = run_bounded(&command, &call.process.cwd, &env, call.deadline).await;
-            let id = call.process.instance_id.clone();
-            let (suffix, rest) = match &outcome {
+            let outcome = match outcome {
                 ShellOutcome::Exited(0) => return Ok(()),
-                ShellOutcome::Exited(code) => {
-                    ("exited non-zero", data! { "code" => code, "id" => id })
-                }
-                ShellOutcome::Signaled(signal) => {
-                    ("exited on signal", data! { "id" => id, "signal" => signal })
-                }
-                ShellOutcome::TimedOut => {
-                    ("timed out", data! { "id" => id, "timeoutMs" => timeout_ms })
-                }
-                ShellOutcome::Failed(error) => ("failed", data! { "error" => error, "id" => id }),
+                ShellOutcome::Exited(code) => CommandHookOutcome::ExitedNonZero { code },
+                ShellOutcome::Signaled(signal) => CommandHookOutcome::ExitedOnSignal { signal },
+                ShellOutcome::TimedOut => CommandHookOutcome::TimedOut { timeout_ms },
+                ShellOutcome::Failed(error) => CommandHookOutcome::Failed { error },
             };
-            let message = format!("{label} {suffix}");
-            call.events.emit_process(
-                message.clone(),
-                &call.process.instance_id,
-                &call.process.release_id,
-                rest,
-            );
+            let event = Event::Process {
+                scope: ProcessScope {
+                    process_id: call.process.instance_id.clone(),
+                    release_id: call.process.release_id.clone(),
+                },
+                event: ProcessEvent::CommandHook {
+                    hook: label,
+                    id: call.process.instance_id.clone(),
+                    outcome,
+                },
+            };
+            let message = event.to_parts().0.into_owned();
+            call.events.emit(event);
             Err(HookError::Reported(message))
         })
     }
