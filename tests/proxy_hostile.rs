@@ -6,10 +6,10 @@ mod support_proxy;
 
 use rollbridge::proxy::ProxyOptions;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use support_proxy::raw::RawClient;
 use support_proxy::scripted::{Answer, ScriptedUpstream};
 use support_proxy::*;
+use tokio::io::AsyncWriteExt;
 
 const OK_2: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
