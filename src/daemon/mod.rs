@@ -12,8 +12,6 @@ pub mod drain;
 pub mod events;
 pub mod handler;
 pub mod orphans;
-pub mod persist;
-pub mod persistence;
 pub mod ports;
 pub mod release;
 pub mod reload;
@@ -28,6 +26,8 @@ pub mod shutdown;
 pub mod signals;
 pub mod startup_exits;
 pub mod state;
+pub mod state_file;
+pub mod state_writer;
 pub mod status;
 pub mod stop;
 

@@ -15,9 +15,9 @@
 use super::bootstrap::BootstrapRequest;
 use super::events::EventSink;
 use super::orphans::Orphan;
-use super::persist::StateFile;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
+use super::state_file::StateFile;
 use crate::config::model::Config;
 use crate::control::server::ControlServer;
 use crate::observability::DaemonObservability;
