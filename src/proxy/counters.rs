@@ -5,8 +5,7 @@
 //! request and closing the release to new ones are ordered by that one word: once
 //! [`ConnectionCounters::close`] has run, no request can be counted any more, and
 //! the count the drain then waits on can only go down. Drain waiters are woken
-//! (only once closed, so open releases never touch the waiter list) whenever a
-//! count reaches zero.
+//! when the total reaches zero and, once closed, when the HTTP count does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,13 +58,14 @@ impl ConnectionCounters {
     }
 
     /// Resolves `true` as soon as the total is 0 (at once if it already is), or `false`
-    /// when `deadline` passes first. Changes wake it only once the counters are closed.
+    /// when `deadline` passes first. Dropping the future removes its waiter.
     pub async fn wait_drained(&self, deadline: tokio::time::Instant) -> bool {
         self.wait_until(deadline, |counters| counters.total() == 0)
             .await
     }
 
-    /// Like [`wait_drained`](Self::wait_drained), for the HTTP requests only.
+    /// Like [`wait_drained`](Self::wait_drained), for the HTTP requests only; for a
+    /// closed release (on an open one, only the total reaching zero wakes it early).
     pub async fn wait_http_drained(&self, deadline: tokio::time::Instant) -> bool {
         self.wait_until(deadline, |counters| counters.http() == 0)
             .await
@@ -111,17 +111,17 @@ impl ConnectionCounters {
 
     fn release(&self, unit: u64) {
         let before = self.packed.fetch_sub(unit, Ordering::AcqRel);
-        let (mask, shift) = if unit == HTTP_UNIT {
-            (HTTP_MASK, 0)
-        } else {
-            (WEBSOCKET_MASK, 32)
-        };
-        let remaining_of_kind = ((before >> shift) & mask) - 1;
         debug_assert!(
-            (before >> shift) & mask != 0,
+            (unit == HTTP_UNIT && http_of(before) != 0)
+                || (unit == WEBSOCKET_UNIT && websocket_of(before) != 0),
             "connection counter released more often than taken"
         );
-        if before & CLOSED != 0 && remaining_of_kind == 0 {
+        let after = before - unit;
+        let drained = http_of(after) + websocket_of(after) == 0;
+        // HTTP-only waiters wait on closed (retired) releases only, so an open
+        // release's hot path pays for the waiter list just when it empties.
+        let http_drained = unit == HTTP_UNIT && http_of(after) == 0 && before & CLOSED != 0;
+        if drained || http_drained {
             self.drained.notify_waiters();
         }
     }
