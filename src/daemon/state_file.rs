@@ -48,37 +48,33 @@ const EVENT_DATA_KEYS: [&str; 20] = [
     "timeoutMs",
 ];
 
-/// The content of the state file.
+/// The content of the state file. Every field falls back to its default when it
+/// is missing or has another shape (`lenient`, `lenient_list`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct StateSnapshot {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub version: u32,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub active_release_id: Option<String>,
     /// Processes of earlier daemons still alive, carried over so they survive
     /// several crashes in a row.
-    #[serde(default, deserialize_with = "lenient_list")]
+    #[serde(deserialize_with = "lenient_list")]
     pub orphans: Vec<OrphanEntry>,
     /// Every release whose processes may run, including one still starting.
-    #[serde(default, deserialize_with = "lenient_list")]
+    #[serde(deserialize_with = "lenient_list")]
     pub releases: Vec<ReleaseEntry>,
-    #[serde(default, deserialize_with = "lenient_list")]
+    #[serde(deserialize_with = "lenient_list")]
     pub services: Vec<NamedProcessEntry>,
-    #[serde(default, deserialize_with = "lenient_list")]
+    #[serde(deserialize_with = "lenient_list")]
     pub singletons: Vec<NamedProcessEntry>,
     /// The recent event history (for a human reading the file after a crash).
     #[serde(
-        default,
         deserialize_with = "lenient_list",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub events: Vec<EventEntry>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
     pub persisted_at: Option<String>,
 }
 
@@ -93,69 +89,44 @@ pub struct OrphanEntry {
     pub release_id: Option<String>,
 }
 
+/// A release: what identifies it, and its processes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ReleaseEntry {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub release_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub release_path: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub revision: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub state: Option<String>,
-    #[serde(default, deserialize_with = "lenient_list")]
+    #[serde(deserialize_with = "lenient_list")]
     pub processes: Vec<ProcessEntry>,
 }
 
 /// A service or singleton: its entry id and its process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NamedProcessEntry {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: String,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub process: Option<ProcessEntry>,
 }
 
 /// One managed process: what liveness needs (pid and start time) and its state.
+/// A process not running has `pid: null`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ProcessEntry {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient")]
     pub id: String,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub pid: Option<RecordedPid>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub started_at: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "lenient")]
     pub state: Option<String>,
 }
 
@@ -364,7 +335,7 @@ mod tests {
                     "state": "active",
                     "processes": [{"id": "web", "pid": 1, "startedAt": "2026-05-23T14:31:09.512Z",
                         "state": "running"}]}],
-                "services": [{"id": "db", "process": {"id": "db", "pid": 3}}],
+                "services": [{"id": "db", "process": {"id": "db", "pid": 3, "startedAt": null, "state": null}}],
                 "singletons": [],
                 "events": [{"at": "t", "message": "release startup process status",
                     "data": {"pid": 1, "releaseId": "v1"}}]
