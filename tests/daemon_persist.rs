@@ -68,6 +68,63 @@ fn state_is_persisted_without_secrets_and_removed_on_clean_shutdown() {
 }
 
 #[test]
+fn the_state_file_holds_no_environment_values_or_hook_options() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = with_state(dir, port);
+        let web = &mut config["processes"][0];
+        web["env"] =
+            json!({"API_TOKEN": "env-secret-71c3", "DATABASE_URL": "postgres://u:pw-55e1@db/x"});
+        web["lifecycle"] = json!({
+            "quiet": {"plugin": "command", "command": "true hook-option-secret-9f2"},
+            "stop": {"plugin": "signal", "signal": "TERM"}
+        });
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    harness.deploy("v2");
+    let state = poll(LONG, || {
+        read_state(&harness).filter(|s| {
+            s["activeReleaseId"] == "v2" && s["releases"][0]["processes"][0]["pid"].is_number()
+        })
+    })
+    .expect("state written after the deploys");
+    let text = std::fs::read_to_string(harness.path("state.json")).unwrap();
+    for secret in [
+        "env-secret-71c3",
+        "API_TOKEN",
+        "pw-55e1",
+        "hook-option-secret-9f2",
+        "\"lifecycle\"",
+        "\"signal\": \"TERM\"",
+        "\"env\"",
+        "\"command\"",
+        "app.py",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the state file:\n{text}"
+        );
+    }
+    assert_eq!(state["version"], 1);
+    let releases: Vec<&str> = state["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["releaseId"].as_str().unwrap())
+        .collect();
+    assert!(releases.contains(&"v2"), "{releases:?}");
+    assert!(
+        state["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == "traffic switched" && e["data"]["releaseId"] == "v2")
+    );
+    assert_eq!(harness.shutdown(), 0);
+}
+
+#[test]
 fn orphans_from_a_previous_daemon_are_reported_and_dropped_once_gone() {
     let mut harness = Harness::new(with_state);
     let live = GroupGuard::spawn_sleep(&["1000"]);
@@ -137,6 +194,7 @@ fn a_clean_shutdown_keeps_records_of_live_orphans() {
     assert_eq!(
         state,
         json!({
+            "version": 1,
             "activeReleaseId": null,
             "orphans": [{"id": "worker", "pid": live.pid(), "releaseId": "previous"}],
             "releases": [],

@@ -13,6 +13,7 @@ use super::recover::recover;
 use super::{CliResult, ConfigArg};
 use crate::daemon::orphans::managed_processes;
 use crate::daemon::runtime::RuntimeIdentity;
+use crate::daemon::state_file::StateSnapshot;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -217,7 +218,7 @@ fn wait_until_released(socket: &Path) -> anyhow::Result<()> {
 /// Every pid a status reply lists: each one leads the process group of a
 /// managed process.
 fn managed_pids(status: &Map<String, Value>) -> HashSet<i32> {
-    managed_processes(&Value::Object(status.clone()))
+    managed_processes(&StateSnapshot::parse(Value::Object(status.clone())))
         .into_iter()
         .map(|process| process.pid)
         .collect()

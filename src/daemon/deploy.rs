@@ -413,10 +413,8 @@ impl Daemon {
             state.starting.retain(|r| !Arc::ptr_eq(r, &release));
             previous
         };
+        // Closes the previous release's counters: its drain count is final.
         self.router.set_active(Some(release.target.clone()));
-        if let Some(previous) = &previous {
-            previous.mark_retired();
-        }
         let previous_id = previous.as_ref().map(|p| p.id.clone());
         self.events.emit(Event::TrafficSwitched {
             previous_release_id: previous_id.clone(),

@@ -108,41 +108,23 @@ pub async fn drain_and_stop(release: Arc<Release>, config: Arc<Config>, registry
     let early = tokio::spawn(async move {
         join_all(non_blocking.iter().map(|p| p.stop())).await;
     });
+    // The router closed this release's counters when it switched away: no request
+    // can start here any more, so the count only goes down and its notification
+    // ends the wait.
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(config.proxy.drain_timeout_ms);
-    settle_after_switch(&release).await;
-    if release.counters.total() > 0 {
-        release.counters.wait_drained(deadline).await;
-    }
+    release.counters.wait_drained(deadline).await;
     join_all(dependent.iter().map(|p| p.stop())).await;
     let _ = early.await;
     join_all(handoff.iter().map(|p| p.stop())).await;
     release.mark_stopped();
 }
 
-/// A request that picked this release as its target an instant before the
-/// switch is counted a moment later; waiting this long before trusting a zero
-/// count means such a request is never mistaken for "no connections".
-pub const SWITCH_SETTLE: Duration = Duration::from_millis(100);
-
-async fn settle_after_switch(release: &Release) {
-    let since_switch = release
-        .retired_at()
-        .map(|at| at.elapsed())
-        .unwrap_or_default();
-    if since_switch < SWITCH_SETTLE {
-        tokio::time::sleep(SWITCH_SETTLE - since_switch).await;
-    }
-}
-
 /// Waits (up to `timeout`) for the HTTP requests in flight on `release` to
 /// finish, ignoring WebSockets. Used before a release is stopped on purpose.
 pub async fn wait_http_requests(release: &Release, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
-    settle_after_switch(release).await;
-    while release.counters.http() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    release.counters.wait_http_drained(deadline).await;
 }
 
 /// Rebuilds the retiring processes' definitions from the new config (new stop

@@ -11,8 +11,6 @@ pub mod deploy;
 pub mod drain;
 pub mod handler;
 pub mod orphans;
-pub mod persist;
-pub mod persistence;
 pub mod ports;
 pub mod release;
 pub mod reload;
@@ -27,6 +25,8 @@ pub mod shutdown;
 pub mod signals;
 pub mod startup_exits;
 pub mod state;
+pub mod state_file;
+pub mod state_writer;
 pub mod status;
 pub mod stop;
 

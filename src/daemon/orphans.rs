@@ -13,7 +13,7 @@
 //!   group, or that started at a different time than the state file says, is a
 //!   recycled pid and is ignored.
 
-use super::persist::StateFile;
+use super::state_file::{OrphanEntry, ProcessEntry, RecordedPid, StateFile, StateSnapshot};
 use crate::process::cgroup::ProcessCgroup;
 use crate::process::group_alive;
 use crate::process::leftovers::{ProcessId, escaped_members, signal_all, still_runs};
@@ -99,27 +99,10 @@ impl Orphan {
 /// Every process the state snapshot records, in the order the daemon wrote
 /// them: carried-over orphans first, then its own managed processes (see
 /// [`managed_processes`]). A pid that appears twice is listed once.
-pub fn recorded_processes(state: &Value) -> Vec<Orphan> {
+pub fn recorded_processes(state: &StateSnapshot) -> Vec<Orphan> {
     let mut records = Vec::new();
-    for entry in list(state, "orphans") {
-        let id = entry.get("id").and_then(Value::as_str);
-        let pid = entry.get("pid").and_then(as_pid);
-        let release_id = match entry.get("releaseId") {
-            Some(Value::String(id)) => Some(Some(id.clone())),
-            Some(Value::Null) => Some(None),
-            _ => None,
-        };
-        if let (Some(id), Some(pid), Some(release_id)) = (id, pid, release_id) {
-            push_unique(
-                &mut records,
-                Orphan {
-                    id: id.to_string(),
-                    pid,
-                    release_id,
-                    started_at_ms: None,
-                },
-            );
-        }
+    for entry in &state.orphans {
+        push_unique(&mut records, Orphan::from(entry));
     }
     for record in managed_processes(state) {
         push_unique(&mut records, record);
@@ -127,51 +110,24 @@ pub fn recorded_processes(state: &Value) -> Vec<Orphan> {
     records
 }
 
-/// The processes a daemon manages, from its state snapshot or its `status`
-/// reply (the two share this shape): release processes, services, singletons.
-/// Orphans it merely reports are not included.
-pub fn managed_processes(state: &Value) -> Vec<Orphan> {
+/// The processes a daemon manages, from its state snapshot (or its `status`
+/// reply read as one, see [`StateSnapshot::parse`]): release processes,
+/// services, singletons. Orphans it merely reports are not included.
+pub fn managed_processes(state: &StateSnapshot) -> Vec<Orphan> {
     let mut records = Vec::new();
-    for release in list(state, "releases") {
-        let release_id = release
-            .get("releaseId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        for process in release
-            .get("processes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(pid) = process.get("pid").and_then(as_pid) {
-                push_unique(
-                    &mut records,
-                    Orphan {
-                        id: text_or_empty(process.get("id")),
-                        pid,
-                        release_id: release_id.clone(),
-                        started_at_ms: started_at(process),
-                    },
-                );
+    for release in &state.releases {
+        for process in &release.processes {
+            if let Some(record) = managed(&process.id, process, release.release_id.clone()) {
+                push_unique(&mut records, record);
             }
         }
     }
-    for key in ["services", "singletons"] {
-        for entry in list(state, key) {
-            let Some(process) = entry.get("process") else {
-                continue;
-            };
-            if let Some(pid) = process.get("pid").and_then(as_pid) {
-                push_unique(
-                    &mut records,
-                    Orphan {
-                        id: text_or_empty(entry.get("id")),
-                        pid,
-                        release_id: None,
-                        started_at_ms: started_at(process),
-                    },
-                );
-            }
+    for entry in state.services.iter().chain(&state.singletons) {
+        let Some(process) = &entry.process else {
+            continue;
+        };
+        if let Some(record) = managed(&entry.id, process, None) {
+            push_unique(&mut records, record);
         }
     }
     records
@@ -179,7 +135,7 @@ pub fn managed_processes(state: &Value) -> Vec<Orphan> {
 
 /// Every process recorded in a state snapshot that is still alive
 /// (flows.md §15.3). An unexpected shape yields nothing.
-pub fn live_processes(state: &Value) -> Vec<Orphan> {
+pub fn live_processes(state: &StateSnapshot) -> Vec<Orphan> {
     recorded_processes(state)
         .into_iter()
         .filter(Orphan::is_live)
@@ -195,31 +151,43 @@ pub fn live_orphans(path: &Path) -> Vec<Orphan> {
         .unwrap_or_default()
 }
 
-fn list<'a>(state: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    state
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+impl From<&OrphanEntry> for Orphan {
+    fn from(entry: &OrphanEntry) -> Orphan {
+        Orphan {
+            id: entry.id.clone(),
+            pid: entry.pid.0,
+            release_id: entry.release_id.clone(),
+            started_at_ms: None,
+        }
+    }
+}
+
+impl From<&Orphan> for OrphanEntry {
+    fn from(orphan: &Orphan) -> OrphanEntry {
+        OrphanEntry {
+            id: orphan.id.clone(),
+            pid: RecordedPid(orphan.pid),
+            release_id: orphan.release_id.clone(),
+        }
+    }
+}
+
+fn managed(id: &str, process: &ProcessEntry, release_id: Option<String>) -> Option<Orphan> {
+    Some(Orphan {
+        id: id.to_string(),
+        pid: process.pid?.0,
+        release_id,
+        started_at_ms: process
+            .started_at
+            .as_deref()
+            .and_then(crate::util::time::parse_iso_ms),
+    })
 }
 
 fn push_unique(records: &mut Vec<Orphan>, record: Orphan) {
     if !records.iter().any(|known| known.pid == record.pid) {
         records.push(record);
     }
-}
-
-fn as_pid(value: &Value) -> Option<i32> {
-    let number = value.as_f64()?;
-    (number.fract() == 0.0 && number >= 1.0 && number <= i32::MAX as f64).then_some(number as i32)
-}
-
-fn text_or_empty(value: Option<&Value>) -> String {
-    value.and_then(Value::as_str).unwrap_or("").to_string()
-}
-
-fn started_at(process: &Value) -> Option<i64> {
-    crate::util::time::parse_iso_ms(process.get("startedAt")?.as_str()?)
 }
 
 /// How stopping one orphan ended.
@@ -340,7 +308,7 @@ mod tests {
             "services": [{"id": "svc", "process": {"pid": 31}}],
             "singletons": [{"id": "cron", "process": {"pid": 41.5}}]
         });
-        let records = recorded_processes(&state);
+        let records = recorded_processes(&StateSnapshot::parse(state.clone()));
         let summary: Vec<(String, i32, Option<String>)> = records
             .iter()
             .map(|r| (r.id.clone(), r.pid, r.release_id.clone()))
@@ -360,15 +328,18 @@ mod tests {
             records[1].to_json(),
             json!({"id": "web", "pid": 21, "releaseId": "v1"})
         );
-        let managed: Vec<i32> = managed_processes(&state).iter().map(|r| r.pid).collect();
+        let managed: Vec<i32> = managed_processes(&StateSnapshot::parse(state))
+            .iter()
+            .map(|r| r.pid)
+            .collect();
         assert_eq!(managed, [21, 11, 31], "orphans are not managed processes");
     }
 
     #[test]
     fn unexpected_shapes_give_no_records() {
-        assert!(recorded_processes(&json!([1, 2])).is_empty());
-        assert!(recorded_processes(&json!({"releases": "x"})).is_empty());
-        assert!(live_processes(&json!({"orphans": []})).is_empty());
+        assert!(recorded_processes(&StateSnapshot::parse(json!([1, 2]))).is_empty());
+        assert!(recorded_processes(&StateSnapshot::parse(json!({"releases": "x"}))).is_empty());
+        assert!(live_processes(&StateSnapshot::parse(json!({"orphans": []}))).is_empty());
     }
 
     #[test]
@@ -384,7 +355,7 @@ mod tests {
             "services": [{"id": "svc", "process": {"pid": svc.pid()}}],
             "singletons": [{"id": "one", "process": {"state": "stopped"}}]
         });
-        let found = live_processes(&state);
+        let found = live_processes(&StateSnapshot::parse(state));
         let ids: Vec<(&str, Option<&str>)> = found
             .iter()
             .map(|o| (o.id.as_str(), o.release_id.as_deref()))

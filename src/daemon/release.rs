@@ -63,8 +63,6 @@ pub struct Release {
     pub target: Arc<ReleaseTarget>,
     meta: Mutex<ReleaseMeta>,
     processes: Mutex<Vec<ReleaseProcess>>,
-    /// When the release stopped receiving new traffic.
-    retired_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Release {
@@ -101,18 +99,7 @@ impl Release {
                 stopped_at: None,
             }),
             processes: Mutex::new(Vec::new()),
-            retired_at: Mutex::new(None),
         })
-    }
-
-    /// Records that the router no longer sends new requests here.
-    pub fn mark_retired(&self) {
-        let mut at = self.retired_at.lock().unwrap_or_else(|e| e.into_inner());
-        at.get_or_insert_with(std::time::Instant::now);
-    }
-
-    pub fn retired_at(&self) -> Option<std::time::Instant> {
-        *self.retired_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn meta(&self) -> MutexGuard<'_, ReleaseMeta> {

@@ -14,9 +14,9 @@
 
 use super::bootstrap::BootstrapRequest;
 use super::orphans::Orphan;
-use super::persist::StateFile;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
+use super::state_file::StateFile;
 use crate::config::model::Config;
 use crate::control::server::ControlServer;
 use crate::events::EventSink;

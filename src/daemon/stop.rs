@@ -32,7 +32,6 @@ impl Daemon {
             {
                 state.active = None;
                 self.router.set_active(None);
-                release.mark_retired();
             }
             release
         };

@@ -1,5 +1,5 @@
-//! Per-request handling: pick the active release, count the request, rewrite the
-//! headers and relay the exchange.
+//! Per-request handling: pick the active release and count the request on it (one
+//! step, see `router.rs`), rewrite the headers and relay the exchange.
 
 use super::body::{ProxyBody, UpstreamBody};
 use super::counters::ConnectionGuard;
@@ -95,15 +95,15 @@ async fn route(
     if let Err(refusal) = edge::admit(&mut request, context.client_socket) {
         return refused(refusal);
     }
-    let Some(target) = context.server.router.active() else {
+    // Picked and counted in one step, so a drain never misses it; the guard
+    // follows the request wherever it goes and releases the count when dropped,
+    // whichever way the exchange ends.
+    let Some((target, count)) = context.server.router.route() else {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
     };
     if let Some(observation) = observation {
         observation.routed(&target);
     }
-    // Counted from arrival; the guard follows the request wherever it goes and
-    // releases the count when dropped, whichever way the exchange ends.
-    let count = target.counters().track_http();
 
     if request.headers().contains_key(UPGRADE) {
         if let Some(tokens) = upgrade::tunnel_tokens(&request, &context.server.allowed_upgrades) {

@@ -4,7 +4,9 @@
 //! keep-alive pool owned by that release's [`ReleaseTarget`]; a switch affects the
 //! very next request, even on a client connection that stays open. Each release's
 //! [`ConnectionCounters`] track its in-flight HTTP requests and open upgraded
-//! connections so the daemon can wait for a retired release to drain.
+//! connections so the daemon can wait for a retired release to drain; the router
+//! counts a request in the same step that picks its release, and closes a release's
+//! counters when it switches away, so a drain's count is never missing a request.
 //!
 //! Layout: `server` (options, starting the threads, shutdown), `worker` (one proxy
 //! thread: taking and serving client connections), `distribute` (one thread

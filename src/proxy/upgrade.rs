@@ -99,8 +99,8 @@ pub(crate) async fn forward(
     let upstream_side = hyper::upgrade::on(&mut response);
     // The upstream connection now belongs to the upgraded stream, never to the pool.
     drop(sender);
-    let websocket_count = target.counters().track_websocket();
-    drop(http_count);
+    // One atomic step: a drain never sees this connection at zero in between.
+    let websocket_count = http_count.into_websocket();
 
     let reporter = Arc::clone(&server.reporter);
     let authority = target.upstream_authority().to_string();

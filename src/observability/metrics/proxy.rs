@@ -239,7 +239,7 @@ mod tests {
             .stats_for(&v2)
             .record(StatusCode::BAD_GATEWAY, Duration::ZERO);
         let again = target("v1");
-        let _busy = again.counters().track_http();
+        let _busy = again.counters().try_track_http().unwrap();
         let same = metrics.stats_for(&again);
         assert!(Arc::ptr_eq(&first, &same));
         assert_eq!(same.requests("2xx"), 1);
@@ -251,7 +251,7 @@ mod tests {
     fn old_idle_releases_are_forgotten() {
         let metrics = ProxyMetrics::new();
         let busy = target("busy");
-        let _guard = busy.counters().track_websocket();
+        let _guard = busy.counters().try_track_http().unwrap().into_websocket();
         metrics.stats_for(&busy);
         for i in 0..MAX_RELEASE_SERIES + 5 {
             metrics.stats_for(&target(&format!("r{i}")));

@@ -6,8 +6,8 @@
 //! serialized; a burst of changes becomes one write.
 
 use super::orphans::{self, Orphan};
-use super::persist;
 use super::state::Daemon;
+use super::state_file::{OrphanEntry, StateFile, StateSnapshot};
 use crate::events::{Event, EventRecord, ProcessEvent};
 use serde_json::Value;
 use std::sync::Arc;
@@ -48,12 +48,9 @@ impl Daemon {
         if !*enabled || self.is_stopping() {
             return;
         }
-        let snapshot = persist::snapshot(self.persisted_status(), self.events_json(None));
+        let snapshot = StateSnapshot::of_status(self.persisted_status(), self.events_json(None));
         let path = file.path().to_path_buf();
-        let write = {
-            let snapshot = snapshot.clone();
-            tokio::task::spawn_blocking(move || persist::StateFile::new(path).write(&snapshot))
-        };
+        let write = tokio::task::spawn_blocking(move || StateFile::new(path).write(&snapshot));
         let result = match write.await {
             Ok(result) => result.map_err(|e| crate::util::errno::describe_io_error(&e)),
             Err(error) => Err(error.to_string()),
@@ -64,7 +61,7 @@ impl Daemon {
         }
     }
 
-    /// The status object as the state file records it: like `status`, plus the
+    /// The status object the state file is built from: like `status`, plus the
     /// releases `status` does not list but whose processes run — one still
     /// starting (deploying or health-checking) and one that left the map because
     /// its id was deployed again — so none of them is forgotten after a crash.
@@ -143,11 +140,13 @@ impl Daemon {
         };
         let path = file.path().to_path_buf();
         let result = tokio::task::spawn_blocking(move || {
-            let file = persist::StateFile::new(path);
+            let file = StateFile::new(path);
             if orphans.is_empty() {
                 file.clear()
             } else {
-                file.write(&persist::orphans_only_snapshot(&orphans))
+                file.write(&StateSnapshot::orphans_only(
+                    orphans.iter().map(OrphanEntry::from).collect(),
+                ))
             }
         })
         .await
