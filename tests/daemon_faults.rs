@@ -98,13 +98,16 @@ fn a_kill_9_while_a_release_waits_for_its_health_check_leaves_every_process_reco
     // Kill only once the starting app serves (its /ping answers 500): an app
     // still starting up would die on its first write to the dead daemon's pipe,
     // and there would be nothing left to recover.
-    let web_port = state["releases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|release| release["releaseId"] == "bad-2")
-        .find_map(|release| release["ports"]["web"].as_u64())
-        .expect("the starting release's web port in the state file") as u16;
+    let web_port = starting
+        .iter()
+        .find_map(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            environ
+                .split(|byte| *byte == 0)
+                .find_map(|entry| entry.strip_prefix(b"ROLLBRIDGE_PORT="))
+                .and_then(|port| std::str::from_utf8(port).ok()?.parse::<u16>().ok())
+        })
+        .expect("the starting web process's ROLLBRIDGE_PORT");
     poll(LONG, || {
         http_get(web_port, "/ping")
             .ok()
