@@ -67,7 +67,7 @@ impl Daemon {
             Request::Shutdown => {
                 let reply = match self.shutdown(Some(origin)).await {
                     Ok(()) => Reply::ok(data! { "message" => "shutdown" }),
-                    Err(error) => Reply::error(error),
+                    Err(error) => error_reply(error),
                 };
                 reply.then(AfterReply::CloseAndExit)
             }
@@ -90,7 +90,7 @@ impl Daemon {
                     }
                 };
                 if let Err(error) = self.ensure_running() {
-                    return Reply::error(error);
+                    return error_reply(error);
                 }
                 match exclusive {
                     Request::Deploy {
@@ -105,17 +105,17 @@ impl Daemon {
                         })
                         .await
                         .map(|outcome| Reply::ok(outcome.to_payload()))
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Rollback { release_id } => self
                         .rollback_locked(release_id)
                         .await
                         .map(|outcome| Reply::ok(outcome.to_payload()))
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Stop { release_id } => self
                         .stop_locked(release_id)
                         .await
                         .map(Reply::ok)
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Restart { process_id, policy } => self
                         .restart_locked(process_id, policy)
                         .await
@@ -124,12 +124,17 @@ impl Daemon {
                                 "restarted" => Value::Array(ids.into_iter().map(Value::from).collect())
                             })
                         })
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     _ => Reply::error("internal error: request routed to the wrong handler"),
                 }
             }
         }
     }
+}
+
+/// The error reply of a failed flow: its message is the error's `Display`.
+fn error_reply(error: impl std::fmt::Display) -> Reply {
+    Reply::error(error.to_string())
 }
 
 #[cfg(test)]

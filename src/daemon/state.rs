@@ -13,6 +13,7 @@
 //!   touches either lock.
 
 use super::bootstrap::BootstrapRequest;
+use super::errors::{ShutdownError, ShuttingDown};
 use super::orphans::Orphan;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
@@ -133,7 +134,7 @@ pub struct Daemon {
     /// Serializes state file writes; the flag says whether writing is switched on.
     pub persistence: tokio::sync::Mutex<bool>,
     /// The shutdown outcome, shared by every caller (shutdown is memoised).
-    pub shutdown_outcome: tokio::sync::OnceCell<Result<(), String>>,
+    pub shutdown_outcome: tokio::sync::OnceCell<Result<(), ShutdownError>>,
     /// Set when a retirement has finished its background stops.
     pub retired: Arc<Notify>,
     /// Logging, systemd notifications, socket activation and metrics; set once
@@ -218,9 +219,9 @@ impl Daemon {
     }
 
     /// Fails with `Rollbridge is shutting down` once shutdown has begun.
-    pub fn ensure_running(&self) -> Result<(), String> {
+    pub fn ensure_running(&self) -> Result<(), ShuttingDown> {
         if self.is_stopping() {
-            Err(SHUTTING_DOWN.to_string())
+            Err(ShuttingDown)
         } else {
             Ok(())
         }
@@ -253,6 +254,3 @@ impl Daemon {
         self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
-
-/// The error of every operation refused because shutdown has begun.
-pub const SHUTTING_DOWN: &str = "Rollbridge is shutting down";

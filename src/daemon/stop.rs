@@ -1,6 +1,7 @@
 //! `stop` (flows.md §7): stop one release's processes right away. Stopping the
 //! active release leaves the proxy without a target (503) until the next deploy.
 
+use super::errors::StopError;
 use super::state::Daemon;
 use crate::events::Event;
 use serde_json::{Map, Value};
@@ -12,19 +13,14 @@ impl Daemon {
     pub async fn stop_locked(
         self: &Arc<Self>,
         release_id: Option<String>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, StopError> {
         let release = {
             let mut state = self.state();
             let release = match &release_id {
                 Some(id) => state.release(id),
                 None => state.active.clone(),
             }
-            .ok_or_else(|| {
-                format!(
-                    "Release not found: {}",
-                    release_id.as_deref().unwrap_or("active")
-                )
-            })?;
+            .ok_or_else(|| StopError(release_id.as_deref().unwrap_or("active").to_string()))?;
             if state
                 .active
                 .as_ref()
