@@ -6,7 +6,7 @@ use super::definition::{self, ReleaseIdentity};
 use super::errors::{DeployError, ShuttingDown};
 use super::release::{Release, ReleaseState};
 use super::startup_exits::StartupExits;
-use super::state::{Daemon, DeployingInfo};
+use super::state::{Daemon, DeployingInfo, OperationsGuard};
 use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
@@ -65,9 +65,10 @@ impl DeployOutcome {
 }
 
 impl Daemon {
-    /// Runs a deploy. The caller holds [`Daemon::operations`].
+    /// Runs a deploy while the operations lock is held.
     pub async fn deploy_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         request: DeployRequest,
     ) -> Result<DeployOutcome, DeployError> {
         self.ensure_running()?;

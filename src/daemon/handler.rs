@@ -40,7 +40,7 @@ impl Daemon {
             error: panic.to_string(),
         });
         if exclusive {
-            let _operations = self.operations.lock().await;
+            let _operations = self.lock_operations().await;
             let leftovers = {
                 let mut state = self.state();
                 state.deploying = None;
@@ -78,15 +78,15 @@ impl Daemon {
                 }
             }
             exclusive => {
-                let _operations = match self.operations.try_lock() {
-                    Ok(guard) => guard,
-                    Err(_) => {
+                let operations = match self.try_lock_operations() {
+                    Some(guard) => guard,
+                    None => {
                         // Deploy-class commands run one at a time; say why this one waits.
                         tracing::debug!(
                             command = exclusive.name(),
                             "waiting for the operation in progress"
                         );
-                        self.operations.lock().await
+                        self.lock_operations().await
                     }
                 };
                 if let Err(error) = self.ensure_running() {
@@ -98,7 +98,7 @@ impl Daemon {
                         release_id,
                         revision,
                     } => self
-                        .deploy_locked(DeployRequest {
+                        .deploy_locked(&operations, DeployRequest {
                             release_path,
                             release_id,
                             revision,
@@ -107,17 +107,17 @@ impl Daemon {
                         .map(|outcome| Reply::ok(outcome.to_payload()))
                         .unwrap_or_else(error_reply),
                     Request::Rollback { release_id } => self
-                        .rollback_locked(release_id)
+                        .rollback_locked(&operations, release_id)
                         .await
                         .map(|outcome| Reply::ok(outcome.to_payload()))
                         .unwrap_or_else(error_reply),
                     Request::Stop { release_id } => self
-                        .stop_locked(release_id)
+                        .stop_locked(&operations, release_id)
                         .await
                         .map(Reply::ok)
                         .unwrap_or_else(error_reply),
                     Request::Restart { process_id, policy } => self
-                        .restart_locked(process_id, policy)
+                        .restart_locked(&operations, process_id, policy)
                         .await
                         .map(|ids| {
                             Reply::ok(data! {

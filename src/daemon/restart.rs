@@ -3,7 +3,7 @@
 //! restarted in place; a deploy replaces it without downtime.
 
 use super::errors::RestartError;
-use super::state::Daemon;
+use super::state::{Daemon, OperationsGuard};
 use crate::config::model::Policy;
 use crate::events::Event;
 use crate::process::{ManagedProcess, StartReason};
@@ -12,9 +12,10 @@ use std::sync::Arc;
 impl Daemon {
     /// Runs a restart and returns the restarted instance ids. Every target is
     /// tried even when an earlier one fails; failures are reported together at
-    /// the end. The caller holds [`Daemon::operations`].
+    /// the end. Runs while the operations lock is held.
     pub async fn restart_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         process_id: Option<String>,
         policy: Option<String>,
     ) -> Result<Vec<String>, RestartError> {

@@ -29,7 +29,7 @@ impl Daemon {
         if let Some(control) = &control {
             control.close_except(origin).await;
         }
-        let _operations = self.operations.lock().await;
+        let _operations = self.lock_operations().await;
         let (processes, releases) = {
             let state = self.state();
             let mut processes: Vec<_> = state.services.iter().map(|(_, p)| p.clone()).collect();

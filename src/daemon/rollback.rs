@@ -4,15 +4,16 @@
 use super::deploy::{DeployOutcome, DeployRequest};
 use super::errors::RollbackError;
 use super::release::ReleaseState;
-use super::state::Daemon;
+use super::state::{Daemon, OperationsGuard};
 use crate::events::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
 impl Daemon {
-    /// Runs a rollback. The caller holds [`Daemon::operations`].
+    /// Runs a rollback while `operations` is held.
     pub async fn rollback_locked(
         self: &Arc<Self>,
+        operations: &OperationsGuard<'_>,
         release_id: Option<String>,
     ) -> Result<DeployOutcome, RollbackError> {
         let (target, is_active) = {
@@ -63,11 +64,14 @@ impl Daemon {
             release_id: target.id.clone(),
             release_path: target.path.clone(),
         });
-        self.deploy_locked(DeployRequest {
-            release_path: target.path.clone(),
-            release_id: Some(target.id.clone()),
-            revision: Some(target.revision.clone()),
-        })
+        self.deploy_locked(
+            operations,
+            DeployRequest {
+                release_path: target.path.clone(),
+                release_id: Some(target.id.clone()),
+                revision: Some(target.revision.clone()),
+            },
+        )
         .await
         .map_err(RollbackError::from)
     }

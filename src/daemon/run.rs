@@ -152,13 +152,16 @@ fn signal_exit_code(outcome: Result<Result<(), ShutdownError>, oneshot::error::R
 /// owner and takes its listeners, then exposes control.
 async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<(), StartError> {
     {
-        let _operations = daemon.operations.lock().await;
+        let operations = daemon.lock_operations().await;
         daemon
-            .deploy_locked(DeployRequest {
-                release_path: request.release_path.clone(),
-                release_id: Some(request.release_id.clone()),
-                revision: Some(request.revision.clone()),
-            })
+            .deploy_locked(
+                &operations,
+                DeployRequest {
+                    release_path: request.release_path.clone(),
+                    release_id: Some(request.release_id.clone()),
+                    revision: Some(request.revision.clone()),
+                },
+            )
             .await?;
         daemon.state().bootstrap = Some(request.clone());
     }

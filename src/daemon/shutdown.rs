@@ -68,7 +68,7 @@ impl Daemon {
         }
         // A deploy in progress sees `stopping`, aborts and cleans up after itself;
         // waiting for it here means nothing it started is left behind.
-        let _operations = self.operations.lock().await;
+        let _operations = self.lock_operations().await;
 
         errors.unstopped = self.stop_everything().await;
         // What escaped every managed process (adopted by the daemon, a subreaper)

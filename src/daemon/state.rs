@@ -6,9 +6,10 @@
 //!   across an `.await`, so `status`, `events` and the background drains never wait
 //!   on a slow operation.
 //! - Deploy-class commands (`deploy`, `rollback`, `stop`, `restart`, `shutdown`,
-//!   `retire-owner`) additionally hold [`Daemon::operations`], an async mutex, for
+//!   `retire-owner`) additionally hold the operations lock, an async mutex, for
 //!   their whole run: they happen one at a time, so two deploys can never pick the
-//!   same port or both replace the singletons.
+//!   same port or both replace the singletons. The `*_locked` flows take its
+//!   [`OperationsGuard`], so none can run without holding it.
 //! - The proxy reads the active release through the lock-free [`Router`] and never
 //!   touches either lock.
 
@@ -121,8 +122,9 @@ pub struct Daemon {
     pub config_path: Option<PathBuf>,
     pub runtime: Option<RuntimeIdentity>,
     state: Mutex<State>,
-    /// Held for the whole run of a deploy-class command.
-    pub operations: tokio::sync::Mutex<()>,
+    /// Held for the whole run of a deploy-class command; taken only through
+    /// [`Daemon::lock_operations`], whose guard the `*_locked` flows require.
+    operations: tokio::sync::Mutex<()>,
     /// Set once shutdown or retirement begins; never cleared.
     stopping: Arc<AtomicBool>,
     /// Wakes long waits (health checks) when `stopping` is set.
@@ -181,6 +183,21 @@ impl Daemon {
             retired: Arc::new(Notify::new()),
             observability: OnceLock::new(),
         })
+    }
+
+    /// Waits for the operation in progress, then holds the operations lock.
+    pub async fn lock_operations(&self) -> OperationsGuard<'_> {
+        OperationsGuard {
+            _held: self.operations.lock().await,
+        }
+    }
+
+    /// The operations lock when no operation is in progress.
+    pub fn try_lock_operations(&self) -> Option<OperationsGuard<'_>> {
+        self.operations
+            .try_lock()
+            .ok()
+            .map(|held| OperationsGuard { _held: held })
     }
 
     /// Locks the state for a short, synchronous section.
@@ -253,4 +270,10 @@ impl Daemon {
     pub fn endpoints(&self) -> MutexGuard<'_, Endpoints> {
         self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Proof that the operations lock is held: deploy-class flows (`*_locked`) take
+/// one, so none can run next to another or next to shutdown's cleanup.
+pub struct OperationsGuard<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
 }

@@ -2,16 +2,17 @@
 //! active release leaves the proxy without a target (503) until the next deploy.
 
 use super::errors::StopError;
-use super::state::Daemon;
+use super::state::{Daemon, OperationsGuard};
 use crate::events::Event;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Daemon {
-    /// Runs a stop and returns the status afterwards. The caller holds
-    /// [`Daemon::operations`].
+    /// Runs a stop, while the operations lock is held, and returns the status
+    /// afterwards.
     pub async fn stop_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         release_id: Option<String>,
     ) -> Result<Map<String, Value>, StopError> {
         let release = {
