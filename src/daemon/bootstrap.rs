@@ -4,7 +4,6 @@
 //! listener exists, so a bad invocation leaves nothing behind.
 
 use super::errors::BootstrapError;
-use crate::util::errno::describe_io_error;
 use std::path::{Component, Path, PathBuf};
 
 /// How the daemon was asked to start.
@@ -77,9 +76,7 @@ pub fn validate(options: &StartOptions) -> Result<StartMode, BootstrapError> {
     }
     match std::fs::metadata(release_path) {
         Err(error) => {
-            return Err(BootstrapError::ReleasePathInaccessible(describe_io_error(
-                &error,
-            )));
+            return Err(BootstrapError::ReleasePathInaccessible(error));
         }
         Ok(metadata) if !metadata.is_dir() => {
             return Err(BootstrapError::ReleasePathNotDirectory);

@@ -214,7 +214,7 @@ impl std::error::Error for ShutdownError {
 }
 
 /// Invalid daemon start flags (flows.md §19); checked before anything starts.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Error)]
 pub enum BootstrapError {
     #[error(
         "Daemon --boot-attestation is accepted only with --config, --release-path, --release-id, and --revision."
@@ -242,9 +242,8 @@ pub enum BootstrapError {
         "Daemon bootstrap --boot-attestation must use the canonical sha256:<64 lowercase hex> format."
     )]
     AttestationFormat,
-    /// The errno description of why the release path cannot be read.
-    #[error("Daemon bootstrap --release-path is not accessible: {0}")]
-    ReleasePathInaccessible(String),
+    #[error("Daemon bootstrap --release-path is not accessible: {}", describe_io_error(.0))]
+    ReleasePathInaccessible(#[source] std::io::Error),
     #[error("Daemon bootstrap --release-path must name a directory.")]
     ReleasePathNotDirectory,
 }
@@ -279,4 +278,71 @@ pub enum StartError {
     OwnerRefused(String),
     #[error("Could not reach the current owner on {} to retire it: {source}", .path.display())]
     OwnerUnreachable { path: PathBuf, source: ClientError },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_failures_read_in_a_fixed_order() {
+        let error = ShutdownError {
+            control_socket: Some(Arc::new(std::io::Error::from_raw_os_error(13))),
+            unstopped: 2,
+            state_file: Some(Arc::new(StateCleanupError::Io(
+                std::io::Error::from_raw_os_error(28),
+            ))),
+        };
+        let text = error.to_string();
+        let socket = text
+            .find("control socket unlink failed: EACCES")
+            .expect(&text);
+        let resources = text
+            .find("; Shutdown failed to stop 2 owned resources.; ")
+            .expect(&text);
+        let state = text
+            .find("persistent state cleanup failed: ENOSPC")
+            .expect(&text);
+        assert!(socket < resources && resources < state, "{text}");
+        let one = ShutdownError {
+            unstopped: 1,
+            ..ShutdownError::default()
+        };
+        assert_eq!(one.to_string(), "Shutdown failed to stop 1 owned resource.");
+        assert!(ShutdownError::default().is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_deploy_keeps_the_protocol_first_line() {
+        let error = DeployError::Interrupted {
+            release_id: "v2".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "Rollbridge is shutting down\nthe daemon is shutting down: the deploy of release \"v2\" was interrupted and the processes it had started were stopped"
+        );
+        assert_eq!(
+            DeployError::from(ShuttingDown).to_string(),
+            "Rollbridge is shutting down"
+        );
+    }
+
+    #[test]
+    fn a_restart_failure_lists_failures_then_what_was_restarted() {
+        let error = RestartError::Failed {
+            failures: vec![(
+                "worker".into(),
+                SpawnError::Spawn {
+                    id: "worker".into(),
+                    reason: "ENOENT".into(),
+                },
+            )],
+            restarted: vec!["jobs".into(), "cron".into()],
+        };
+        let text = error.to_string();
+        assert_eq!(
+            text,
+            "Failed to restart worker: cannot start process \"worker\" with /bin/sh: ENOENT (restarted: jobs, cron)"
+        );
+    }
 }
