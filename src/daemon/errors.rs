@@ -40,11 +40,36 @@ pub struct IncompatibleConfig {
     pub keys: Vec<&'static str>,
 }
 
-/// No port of a process's range could be handed out.
+/// No port of a process's range could be handed out. `code` is the errno name
+/// (or the error text when there is none) of a port that could not be bound.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{message}")]
-pub struct PortError {
-    pub message: String,
+pub enum PortError {
+    #[error("Unable to allocate an ephemeral port on {host} ({code})")]
+    Ephemeral { host: String, code: String },
+    #[error(
+        "No available ports in range {from}-{to} ({count} {noun} on {host}): {reserved} reserved by this deploy, {in_use} already in use{}. Widen the port range, free a port, or check bind permissions.",
+        describe_unbindable(*.unavailable, .example_code.as_deref()),
+        noun = if *.count == 1 { "port" } else { "ports" }
+    )]
+    Exhausted {
+        from: u16,
+        to: u16,
+        count: u32,
+        host: String,
+        reserved: u32,
+        in_use: u32,
+        unavailable: u32,
+        example_code: Option<String>,
+    },
+}
+
+fn describe_unbindable(unavailable: u32, example_code: Option<&str>) -> String {
+    match example_code {
+        Some(code) if unavailable > 0 => {
+            format!(", {unavailable} could not be bound (e.g. {code})")
+        }
+        _ => String::new(),
+    }
 }
 
 /// A process definition whose templates cannot be rendered.
@@ -246,6 +271,13 @@ pub enum BootstrapError {
     ReleasePathInaccessible(#[source] std::io::Error),
     #[error("Daemon bootstrap --release-path must name a directory.")]
     ReleasePathNotDirectory,
+}
+
+/// A `retire-owner` request this daemon refuses (the owner's side of a takeover).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RetireError {
+    #[error("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format")]
+    AttestationFormat,
 }
 
 /// A daemon that could not start, or a bootstrap/takeover that could not

@@ -74,7 +74,7 @@ impl Daemon {
             Request::RetireOwner { attestation } => {
                 match self.retire_owner(attestation, Some(origin)).await {
                     Ok(payload) => Reply::ok(payload).then(AfterReply::Close),
-                    Err(error) => Reply::error(error),
+                    Err(error) => error_reply(error),
                 }
             }
             exclusive => {

@@ -54,11 +54,9 @@ fn find_port(
     if range.is_ephemeral() {
         let mut port = 0;
         for _ in 0..EPHEMERAL_ATTEMPTS {
-            port = probe(host, 0).map_err(|error| PortError {
-                message: format!(
-                    "Unable to allocate an ephemeral port on {host} ({})",
-                    errno_code(&error).unwrap_or_else(|| error.to_string())
-                ),
+            port = probe(host, 0).map_err(|error| PortError::Ephemeral {
+                host: host.to_string(),
+                code: errno_code(&error).unwrap_or_else(|| error.to_string()),
             })?;
             if !used.contains(&port) && !held.contains(&port) {
                 break;
@@ -88,19 +86,15 @@ fn find_port(
             }
         }
     }
-    let count = u32::from(range.to - range.from) + 1;
-    let noun = if count == 1 { "port" } else { "ports" };
-    let unbindable = match example_code {
-        Some(code) if unavailable > 0 => {
-            format!(", {unavailable} could not be bound (e.g. {code})")
-        }
-        _ => String::new(),
-    };
-    Err(PortError {
-        message: format!(
-            "No available ports in range {}-{} ({count} {noun} on {host}): {reserved} reserved by this deploy, {in_use} already in use{unbindable}. Widen the port range, free a port, or check bind permissions.",
-            range.from, range.to
-        ),
+    Err(PortError::Exhausted {
+        from: range.from,
+        to: range.to,
+        count: u32::from(range.to - range.from) + 1,
+        host: host.to_string(),
+        reserved,
+        in_use,
+        unavailable,
+        example_code,
     })
 }
 
