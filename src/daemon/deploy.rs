@@ -3,7 +3,7 @@
 //! singletons, and retire the previous release in the background.
 
 use super::definition::{self, ReleaseIdentity};
-use super::errors::{DeployError, ShuttingDown};
+use super::errors::{DeployError, ShuttingDown, SwitchProblem};
 use super::release::{Release, ReleaseState};
 use super::startup_exits::StartupExits;
 use super::state::{Daemon, DeployingInfo, OperationsGuard};
@@ -450,7 +450,7 @@ impl Daemon {
         config: &Config,
         registry: &Registry,
         release: &Release,
-    ) -> Vec<String> {
+    ) -> Vec<SwitchProblem> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -462,10 +462,10 @@ impl Daemon {
             };
             match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
                 Ok(def) => managed.redefine_with(def, registry.clone()),
-                Err(error) => problems.push(format!(
-                    "service \"{}\" keeps its previous template: {error}",
-                    process.id
-                )),
+                Err(source) => problems.push(SwitchProblem::ServiceTemplate {
+                    id: process.id.clone(),
+                    source,
+                }),
             }
         }
         problems
@@ -478,7 +478,7 @@ impl Daemon {
         config: &Config,
         registry: &Registry,
         release: &Arc<Release>,
-    ) -> Vec<String> {
+    ) -> Vec<SwitchProblem> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -486,40 +486,38 @@ impl Daemon {
             .filter(|p| p.policy == Policy::Singleton)
         {
             if self.is_stopping() {
-                problems.push(format!(
-                    "singleton \"{}\" was not replaced: {ShuttingDown}",
-                    process.id
-                ));
+                problems.push(SwitchProblem::SingletonNotReplaced {
+                    id: process.id.clone(),
+                });
                 break;
             }
             let old = self.state().singleton(&process.id);
             if let Some(old) = old {
                 old.stop().await;
                 if self.is_stopping() {
-                    problems.push(format!(
-                        "singleton \"{}\" was not replaced: {ShuttingDown}",
-                        process.id
-                    ));
+                    problems.push(SwitchProblem::SingletonNotReplaced {
+                        id: process.id.clone(),
+                    });
                     break;
                 }
             }
             let def = match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
                 Ok(def) => def,
-                Err(error) => {
-                    problems.push(format!(
-                        "singleton \"{}\" failed to start: {error}",
-                        process.id
-                    ));
+                Err(source) => {
+                    problems.push(SwitchProblem::SingletonDefinition {
+                        id: process.id.clone(),
+                        source,
+                    });
                     continue;
                 }
             };
             let managed = ManagedProcess::new(def, self.singleton_supervision(registry, release));
             self.state().set_singleton(&process.id, managed.clone());
-            if let Err(error) = managed.start(StartReason::Deploy).await {
-                problems.push(format!(
-                    "singleton \"{}\" failed to start: {error}",
-                    process.id
-                ));
+            if let Err(source) = managed.start(StartReason::Deploy).await {
+                problems.push(SwitchProblem::SingletonStart {
+                    id: process.id.clone(),
+                    source,
+                });
             }
         }
         problems

@@ -122,11 +122,32 @@ pub enum DeployError {
     )]
     Internal(String),
     /// Traffic moved, but a service or singleton did not follow.
-    #[error("Traffic switched to release \"{release_id}\", but {}", .problems.join("; "))]
+    #[error("Traffic switched to release \"{release_id}\", but {}", describe_problems(.problems))]
     PartlySwitched {
         release_id: String,
-        problems: Vec<String>,
+        problems: Vec<SwitchProblem>,
     },
+}
+
+/// A service or singleton that did not follow a deploy's traffic switch.
+#[derive(Debug, Error)]
+pub enum SwitchProblem {
+    #[error("service \"{id}\" keeps its previous template: {source}")]
+    ServiceTemplate { id: String, source: DefinitionError },
+    #[error("singleton \"{id}\" was not replaced: {ShuttingDown}")]
+    SingletonNotReplaced { id: String },
+    #[error("singleton \"{id}\" failed to start: {source}")]
+    SingletonDefinition { id: String, source: DefinitionError },
+    #[error("singleton \"{id}\" failed to start: {source}")]
+    SingletonStart { id: String, source: SpawnError },
+}
+
+fn describe_problems(problems: &[SwitchProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A rollback that found no target or whose deploy failed.
