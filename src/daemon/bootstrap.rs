@@ -3,7 +3,7 @@
 //! socket appears. The checks run before the config is read and before any
 //! listener exists, so a bad invocation leaves nothing behind.
 
-use crate::util::errno::describe_io_error;
+use super::errors::BootstrapError;
 use std::path::{Component, Path, PathBuf};
 
 /// How the daemon was asked to start.
@@ -42,16 +42,16 @@ pub struct StartOptions {
 }
 
 /// Checks the flags in the documented order; the error is the message to print.
-pub fn validate(options: &StartOptions) -> Result<StartMode, String> {
+pub fn validate(options: &StartOptions) -> Result<StartMode, BootstrapError> {
     let any_tuple = options.release_path.is_some()
         || options.release_id.is_some()
         || options.revision.is_some();
     if options.boot_attestation.is_some() && !any_tuple {
-        return Err("Daemon --boot-attestation is accepted only with --config, --release-path, --release-id, and --revision.".into());
+        return Err(BootstrapError::AttestationWithoutTuple);
     }
     if !any_tuple {
         if options.takeover_owner {
-            return Err(takeover_requirements());
+            return Err(BootstrapError::TakeoverRequirements);
         }
         return Ok(StartMode::ListenerOnly {
             config: options.config.clone(),
@@ -63,7 +63,7 @@ pub fn validate(options: &StartOptions) -> Result<StartMode, String> {
         options.release_id.as_ref(),
         options.revision.as_ref(),
     ) else {
-        return Err("Daemon bootstrap options --config, --release-path, --release-id, and --revision must be provided together.".into());
+        return Err(BootstrapError::IncompleteTuple);
     };
     check_path("--config", config)?;
     check_path("--release-path", release_path)?;
@@ -71,23 +71,20 @@ pub fn validate(options: &StartOptions) -> Result<StartMode, String> {
     check_identifier("--revision", revision)?;
     if let Some(attestation) = &options.boot_attestation {
         if !is_canonical_attestation(attestation) {
-            return Err("Daemon bootstrap --boot-attestation must use the canonical sha256:<64 lowercase hex> format.".into());
+            return Err(BootstrapError::AttestationFormat);
         }
     }
     match std::fs::metadata(release_path) {
         Err(error) => {
-            return Err(format!(
-                "Daemon bootstrap --release-path is not accessible: {}",
-                describe_io_error(&error)
-            ));
+            return Err(BootstrapError::ReleasePathInaccessible(error));
         }
         Ok(metadata) if !metadata.is_dir() => {
-            return Err("Daemon bootstrap --release-path must name a directory.".into());
+            return Err(BootstrapError::ReleasePathNotDirectory);
         }
         Ok(_) => {}
     }
     if options.takeover_owner && options.boot_attestation.is_none() {
-        return Err(takeover_requirements());
+        return Err(BootstrapError::TakeoverRequirements);
     }
     Ok(StartMode::Bootstrap(BootstrapRequest {
         config: config.clone(),
@@ -99,19 +96,12 @@ pub fn validate(options: &StartOptions) -> Result<StartMode, String> {
     }))
 }
 
-fn takeover_requirements() -> String {
-    "Daemon --takeover-owner requires the complete bootstrap release tuple and --boot-attestation."
-        .into()
-}
-
-fn check_path(flag: &str, path: &Path) -> Result<(), String> {
+fn check_path(flag: &'static str, path: &Path) -> Result<(), BootstrapError> {
     if !path.is_absolute() {
-        return Err(format!("Daemon bootstrap {flag} must be an absolute path."));
+        return Err(BootstrapError::RelativePath { flag });
     }
     if !is_normalized(path) {
-        return Err(format!(
-            "Daemon bootstrap {flag} must be normalized and must not contain unsafe traversal segments."
-        ));
+        return Err(BootstrapError::UnnormalizedPath { flag });
     }
     Ok(())
 }
@@ -134,16 +124,14 @@ fn is_normalized(path: &Path) -> bool {
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`
-fn check_identifier(flag: &str, value: &str) -> Result<(), String> {
+fn check_identifier(flag: &'static str, value: &str) -> Result<(), BootstrapError> {
     let mut chars = value.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if first_ok && rest_ok && value.len() <= 200 {
         Ok(())
     } else {
-        Err(format!(
-            "Daemon bootstrap {flag} must be a non-empty safe identifier containing only letters, numbers, dots, underscores, and hyphens."
-        ))
+        Err(BootstrapError::UnsafeIdentifier { flag })
     }
 }
 
@@ -173,7 +161,7 @@ mod tests {
     }
 
     fn error(options: &StartOptions) -> String {
-        validate(options).unwrap_err()
+        validate(options).unwrap_err().to_string()
     }
 
     #[test]

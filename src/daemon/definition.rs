@@ -2,6 +2,7 @@
 //! rendered, `ROLLBRIDGE_*` injected, instance ids assigned, the log file path
 //! resolved.
 
+use super::errors::DefinitionError;
 use super::release::Release;
 use crate::config::model::{Config, ProcessConfig};
 use crate::config::template::{self, TemplateContext};
@@ -40,19 +41,18 @@ pub fn instance_id(base_id: &str, index: u32, count: u32) -> String {
 
 /// The template error, plus why when it names a variable the daemon does have
 /// but cannot use as text.
-fn explain_template_error(error: template::TemplateError) -> String {
-    let text = error.to_string();
-    let template::TemplateError::Missing { placeholder } = &error else {
-        return text;
+fn explain_template_error(error: template::TemplateError) -> DefinitionError {
+    let non_utf8 = match &error {
+        template::TemplateError::Missing { placeholder } => placeholder
+            .trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
+            .strip_prefix("env.")
+            .filter(|name| crate::util::env::non_utf8_names().iter().any(|n| n == name))
+            .map(str::to_string),
+        _ => None,
     };
-    let name = placeholder
-        .trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
-        .strip_prefix("env.");
-    match name {
-        Some(name) if crate::util::env::non_utf8_names().iter().any(|n| n == name) => format!(
-            "{text}\nthe daemon's {name} is not valid UTF-8, so templates cannot use it (the process still inherits it unchanged)"
-        ),
-        _ => text,
+    DefinitionError {
+        source: error,
+        non_utf8,
     }
 }
 
@@ -62,7 +62,7 @@ pub fn build(
     process: &ProcessConfig,
     release: &ReleaseIdentity<'_>,
     replica_index: u32,
-) -> Result<ProcessDefinition, String> {
+) -> Result<ProcessDefinition, DefinitionError> {
     let port = release
         .ports
         .iter()

@@ -3,9 +3,10 @@
 //! singletons, and retire the previous release in the background.
 
 use super::definition::{self, ReleaseIdentity};
+use super::errors::{DeployError, ShuttingDown, SwitchProblem};
 use super::release::{Release, ReleaseState};
 use super::startup_exits::StartupExits;
-use super::state::{Daemon, DeployingInfo, SHUTTING_DOWN};
+use super::state::{Daemon, DeployingInfo, OperationsGuard};
 use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
@@ -64,11 +65,12 @@ impl DeployOutcome {
 }
 
 impl Daemon {
-    /// Runs a deploy. The caller holds [`Daemon::operations`].
+    /// Runs a deploy while the operations lock is held.
     pub async fn deploy_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         request: DeployRequest,
-    ) -> Result<DeployOutcome, String> {
+    ) -> Result<DeployOutcome, DeployError> {
         self.ensure_running()?;
         let (config, registry) = self.reload_config()?;
         let revision_given = request.revision.clone().filter(|r| !r.is_empty());
@@ -101,7 +103,7 @@ impl Daemon {
         // cleaned up below and the client gets an answer.
         let started = catch_panic(self.start_guarded(&config, &registry, identity, &mut progress))
             .await
-            .unwrap_or_else(|panic| Err(internal_error(&panic)));
+            .unwrap_or_else(|panic| Err(DeployError::Internal(panic)));
         let StartProgress {
             release: release_slot,
             started_services,
@@ -111,7 +113,7 @@ impl Daemon {
             Err(error) => {
                 let error = explain_interruption(error, &release_id);
                 self.events.emit(Event::DeployFailed {
-                    error: error.clone(),
+                    error: error.to_string(),
                     release_id: release_id.clone(),
                 });
                 if let Some(release) = &release_slot {
@@ -128,14 +130,14 @@ impl Daemon {
         };
         let outcome = catch_panic(self.switch_and_finish(release, config, registry))
             .await
-            .unwrap_or_else(|panic| Err(internal_error(&panic)));
+            .unwrap_or_else(|panic| Err(DeployError::Internal(panic)));
         self.state().deploying = None;
         outcome
     }
 
     /// Loads the config file again and checks that it can be applied live. Without
     /// a config file (embedded use), the current config stays.
-    fn reload_config(&self) -> Result<(Arc<Config>, Registry), String> {
+    fn reload_config(&self) -> Result<(Arc<Config>, Registry), DeployError> {
         let Some(path) = &self.config_path else {
             let state = self.state();
             return Ok((state.config.clone(), state.registry.clone()));
@@ -145,7 +147,7 @@ impl Daemon {
         if let Some(observability) = observability {
             observability.reloading();
         }
-        let loaded = crate::config::load(path).map_err(|error| error.to_string());
+        let loaded = crate::config::load(path);
         if let Some(observability) = observability {
             let active = self.state().active.as_ref().map(|r| r.id.clone());
             observability.reloaded(active.as_deref());
@@ -165,7 +167,7 @@ impl Daemon {
         registry: &Registry,
         identity: NewRelease<'_>,
         progress: &mut StartProgress,
-    ) -> Result<Arc<Release>, String> {
+    ) -> Result<Arc<Release>, DeployError> {
         check_release_path(config, identity.path)?;
         let (service_ports, held) = {
             let state = self.state();
@@ -186,7 +188,7 @@ impl Daemon {
             .iter()
             .find(|(id, _)| *id == proxied.id)
             .map(|(_, port)| *port)
-            .ok_or_else(|| format!("Proxied process {} must define a port range", proxied.id))?;
+            .ok_or_else(|| DeployError::ProxiedWithoutPorts(proxied.id.clone()))?;
         let release = Release::new(
             identity.id.to_string(),
             identity.path.to_string(),
@@ -212,7 +214,7 @@ impl Daemon {
         registry: &Registry,
         release: &Arc<Release>,
         started_services: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         for process in config
             .processes
             .iter()
@@ -235,7 +237,7 @@ impl Daemon {
                 let mut state = self.state();
                 state.services.retain(|(id, _)| *id != process.id);
                 state.service_ports.remove(&process.id);
-                return Err(error.to_string());
+                return Err(error.into());
             }
             started_services.push(process.id.clone());
         }
@@ -265,7 +267,7 @@ impl Daemon {
         config: &Arc<Config>,
         registry: &Registry,
         release: &Arc<Release>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let result = self
             .spawn_release_processes(config, registry, release)
             .await;
@@ -273,10 +275,11 @@ impl Daemon {
             return Ok(());
         };
         release.set_state(ReleaseState::Failed);
-        self.report_startup_failure(release, &error, "before cleanup");
+        let message = error.to_string();
+        self.report_startup_failure(release, &message, "before cleanup");
         join_all(release.processes().iter().map(|p| p.process.stop())).await;
         release.mark_stopped();
-        self.report_startup_failure(release, &error, "after cleanup");
+        self.report_startup_failure(release, &message, "after cleanup");
         Err(error)
     }
 
@@ -285,7 +288,7 @@ impl Daemon {
         config: &Arc<Config>,
         registry: &Registry,
         release: &Arc<Release>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let handoff = config.processes.iter().filter(|p| p.is_handoff_service());
         let companions = config
             .processes
@@ -304,10 +307,7 @@ impl Daemon {
                     .then(|| StartupExits::watch(&self.events, &def.instance_id, &release.id));
                 let managed = ManagedProcess::new(def, self.release_supervision(registry, release));
                 release.add_process(&process.id, managed.clone());
-                managed
-                    .start(StartReason::Deploy)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                managed.start(StartReason::Deploy).await?;
                 if let Some(exits) = exits {
                     self.wait_release_healthy(config, registry, release, process, &managed, exits)
                         .await?;
@@ -328,7 +328,7 @@ impl Daemon {
         process: &ProcessConfig,
         managed: &Arc<ManagedProcess>,
         mut exits: StartupExits,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let (Some(health), Some(port)) = (&process.health, release.port(&process.id)) else {
             return Ok(());
         };
@@ -343,7 +343,7 @@ impl Daemon {
                 options,
             }
         });
-        let plugin = registry.health(&spec).map_err(|error| error.to_string())?;
+        let plugin = registry.health(&spec)?;
         let call = HookCall {
             stage: Stage::Health,
             process: managed.process_info(),
@@ -352,9 +352,9 @@ impl Daemon {
             events: self.events.clone(),
         };
         tokio::select! {
-            result = wait_healthy(plugin, call, health, &url) => result.map_err(|e| e.to_string()),
-            detail = exits.gave_up(managed) => Err(format!("Health check failed for {url}: {detail}")),
-            _ = self.stopped_signal() => Err(SHUTTING_DOWN.to_string()),
+            result = wait_healthy(plugin, call, health, &url) => Ok(result?),
+            detail = exits.gave_up(managed) => Err(DeployError::GaveUp { url, detail }),
+            _ = self.stopped_signal() => Err(ShuttingDown.into()),
         }
     }
 
@@ -395,7 +395,7 @@ impl Daemon {
         release: Arc<Release>,
         config: Arc<Config>,
         registry: Registry,
-    ) -> Result<DeployOutcome, String> {
+    ) -> Result<DeployOutcome, DeployError> {
         let previous = {
             let mut state = self.state();
             let previous = state.active.clone();
@@ -436,11 +436,10 @@ impl Daemon {
                 previous_release_id: previous_id.clone(),
             })
         } else {
-            Err(format!(
-                "Traffic switched to release \"{}\", but {}",
-                release.id,
-                problems.join("; ")
-            ))
+            Err(DeployError::PartlySwitched {
+                release_id: release.id.clone(),
+                problems,
+            })
         }
     }
 
@@ -451,7 +450,7 @@ impl Daemon {
         config: &Config,
         registry: &Registry,
         release: &Release,
-    ) -> Vec<String> {
+    ) -> Vec<SwitchProblem> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -463,10 +462,10 @@ impl Daemon {
             };
             match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
                 Ok(def) => managed.redefine_with(def, registry.clone()),
-                Err(error) => problems.push(format!(
-                    "service \"{}\" keeps its previous template: {error}",
-                    process.id
-                )),
+                Err(source) => problems.push(SwitchProblem::ServiceTemplate {
+                    id: process.id.clone(),
+                    source,
+                }),
             }
         }
         problems
@@ -479,7 +478,7 @@ impl Daemon {
         config: &Config,
         registry: &Registry,
         release: &Arc<Release>,
-    ) -> Vec<String> {
+    ) -> Vec<SwitchProblem> {
         let mut problems = Vec::new();
         for process in config
             .processes
@@ -487,40 +486,38 @@ impl Daemon {
             .filter(|p| p.policy == Policy::Singleton)
         {
             if self.is_stopping() {
-                problems.push(format!(
-                    "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
-                    process.id
-                ));
+                problems.push(SwitchProblem::SingletonNotReplaced {
+                    id: process.id.clone(),
+                });
                 break;
             }
             let old = self.state().singleton(&process.id);
             if let Some(old) = old {
                 old.stop().await;
                 if self.is_stopping() {
-                    problems.push(format!(
-                        "singleton \"{}\" was not replaced: {SHUTTING_DOWN}",
-                        process.id
-                    ));
+                    problems.push(SwitchProblem::SingletonNotReplaced {
+                        id: process.id.clone(),
+                    });
                     break;
                 }
             }
             let def = match definition::build(config, process, &ReleaseIdentity::of(release), 0) {
                 Ok(def) => def,
-                Err(error) => {
-                    problems.push(format!(
-                        "singleton \"{}\" failed to start: {error}",
-                        process.id
-                    ));
+                Err(source) => {
+                    problems.push(SwitchProblem::SingletonDefinition {
+                        id: process.id.clone(),
+                        source,
+                    });
                     continue;
                 }
             };
             let managed = ManagedProcess::new(def, self.singleton_supervision(registry, release));
             self.state().set_singleton(&process.id, managed.clone());
-            if let Err(error) = managed.start(StartReason::Deploy).await {
-                problems.push(format!(
-                    "singleton \"{}\" failed to start: {error}",
-                    process.id
-                ));
+            if let Err(source) = managed.start(StartReason::Deploy).await {
+                problems.push(SwitchProblem::SingletonStart {
+                    id: process.id.clone(),
+                    source,
+                });
             }
         }
         problems
@@ -573,22 +570,14 @@ impl Daemon {
     }
 }
 
-/// The error of a deploy step that panicked (a bug in rollbridge).
-fn internal_error(panic: &str) -> String {
-    format!(
-        "Internal error during the deploy: {panic}\nThis is a bug in rollbridge; please report it with the daemon log."
-    )
-}
-
 /// A deploy cut short by shutdown keeps the protocol's first line and says
 /// what happened on the next.
-fn explain_interruption(error: String, release_id: &str) -> String {
-    if error == SHUTTING_DOWN {
-        format!(
-            "{SHUTTING_DOWN}\nthe daemon is shutting down: the deploy of release \"{release_id}\" was interrupted and the processes it had started were stopped"
-        )
-    } else {
-        error
+fn explain_interruption(error: DeployError, release_id: &str) -> DeployError {
+    match error {
+        DeployError::ShuttingDown(_) => DeployError::Interrupted {
+            release_id: release_id.to_string(),
+        },
+        error => error,
     }
 }
 
@@ -604,7 +593,7 @@ pub fn bracket_host(host: &str) -> String {
 /// A release directory that is missing is the deploy's mistake, not a process's:
 /// say so before any process fails on it as its working directory. Only when a
 /// process works there (no `cwd`, or one under `{{releasePath}}`).
-fn check_release_path(config: &Config, release_path: &str) -> Result<(), String> {
+fn check_release_path(config: &Config, release_path: &str) -> Result<(), DeployError> {
     let needed = config.processes.iter().any(|process| {
         process
             .cwd
@@ -620,7 +609,8 @@ fn check_release_path(config: &Config, release_path: &str) -> Result<(), String>
     if !needed {
         return Ok(());
     }
-    Err(format!(
-        "Release path {release_path} {problem}; pass the release's directory with deploy --release-path"
-    ))
+    Err(DeployError::ReleasePath {
+        path: release_path.to_string(),
+        problem,
+    })
 }

@@ -40,7 +40,7 @@ impl Daemon {
             error: panic.to_string(),
         });
         if exclusive {
-            let _operations = self.operations.lock().await;
+            let _operations = self.lock_operations().await;
             let leftovers = {
                 let mut state = self.state();
                 state.deploying = None;
@@ -67,30 +67,30 @@ impl Daemon {
             Request::Shutdown => {
                 let reply = match self.shutdown(Some(origin)).await {
                     Ok(()) => Reply::ok(data! { "message" => "shutdown" }),
-                    Err(error) => Reply::error(error),
+                    Err(error) => error_reply(error),
                 };
                 reply.then(AfterReply::CloseAndExit)
             }
             Request::RetireOwner { attestation } => {
                 match self.retire_owner(attestation, Some(origin)).await {
                     Ok(payload) => Reply::ok(payload).then(AfterReply::Close),
-                    Err(error) => Reply::error(error),
+                    Err(error) => error_reply(error),
                 }
             }
             exclusive => {
-                let _operations = match self.operations.try_lock() {
-                    Ok(guard) => guard,
-                    Err(_) => {
+                let operations = match self.try_lock_operations() {
+                    Some(guard) => guard,
+                    None => {
                         // Deploy-class commands run one at a time; say why this one waits.
                         tracing::debug!(
                             command = exclusive.name(),
                             "waiting for the operation in progress"
                         );
-                        self.operations.lock().await
+                        self.lock_operations().await
                     }
                 };
                 if let Err(error) = self.ensure_running() {
-                    return Reply::error(error);
+                    return error_reply(error);
                 }
                 match exclusive {
                     Request::Deploy {
@@ -98,38 +98,43 @@ impl Daemon {
                         release_id,
                         revision,
                     } => self
-                        .deploy_locked(DeployRequest {
+                        .deploy_locked(&operations, DeployRequest {
                             release_path,
                             release_id,
                             revision,
                         })
                         .await
                         .map(|outcome| Reply::ok(outcome.to_payload()))
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Rollback { release_id } => self
-                        .rollback_locked(release_id)
+                        .rollback_locked(&operations, release_id)
                         .await
                         .map(|outcome| Reply::ok(outcome.to_payload()))
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Stop { release_id } => self
-                        .stop_locked(release_id)
+                        .stop_locked(&operations, release_id)
                         .await
                         .map(Reply::ok)
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     Request::Restart { process_id, policy } => self
-                        .restart_locked(process_id, policy)
+                        .restart_locked(&operations, process_id, policy)
                         .await
                         .map(|ids| {
                             Reply::ok(data! {
                                 "restarted" => Value::Array(ids.into_iter().map(Value::from).collect())
                             })
                         })
-                        .unwrap_or_else(Reply::error),
+                        .unwrap_or_else(error_reply),
                     _ => Reply::error("internal error: request routed to the wrong handler"),
                 }
             }
         }
     }
+}
+
+/// The error reply of a failed flow: its message is the error's `Display`.
+fn error_reply(error: impl std::fmt::Display) -> Reply {
+    Reply::error(error.to_string())
 }
 
 #[cfg(test)]

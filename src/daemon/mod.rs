@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod definition;
 pub mod deploy;
 pub mod drain;
+pub mod errors;
 pub mod handler;
 pub mod orphans;
 pub mod ports;

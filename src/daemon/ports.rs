@@ -7,6 +7,7 @@
 //! when their process has not bound them yet; an unrelated program could still
 //! take a port in between.
 
+use super::errors::PortError;
 use crate::config::model::{Config, PortRange};
 use crate::util::errno::errno_code;
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ pub fn allocate(
     config: &Config,
     service_ports: &HashMap<String, u16>,
     held: &HashSet<u16>,
-) -> Result<Vec<(String, u16)>, String> {
+) -> Result<Vec<(String, u16)>, PortError> {
     let host = config.proxy.upstream_host.as_str();
     let mut used: HashSet<u16> = HashSet::new();
     let mut ports = Vec::new();
@@ -49,15 +50,13 @@ fn find_port(
     range: PortRange,
     used: &HashSet<u16>,
     held: &HashSet<u16>,
-) -> Result<u16, String> {
+) -> Result<u16, PortError> {
     if range.is_ephemeral() {
         let mut port = 0;
         for _ in 0..EPHEMERAL_ATTEMPTS {
-            port = probe(host, 0).map_err(|error| {
-                format!(
-                    "Unable to allocate an ephemeral port on {host} ({})",
-                    errno_code(&error).unwrap_or_else(|| error.to_string())
-                )
+            port = probe(host, 0).map_err(|error| PortError::Ephemeral {
+                host: host.to_string(),
+                code: errno_code(&error).unwrap_or_else(|| error.to_string()),
             })?;
             if !used.contains(&port) && !held.contains(&port) {
                 break;
@@ -87,18 +86,16 @@ fn find_port(
             }
         }
     }
-    let count = u32::from(range.to - range.from) + 1;
-    let noun = if count == 1 { "port" } else { "ports" };
-    let unbindable = match example_code {
-        Some(code) if unavailable > 0 => {
-            format!(", {unavailable} could not be bound (e.g. {code})")
-        }
-        _ => String::new(),
-    };
-    Err(format!(
-        "No available ports in range {}-{} ({count} {noun} on {host}): {reserved} reserved by this deploy, {in_use} already in use{unbindable}. Widen the port range, free a port, or check bind permissions.",
-        range.from, range.to
-    ))
+    Err(PortError::Exhausted {
+        from: range.from,
+        to: range.to,
+        count: u32::from(range.to - range.from) + 1,
+        host: host.to_string(),
+        reserved,
+        in_use,
+        unavailable,
+        example_code,
+    })
 }
 
 /// Binds `host:port` and closes it again; returns the port that was bound.
@@ -152,7 +149,8 @@ mod tests {
             &HashSet::new(),
             &HashSet::new(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             error,
             format!(
@@ -169,7 +167,8 @@ mod tests {
             &used,
             &HashSet::new(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("(1 port on 127.0.0.1): 1 reserved by this deploy, 0 already in use."),
             "{error}"
@@ -185,14 +184,16 @@ mod tests {
             &HashSet::new(),
             &HashSet::new(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("(2 ports on 192.0.2.1)"), "{error}");
         assert!(
             error.contains("2 could not be bound (e.g. EADDRNOTAVAIL)"),
             "{error}"
         );
-        let error =
-            find_port("192.0.2.1", range(0, 0), &HashSet::new(), &HashSet::new()).unwrap_err();
+        let error = find_port("192.0.2.1", range(0, 0), &HashSet::new(), &HashSet::new())
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "Unable to allocate an ephemeral port on 192.0.2.1 (EADDRNOTAVAIL)"

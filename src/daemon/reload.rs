@@ -1,11 +1,12 @@
 //! Deploy-time config reload (flows.md §18): which changes a running daemon can
 //! take on, and which need a daemon restart.
 
+use super::errors::IncompatibleConfig;
 use crate::config::model::{Config, ProcessConfig};
 
 /// Checks that `next` can replace `current` in a running daemon. The error is the
 /// message the deploy fails with.
-pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
+pub fn check_compatible(current: &Config, next: &Config) -> Result<(), IncompatibleConfig> {
     let proxy = (&current.proxy, &next.proxy);
     // The proxy threads read trustedProxies, bodyTimeoutMs and allowedUpgrades
     // once, when the proxy starts, like its address.
@@ -38,7 +39,7 @@ pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
             "processes",
         ),
     ];
-    let blocked: Vec<&str> = changes
+    let blocked: Vec<&'static str> = changes
         .iter()
         .filter(|(changed, _)| *changed)
         .map(|(_, key)| *key)
@@ -46,10 +47,7 @@ pub fn check_compatible(current: &Config, next: &Config) -> Result<(), String> {
     if blocked.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "Config changes to {} cannot be applied live; restart the Rollbridge daemon before deploying.",
-            blocked.join(", ")
-        ))
+        Err(IncompatibleConfig { keys: blocked })
     }
 }
 
@@ -93,7 +91,7 @@ mod tests {
         crate::config::load(&path).unwrap().config
     }
 
-    fn check(edit: impl FnOnce(&mut Value)) -> Result<(), String> {
+    fn check(edit: impl FnOnce(&mut Value)) -> Result<(), IncompatibleConfig> {
         let current = load(&base());
         let mut next = base();
         edit(&mut next);
@@ -123,33 +121,39 @@ mod tests {
                 c["processes"][1]["replicas"] = json!(3);
                 c["application"] = json!("other");
             })
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
             // The default control path follows the application name.
             "Config changes to application, control, proxy.port, processes cannot be applied live; restart the Rollbridge daemon before deploying."
         );
         assert!(
             check(|c| c["control"] = json!({"mode": "600"}))
                 .unwrap_err()
+                .to_string()
                 .starts_with("Config changes to control cannot")
         );
         assert!(
             check(|c| c["statePath"] = json!("/tmp/x.json"))
                 .unwrap_err()
+                .to_string()
                 .starts_with("Config changes to statePath cannot")
         );
         assert!(
             check(|c| c["proxy"]["upstreamHost"] = json!("localhost"))
                 .unwrap_err()
+                .to_string()
                 .starts_with("Config changes to proxy.upstreamHost cannot")
         );
         assert!(
             check(|c| c["processes"][0]["port"] = json!({"from": 18000, "to": 18100}))
                 .unwrap_err()
+                .to_string()
                 .starts_with("Config changes to processes cannot")
         );
         assert!(
             check(|c| c["processes"][1]["id"] = json!("jobs"))
                 .unwrap_err()
+                .to_string()
                 .starts_with("Config changes to processes cannot")
         );
         assert!(

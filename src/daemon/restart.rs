@@ -2,24 +2,23 @@
 //! handoff) and singletons in place, one at a time. The proxied process is never
 //! restarted in place; a deploy replaces it without downtime.
 
-use super::state::Daemon;
+use super::errors::RestartError;
+use super::state::{Daemon, OperationsGuard};
 use crate::config::model::Policy;
 use crate::events::Event;
 use crate::process::{ManagedProcess, StartReason};
 use std::sync::Arc;
 
-/// Refusal for the proxied process.
-pub const PROXIED_RESTART: &str = "The proxied process cannot be restarted in place; use \"rollbridge deploy\" for a zero-downtime replacement.";
-
 impl Daemon {
     /// Runs a restart and returns the restarted instance ids. Every target is
     /// tried even when an earlier one fails; failures are reported together at
-    /// the end. The caller holds [`Daemon::operations`].
+    /// the end. Runs while the operations lock is held.
     pub async fn restart_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         process_id: Option<String>,
         policy: Option<String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, RestartError> {
         let targets = self.restart_targets(process_id.as_deref(), policy.as_deref())?;
         let mut restarted = Vec::new();
         let mut failures = Vec::new();
@@ -30,18 +29,16 @@ impl Daemon {
             process.stop().await;
             match process.start(StartReason::Manual).await {
                 Ok(()) => restarted.push(instance_id),
-                Err(error) => failures.push(format!("{instance_id}: {error}")),
+                Err(error) => failures.push((instance_id, error)),
             }
         }
         if failures.is_empty() {
             Ok(restarted)
         } else {
-            let done = if restarted.is_empty() {
-                String::new()
-            } else {
-                format!(" (restarted: {})", restarted.join(", "))
-            };
-            Err(format!("Failed to restart {}{done}", failures.join("; ")))
+            Err(RestartError::Failed {
+                failures,
+                restarted,
+            })
         }
     }
 
@@ -49,12 +46,12 @@ impl Daemon {
         &self,
         process_id: Option<&str>,
         policy: Option<&str>,
-    ) -> Result<Vec<(String, Arc<ManagedProcess>)>, String> {
+    ) -> Result<Vec<(String, Arc<ManagedProcess>)>, RestartError> {
         let state = self.state();
         let config = state.config.clone();
         let proxied = config.proxied();
         if policy == Some("proxied") || process_id == Some(proxied.id.as_str()) {
-            return Err(PROXIED_RESTART.to_string());
+            return Err(RestartError::Proxied);
         }
         let mut targets = Vec::new();
         for process in &config.processes {
@@ -92,9 +89,7 @@ impl Daemon {
         }
         if let Some(wanted) = process_id {
             if targets.is_empty() {
-                return Err(format!(
-                    "No managed process with id \"{wanted}\" to restart."
-                ));
+                return Err(RestartError::NoSuchProcess(wanted.to_string()));
             }
         }
         Ok(targets)

@@ -4,6 +4,7 @@
 //! background, after which this daemon exits.
 
 use super::bootstrap::is_canonical_attestation;
+use super::errors::RetireError;
 use super::state::Daemon;
 use crate::control::server::ConnectionId;
 use crate::data;
@@ -17,9 +18,9 @@ impl Daemon {
         self: &Arc<Self>,
         attestation: String,
         origin: Option<ConnectionId>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, RetireError> {
         if !is_canonical_attestation(&attestation) {
-            return Err("Owner retirement attestation must use the canonical sha256:<64 lowercase hex> format".into());
+            return Err(RetireError::AttestationFormat);
         }
         self.begin_stopping();
         // The state file stays: the replacement reads nothing from it, and a
@@ -29,7 +30,7 @@ impl Daemon {
         if let Some(control) = &control {
             control.close_except(origin).await;
         }
-        let _operations = self.operations.lock().await;
+        let _operations = self.lock_operations().await;
         let (processes, releases) = {
             let state = self.state();
             let mut processes: Vec<_> = state.services.iter().map(|(_, p)| p.clone()).collect();

@@ -2,25 +2,27 @@
 //! fresh set of processes and ports, through the normal deploy flow.
 
 use super::deploy::{DeployOutcome, DeployRequest};
+use super::errors::RollbackError;
 use super::release::ReleaseState;
-use super::state::Daemon;
+use super::state::{Daemon, OperationsGuard};
 use crate::events::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
 impl Daemon {
-    /// Runs a rollback. The caller holds [`Daemon::operations`].
+    /// Runs a rollback while `operations` is held.
     pub async fn rollback_locked(
         self: &Arc<Self>,
+        operations: &OperationsGuard<'_>,
         release_id: Option<String>,
-    ) -> Result<DeployOutcome, String> {
+    ) -> Result<DeployOutcome, RollbackError> {
         let (target, is_active) = {
             let state = self.state();
             let active = state.active.clone();
             let target = match &release_id {
                 Some(id) => state
                     .release(id)
-                    .ok_or_else(|| format!("No retained release \"{id}\" to roll back to."))?,
+                    .ok_or_else(|| RollbackError::NotRetained(id.clone()))?,
                 None => {
                     let mut best = None;
                     let mut best_at = i64::MIN;
@@ -41,14 +43,14 @@ impl Daemon {
                             best = Some(release.clone());
                         }
                     }
-                    best.ok_or_else(|| "No previous release to roll back to.".to_string())?
+                    best.ok_or(RollbackError::NoPrevious)?
                 }
             };
             let is_active = active.as_ref().is_some_and(|a| Arc::ptr_eq(a, &target));
             (target, is_active)
         };
         if is_active {
-            return Err(format!("Release \"{}\" is already active.", target.id));
+            return Err(RollbackError::AlreadyActive(target.id.clone()));
         }
         if !matches!(target.state(), ReleaseState::Stopped | ReleaseState::Failed) {
             // Still draining: stop the old instance now so it is not orphaned once
@@ -62,11 +64,15 @@ impl Daemon {
             release_id: target.id.clone(),
             release_path: target.path.clone(),
         });
-        self.deploy_locked(DeployRequest {
-            release_path: target.path.clone(),
-            release_id: Some(target.id.clone()),
-            revision: Some(target.revision.clone()),
-        })
+        self.deploy_locked(
+            operations,
+            DeployRequest {
+                release_path: target.path.clone(),
+                release_id: Some(target.id.clone()),
+                revision: Some(target.revision.clone()),
+            },
+        )
         .await
+        .map_err(RollbackError::from)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::bootstrap::{BootstrapRequest, StartMode};
 use super::deploy::DeployRequest;
+use super::errors::{ShutdownError, StartError};
 use super::runtime::RuntimeIdentity;
 use super::signals;
 use super::state::Daemon;
@@ -26,23 +27,22 @@ const TAKEOVER_BIND_PATIENCE: Duration = Duration::from_secs(10);
 /// Runs a daemon until it is shut down. `Err` is a startup failure to print.
 /// `observability` carries the logging pipeline (whose event sink the daemon
 /// uses), systemd's notify socket and passed listeners, and the metrics.
-pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Result<i32, String> {
+pub async fn run(
+    mode: StartMode,
+    observability: Arc<DaemonObservability>,
+) -> Result<i32, StartError> {
     let (config_arg, bootstrap) = match mode {
         StartMode::ListenerOnly { config } => (config, None),
         StartMode::Bootstrap(request) => (Some(request.config.clone()), Some(request)),
     };
     prepare_supervision();
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let config_path = crate::config::resolve_config_path(config_arg.as_deref(), &cwd)
-        .map_err(|e| e.to_string())?;
-    let loaded = crate::config::load(&config_path).map_err(|e| e.to_string())?;
+    let cwd = std::env::current_dir()?;
+    let config_path = crate::config::resolve_config_path(config_arg.as_deref(), &cwd)?;
+    let loaded = crate::config::load(&config_path)?;
     let registry = super::setup::registry_for(&loaded)?;
     let runtime = tokio::task::spawn_blocking(RuntimeIdentity::current)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            format!("Could not read the rollbridge executable to identify this build: {e}")
-        })?;
+        .await?
+        .map_err(StartError::Identity)?;
     let daemon = Daemon::new(
         loaded.config,
         registry,
@@ -55,7 +55,7 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
     observability.set_process_source(process_source(&daemon));
     observability
         .spawn_reopen_on_sighup()
-        .map_err(|e| format!("Could not watch for SIGHUP to reopen the logs: {e}"))?;
+        .map_err(StartError::Sighup)?;
     let takeover = bootstrap.as_ref().is_some_and(|b| b.takeover_owner);
     if !takeover {
         // Find a running daemon on the socket path before taking the proxy port
@@ -63,14 +63,12 @@ pub async fn run(mode: StartMode, observability: Arc<DaemonObservability>) -> Re
         // passed is ours already.
         let control_path = PathBuf::from(daemon.config().control.path.clone());
         if !daemon.control_socket_activated() {
-            socket::check_free(&control_path)
-                .await
-                .map_err(|e| e.to_string())?;
+            socket::check_free(&control_path).await?;
         }
         daemon.report_orphans();
         bind_proxy(&daemon, Duration::ZERO).await?;
     }
-    let mut signal_outcome = signals::install(&daemon).map_err(|e| e.to_string())?;
+    let mut signal_outcome = signals::install(&daemon)?;
 
     if let Some(request) = bootstrap {
         let activation = activate(&daemon, &request);
@@ -139,7 +137,7 @@ fn prepare_supervision() {
     }
 }
 
-fn signal_exit_code(outcome: Result<Result<(), String>, oneshot::error::RecvError>) -> i32 {
+fn signal_exit_code(outcome: Result<Result<(), ShutdownError>, oneshot::error::RecvError>) -> i32 {
     match outcome {
         Ok(Ok(())) => 0,
         Ok(Err(error)) => {
@@ -152,15 +150,18 @@ fn signal_exit_code(outcome: Result<Result<(), String>, oneshot::error::RecvErro
 
 /// Activates the bootstrap release, then (for a takeover) retires the running
 /// owner and takes its listeners, then exposes control.
-async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<(), String> {
+async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<(), StartError> {
     {
-        let _operations = daemon.operations.lock().await;
+        let operations = daemon.lock_operations().await;
         daemon
-            .deploy_locked(DeployRequest {
-                release_path: request.release_path.clone(),
-                release_id: Some(request.release_id.clone()),
-                revision: Some(request.revision.clone()),
-            })
+            .deploy_locked(
+                &operations,
+                DeployRequest {
+                    release_path: request.release_path.clone(),
+                    release_id: Some(request.release_id.clone()),
+                    revision: Some(request.revision.clone()),
+                },
+            )
             .await?;
         daemon.state().bootstrap = Some(request.clone());
     }
@@ -175,7 +176,7 @@ async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<()
 
 /// Binds the proxy listener and reports `proxy listening`. With `patience`, an
 /// address still held by a retiring owner is retried until it frees up.
-async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), String> {
+async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), StartError> {
     let config = daemon.config();
     let deadline = tokio::time::Instant::now() + patience;
     // Access log and metrics listener first: the proxy records into them.
@@ -183,7 +184,8 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
     if let Some(observability) = &observability {
         observability
             .configure(&config, daemon.router.clone(), patience)
-            .await?;
+            .await
+            .map_err(StartError::Observability)?;
     }
     let observer = observability.as_ref().and_then(|o| o.proxy_observer());
     let options = ProxyOptions::for_config(&config.proxy, observer);
@@ -197,7 +199,7 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
             daemon.events.clone(),
             options,
         )
-        .map_err(|e| format!("Could not serve the proxy socket systemd passed: {e}"))?;
+        .map_err(StartError::PassedProxy)?;
         proxy_bound(daemon, &config, proxy);
         return Ok(());
     }
@@ -218,7 +220,7 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Stri
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(error.into()),
         }
     };
     proxy_bound(daemon, &config, proxy);
@@ -239,7 +241,7 @@ fn proxy_bound(daemon: &Arc<Daemon>, config: &crate::config::model::Config, prox
 
 /// Claims the control socket path, starts serving it, reports readiness and
 /// switches persistence on.
-async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
+async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), StartError> {
     let control = daemon.config().control.clone();
     let path = PathBuf::from(&control.path);
     // A socket systemd passed already exists with the unit's owner and mode.
@@ -249,14 +251,12 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
     let listener = match activated {
         Some(listener) => listener,
         None => {
-            socket::prepare_path(&path)
-                .await
-                .map_err(|e| e.to_string())?;
-            socket::bind(&control).map_err(|e| e.to_string())?
+            socket::prepare_path(&path).await?;
+            socket::bind(&control)?
         }
     };
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
     let handler: Arc<dyn ControlHandler> = daemon.clone();
     let server = ControlServer::start(listener, path, handler, daemon.events.clone());
     daemon.endpoints().control = Some(server);
@@ -269,7 +269,7 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), String> {
 
 /// Sends `retire-owner` to the daemon on `path` and waits for its reply, with
 /// the same client the CLI uses (on a blocking thread).
-async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), String> {
+async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), StartError> {
     let request = Request::RetireOwner {
         attestation: attestation.to_string(),
     }
@@ -278,15 +278,14 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Stri
     let reply = tokio::task::spawn_blocking(move || {
         crate::control::client::request(&owner, &request, None)
     })
-    .await
-    .map_err(|error| error.to_string())?;
+    .await?;
     match reply {
         Ok(_) => Ok(()),
-        Err(ClientError::Daemon(message)) => Err(message),
-        Err(error) => Err(format!(
-            "Could not reach the current owner on {} to retire it: {error}",
-            path.display()
-        )),
+        Err(ClientError::Daemon(message)) => Err(StartError::OwnerRefused(message)),
+        Err(source) => Err(StartError::OwnerUnreachable {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

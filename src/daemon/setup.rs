@@ -1,6 +1,7 @@
 //! Building what a loaded config needs at run time: the plugin registry that
 //! resolves its hooks.
 
+use super::errors::SetupError;
 use crate::config::LoadedConfig;
 use crate::lua::LuaPlugins;
 use crate::plugins::Registry;
@@ -11,14 +12,14 @@ use std::sync::Arc;
 /// The registry for `loaded`: the built-in plugins, the native libraries listed
 /// under `plugins.native`, then the config's Lua hooks (run by a hook engine of
 /// their own, which ends once every process holding this registry is gone).
-pub fn registry_for(loaded: &LoadedConfig) -> Result<Registry, String> {
+pub fn registry_for(loaded: &LoadedConfig) -> Result<Registry, SetupError> {
     let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
     let native = &loaded.config.plugins.native;
     if !native.is_empty() {
-        let plugins = NativePlugins::load(native).map_err(|error| error.to_string())?;
+        let plugins = NativePlugins::load(native)?;
         registry.add_provider(Arc::new(plugins));
     }
-    if let Some(lua) = LuaPlugins::for_config(loaded).map_err(|error| error.to_string())? {
+    if let Some(lua) = LuaPlugins::for_config(loaded)? {
         registry.add_provider(Arc::new(lua));
     }
     Ok(registry)

@@ -2,11 +2,11 @@
 //! process, close the proxy, finalize the state file. Memoised: every caller
 //! waits for the same run and gets the same outcome.
 
+use super::errors::ShutdownError;
 use super::release::Release;
 use super::state::Daemon;
 use crate::control::server::ConnectionId;
 use crate::process::ManagedProcess;
-use crate::util::errno::describe_io_error;
 use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,10 @@ enum Owned {
 impl Daemon {
     /// Shuts the daemon down. `origin` is the control connection that asked for
     /// it (kept open for the reply); `None` for a signal.
-    pub async fn shutdown(self: &Arc<Self>, origin: Option<ConnectionId>) -> Result<(), String> {
+    pub async fn shutdown(
+        self: &Arc<Self>,
+        origin: Option<ConnectionId>,
+    ) -> Result<(), ShutdownError> {
         self.shutdown_outcome
             .get_or_init(|| self.perform_shutdown(origin))
             .await
@@ -42,8 +45,8 @@ impl Daemon {
     async fn perform_shutdown(
         self: &Arc<Self>,
         origin: Option<ConnectionId>,
-    ) -> Result<(), String> {
-        let mut errors: Vec<String> = Vec::new();
+    ) -> Result<(), ShutdownError> {
+        let mut errors = ShutdownError::default();
         self.begin_stopping();
         let control = self.endpoints().control.clone();
         if let Some(control) = &control {
@@ -58,28 +61,19 @@ impl Daemon {
             };
             match unlinked {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    errors.push(format!(
-                        "control socket unlink failed: {}",
-                        describe_io_error(&error)
-                    ));
+                    errors.control_socket = Some(Arc::new(error));
                 }
                 _ => {}
             }
         }
         // A deploy in progress sees `stopping`, aborts and cleans up after itself;
         // waiting for it here means nothing it started is left behind.
-        let _operations = self.operations.lock().await;
+        let _operations = self.lock_operations().await;
 
-        let failed = self.stop_everything().await;
+        errors.unstopped = self.stop_everything().await;
         // What escaped every managed process (adopted by the daemon, a subreaper)
         // does not outlive it either.
         crate::process::leftovers::stop_descendants(LEFTOVER_GRACE).await;
-        if failed > 0 {
-            errors.push(format!(
-                "Shutdown failed to stop {failed} owned resource{}.",
-                if failed == 1 { "" } else { "s" }
-            ));
-        }
         let proxy = self.endpoints().proxy.take();
         if let Some(proxy) = proxy {
             proxy
@@ -87,7 +81,7 @@ impl Daemon {
                 .await;
         }
         if let Err(error) = self.finalize_state_file().await {
-            errors.push(format!("persistent state cleanup failed: {error}"));
+            errors.state_file = Some(Arc::new(error));
         }
         // An interrupted deploy's client gets its answer before the daemon exits.
         if let Some(control) = &control {
@@ -95,20 +89,10 @@ impl Daemon {
                 .wait_closed_except(origin, PENDING_REPLY_GRACE)
                 .await;
         }
-        // Keep the failures in a stable order: socket, resources, state.
-        errors.sort_by_key(|message| {
-            if message.starts_with("control socket") {
-                0
-            } else if message.starts_with("Shutdown failed") {
-                1
-            } else {
-                2
-            }
-        });
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(errors)
         }
     }
 

@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM: an orderly shutdown, then exit. A repeated signal while
 //! the shutdown runs is ignored, so a second Ctrl-C cannot leave children behind.
 
+use super::errors::ShutdownError;
 use super::state::Daemon;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
@@ -8,7 +9,9 @@ use tokio::sync::oneshot;
 
 /// Installs the handlers. The receiver yields the shutdown outcome once the
 /// first signal's shutdown has finished.
-pub fn install(daemon: &Arc<Daemon>) -> std::io::Result<oneshot::Receiver<Result<(), String>>> {
+pub fn install(
+    daemon: &Arc<Daemon>,
+) -> std::io::Result<oneshot::Receiver<Result<(), ShutdownError>>> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let (done, outcome) = oneshot::channel();

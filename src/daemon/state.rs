@@ -6,13 +6,15 @@
 //!   across an `.await`, so `status`, `events` and the background drains never wait
 //!   on a slow operation.
 //! - Deploy-class commands (`deploy`, `rollback`, `stop`, `restart`, `shutdown`,
-//!   `retire-owner`) additionally hold [`Daemon::operations`], an async mutex, for
+//!   `retire-owner`) additionally hold the operations lock, an async mutex, for
 //!   their whole run: they happen one at a time, so two deploys can never pick the
-//!   same port or both replace the singletons.
+//!   same port or both replace the singletons. The `*_locked` flows take its
+//!   [`OperationsGuard`], so none can run without holding it.
 //! - The proxy reads the active release through the lock-free [`Router`] and never
 //!   touches either lock.
 
 use super::bootstrap::BootstrapRequest;
+use super::errors::{ShutdownError, ShuttingDown};
 use super::orphans::Orphan;
 use super::release::Release;
 use super::runtime::RuntimeIdentity;
@@ -120,8 +122,9 @@ pub struct Daemon {
     pub config_path: Option<PathBuf>,
     pub runtime: Option<RuntimeIdentity>,
     state: Mutex<State>,
-    /// Held for the whole run of a deploy-class command.
-    pub operations: tokio::sync::Mutex<()>,
+    /// Held for the whole run of a deploy-class command; taken only through
+    /// [`Daemon::lock_operations`], whose guard the `*_locked` flows require.
+    operations: tokio::sync::Mutex<()>,
     /// Set once shutdown or retirement begins; never cleared.
     stopping: Arc<AtomicBool>,
     /// Wakes long waits (health checks) when `stopping` is set.
@@ -133,7 +136,7 @@ pub struct Daemon {
     /// Serializes state file writes; the flag says whether writing is switched on.
     pub persistence: tokio::sync::Mutex<bool>,
     /// The shutdown outcome, shared by every caller (shutdown is memoised).
-    pub shutdown_outcome: tokio::sync::OnceCell<Result<(), String>>,
+    pub shutdown_outcome: tokio::sync::OnceCell<Result<(), ShutdownError>>,
     /// Set when a retirement has finished its background stops.
     pub retired: Arc<Notify>,
     /// Logging, systemd notifications, socket activation and metrics; set once
@@ -182,6 +185,21 @@ impl Daemon {
         })
     }
 
+    /// Waits for the operation in progress, then holds the operations lock.
+    pub async fn lock_operations(&self) -> OperationsGuard<'_> {
+        OperationsGuard {
+            _held: self.operations.lock().await,
+        }
+    }
+
+    /// The operations lock when no operation is in progress.
+    pub fn try_lock_operations(&self) -> Option<OperationsGuard<'_>> {
+        self.operations
+            .try_lock()
+            .ok()
+            .map(|held| OperationsGuard { _held: held })
+    }
+
     /// Locks the state for a short, synchronous section.
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -218,9 +236,9 @@ impl Daemon {
     }
 
     /// Fails with `Rollbridge is shutting down` once shutdown has begun.
-    pub fn ensure_running(&self) -> Result<(), String> {
+    pub fn ensure_running(&self) -> Result<(), ShuttingDown> {
         if self.is_stopping() {
-            Err(SHUTTING_DOWN.to_string())
+            Err(ShuttingDown)
         } else {
             Ok(())
         }
@@ -254,5 +272,8 @@ impl Daemon {
     }
 }
 
-/// The error of every operation refused because shutdown has begun.
-pub const SHUTTING_DOWN: &str = "Rollbridge is shutting down";
+/// Proof that the operations lock is held: deploy-class flows (`*_locked`) take
+/// one, so none can run next to another or next to shutdown's cleanup.
+pub struct OperationsGuard<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
+}

@@ -5,6 +5,7 @@
 //! exiting and of any release changing state. Never while stopping. Writes are
 //! serialized; a burst of changes becomes one write.
 
+use super::errors::StateCleanupError;
 use super::orphans::{self, Orphan};
 use super::state::Daemon;
 use super::state_file::{OrphanEntry, StateFile, StateSnapshot};
@@ -128,7 +129,7 @@ impl Daemon {
     /// The final state file at shutdown: kept (with only the previous daemon's
     /// live processes) when some are still alive, so `recover` can find them;
     /// otherwise deleted.
-    pub async fn finalize_state_file(&self) -> Result<(), String> {
+    pub async fn finalize_state_file(&self) -> Result<(), StateCleanupError> {
         let Some(file) = &self.state_file else {
             return Ok(());
         };
@@ -149,9 +150,8 @@ impl Daemon {
                 ))
             }
         })
-        .await
-        .map_err(|error| error.to_string())?;
-        result.map_err(|error| crate::util::errno::describe_io_error(&error))
+        .await?;
+        Ok(result?)
     }
 
     /// Reads the previous daemon's state file and reports its live processes

@@ -1,30 +1,27 @@
 //! `stop` (flows.md §7): stop one release's processes right away. Stopping the
 //! active release leaves the proxy without a target (503) until the next deploy.
 
-use super::state::Daemon;
+use super::errors::StopError;
+use super::state::{Daemon, OperationsGuard};
 use crate::events::Event;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Daemon {
-    /// Runs a stop and returns the status afterwards. The caller holds
-    /// [`Daemon::operations`].
+    /// Runs a stop, while the operations lock is held, and returns the status
+    /// afterwards.
     pub async fn stop_locked(
         self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
         release_id: Option<String>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, StopError> {
         let release = {
             let mut state = self.state();
             let release = match &release_id {
                 Some(id) => state.release(id),
                 None => state.active.clone(),
             }
-            .ok_or_else(|| {
-                format!(
-                    "Release not found: {}",
-                    release_id.as_deref().unwrap_or("active")
-                )
-            })?;
+            .ok_or_else(|| StopError(release_id.as_deref().unwrap_or("active").to_string()))?;
             if state
                 .active
                 .as_ref()
