@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,6 +159,9 @@ struct Shared {
     connection_closed: Notify,
     /// How many connections may be open at once.
     cap: usize,
+    /// Accepted streams whose descriptor is still open, including connections
+    /// already evicted whose task has not yet dropped them (see [`OpenStream`]).
+    open_streams: AtomicUsize,
     /// Cancelled when the server stops accepting.
     accepting: CancellationToken,
     /// Becomes true once the accept loop has returned and the listener is closed.
@@ -197,6 +200,7 @@ impl ControlServer {
             connections: Mutex::new(BTreeMap::new()),
             connection_closed: Notify::new(),
             cap: connection_cap(),
+            open_streams: AtomicUsize::new(0),
             accepting: CancellationToken::new(),
             listener_closed: watch::channel(false).0,
             exit_requested: watch::channel(false).0,
@@ -277,12 +281,27 @@ async fn accept_loop(
     handler: Arc<dyn ControlHandler>,
 ) {
     loop {
+        // An evicted connection gives its descriptor back only when its task
+        // runs; accept no more until it has, or a burst of clients would push
+        // the daemon past its descriptor budget while evictions lag behind.
+        while shared.open_streams.load(Ordering::Acquire) > shared.cap {
+            let closed = shared.connection_closed.notified();
+            if shared.open_streams.load(Ordering::Acquire) <= shared.cap {
+                break;
+            }
+            tokio::select! {
+                _ = shared.accepting.cancelled() => break,
+                _ = closed => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
         let accepted = tokio::select! {
             _ = shared.accepting.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, _)) => {
+                let open = OpenStream::new(&shared);
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                 let token = CancellationToken::new();
                 let activity = Activity::new();
@@ -304,6 +323,7 @@ async fn accept_loop(
                 if admitted {
                     tokio::spawn(serve_connection(
                         stream,
+                        open,
                         id,
                         token,
                         activity,
@@ -311,7 +331,7 @@ async fn accept_loop(
                         handler.clone(),
                     ));
                 } else {
-                    tokio::spawn(turn_away(stream, shared.cap));
+                    tokio::spawn(turn_away(stream, open, shared.cap));
                 }
             }
             Err(error) => {
@@ -351,7 +371,26 @@ fn evict_oldest_idle(connections: &mut BTreeMap<ConnectionId, Connection>) -> bo
     true
 }
 
-async fn turn_away(mut stream: UnixStream, cap: usize) {
+/// Counts one accepted stream in [`Shared::open_streams`] for as long as it
+/// lives; held by the task that owns the stream, so the count falls only when
+/// the descriptor is really closed.
+struct OpenStream(Arc<Shared>);
+
+impl OpenStream {
+    fn new(shared: &Arc<Shared>) -> OpenStream {
+        shared.open_streams.fetch_add(1, Ordering::AcqRel);
+        OpenStream(shared.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::AcqRel);
+        self.0.connection_closed.notify_waiters();
+    }
+}
+
+async fn turn_away(mut stream: UnixStream, _open: OpenStream, cap: usize) {
     let reply = error_reply(&format!(
         "The daemon already has {cap} open control connections, all waiting for replies; retry once some have finished."
     ));
@@ -373,6 +412,7 @@ struct Outgoing {
 
 async fn serve_connection(
     stream: UnixStream,
+    open: OpenStream,
     id: ConnectionId,
     token: CancellationToken,
     activity: Arc<Activity>,
@@ -393,6 +433,8 @@ async fn serve_connection(
         _ = both => {}
     }
     lock(&shared.connections).remove(&id);
+    // The stream's halves are gone with `both`; this also wakes the accept loop.
+    drop(open);
     shared.connection_closed.notify_waiters();
 }
 
