@@ -21,6 +21,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import wait_for  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 READY_LINE = '"control socket listening"'
 
@@ -57,16 +60,6 @@ def settled_rss_kib(pid, settle=1.0):
         samples.append(vm_rss_kib(pid))
         time.sleep(0.1)
     return min(samples)
-
-
-def wait_for(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 class Bench:

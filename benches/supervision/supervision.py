@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import wait_for  # noqa: E402
+
 READY = '"control socket listening"'
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -72,16 +75,6 @@ def running(pid):
         return state not in ("Z", "X")
     except OSError:
         return False
-
-
-def wait_for(check, what, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Run:
