@@ -1,6 +1,6 @@
 ---@meta
 -- LuaLS / LuaCATS annotations for rollbridge configs (docs/config.md).
--- Written by hand and kept honest by tests/lua_types.rs,
+-- Written by hand and kept honest by tests/hooks/lua_types.rs,
 -- which fails when a config key exists in rollbridge's validation but not here,
 -- or the reverse. Annotate a config with:
 --

@@ -1,6 +1,6 @@
 ---@meta
 -- LuaLS / LuaCATS annotations for the `ctx` value Lua hooks receive
--- (docs/lua.md). tests/lua_types.rs compares the methods and fields below with
+-- (docs/lua.md). tests/hooks/lua_types.rs compares the methods and fields below with
 -- those rollbridge registers on the real `ctx`, so they cannot drift.
 --
 --   ---@param ctx rollbridge.Ctx

@@ -1,6 +1,6 @@
 ---@meta rollbridge
 -- LuaLS / LuaCATS annotations for `require("rollbridge")` (docs/config.md).
--- tests/lua_types.rs compares the functions below with the library compiled
+-- tests/hooks/lua_types.rs compares the functions below with the library compiled
 -- into rollbridge.
 
 ---@class rollbridge.lib

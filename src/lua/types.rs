@@ -1,6 +1,6 @@
 //! The LuaLS / LuaCATS annotation files (`---@meta`) of the top-level
 //! `lua/types/` folder, compiled into the binary so `rollbridge lua-types` can
-//! write them out wherever rollbridge is installed. tests/lua_types.rs keeps
+//! write them out wherever rollbridge is installed. tests/hooks/lua_types.rs keeps
 //! them in step with the config keys, `ctx` and the library.
 
 use std::path::{Path, PathBuf};

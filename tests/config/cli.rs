@@ -1,6 +1,6 @@
 //! `rollbridge validate` and `rollbridge completion`, driven through the binary.
 
-use crate::support::*;
+use crate::support::config::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! The normalized model: defaults and pass-through of valid values.
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::hook::HookSpec;
 use rollbridge::config::model::*;
 use serde_json::{Map, json};

@@ -1,6 +1,6 @@
 //! Legacy JavaScript configs, evaluated through `node` (skipped when node is absent).
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::load;
 
 const CONFIG_BODY: &str = r#"{

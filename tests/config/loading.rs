@@ -1,6 +1,6 @@
 //! Finding and loading config files; every failure is one clear line.
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::{
     self, ConfigError, LoadOptions, MAX_CONFIG_BYTES, load, load_with, resolve_config_path,
 };

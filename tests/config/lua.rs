@@ -1,7 +1,7 @@
 //! Lua configs: evaluation, the sandbox, `require`, limits, and the runtime that
 //! keeps hook functions.
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::hook::HookSpec;
 use rollbridge::config::{LoadOptions, load, load_with};
 use rollbridge::lua::Limits;

@@ -1,7 +1,7 @@
 //! One case per validation message: a config snippet and the exact message it
 //! must produce (every issue must also carry a fix).
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::{HookKind, KnownPlugins, ValidationContext, validate_value};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! file, a range holding the proxy's own port, and placeholder typos. Driven
 //! through the real binary with `--json`.
 
-use crate::support::*;
+use crate::support::config::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

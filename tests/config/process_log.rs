@@ -1,7 +1,7 @@
 //! `processes[].logFile`: the accepted shapes, the normalized model, and one
 //! message (with a fix) per mistake, in every config format.
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::load;
 use rollbridge::config::model::{ProcessLogFileConfig, ProcessLogFormat, Rotation};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! `proxy.trustedProxies`, `proxy.bodyTimeoutMs` and `proxy.allowedUpgrades`:
 //! messages, fixes, did-you-mean, and the same values from every config format.
 
-use crate::support::*;
+use crate::support::config::*;
 use rollbridge::config::load;
 use rollbridge::config::model::{IpRange, ProxyConfig};
 use serde_json::{Value, json};
