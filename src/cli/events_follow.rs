@@ -1,0 +1,110 @@
+//! `rollbridge events --follow`: the event stream, printed as it comes.
+
+use super::common::CliConfig;
+use super::events::{EventsArgs, format_events};
+use super::follow::{FollowStream, StreamEnd, exit_cleanly_on_interrupt, wait_for_daemon};
+use super::human::{Mode, Paint, mode_for};
+use super::CliResult;
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Prints events until Ctrl-C (exit 0). `--limit N` first prints the last N
+/// stored events. With `--retry` a stopped or restarted daemon is waited for
+/// and the stream resumes after the last event printed.
+pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResult {
+    exit_cleanly_on_interrupt();
+    let mode = mode_for(args.json, &args.color);
+    let socket = config.socket_path();
+    let mut resume: Option<(u64, String)> = None;
+    let mut first_connection = true;
+    loop {
+        let mut request = Map::new();
+        request.insert("command".into(), Value::from("events"));
+        request.insert("follow".into(), Value::Bool(true));
+        if let Some((seq, epoch)) = &resume {
+            request.insert("since".into(), Value::from(*seq));
+            request.insert("epoch".into(), Value::from(epoch.as_str()));
+        } else if limit.is_some() {
+            // The history first: everything stored, trimmed to the last N below.
+            request.insert("since".into(), Value::from(0));
+        }
+        let mut stream = match FollowStream::open(socket, &Value::Object(request)) {
+            Ok(stream) => stream,
+            Err(error) if args.retry && !first_connection && error.is_no_daemon() => {
+                wait_for_daemon(socket, "The daemon is not running");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        first_connection = false;
+        let mut backlog: Vec<String> = Vec::new();
+        let mut in_backlog = resume.is_none() && limit.is_some();
+        let end = loop {
+            if in_backlog {
+                // Stored events arrive at once; the first wait marks the live part.
+                stream.set_wait(Some(std::time::Duration::from_millis(200)));
+            }
+            match stream.next_line() {
+                Ok(line) => {
+                    let seq = serde_json::from_str::<Value>(&line)
+                        .ok()
+                        .and_then(|event| event.get("seq").and_then(Value::as_u64));
+                    if let Some(seq) = seq {
+                        resume = Some((seq, stream.epoch.clone()));
+                    }
+                    if in_backlog {
+                        backlog.push(line);
+                    } else {
+                        print_event(&line, mode);
+                    }
+                }
+                Err(StreamEnd::Closed) if in_backlog => {
+                    in_backlog = false;
+                    stream.set_wait(None);
+                    let skip = backlog.len().saturating_sub(limit.unwrap_or(0) as usize);
+                    for line in backlog.drain(..).skip(skip) {
+                        print_event(&line, mode);
+                    }
+                }
+                Err(end) => break end,
+            }
+        };
+        if resume.is_none() {
+            resume = Some((0, stream.epoch.clone()));
+        }
+        match end {
+            StreamEnd::Error(message) if !args.retry => anyhow::bail!("{message}"),
+            StreamEnd::Closed if !args.retry => {
+                eprintln!(
+                    "The daemon closed the event stream (it stopped or restarted); use --retry to wait for it."
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            StreamEnd::Error(message) => eprintln!("{message}"),
+            StreamEnd::Closed => wait_for_daemon(socket, "The daemon closed the event stream"),
+        }
+    }
+}
+
+fn print_event(line: &str, mode: Mode) {
+    let mut out = std::io::stdout().lock();
+    let _ = match mode {
+        Mode::Plain => writeln!(out, "{line}"),
+        Mode::Human(paint) => writeln!(out, "{}", human_event(line, paint)),
+    };
+    let _ = out.flush();
+}
+
+/// An event line as `events` prints it on a terminal: `<at>  <message> <data>`,
+/// the message in bold.
+fn human_event(line: &str, paint: Paint) -> String {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(line) else {
+        return line.to_string();
+    };
+    event.remove("seq");
+    if let Some(Value::String(message)) = event.get_mut("message") {
+        *message = paint.bold(message);
+    }
+    format_events(&[Value::Object(event)])
+}
