@@ -20,6 +20,7 @@ mod follow;
 pub mod human;
 pub mod legacy;
 pub mod logs;
+mod logs_follow;
 pub mod lua_types;
 pub mod man;
 pub mod predeploy_cleanup;

@@ -164,7 +164,21 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
         "deploy failed" => format!("deploy of {} failed: {}", get("releaseId"), get("error")),
         "release startup failed" => format!("release {} did not start", get("releaseId")),
         "process restart requested" => format!("restarting {}", get("processId")),
-        "hook failed" => format!("{} hook failed: {}", process(), get("error")),
+        "hook failed" => format!(
+            "{}: {} hook {} failed: {}",
+            process(),
+            get("stage"),
+            get("plugin"),
+            get("reason")
+        ),
+        command_hook
+            if [" exited non-zero", " exited on signal", " timed out", " failed"]
+                .iter()
+                .any(|suffix| command_hook.ends_with(suffix))
+                && command_hook.contains(" command ") =>
+        {
+            format!("{}: {command_hook}", process())
+        }
         "process stop timed out" => format!("{} did not stop in time; killed", process()),
         _ => return None,
     })
