@@ -158,7 +158,7 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
             get("http"),
             get("websocket")
         ),
-        "release drained" => format!("release {} drained", get("releaseId")),
+        "release drained" => format!("release {} drained and stopped", get("releaseId")),
         "release drain failed" => format!("release {} drain failed: {}", get("releaseId"), get("error")),
         "release stopped" => format!("release {} stopped", get("releaseId")),
         "deploy failed" => format!("deploy of {} failed: {}", get("releaseId"), get("error")),

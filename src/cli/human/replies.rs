@@ -11,7 +11,7 @@ pub fn deployed(reply: &Map<String, Value>, paint: Paint) -> String {
     let active = id(reply.get("activeReleaseId"));
     let sentence = match reply.get("previousReleaseId").and_then(Value::as_str) {
         Some(previous) => format!(
-            "Deployed {}: traffic switched from {previous}, which was drained and stopped.",
+            "Deployed {}: traffic switched from {previous}, which drains and stops in the background.",
             paint.bold(&active)
         ),
         None => format!("Deployed {}: it serves the proxy port now.", paint.bold(&active)),
@@ -118,7 +118,7 @@ mod tests {
             "previousReleaseId": "v1", "warnings": ["hook failed: web quiet exited 3"]}));
         assert_eq!(
             deployed(&reply, Paint::NONE),
-            "✓ Deployed v2: traffic switched from v1, which was drained and stopped.\n\
+            "✓ Deployed v2: traffic switched from v1, which drains and stops in the background.\n\
              warning: hook failed: web quiet exited 3"
         );
         let first = map(json!({"activeReleaseId": "v1", "previousReleaseId": null}));
