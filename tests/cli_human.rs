@@ -29,7 +29,9 @@ fn on_terminal(sandbox: &Sandbox, command: &str, rest: &[&str], env: &[(&str, &s
     for (key, value) in env {
         script.env(key, value);
     }
-    let output = script.output().expect("util-linux script (the pseudo-terminal)");
+    let output = script
+        .output()
+        .expect("util-linux script (the pseudo-terminal)");
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
@@ -137,7 +139,10 @@ fn events_and_logs_keep_their_text_and_json_without_a_terminal() {
     let run = sandbox.run("events", &["--json"]);
     assert_eq!(
         run.stdout,
-        format!("{}\n", serde_json::to_string_pretty(&json!([event])).unwrap())
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!([event])).unwrap()
+        )
     );
     let run = sandbox.run("logs", &[]);
     assert_eq!(
@@ -171,9 +176,22 @@ fn status_on_a_terminal_is_a_table_coloured_unless_told_not_to() {
     assert_eq!(plain.code, 0, "{plain:?}");
     assert!(!plain.stdout.contains(ESCAPE), "{plain:?}");
     let lines: Vec<&str> = plain.stdout.lines().collect();
-    assert!(lines[0].starts_with("human-status  active v1  proxy 127.0.0.1:"), "{plain:?}");
-    assert!(lines.iter().any(|line| line.starts_with("RELEASE  STATE   HTTP  WS")), "{plain:?}");
-    assert!(lines.iter().any(|line| line.starts_with("v1       active  0     0 ")), "{plain:?}");
+    assert!(
+        lines[0].starts_with("human-status  active v1  proxy 127.0.0.1:"),
+        "{plain:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("RELEASE  STATE   HTTP  WS")),
+        "{plain:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("v1       active  0     0 ")),
+        "{plain:?}"
+    );
     assert!(
         lines
             .iter()
@@ -186,21 +204,38 @@ fn status_on_a_terminal_is_a_table_coloured_unless_told_not_to() {
         .find(|line| line.starts_with("web "))
         .unwrap_or_else(|| panic!("no web row: {plain:?}"));
     let cells: Vec<&str> = web_row.split_whitespace().collect();
-    assert_eq!(cells[..5], ["web", "-", "v1", &web["pid"].to_string(), "running"]);
+    assert_eq!(
+        cells[..5],
+        ["web", "-", "v1", &web["pid"].to_string(), "running"]
+    );
     assert_eq!(cells.last(), Some(&web_port.as_str()));
 
     let coloured = on_terminal(&sandbox, "status", &[], &[]);
-    assert!(coloured.stdout.contains("\x1b[32mrunning\x1b[0m"), "{coloured:?}");
+    assert!(
+        coloured.stdout.contains("\x1b[32mrunning\x1b[0m"),
+        "{coloured:?}"
+    );
     let no_color = on_terminal(&sandbox, "status", &[], &[("NO_COLOR", "1")]);
     assert!(!no_color.stdout.contains(ESCAPE), "{no_color:?}");
-    assert!(no_color.stdout.contains("PROCESS  INSTANCE"), "{no_color:?}");
-    let forced = on_terminal(&sandbox, "status", &["--color", "always"], &[("NO_COLOR", "1")]);
+    assert!(
+        no_color.stdout.contains("PROCESS  INSTANCE"),
+        "{no_color:?}"
+    );
+    let forced = on_terminal(
+        &sandbox,
+        "status",
+        &["--color", "always"],
+        &[("NO_COLOR", "1")],
+    );
     assert!(forced.stdout.contains(ESCAPE), "{forced:?}");
 
     // --json on a terminal is the reply, as scripts get it.
     let json = on_terminal(&sandbox, "status", &["--json"], &[]);
     let reply: Value = serde_json::from_str(&json.stdout).expect("JSON on a terminal");
-    assert_eq!(reply["releases"][0]["processes"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        reply["releases"][0]["processes"].as_array().unwrap().len(),
+        2
+    );
     assert!(!json.stdout.contains(ESCAPE));
 }
 
@@ -213,8 +248,15 @@ fn exit_codes_do_not_depend_on_the_output_mode() {
     // No daemon: an error, exit 1, on a terminal and off it.
     let piped = sandbox.run("status", &[]);
     let terminal = on_terminal(&sandbox, "status", &[], &[]);
-    assert_eq!((piped.code, terminal.code), (1, 1), "{piped:?}\n{terminal:?}");
-    assert!(terminal.stdout.contains("Error: connect ENOENT"), "{terminal:?}");
+    assert_eq!(
+        (piped.code, terminal.code),
+        (1, 1),
+        "{piped:?}\n{terminal:?}"
+    );
+    assert!(
+        terminal.stdout.contains("Error: connect ENOENT"),
+        "{terminal:?}"
+    );
 }
 
 #[test]
@@ -234,7 +276,14 @@ fn a_deploy_on_a_terminal_shows_its_steps_and_a_summary() {
     let run = on_terminal(
         &sandbox,
         "deploy",
-        &["--release-path", "v2", "--release-id", "v2", "--color", "never"],
+        &[
+            "--release-path",
+            "v2",
+            "--release-id",
+            "v2",
+            "--color",
+            "never",
+        ],
         &[],
     );
     eprintln!("deploy on a terminal:\n{}", run.stdout);

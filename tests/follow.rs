@@ -116,7 +116,9 @@ fn events_follow_streams_json_lines_across_a_deploy_and_ctrl_c_exits_zero() {
     assert_eq!(events[1], switched_v1, "the history ends with v1's switch");
     for message in ["deploy starting", "process started", "traffic switched"] {
         assert!(
-            events[2..].iter().any(|e| e["message"] == message && e["data"]["releaseId"] == "v2"),
+            events[2..]
+                .iter()
+                .any(|e| e["message"] == message && e["data"]["releaseId"] == "v2"),
             "{message} of v2 in {events:?}"
         );
     }
@@ -153,7 +155,10 @@ fn logs_follow_prints_the_next_release_output_for_one_process() {
         line["releaseId"] == "v2" && line["stream"] == "stdout"
     });
     assert_eq!(line["id"], "web");
-    assert!(line["line"].as_str().unwrap().starts_with("listening on "), "{line}");
+    assert!(
+        line["line"].as_str().unwrap().starts_with("listening on "),
+        "{line}"
+    );
     assert!(
         follower.json_lines().iter().all(|line| line["id"] == "web"),
         "only web's lines"
@@ -168,7 +173,9 @@ fn events_follow_with_retry_goes_on_after_a_daemon_restart() {
     let follower = Follower::start(&sandbox, "events", &["--follow", "--retry"]);
     // Something to see from the first daemon.
     deploy(&sandbox, "v1");
-    follower.wait_for_line("the first daemon's switch", |e| e["message"] == "traffic switched");
+    follower.wait_for_line("the first daemon's switch", |e| {
+        e["message"] == "traffic switched"
+    });
     drop(daemon);
     let _second = DaemonGuard::start(&sandbox);
     // The second daemon numbers from 1 again: its whole history is new.
@@ -188,7 +195,10 @@ fn a_follower_that_does_not_read_is_dropped_with_an_error_line_and_others_are_se
     let mut first = String::new();
     let mut reader = BufReader::new(slow.try_clone().unwrap());
     reader.read_line(&mut first).unwrap();
-    assert!(first.starts_with("{\"status\":\"success\",\"follow\":\"events\""), "{first}");
+    assert!(
+        first.starts_with("{\"status\":\"success\",\"follow\":\"events\""),
+        "{first}"
+    );
 
     // Flood: every unknown command is answered and recorded as `command failed`.
     const FLOOD: usize = 4000;
@@ -225,9 +235,44 @@ fn a_follower_that_does_not_read_is_dropped_with_an_error_line_and_others_are_se
         last["error"].as_str().unwrap().contains("read too slowly"),
         "{last}"
     );
-    assert!(lines.len() < FLOOD, "dropped before the end: {} lines", lines.len());
+    assert!(
+        lines.len() < FLOOD,
+        "dropped before the end: {} lines",
+        lines.len()
+    );
     // A new follower is served as usual.
     let follower = Follower::start(&sandbox, "events", &["--follow", "--limit", "1"]);
     follower.wait_for_line("the last stored event", |e| e["seq"].as_u64().is_some());
     assert_eq!(follower.interrupt(), 0);
+}
+
+#[test]
+fn logs_release_keeps_a_failed_deploys_output_until_the_next_deploy() {
+    let sandbox = daemon_sandbox("failed-logs", free_port());
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.config_path()).unwrap()).unwrap();
+    config["proxy"]["healthTimeoutMs"] = Value::from(1500);
+    sandbox.write_config(&config);
+    let _daemon = DaemonGuard::start(&sandbox);
+    std::fs::create_dir_all(sandbox.path().join("bad")).unwrap();
+    // The fixture app answers /ping with 500 in a release whose id contains "bad".
+    let failed = sandbox.run("deploy", &["--release-path", "bad", "--release-id", "bad"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let logs = sandbox.run("logs", &["--release", "bad", "--process", "web"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert!(
+        logs.stdout
+            .starts_with("== web [release bad (failed deploy)] ==\n"),
+        "{logs:?}"
+    );
+    assert!(logs.stdout.contains("[stdout] listening on "), "{logs:?}");
+    let status = json_of(&sandbox.run("status", &[]));
+    assert_eq!(status["failedRelease"]["releaseId"], "bad");
+
+    deploy(&sandbox, "v1");
+    let status = json_of(&sandbox.run("status", &[]));
+    assert!(status.get("failedRelease").is_none(), "{status}");
+    let gone = sandbox.run("logs", &["--release", "bad"]);
+    assert_eq!(gone.code, 1, "{gone:?}");
+    assert!(gone.stderr.contains("No release \"bad\""), "{gone:?}");
 }

@@ -1,8 +1,8 @@
 //! `rollbridge deploy`: ask the daemon to start, health-check and switch to a release.
 
 use super::common::{load_config, put_optional, reply_text};
-use super::human::{replies, run_with_progress};
 use super::ensure_daemon::{DaemonStartArgs, ensure};
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use anyhow::Context;
 use clap::Args;

@@ -1,10 +1,10 @@
 //! `rollbridge events --follow`: the event stream, printed as it comes.
 
+use super::CliResult;
 use super::common::CliConfig;
 use super::events::{EventsArgs, format_events};
 use super::follow::{FollowStream, StreamEnd, exit_cleanly_on_interrupt, wait_for_daemon};
 use super::human::{Mode, Paint, mode_for};
-use super::CliResult;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::process::ExitCode;

@@ -120,7 +120,10 @@ pub fn exit_cleanly_on_interrupt() {
 /// Waits until the daemon's socket accepts connections again (`--retry`),
 /// saying so once on stderr.
 pub fn wait_for_daemon(socket: &Path, why: &str) {
-    eprintln!("{why}; waiting for the daemon at {} (Ctrl-C to stop)…", socket.display());
+    eprintln!(
+        "{why}; waiting for the daemon at {} (Ctrl-C to stop)…",
+        socket.display()
+    );
     loop {
         match connect(socket) {
             Ok(_) => return,

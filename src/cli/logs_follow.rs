@@ -38,6 +38,13 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
         if first_connection {
             let status = send(config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
             for line in recent_lines(&status, args.process.as_deref()) {
+                if args
+                    .release
+                    .as_ref()
+                    .is_some_and(|release| line["releaseId"] != release.as_str())
+                {
+                    continue;
+                }
                 printed.insert(line.to_string());
                 print_line(&line, mode);
             }
@@ -50,7 +57,11 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
                         continue;
                     };
                     let object = Value::Object(object);
-                    if !printed.remove(&object.to_string()) {
+                    let other_release = args
+                        .release
+                        .as_ref()
+                        .is_some_and(|release| object["releaseId"] != release.as_str());
+                    if !printed.remove(&object.to_string()) && !other_release {
                         print_line(&object, mode);
                     }
                 }
@@ -79,19 +90,20 @@ fn recent_lines(status: &Map<String, Value>, process: Option<&str>) -> Vec<Value
         .into_iter()
         .filter(|source| process.is_none_or(|id| source.id == id))
         .flat_map(|source| {
-            let release = source
-                .source
-                .strip_prefix("release ")
-                .and_then(|rest| rest.split(' ').next())
-                .unwrap_or("")
-                .to_string();
+            let release = source.release_id.clone().unwrap_or_default();
             source.logs.into_iter().map(move |entry| {
                 let mut line = Map::new();
                 line.insert("at".into(), entry.get("at").cloned().unwrap_or(Value::Null));
                 line.insert("id".into(), Value::from(source.id.as_str()));
-                line.insert("line".into(), entry.get("line").cloned().unwrap_or(Value::Null));
+                line.insert(
+                    "line".into(),
+                    entry.get("line").cloned().unwrap_or(Value::Null),
+                );
                 line.insert("releaseId".into(), Value::from(release.as_str()));
-                line.insert("stream".into(), entry.get("stream").cloned().unwrap_or(Value::Null));
+                line.insert(
+                    "stream".into(),
+                    entry.get("stream").cloned().unwrap_or(Value::Null),
+                );
                 Value::Object(line)
             })
         })
@@ -118,7 +130,12 @@ fn human_line(line: &Value, paint: Paint) -> String {
         "stderr" => paint.red("[stderr]"),
         other => paint.dim(&format!("[{other}]")),
     };
-    format!("{} {} {stream} {}", paint.dim(field("at")), paint.bold(&source), field("line"))
+    format!(
+        "{} {} {stream} {}",
+        paint.dim(field("at")),
+        paint.bold(&source),
+        field("line")
+    )
 }
 
 #[cfg(test)]
@@ -133,7 +150,9 @@ mod tests {
         let lines = recent_lines(status.as_object().unwrap(), None);
         assert_eq!(
             lines,
-            vec![json!({"at": "T", "id": "web", "line": "hi", "releaseId": "v1", "stream": "stderr"})]
+            vec![
+                json!({"at": "T", "id": "web", "line": "hi", "releaseId": "v1", "stream": "stderr"})
+            ]
         );
         assert_eq!(human_line(&lines[0], Paint::NONE), "T web@v1 [stderr] hi");
         assert!(recent_lines(status.as_object().unwrap(), Some("worker")).is_empty());

@@ -208,7 +208,9 @@ const GONE: &str = "The daemon is stopping; this follow stream ends.";
 
 fn too_slow(what: &str, last_seq: Option<u64>) -> String {
     let resume = match last_seq {
-        Some(seq) => format!(" Reconnect with \"since\":{seq} to continue after the last event sent."),
+        Some(seq) => {
+            format!(" Reconnect with \"since\":{seq} to continue after the last event sent.")
+        }
         None => String::new(),
     };
     format!(
@@ -275,11 +277,13 @@ mod tests {
             request.to_line(),
             "{\"command\":\"events\",\"follow\":true,\"since\":3,\"epoch\":\"e\"}\n"
         );
-        let logs = Request::parse_line(r#"{"command":"logs","follow":true,"processId":"web"}"#)
-            .unwrap();
+        let logs =
+            Request::parse_line(r#"{"command":"logs","follow":true,"processId":"web"}"#).unwrap();
         assert_eq!(Request::parse_line(&logs.to_line()).unwrap(), logs);
         assert_eq!(
-            Request::parse_line(r#"{"command":"logs"}"#).unwrap_err().to_string(),
+            Request::parse_line(r#"{"command":"logs"}"#)
+                .unwrap_err()
+                .to_string(),
             "follow is required"
         );
         // `follow` other than true is today's one-shot request.

@@ -12,10 +12,10 @@
 //! file descriptors) the oldest such idle connection is closed to make room.
 //! Only when every connection is waiting for a reply is a newcomer turned away.
 
+use super::follow::{FollowItem, FollowSource};
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
 };
-use super::follow::{FollowItem, FollowSource};
 use crate::events::{Event, EventSink};
 use crate::util::errno::errno_code;
 use serde_json::{Map, Value};

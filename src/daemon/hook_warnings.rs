@@ -36,7 +36,8 @@ impl HookWarnings {
 
     /// Adds `"warnings": [...]` to a successful reply when a hook failed.
     pub fn attach(self, mut reply: Reply) -> Reply {
-        let warnings = std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let warnings =
+            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
         if let (Ok(payload), false) = (&mut reply.result, warnings.is_empty()) {
             payload.insert(
                 "warnings".into(),
@@ -65,7 +66,11 @@ fn warning(event: &Event, record: &EventRecord) -> Option<String> {
     } else {
         format!("{} of release {}", scope.process_id, scope.release_id)
     };
-    Some(format!("{owner}: {} {}", record.message, Value::Object(data)))
+    Some(format!(
+        "{owner}: {} {}",
+        record.message,
+        Value::Object(data)
+    ))
 }
 
 #[cfg(test)]
@@ -94,7 +99,9 @@ mod tests {
         let reply = warnings.attach(Reply::ok(serde_json::Map::new()));
         assert_eq!(
             reply.result.unwrap()["warnings"],
-            serde_json::json!(["jobs of release v2: quiet command exited non-zero {\"code\":3,\"id\":\"jobs\"}"])
+            serde_json::json!([
+                "jobs of release v2: quiet command exited non-zero {\"code\":3,\"id\":\"jobs\"}"
+            ])
         );
         let quiet = HookWarnings::watch(&sink).attach(Reply::ok(serde_json::Map::new()));
         assert!(quiet.result.unwrap().is_empty());

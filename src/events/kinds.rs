@@ -462,10 +462,9 @@ impl ProcessEvent {
                 "health check waiting",
                 data! { "attempt" => attempt, "detail" => detail },
             ),
-            ProcessEvent::HealthCheckPassed { attempts } => (
-                "health check passed",
-                data! { "attempts" => attempts },
-            ),
+            ProcessEvent::HealthCheckPassed { attempts } => {
+                ("health check passed", data! { "attempts" => attempts })
+            }
             ProcessEvent::StopTimedOut { id, pid } => (
                 "process stop timed out; sending SIGKILL",
                 data! { "id" => id, "pid" => pid },

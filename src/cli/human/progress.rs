@@ -116,7 +116,10 @@ pub fn format_elapsed(elapsed: Duration) -> String {
 pub fn step(event: &Map<String, Value>) -> Option<String> {
     let message = event.get("message")?.as_str()?;
     let empty = Map::new();
-    let data = event.get("data").and_then(Value::as_object).unwrap_or(&empty);
+    let data = event
+        .get("data")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let get = |key: &str| match data.get(key) {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Null) | None => String::new(),
@@ -131,9 +134,18 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
         }
     };
     Some(match message {
-        "deploy starting" => format!("release {} starting from {}", get("releaseId"), get("releasePath")),
+        "deploy starting" => format!(
+            "release {} starting from {}",
+            get("releaseId"),
+            get("releasePath")
+        ),
         "rollback starting" => format!("rolling back to {}", get("releaseId")),
-        "process started" => format!("{} started (pid {}, {})", process(), get("pid"), get("reason")),
+        "process started" => format!(
+            "{} started (pid {}, {})",
+            process(),
+            get("pid"),
+            get("reason")
+        ),
         "process exited" => {
             let how = match (get("code"), get("signal")) {
                 (code, signal) if !signal.is_empty() && code.is_empty() => signal,
@@ -147,7 +159,9 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
             get("attempt"),
             get("detail")
         ),
-        "health check passed" => format!("{} healthy after {} attempts", process(), get("attempts")),
+        "health check passed" => {
+            format!("{} healthy after {} attempts", process(), get("attempts"))
+        }
         "traffic switched" => match get("previousReleaseId").as_str() {
             "" => format!("traffic switched to {}", get("releaseId")),
             previous => format!("traffic switched to {} (from {previous})", get("releaseId")),
@@ -159,7 +173,11 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
             get("websocket")
         ),
         "release drained" => format!("release {} drained and stopped", get("releaseId")),
-        "release drain failed" => format!("release {} drain failed: {}", get("releaseId"), get("error")),
+        "release drain failed" => format!(
+            "release {} drain failed: {}",
+            get("releaseId"),
+            get("error")
+        ),
         "release stopped" => format!("release {} stopped", get("releaseId")),
         "deploy failed" => format!("deploy of {} failed: {}", get("releaseId"), get("error")),
         "release startup failed" => format!("release {} did not start", get("releaseId")),
@@ -172,9 +190,14 @@ pub fn step(event: &Map<String, Value>) -> Option<String> {
             get("reason")
         ),
         command_hook
-            if [" exited non-zero", " exited on signal", " timed out", " failed"]
-                .iter()
-                .any(|suffix| command_hook.ends_with(suffix))
+            if [
+                " exited non-zero",
+                " exited on signal",
+                " timed out",
+                " failed",
+            ]
+            .iter()
+            .any(|suffix| command_hook.ends_with(suffix))
                 && command_hook.contains(" command ") =>
         {
             format!("{}: {command_hook}", process())
@@ -196,20 +219,29 @@ mod tests {
     #[test]
     fn deploy_events_become_short_steps() {
         assert_eq!(
-            step_of(json!({"message": "process started", "data": {"processId": "web",
-                "releaseId": "v2", "pid": 42, "reason": "deploy"}})),
+            step_of(
+                json!({"message": "process started", "data": {"processId": "web",
+                "releaseId": "v2", "pid": 42, "reason": "deploy"}})
+            ),
             Some("web of v2 started (pid 42, deploy)".into())
         );
         assert_eq!(
-            step_of(json!({"message": "traffic switched", "data": {"previousReleaseId": "v1", "releaseId": "v2"}})),
+            step_of(
+                json!({"message": "traffic switched", "data": {"previousReleaseId": "v1", "releaseId": "v2"}})
+            ),
             Some("traffic switched to v2 (from v1)".into())
         );
         assert_eq!(
-            step_of(json!({"message": "process exited", "data": {"processId": "web",
-                "releaseId": "v1", "code": null, "signal": "SIGTERM"}})),
+            step_of(
+                json!({"message": "process exited", "data": {"processId": "web",
+                "releaseId": "v1", "code": null, "signal": "SIGTERM"}})
+            ),
             Some("web of v1 exited (SIGTERM)".into())
         );
-        assert_eq!(step_of(json!({"message": "command failed", "data": {}})), None);
+        assert_eq!(
+            step_of(json!({"message": "command failed", "data": {}})),
+            None
+        );
         assert_eq!(format_elapsed(Duration::from_millis(1234)), "1.2s");
         assert_eq!(format_elapsed(Duration::from_secs(125)), "2m05s");
     }

@@ -14,7 +14,10 @@ pub fn deployed(reply: &Map<String, Value>, paint: Paint) -> String {
             "Deployed {}: traffic switched from {previous}, which drains and stops in the background.",
             paint.bold(&active)
         ),
-        None => format!("Deployed {}: it serves the proxy port now.", paint.bold(&active)),
+        None => format!(
+            "Deployed {}: it serves the proxy port now.",
+            paint.bold(&active)
+        ),
     };
     with_warnings(paint.green("✓ ") + &sentence, reply, paint)
 }

@@ -11,7 +11,11 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
     let mut out = vec![headline(status, paint)];
     for key in ["rollout", "traffic", "paused", "maintenance", "deploying"] {
         if let Some(value) = status.get(key).filter(|value| !value.is_null()) {
-            out.push(format!("{}  {}", paint.bold(&format!("{key}:")), summary(value)));
+            out.push(format!(
+                "{}  {}",
+                paint.bold(&format!("{key}:")),
+                summary(value)
+            ));
         }
     }
     let releases = array(status, "releases");
@@ -43,7 +47,12 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
     ]);
     for release in releases {
         let label = text(release, "releaseId");
-        for process in release.get("processes").and_then(Value::as_array).into_iter().flatten() {
+        for process in release
+            .get("processes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             processes.row(process_row(process, &label, release.get("ports"), paint));
         }
     }
@@ -53,7 +62,13 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
                 processes.row(process_row(process, label, None, paint));
             } else {
                 let id = text(entry, "id");
-                processes.row(vec![id, "-".into(), label.into(), "-".into(), paint.dim("not running")]);
+                processes.row(vec![
+                    id,
+                    "-".into(),
+                    label.into(),
+                    "-".into(),
+                    paint.dim("not running"),
+                ]);
             }
         }
     }
@@ -101,7 +116,10 @@ fn process_row(process: &Value, release: &str, ports: Option<&Value>, paint: Pai
         base,
         instance,
         release.to_string(),
-        process.get("pid").filter(|pid| !pid.is_null()).map_or("-".to_string(), plain),
+        process
+            .get("pid")
+            .filter(|pid| !pid.is_null())
+            .map_or("-".to_string(), plain),
         paint.state(&text(process, "state")),
         process
             .get("uptimeMs")
