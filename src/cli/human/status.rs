@@ -45,7 +45,8 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
     let mut processes = Table::new(&[
         "PROCESS", "INSTANCE", "RELEASE", "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "PORT",
     ]);
-    for release in releases {
+    // A stopped release's processes are all stopped: its row above says so.
+    for release in releases.iter().filter(|r| text(r, "state") != "stopped") {
         let label = text(release, "releaseId");
         for process in release
             .get("processes")
