@@ -46,9 +46,9 @@ pub fn restarted(reply: &Map<String, Value>, paint: Paint) -> String {
         "Nothing matched; no process was restarted.".to_string()
     } else {
         format!(
-            "{} {}: {}.",
+            "{} Restarted {}: {}.",
             paint.green("✓"),
-            format!("Restarted {}", count(ids.len(), "process", "processes")),
+            count(ids.len(), "process", "processes"),
             ids.join(", ")
         )
     };
