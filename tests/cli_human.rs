@@ -39,6 +39,17 @@ fn on_terminal(sandbox: &Sandbox, command: &str, rest: &[&str], env: &[(&str, &s
     }
 }
 
+/// A real daemon on the fixture config, with empty release directories
+/// `releases` in its sandbox.
+fn daemon_with_releases(application: &str, releases: &[&str]) -> (Sandbox, DaemonGuard) {
+    let sandbox = daemon_sandbox(application, free_port());
+    for release in releases {
+        std::fs::create_dir_all(sandbox.path().join(release)).unwrap();
+    }
+    let daemon = DaemonGuard::start(&sandbox);
+    (sandbox, daemon)
+}
+
 fn has_script() -> bool {
     let found = Command::new("script").arg("--version").output().is_ok();
     if !found {
@@ -156,10 +167,7 @@ fn status_on_a_terminal_is_a_table_coloured_unless_told_not_to() {
     if !has_script() {
         return;
     }
-    let port = free_port();
-    let sandbox = daemon_sandbox("human-status", port);
-    std::fs::create_dir_all(sandbox.path().join("v1")).unwrap();
-    let _daemon = DaemonGuard::start(&sandbox);
+    let (sandbox, _daemon) = daemon_with_releases("human-status", &["v1"]);
     let deploy = sandbox.run("deploy", &["--release-path", "v1", "--release-id", "v1"]);
     assert_eq!(deploy.code, 0, "{deploy:?}");
     let status = json_of(&sandbox.run("status", &[]));
@@ -264,12 +272,7 @@ fn a_deploy_on_a_terminal_shows_its_steps_and_a_summary() {
     if !has_script() {
         return;
     }
-    let port = free_port();
-    let sandbox = daemon_sandbox("human-deploy", port);
-    for release in ["v1", "v2"] {
-        std::fs::create_dir_all(sandbox.path().join(release)).unwrap();
-    }
-    let _daemon = DaemonGuard::start(&sandbox);
+    let (sandbox, _daemon) = daemon_with_releases("human-deploy", &["v1", "v2"]);
     let first = sandbox.run("deploy", &["--release-path", "v1", "--release-id", "v1"]);
     assert_eq!(first.code, 0, "{first:?}");
 
@@ -321,10 +324,7 @@ fn a_deploy_on_a_terminal_shows_its_steps_and_a_summary() {
 
 #[test]
 fn progress_forces_plain_step_lines_on_stderr_and_leaves_stdout_alone() {
-    let port = free_port();
-    let sandbox = daemon_sandbox("progress-ci", port);
-    std::fs::create_dir_all(sandbox.path().join("v1")).unwrap();
-    let _daemon = DaemonGuard::start(&sandbox);
+    let (sandbox, _daemon) = daemon_with_releases("progress-ci", &["v1"]);
     let run = sandbox.run(
         "deploy",
         &["--release-path", "v1", "--release-id", "v1", "--progress"],
@@ -338,4 +338,46 @@ fn progress_forces_plain_step_lines_on_stderr_and_leaves_stdout_alone() {
     assert!(run.stderr.contains("traffic switched to v1\n"), "{run:?}");
     assert!(run.stderr.contains("==> deployed v1 ("), "{run:?}");
     assert!(!run.stderr.contains(ESCAPE), "{run:?}");
+}
+
+#[test]
+fn a_failing_hook_is_a_warning_in_the_reply_and_on_the_terminal() {
+    let sandbox = daemon_sandbox("hook-warnings", free_port());
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.config_path()).unwrap()).unwrap();
+    config["processes"][1]["lifecycle"] = json!({"quiet": "exit 3", "drainTimeoutMs": 500});
+    sandbox.write_config(&config);
+    std::fs::create_dir_all(sandbox.path().join("v1")).unwrap();
+    let _daemon = DaemonGuard::start(&sandbox);
+    let deploy = sandbox.run("deploy", &["--release-path", "v1", "--release-id", "v1"]);
+    assert_eq!(deploy.code, 0, "{deploy:?}");
+    assert!(
+        !deploy.stdout.contains("warnings"),
+        "nothing failed: {deploy:?}"
+    );
+
+    let restart = sandbox.run("restart", &["--process", "worker"]);
+    assert_eq!(restart.code, 0, "{restart:?}");
+    let reply = json_of(&restart);
+    assert_eq!(reply["restarted"], json!(["worker"]));
+    let warnings = reply["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{reply}");
+    assert_eq!(
+        warnings[0],
+        "worker of release v1: quiet command exited non-zero {\"code\":3,\"id\":\"worker\"}"
+    );
+    if !has_script() {
+        return;
+    }
+    let run = on_terminal(
+        &sandbox,
+        "restart",
+        &["--process", "worker", "--color", "never"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("✓ Restarted 1 process: worker.\nwarning: worker of release v1: quiet command exited non-zero"),
+        "{run:?}"
+    );
 }

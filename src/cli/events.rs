@@ -16,16 +16,8 @@ pub struct EventsArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-    /// Keep printing events as they happen until Ctrl-C: JSON lines (each with
-    /// its `seq`) when stdout is not a terminal or with --json, text lines on a terminal.
-    #[arg(long, short = 'f')]
-    pub follow: bool,
-    /// With --follow: when the daemon stops or restarts, wait for it and go on
-    /// where the stream left off.
-    #[arg(long, requires = "follow")]
-    pub retry: bool,
     #[command(flatten)]
-    pub color: super::human::ColorArg,
+    pub follow: super::follow::FollowArgs,
 }
 
 pub fn run(args: EventsArgs) -> CliResult {
@@ -35,7 +27,7 @@ pub fn run(args: EventsArgs) -> CliResult {
         Some(None) => return option_error("--limit must be a positive integer."),
     };
     let config = load_config(&args.config)?;
-    if args.follow {
+    if args.follow.follow {
         return super::events_follow::run(&config, &args, limit);
     }
     let mut fields = Map::new();

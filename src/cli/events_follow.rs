@@ -3,18 +3,18 @@
 use super::CliResult;
 use super::common::CliConfig;
 use super::events::{EventsArgs, format_events};
-use super::follow::{FollowStream, StreamEnd, exit_cleanly_on_interrupt, wait_for_daemon};
+use super::follow::{
+    FollowStream, StreamEnd, after_end, exit_cleanly_on_interrupt, print_streamed, wait_for_daemon,
+};
 use super::human::{Mode, Paint, mode_for};
 use serde_json::{Map, Value};
-use std::io::Write;
-use std::process::ExitCode;
 
 /// Prints events until Ctrl-C (exit 0). `--limit N` first prints the last N
 /// stored events. With `--retry` a stopped or restarted daemon is waited for
 /// and the stream resumes after the last event printed.
 pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResult {
     exit_cleanly_on_interrupt();
-    let mode = mode_for(args.json, &args.color);
+    let mode = mode_for(args.json, &args.follow.color);
     let socket = config.socket_path();
     let mut resume: Option<(u64, String)> = None;
     let mut first_connection = true;
@@ -31,7 +31,7 @@ pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResu
         }
         let mut stream = match FollowStream::open(socket, &Value::Object(request)) {
             Ok(stream) => stream,
-            Err(error) if args.retry && !first_connection && error.is_no_daemon() => {
+            Err(error) if args.follow.retry && !first_connection && error.is_no_daemon() => {
                 wait_for_daemon(socket, "The daemon is not running");
                 continue;
             }
@@ -73,27 +73,14 @@ pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResu
         if resume.is_none() {
             resume = Some((0, stream.epoch.clone()));
         }
-        match end {
-            StreamEnd::Error(message) if !args.retry => anyhow::bail!("{message}"),
-            StreamEnd::Closed if !args.retry => {
-                eprintln!(
-                    "The daemon closed the event stream (it stopped or restarted); use --retry to wait for it."
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            StreamEnd::Error(message) => eprintln!("{message}"),
-            StreamEnd::Closed => wait_for_daemon(socket, "The daemon closed the event stream"),
+        if let Some(code) = after_end(end, args.follow.retry, socket, "event")? {
+            return Ok(code);
         }
     }
 }
 
 fn print_event(line: &str, mode: Mode) {
-    let mut out = std::io::stdout().lock();
-    let _ = match mode {
-        Mode::Plain => writeln!(out, "{line}"),
-        Mode::Human(paint) => writeln!(out, "{}", human_event(line, paint)),
-    };
-    let _ = out.flush();
+    print_streamed(line, mode, |paint| human_event(line, paint));
 }
 
 /// An event line as `events` prints it on a terminal: `<at>  <message> <data>`,

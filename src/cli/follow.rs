@@ -2,12 +2,66 @@
 //! deploy progress): one connection that sends a follow request, checks the
 //! first line, then yields one line per event or output line.
 
+use super::human::{ColorArg, Mode};
 use crate::control::client::{ClientError, connect, error_code};
 use serde_json::{Map, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+/// `--follow`, `--retry` and `--color` of `events` and `logs`.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct FollowArgs {
+    /// Keep printing as things happen until Ctrl-C: JSON lines when stdout is not
+    /// a terminal or with --json, text lines on a terminal.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow: when the daemon stops or restarts, wait for it and go on.
+    #[arg(long, requires = "follow")]
+    pub retry: bool,
+    #[command(flatten)]
+    pub color: ColorArg,
+}
+
+/// Prints one streamed line: `json` as is in [`Mode::Plain`], `human`'s text on
+/// a terminal; flushed at once so a pipe sees each line as it comes.
+pub fn print_streamed(json: &str, mode: Mode, human: impl FnOnce(super::human::Paint) -> String) {
+    let mut out = std::io::stdout().lock();
+    let _ = match mode {
+        Mode::Plain => writeln!(out, "{json}"),
+        Mode::Human(paint) => writeln!(out, "{}", human(paint)),
+    };
+    let _ = out.flush();
+}
+
+/// What a follow command does when its stream ended: with `--retry`, say why
+/// and wait for a daemon (`None`: go on); without, end — with the daemon's
+/// error, or exit 1 and a hint when the daemon closed the stream.
+pub fn after_end(
+    end: StreamEnd,
+    retry: bool,
+    socket: &Path,
+    what: &str,
+) -> anyhow::Result<Option<std::process::ExitCode>> {
+    match end {
+        StreamEnd::Error(message) if !retry => anyhow::bail!("{message}"),
+        StreamEnd::Closed if !retry => {
+            eprintln!(
+                "The daemon closed the {what} stream (it stopped or restarted); use --retry to wait for it."
+            );
+            Ok(Some(std::process::ExitCode::FAILURE))
+        }
+        StreamEnd::Error(message) => {
+            eprintln!("{message}");
+            Ok(None)
+        }
+        StreamEnd::Closed => {
+            wait_for_daemon(socket, &format!("The daemon closed the {what} stream"));
+            Ok(None)
+        }
+    }
+}
 
 /// An open follow stream.
 pub struct FollowStream {

@@ -21,15 +21,8 @@ pub struct LogsArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-    /// After the recent lines, keep printing new output until Ctrl-C: JSON lines
-    /// when stdout is not a terminal or with --json, text lines on a terminal.
-    #[arg(long, short = 'f')]
-    pub follow: bool,
-    /// With --follow: when the daemon stops or restarts, wait for it and go on.
-    #[arg(long, requires = "follow")]
-    pub retry: bool,
     #[command(flatten)]
-    pub color: super::human::ColorArg,
+    pub follow: super::follow::FollowArgs,
 }
 
 /// One process's captured output and where the process belongs.
@@ -56,7 +49,7 @@ impl LogSource {
 
 pub fn run(args: LogsArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    if args.follow {
+    if args.follow.follow {
         return super::logs_follow::run(&config, &args);
     }
     let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;

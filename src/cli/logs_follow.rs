@@ -3,17 +3,17 @@
 
 use super::CliResult;
 use super::common::{CliConfig, QUERY_TIMEOUT, send};
-use super::follow::{FollowStream, StreamEnd, exit_cleanly_on_interrupt, wait_for_daemon};
+use super::follow::{
+    FollowStream, after_end, exit_cleanly_on_interrupt, print_streamed, wait_for_daemon,
+};
 use super::human::{Mode, Paint, mode_for};
 use super::logs::{LogsArgs, log_sources};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::io::Write;
-use std::process::ExitCode;
 
 pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
     exit_cleanly_on_interrupt();
-    let mode = mode_for(args.json, &args.color);
+    let mode = mode_for(args.json, &args.follow.color);
     let socket = config.socket_path();
     let mut request = Map::new();
     request.insert("command".into(), Value::from("logs"));
@@ -28,7 +28,7 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
         // is in both and printed once.
         let mut stream = match FollowStream::open(socket, &request) {
             Ok(stream) => stream,
-            Err(error) if args.retry && !first_connection && error.is_no_daemon() => {
+            Err(error) if args.follow.retry && !first_connection && error.is_no_daemon() => {
                 wait_for_daemon(socket, "The daemon is not running");
                 continue;
             }
@@ -68,16 +68,8 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
                 Err(end) => break end,
             }
         };
-        match end {
-            StreamEnd::Error(message) if !args.retry => anyhow::bail!("{message}"),
-            StreamEnd::Closed if !args.retry => {
-                eprintln!(
-                    "The daemon closed the output stream (it stopped or restarted); use --retry to wait for it."
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            StreamEnd::Error(message) => eprintln!("{message}"),
-            StreamEnd::Closed => wait_for_daemon(socket, "The daemon closed the output stream"),
+        if let Some(code) = after_end(end, args.follow.retry, socket, "output")? {
+            return Ok(code);
         }
     }
 }
@@ -111,12 +103,7 @@ fn recent_lines(status: &Map<String, Value>, process: Option<&str>) -> Vec<Value
 }
 
 fn print_line(line: &Value, mode: Mode) {
-    let mut out = std::io::stdout().lock();
-    let _ = match mode {
-        Mode::Plain => writeln!(out, "{line}"),
-        Mode::Human(paint) => writeln!(out, "{}", human_line(line, paint)),
-    };
-    let _ = out.flush();
+    print_streamed(&line.to_string(), mode, |paint| human_line(line, paint));
 }
 
 /// `<at> <id>@<release> [stderr] <line>`: stderr marked in red.

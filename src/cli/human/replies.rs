@@ -8,31 +8,44 @@ pub use crate::cli::common::plural as count;
 
 /// `deploy`: which release serves now and what it replaced.
 pub fn deployed(reply: &Map<String, Value>, paint: Paint) -> String {
-    let active = id(reply.get("activeReleaseId"));
-    let sentence = match reply.get("previousReleaseId").and_then(Value::as_str) {
-        Some(previous) => format!(
-            "Deployed {}: traffic switched from {previous}, which drains and stops in the background.",
-            paint.bold(&active)
-        ),
-        None => format!(
-            "Deployed {}: it serves the proxy port now.",
-            paint.bold(&active)
-        ),
-    };
-    with_warnings(paint.green("✓ ") + &sentence, reply, paint)
+    switched(
+        reply,
+        paint,
+        "Deployed {}",
+        |previous| {
+            format!(": traffic switched from {previous}, which drains and stops in the background.")
+        },
+        ": it serves the proxy port now.",
+    )
 }
 
 /// `rollback`: the release re-activated.
 pub fn rolled_back(reply: &Map<String, Value>, paint: Paint) -> String {
-    let active = id(reply.get("activeReleaseId"));
-    let sentence = match reply.get("previousReleaseId").and_then(Value::as_str) {
-        Some(previous) => format!(
-            "Rolled back to {}: traffic switched from {previous}.",
-            paint.bold(&active)
-        ),
-        None => format!("Rolled back to {}.", paint.bold(&active)),
+    switched(
+        reply,
+        paint,
+        "Rolled back to {}",
+        |previous| format!(": traffic switched from {previous}."),
+        ".",
+    )
+}
+
+/// `✓ <head with the active release><tail>`: the tail names the previous
+/// release when there was one.
+fn switched(
+    reply: &Map<String, Value>,
+    paint: Paint,
+    head: &str,
+    from_previous: impl FnOnce(&str) -> String,
+    first: &str,
+) -> String {
+    let active = paint.bold(&id(reply.get("activeReleaseId")));
+    let tail = match reply.get("previousReleaseId").and_then(Value::as_str) {
+        Some(previous) => from_previous(previous),
+        None => first.to_string(),
     };
-    with_warnings(paint.green("✓ ") + &sentence, reply, paint)
+    let sentence = format!("{} {}{tail}", paint.green("✓"), head.replace("{}", &active));
+    with_warnings(sentence, reply, paint)
 }
 
 /// `restart`: the instances restarted.
