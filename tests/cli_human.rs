@@ -338,6 +338,20 @@ fn progress_forces_plain_step_lines_on_stderr_and_leaves_stdout_alone() {
     assert!(run.stderr.contains("traffic switched to v1\n"), "{run:?}");
     assert!(run.stderr.contains("==> deployed v1 ("), "{run:?}");
     assert!(!run.stderr.contains(ESCAPE), "{run:?}");
+
+    // Rollback's steps too (back to the retained v1 after a deploy of v2).
+    std::fs::create_dir_all(sandbox.path().join("v2")).unwrap();
+    let v2 = sandbox.run("deploy", &["--release-path", "v2", "--release-id", "v2"]);
+    assert_eq!(v2.code, 0, "{v2:?}");
+    let back = sandbox.run("rollback", &["--progress"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(json_of(&back)["activeReleaseId"], "v1");
+    assert!(back.stderr.contains("rolling back to v1\n"), "{back:?}");
+    assert!(
+        back.stderr.contains("traffic switched to v1 (from v2)"),
+        "{back:?}"
+    );
+    assert!(back.stderr.contains("==> rolled back to v1 ("), "{back:?}");
 }
 
 #[test]

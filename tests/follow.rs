@@ -276,3 +276,37 @@ fn logs_release_keeps_a_failed_deploys_output_until_the_next_deploy() {
     assert_eq!(gone.code, 1, "{gone:?}");
     assert!(gone.stderr.contains("No release \"bad\""), "{gone:?}");
 }
+
+#[test]
+fn a_quiet_stream_outlives_the_idle_timeout_of_control_connections() {
+    let sandbox = daemon_sandbox("follow-idle", free_port());
+    let _daemon = DaemonGuard::start(&sandbox);
+    let stream = UnixStream::connect(sandbox.socket()).unwrap();
+    (&stream)
+        .write_all(b"{\"command\":\"events\",\"follow\":true}\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("\"follow\":\"events\""), "{first}");
+    // An idle one-shot connection is closed after 5 s; nothing happens for 6.5 s
+    // here, and the stream must still be open (a read times out instead of EOF).
+    stream
+        .set_read_timeout(Some(Duration::from_millis(6500)))
+        .unwrap();
+    let mut line = String::new();
+    let quiet = reader.read_line(&mut line);
+    assert!(
+        matches!(&quiet, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the stream ended or sent {line:?}: {quiet:?}"
+    );
+    // And it still delivers.
+    deploy(&sandbox, "v1");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["message"], "deploy starting", "{line}");
+}
