@@ -39,12 +39,19 @@ pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResu
         };
         first_connection = false;
         let mut backlog: Vec<String> = Vec::new();
-        let mut in_backlog = resume.is_none() && limit.is_some();
-        let end = loop {
-            if in_backlog {
-                // Stored events arrive at once; the first wait marks the live part.
-                stream.set_wait(Some(std::time::Duration::from_millis(200)));
+        let mut in_backlog = resume.is_none() && limit.is_some() && stream.start_seq > 0;
+        let print_backlog = |backlog: &mut Vec<String>| {
+            let skip = backlog.len().saturating_sub(limit.unwrap_or(0) as usize);
+            for line in backlog.drain(..).skip(skip) {
+                print_event(&line, mode);
             }
+        };
+        if in_backlog {
+            // Stored events arrive at once, up to the stream's start; a pause
+            // also ends them (the latest one may not be stored yet).
+            stream.set_wait(Some(std::time::Duration::from_millis(500)));
+        }
+        let end = loop {
             match stream.next_line() {
                 Ok(line) => {
                     let seq = serde_json::from_str::<Value>(&line)
@@ -53,19 +60,21 @@ pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResu
                     if let Some(seq) = seq {
                         resume = Some((seq, stream.epoch.clone()));
                     }
-                    if in_backlog {
-                        backlog.push(line);
-                    } else {
+                    if !in_backlog {
                         print_event(&line, mode);
+                        continue;
+                    }
+                    backlog.push(line);
+                    if seq.is_some_and(|seq| seq >= stream.start_seq) {
+                        in_backlog = false;
+                        stream.set_wait(None);
+                        print_backlog(&mut backlog);
                     }
                 }
                 Err(StreamEnd::Closed) if in_backlog => {
                     in_backlog = false;
                     stream.set_wait(None);
-                    let skip = backlog.len().saturating_sub(limit.unwrap_or(0) as usize);
-                    for line in backlog.drain(..).skip(skip) {
-                        print_event(&line, mode);
-                    }
+                    print_backlog(&mut backlog);
                 }
                 Err(end) => break end,
             }

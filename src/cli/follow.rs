@@ -68,6 +68,9 @@ pub struct FollowStream {
     reader: BufReader<UnixStream>,
     /// The daemon's event numbering (see `EventSink::epoch`), for resuming.
     pub epoch: String,
+    /// The number of the latest event when the stream started: stored events
+    /// sent first (`since`) end with it.
+    pub start_seq: u64,
 }
 
 /// How a stream ended.
@@ -118,7 +121,12 @@ impl FollowStream {
             )));
         };
         reader.get_ref().set_read_timeout(None).map_err(transfer)?;
-        Ok(FollowStream { reader, epoch })
+        let start_seq = reply.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        Ok(FollowStream {
+            reader,
+            epoch,
+            start_seq,
+        })
     }
 
     /// The next line (without its LF), or how the stream ended.
