@@ -352,6 +352,16 @@ fn progress_forces_plain_step_lines_on_stderr_and_leaves_stdout_alone() {
         "{back:?}"
     );
     assert!(back.stderr.contains("==> rolled back to v1 ("), "{back:?}");
+
+    // Shutdown keeps follow streams open while it stops processes: its steps show.
+    let shutdown = sandbox.run("shutdown", &["--progress"]);
+    assert_eq!(shutdown.code, 0, "{shutdown:?}");
+    assert_eq!(json_of(&shutdown)["message"], "shutdown");
+    assert!(shutdown.stderr.contains("web of v1 exited"), "{shutdown:?}");
+    assert!(
+        shutdown.stderr.contains("==> the daemon shut down ("),
+        "{shutdown:?}"
+    );
 }
 
 #[test]

@@ -131,6 +131,10 @@ struct Activity {
     /// Cancelled once requests are no longer read (the client hung up, or the
     /// connection is closing): follow streams end then.
     reading_done: CancellationToken,
+    /// Set once the connection carries a follow stream: a shutdown keeps it
+    /// open while processes stop (their events are the shutdown's progress)
+    /// and closes it just before its final wait.
+    streaming: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -140,6 +144,7 @@ impl Activity {
             last_reply: Mutex::new(Instant::now()),
             stop_reading: CancellationToken::new(),
             reading_done: CancellationToken::new(),
+            streaming: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -220,7 +225,8 @@ impl ControlServer {
     }
 
     /// Stops accepting and closes every open connection except `keep` (the one
-    /// that asked for the shutdown or retirement). A connection still waiting
+    /// that asked for the shutdown or retirement) and follow streams, which show
+    /// the shutdown's steps until [`wait_closed_except`](Self::wait_closed_except). A connection still waiting
     /// for a reply (a deploy the shutdown interrupts) stops being read and
     /// closes once that reply is written. Returns once the listener is closed.
     pub async fn close_except(&self, keep: Option<ConnectionId>) {
@@ -228,6 +234,9 @@ impl ControlServer {
         {
             let connections = lock(&self.shared.connections);
             for (_, connection) in connections.iter().filter(|(id, _)| Some(**id) != keep) {
+                if connection.activity.streaming.load(Ordering::SeqCst) {
+                    continue;
+                }
                 connection.activity.stop_reading.cancel();
                 if connection.activity.is_idle() {
                     connection.token.cancel();
@@ -243,6 +252,12 @@ impl ControlServer {
     /// written. Connections left after `limit` are dropped.
     pub async fn wait_closed_except(&self, keep: Option<ConnectionId>, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
+        for (_, connection) in lock(&self.shared.connections)
+            .iter()
+            .filter(|(id, c)| Some(**id) != keep && c.activity.streaming.load(Ordering::SeqCst))
+        {
+            connection.token.cancel();
+        }
         loop {
             let closed = self.shared.connection_closed.notified();
             tokio::pin!(closed);
@@ -546,6 +561,7 @@ fn dispatch_line(
             send_reply(reply, slot, outgoing, shared);
         }
         Ok(Request::Follow(follow)) => {
+            activity.streaming.store(true, Ordering::SeqCst);
             let source = follow.open(&shared.events);
             tokio::spawn(write_follow_stream(
                 source,
