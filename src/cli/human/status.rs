@@ -199,6 +199,22 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn rollout_pause_and_maintenance_keys_get_a_line_each_when_present() {
+        let status = json!({"application": "shop", "activeReleaseId": null,
+            "rollout": {"releaseId": "v3", "weight": 10}, "paused": true, "maintenance": null,
+            "releases": [], "services": [], "singletons": []});
+        let text = render(status.as_object().unwrap(), Paint::NONE);
+        assert_eq!(
+            text,
+            "shop  no active release\n\
+             rollout:  releaseId=v3 weight=10\n\
+             paused:  true\n\
+             \n\
+             No releases yet: run \"rollbridge deploy --release-path DIR\"."
+        );
+    }
+
+    #[test]
     fn durations_and_sizes_are_short() {
         assert_eq!(duration(3_400), "3s");
         assert_eq!(duration(245_000), "4m05s");
