@@ -96,6 +96,15 @@ pub fn print_reply(reply: Map<String, Value>) -> super::CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A reply's string field, `-` when missing or not a string.
+pub fn reply_text(reply: &Map<String, Value>, key: &str) -> String {
+    reply
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .to_string()
+}
+
 /// A local option check failed: the message goes to stderr as is, exit 1.
 pub fn option_error(message: &str) -> super::CliResult {
     eprintln!("{message}");

@@ -1,7 +1,8 @@
 //! `rollbridge deploy`: ask the daemon to start, health-check and switch to a release.
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, put_optional, reply_text};
 use super::ensure_daemon::{DaemonStartArgs, ensure};
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use anyhow::Context;
 use clap::Args;
@@ -26,6 +27,10 @@ pub struct DeployArgs {
     pub ensure_daemon: bool,
     #[command(flatten)]
     pub daemon: DaemonStartArgs,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
+    #[command(flatten)]
+    pub progress: super::human::progress::ProgressArg,
 }
 
 pub fn run(args: DeployArgs) -> CliResult {
@@ -45,7 +50,15 @@ pub fn run(args: DeployArgs) -> CliResult {
     put_optional(&mut fields, "releaseId", args.release_id.as_deref());
     put_optional(&mut fields, "revision", args.revision.as_deref());
     // A deploy waits for the health check and the traffic switch: no timeout.
-    print_reply(send(&config, "deploy", fields, None)?)
+    run_with_progress(
+        &config,
+        "deploy",
+        fields,
+        &args.output,
+        &args.progress,
+        |reply| format!("deployed {}", reply_text(reply, "activeReleaseId")),
+        replies::deployed,
+    )
 }
 
 /// The release path as the daemon must see it. A relative path is resolved

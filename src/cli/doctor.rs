@@ -3,6 +3,7 @@
 //! `--release-path`, whether a release would start (templates, working directories).
 
 use super::common::{CliConfig, plural, print_json};
+use super::human::Paint;
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
 use crate::control::client::error_code;
@@ -29,6 +30,8 @@ pub struct DoctorArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub color: super::human::ColorArg,
 }
 
 /// One line of the doctor report.
@@ -79,7 +82,7 @@ pub fn run(args: DoctorArgs) -> CliResult {
         ConfigVerdict::Unresolvable(message) => {
             if args.json {
                 let check = Check::fail("config", message);
-                print_report(&[check], true);
+                print_report(&[check], true, Paint::NONE);
             } else {
                 eprintln!("{message}");
             }
@@ -93,7 +96,7 @@ pub fn run(args: DoctorArgs) -> CliResult {
                     plural(issues, "issue", "issues")
                 ),
             );
-            return Ok(print_report(&[check], args.json));
+            return Ok(print_report(&[check], args.json, paint_of(&args)));
         }
         ConfigVerdict::Valid(config) => config,
     };
@@ -107,7 +110,7 @@ pub fn run(args: DoctorArgs) -> CliResult {
             args.revision.as_deref(),
         ));
     }
-    Ok(print_report(&checks, args.json))
+    Ok(print_report(&checks, args.json, paint_of(&args)))
 }
 
 fn config_check(config: &Config) -> Check {
@@ -266,7 +269,15 @@ fn orphan_check(state_path: &Path, probed: Option<&ProbeOutcome>) -> Check {
 }
 
 /// Prints the report and returns the exit code (1 when any check failed).
-fn print_report(checks: &[Check], json: bool) -> ExitCode {
+/// Colour for the marks: only on a terminal (the text is the same either way).
+fn paint_of(args: &DoctorArgs) -> Paint {
+    match super::human::mode_for(args.json, &args.color) {
+        super::human::Mode::Human(paint) => paint,
+        super::human::Mode::Plain => Paint::NONE,
+    }
+}
+
+fn print_report(checks: &[Check], json: bool, paint: Paint) -> ExitCode {
     let failed = checks.iter().filter(|check| !check.ok).count();
     if json {
         let mut report = Map::new();
@@ -278,7 +289,11 @@ fn print_report(checks: &[Check], json: bool) -> ExitCode {
         print_json(&Value::Object(report));
     } else {
         for check in checks {
-            let mark = if check.ok { '✓' } else { '✗' };
+            let mark = if check.ok {
+                paint.green("✓")
+            } else {
+                paint.red("✗")
+            };
             println!("{mark} {}: {}", check.name, check.detail);
         }
         if failed == 0 {

@@ -16,6 +16,8 @@ pub struct EventsArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub follow: super::follow::FollowArgs,
 }
 
 pub fn run(args: EventsArgs) -> CliResult {
@@ -25,6 +27,9 @@ pub fn run(args: EventsArgs) -> CliResult {
         Some(None) => return option_error("--limit must be a positive integer."),
     };
     let config = load_config(&args.config)?;
+    if args.follow.follow {
+        return super::events_follow::run(&config, &args, limit);
+    }
     let mut fields = Map::new();
     if let Some(limit) = limit {
         fields.insert("limit".into(), Value::from(limit));

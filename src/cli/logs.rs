@@ -14,9 +14,15 @@ pub struct LogsArgs {
     /// Only the process with exactly this instance id (e.g. `worker#0`).
     #[arg(long = "process", value_name = "id")]
     pub process: Option<String>,
+    /// Only the processes of this release (also a failed deploy's release, kept
+    /// until the next deploy).
+    #[arg(long = "release", value_name = "id")]
+    pub release: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub follow: super::follow::FollowArgs,
 }
 
 /// One process's captured output and where the process belongs.
@@ -26,6 +32,8 @@ pub struct LogSource {
     pub id: String,
     /// `release <id> (<state>)`, `service` or `singleton`.
     pub source: String,
+    /// The release the process belongs to (none for services and singletons).
+    pub release_id: Option<String>,
     pub logs: Vec<Value>,
 }
 
@@ -41,8 +49,19 @@ impl LogSource {
 
 pub fn run(args: LogsArgs) -> CliResult {
     let config = load_config(&args.config)?;
+    if args.follow.follow {
+        return super::logs_follow::run(&config, &args);
+    }
     let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
-    let sources = log_sources(&status);
+    let mut sources = log_sources(&status);
+    if let Some(release) = &args.release {
+        sources.retain(|source| source.release_id.as_deref() == Some(release.as_str()));
+        if sources.is_empty() {
+            return super::common::option_error(&format!(
+                "No release \"{release}\" in the daemon's status (a failed deploy's release is kept only until the next deploy)."
+            ));
+        }
+    }
     if args.json {
         let selected = sources
             .iter()
@@ -65,20 +84,33 @@ pub fn log_sources(status: &Map<String, Value>) -> Vec<LogSource> {
         let state = text(release.get("state"));
         let label = format!("release {release_id} ({state})");
         for process in array(release.get("processes")) {
-            sources.push(source_of(process, None, &label));
+            sources.push(source_of(process, None, &label, Some(&release_id)));
+        }
+    }
+    // The latest failed deploy's release (stopped), until the next deploy.
+    if let Some(failed) = status.get("failedRelease") {
+        let release_id = text(failed.get("releaseId"));
+        let label = format!("release {release_id} (failed deploy)");
+        for process in array(failed.get("processes")) {
+            sources.push(source_of(process, None, &label, Some(&release_id)));
         }
     }
     for (key, label) in [("services", "service"), ("singletons", "singleton")] {
         for entry in array(status.get(key)) {
             if let Some(process) = entry.get("process") {
-                sources.push(source_of(process, entry.get("id"), label));
+                sources.push(source_of(process, entry.get("id"), label, None));
             }
         }
     }
     sources
 }
 
-fn source_of(process: &Value, fallback_id: Option<&Value>, label: &str) -> LogSource {
+fn source_of(
+    process: &Value,
+    fallback_id: Option<&Value>,
+    label: &str,
+    release_id: Option<&str>,
+) -> LogSource {
     let id = process
         .get("id")
         .and_then(Value::as_str)
@@ -88,6 +120,7 @@ fn source_of(process: &Value, fallback_id: Option<&Value>, label: &str) -> LogSo
     LogSource {
         id,
         source: label.to_string(),
+        release_id: release_id.map(str::to_string),
         logs: array(process.get("logs")).to_vec(),
     }
 }

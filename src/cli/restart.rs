@@ -1,6 +1,7 @@
 //! `rollbridge restart`: gracefully restart non-proxied processes in place.
 
-use super::common::{load_config, option_error, print_reply, put_optional, send};
+use super::common::{load_config, option_error, plural, put_optional};
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use clap::Args;
 use serde_json::Map;
@@ -18,6 +19,10 @@ pub struct RestartArgs {
     /// Restart only processes with this policy: companion, singleton or service.
     #[arg(long = "policy", value_name = "policy")]
     pub policy: Option<String>,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
+    #[command(flatten)]
+    pub progress: super::human::progress::ProgressArg,
 }
 
 pub fn run(args: RestartArgs) -> CliResult {
@@ -31,5 +36,19 @@ pub fn run(args: RestartArgs) -> CliResult {
     put_optional(&mut fields, "processId", args.process.as_deref());
     put_optional(&mut fields, "policy", args.policy.as_deref());
     // Each target goes through its graceful stop: no timeout.
-    print_reply(send(&config, "restart", fields, None)?)
+    run_with_progress(
+        &config,
+        "restart",
+        fields,
+        &args.output,
+        &args.progress,
+        |reply| {
+            let count = reply
+                .get("restarted")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len);
+            format!("restarted {}", plural(count, "process", "processes"))
+        },
+        replies::restarted,
+    )
 }

@@ -1,6 +1,7 @@
 //! `rollbridge rollback`: re-activate a retained release.
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, put_optional, reply_text};
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use clap::Args;
 use serde_json::Map;
@@ -12,6 +13,10 @@ pub struct RollbackArgs {
     /// Release to re-activate (default: the most recently active other release).
     #[arg(long = "release-id", value_name = "id")]
     pub release_id: Option<String>,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
+    #[command(flatten)]
+    pub progress: super::human::progress::ProgressArg,
 }
 
 pub fn run(args: RollbackArgs) -> CliResult {
@@ -19,5 +24,13 @@ pub fn run(args: RollbackArgs) -> CliResult {
     let mut fields = Map::new();
     put_optional(&mut fields, "releaseId", args.release_id.as_deref());
     // A rollback runs the deploy flow (start, health check, switch): no timeout.
-    print_reply(send(&config, "rollback", fields, None)?)
+    run_with_progress(
+        &config,
+        "rollback",
+        fields,
+        &args.output,
+        &args.progress,
+        |reply| format!("rolled back to {}", reply_text(reply, "activeReleaseId")),
+        replies::rolled_back,
+    )
 }

@@ -1,6 +1,7 @@
 //! `rollbridge shutdown`: stop every managed process and the daemon.
 
-use super::common::{load_config, print_reply, send};
+use super::common::load_config;
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use clap::Args;
 use serde_json::Map;
@@ -9,10 +10,22 @@ use serde_json::Map;
 pub struct ShutdownArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
+    #[command(flatten)]
+    pub progress: super::human::progress::ProgressArg,
 }
 
 pub fn run(args: ShutdownArgs) -> CliResult {
     let config = load_config(&args.config)?;
     // The reply comes only after every process has stopped: no timeout.
-    print_reply(send(&config, "shutdown", Map::new(), None)?)
+    run_with_progress(
+        &config,
+        "shutdown",
+        Map::new(),
+        &args.output,
+        &args.progress,
+        |_| "the daemon shut down".to_string(),
+        replies::shut_down,
+    )
 }

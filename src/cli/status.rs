@@ -1,6 +1,6 @@
 //! `rollbridge status`: print the daemon's status object.
 
-use super::common::{QUERY_TIMEOUT, load_config, print_reply, send};
+use super::common::{QUERY_TIMEOUT, load_config, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
 use serde_json::Map;
@@ -9,9 +9,12 @@ use serde_json::Map;
 pub struct StatusArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
 }
 
 pub fn run(args: StatusArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    print_reply(send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?)
+    let reply = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+    super::human::print_reply(reply, args.output.mode(), super::human::status::render)
 }

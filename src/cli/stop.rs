@@ -1,6 +1,7 @@
 //! `rollbridge stop`: stop a release (the active one by default).
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, put_optional};
+use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
 use clap::Args;
 use serde_json::Map;
@@ -12,6 +13,10 @@ pub struct StopArgs {
     /// Release to stop (default: the active release).
     #[arg(long = "release-id", value_name = "id")]
     pub release_id: Option<String>,
+    #[command(flatten)]
+    pub output: super::human::OutputArgs,
+    #[command(flatten)]
+    pub progress: super::human::progress::ProgressArg,
 }
 
 pub fn run(args: StopArgs) -> CliResult {
@@ -19,5 +24,14 @@ pub fn run(args: StopArgs) -> CliResult {
     let mut fields = Map::new();
     put_optional(&mut fields, "releaseId", args.release_id.as_deref());
     // Stopping waits for graceful stops, which may legitimately take long.
-    print_reply(send(&config, "stop", fields, None)?)
+    let release = args.release_id.as_deref();
+    run_with_progress(
+        &config,
+        "stop",
+        fields,
+        &args.output,
+        &args.progress,
+        |_| format!("stopped {}", release.unwrap_or("the active release")),
+        |reply, paint| replies::stopped(reply, release, paint),
+    )
 }

@@ -2,6 +2,7 @@
 //! daemon's server, claiming the socket path, the CLI's client and the socket probe.
 
 pub mod client;
+pub mod follow;
 pub mod probe;
 pub mod protocol;
 pub mod server;

@@ -43,6 +43,9 @@ pub enum Request {
     RetireOwner {
         attestation: String,
     },
+    /// `events` or `logs` with `"follow": true`: a stream of lines until the
+    /// client closes (see `follow.rs`).
+    Follow(super::follow::FollowRequest),
 }
 
 /// A request that could not be turned into a [`Request`]. The Display text is the
@@ -66,7 +69,7 @@ pub enum RequestError {
 }
 
 /// Every command name the daemon knows.
-pub const COMMAND_NAMES: [&str; 8] = [
+pub const COMMAND_NAMES: [&str; 9] = [
     "status",
     "events",
     "deploy",
@@ -75,6 +78,7 @@ pub const COMMAND_NAMES: [&str; 8] = [
     "restart",
     "shutdown",
     "retire-owner",
+    "logs",
 ];
 
 impl Request {
@@ -101,9 +105,13 @@ impl Request {
         };
         Ok(match name {
             "status" => Request::Status,
+            "events" if object.get("follow") == Some(&Value::Bool(true)) => {
+                Request::Follow(super::follow::FollowRequest::events(object)?)
+            }
             "events" => Request::Events {
                 limit: object.get("limit").and_then(Value::as_f64),
             },
+            "logs" => Request::Follow(super::follow::FollowRequest::logs(object)?),
             "deploy" => {
                 let release_path = required_string(object, "releasePath")?;
                 let release_id = non_empty(optional_string(object, "releaseId")?);
@@ -144,6 +152,7 @@ impl Request {
             Request::Restart { .. } => "restart",
             Request::Shutdown => "shutdown",
             Request::RetireOwner { .. } => "retire-owner",
+            Request::Follow(follow) => follow.command(),
         }
     }
 
@@ -190,6 +199,7 @@ impl Request {
             Request::RetireOwner { attestation } => {
                 put("attestation", &Some(attestation.clone()));
             }
+            Request::Follow(follow) => follow.put_fields(&mut map),
         }
         Value::Object(map)
     }

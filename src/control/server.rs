@@ -12,6 +12,7 @@
 //! file descriptors) the oldest such idle connection is closed to make room.
 //! Only when every connection is waiting for a reply is a newcomer turned away.
 
+use super::follow::{FollowItem, FollowSource};
 use super::protocol::{
     MAX_REQUEST_LINE_BYTES, Request, RequestError, error_reply, reply_line, success_reply,
 };
@@ -127,6 +128,13 @@ struct Activity {
     /// Cancelled to stop reading requests: the connection closes once the
     /// replies it still owes are written (shutdown keeps answering deploys).
     stop_reading: CancellationToken,
+    /// Cancelled once requests are no longer read (the client hung up, or the
+    /// connection is closing): follow streams end then.
+    reading_done: CancellationToken,
+    /// Set once the connection carries a follow stream: a shutdown keeps it
+    /// open while processes stop (their events are the shutdown's progress)
+    /// and closes it just before its final wait.
+    streaming: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -135,6 +143,8 @@ impl Activity {
             pending: std::sync::atomic::AtomicUsize::new(0),
             last_reply: Mutex::new(Instant::now()),
             stop_reading: CancellationToken::new(),
+            reading_done: CancellationToken::new(),
+            streaming: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -215,7 +225,8 @@ impl ControlServer {
     }
 
     /// Stops accepting and closes every open connection except `keep` (the one
-    /// that asked for the shutdown or retirement). A connection still waiting
+    /// that asked for the shutdown or retirement) and follow streams, which show
+    /// the shutdown's steps until [`wait_closed_except`](Self::wait_closed_except). A connection still waiting
     /// for a reply (a deploy the shutdown interrupts) stops being read and
     /// closes once that reply is written. Returns once the listener is closed.
     pub async fn close_except(&self, keep: Option<ConnectionId>) {
@@ -223,6 +234,9 @@ impl ControlServer {
         {
             let connections = lock(&self.shared.connections);
             for (_, connection) in connections.iter().filter(|(id, _)| Some(**id) != keep) {
+                if connection.activity.streaming.load(Ordering::SeqCst) {
+                    continue;
+                }
                 connection.activity.stop_reading.cancel();
                 if connection.activity.is_idle() {
                     connection.token.cancel();
@@ -238,6 +252,12 @@ impl ControlServer {
     /// written. Connections left after `limit` are dropped.
     pub async fn wait_closed_except(&self, keep: Option<ConnectionId>, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
+        for (_, connection) in lock(&self.shared.connections)
+            .iter()
+            .filter(|(id, c)| Some(**id) != keep && c.activity.streaming.load(Ordering::SeqCst))
+        {
+            connection.token.cancel();
+        }
         loop {
             let closed = self.shared.connection_closed.notified();
             tokio::pin!(closed);
@@ -446,6 +466,7 @@ async fn read_requests(
     id: ConnectionId,
     activity: Arc<Activity>,
 ) {
+    let _done = activity.reading_done.clone().drop_guard();
     let mut buffer: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let slots = Arc::new(Semaphore::new(MAX_PENDING_PER_CONNECTION));
@@ -498,7 +519,7 @@ async fn read_requests(
             };
             // Counted until the reply is written (`write_replies`).
             activity.pending.fetch_add(1, Ordering::SeqCst);
-            dispatch_line(line, slot, &outgoing, &shared, &handler, id);
+            dispatch_line(line, slot, &outgoing, &shared, &handler, id, &activity);
             line_start = end + 1;
             position = line_start;
         }
@@ -532,11 +553,22 @@ fn dispatch_line(
     shared: &Arc<Shared>,
     handler: &Arc<dyn ControlHandler>,
     id: ConnectionId,
+    activity: &Arc<Activity>,
 ) {
     match Request::parse_line(&line) {
         Err(error) => {
             let reply = Reply::error(error.to_string());
             send_reply(reply, slot, outgoing, shared);
+        }
+        Ok(Request::Follow(follow)) => {
+            activity.streaming.store(true, Ordering::SeqCst);
+            let source = follow.open(&shared.events);
+            tokio::spawn(write_follow_stream(
+                source,
+                slot,
+                outgoing.clone(),
+                activity.clone(),
+            ));
         }
         Ok(request) => {
             let handler = handler.clone();
@@ -546,6 +578,51 @@ fn dispatch_line(
                 let reply = handler.handle(request, id).await;
                 send_reply(reply, slot, &outgoing, &shared);
             });
+        }
+    }
+}
+
+/// Writes a follow stream's lines one at a time (the next is taken only once
+/// the previous one is written, so a slow reader backs up into the stream's
+/// bounded queue, never into the daemon), until the client hangs up or the
+/// stream ends with an error line. The request stays pending meanwhile, so the
+/// idle timeout never cuts a stream.
+async fn write_follow_stream(
+    mut source: FollowSource,
+    slot: Option<OwnedSemaphorePermit>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    activity: Arc<Activity>,
+) {
+    let _request = slot;
+    let in_flight = Arc::new(Semaphore::new(1));
+    loop {
+        let written = tokio::select! {
+            _ = activity.reading_done.cancelled() => return,
+            permit = in_flight.clone().acquire_owned() => permit.ok(),
+        };
+        let item = tokio::select! {
+            _ = activity.reading_done.cancelled() => return,
+            item = source.next() => item,
+        };
+        activity.pending.fetch_add(1, Ordering::SeqCst);
+        let (line, after) = match item {
+            FollowItem::Line(mut line) => {
+                line.push('\n');
+                (line, AfterReply::KeepOpen)
+            }
+            FollowItem::End(error) => (reply_line(&error_reply(&error)), AfterReply::Close),
+        };
+        let last = after == AfterReply::Close;
+        if outgoing
+            .send(Outgoing {
+                line,
+                after,
+                _slot: written,
+            })
+            .is_err()
+            || last
+        {
+            return;
         }
     }
 }

@@ -87,11 +87,15 @@ impl Daemon {
             release_path: request.release_path.clone(),
             revision: revision_given.clone(),
         });
-        self.state().deploying = Some(DeployingInfo {
-            release_id: release_id.clone(),
-            release_path: request.release_path.clone(),
-            started_at: iso_now(),
-        });
+        {
+            let mut state = self.state();
+            state.deploying = Some(DeployingInfo {
+                release_id: release_id.clone(),
+                release_path: request.release_path.clone(),
+                started_at: iso_now(),
+            });
+            state.failed_release = None;
+        }
 
         let mut progress = StartProgress::default();
         let identity = NewRelease {
@@ -124,6 +128,7 @@ impl Daemon {
                 if let Some(release) = &release_slot {
                     state.starting.retain(|r| !Arc::ptr_eq(r, release));
                 }
+                state.failed_release = release_slot;
                 state.deploying = None;
                 return Err(error);
             }

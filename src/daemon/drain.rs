@@ -23,6 +23,12 @@ impl Daemon {
         registry: Registry,
     ) {
         let daemon = self.clone();
+        self.events.emit(Event::ReleaseDraining {
+            http: release.counters.http(),
+            release_id: release.id.clone(),
+            timeout_ms: config.proxy.drain_timeout_ms,
+            websocket: release.counters.websocket(),
+        });
         tokio::spawn(async move {
             let id = release.id.clone();
             // Run the drain as its own task so a panic inside it is reported

@@ -1,6 +1,7 @@
 //! Dispatch of control requests to the daemon's flows.
 
 use super::deploy::DeployRequest;
+use super::hook_warnings::HookWarnings;
 use super::state::Daemon;
 use crate::control::protocol::Request;
 use crate::control::server::{AfterReply, ConnectionId, ControlHandler, Reply, ReplyFuture};
@@ -21,9 +22,14 @@ impl ControlHandler for Daemon {
                     | Request::Shutdown
                     | Request::RetireOwner { .. }
             );
-            match catch_panic(self.clone().answer(request, origin)).await {
+            let warnings = warns_of_hooks(&request).then(|| HookWarnings::watch(&self.events));
+            let reply = match catch_panic(self.clone().answer(request, origin)).await {
                 Ok(reply) => reply,
                 Err(panic) => self.recover_from_panic(command, exclusive, &panic).await,
+            };
+            match warnings {
+                Some(warnings) => warnings.attach(reply),
+                None => reply,
             }
         })
     }
@@ -130,6 +136,18 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The commands whose replies carry `warnings` about failed hooks.
+fn warns_of_hooks(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Deploy { .. }
+            | Request::Rollback { .. }
+            | Request::Restart { .. }
+            | Request::Stop { .. }
+            | Request::Shutdown
+    )
 }
 
 /// The error reply of a failed flow: its message is the error's `Display`.

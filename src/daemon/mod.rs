@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod drain;
 pub mod errors;
 pub mod handler;
+mod hook_warnings;
 pub mod orphans;
 pub mod ports;
 pub mod release;

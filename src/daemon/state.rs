@@ -58,6 +58,9 @@ pub struct State {
     pub singletons: Vec<(String, Arc<ManagedProcess>)>,
     /// Releases whose deploy is in progress.
     pub starting: Vec<Arc<Release>>,
+    /// The release of the latest failed deploy, stopped, kept until the next
+    /// deploy starts so its processes' output stays readable (`logs --release`).
+    pub failed_release: Option<Arc<Release>>,
     /// Releases that left the map (their id was deployed again) while still
     /// running; kept so shutdown stops them too.
     pub detached: Vec<Arc<Release>>,
@@ -167,6 +170,7 @@ impl Daemon {
                 service_ports: HashMap::new(),
                 singletons: Vec::new(),
                 starting: Vec::new(),
+                failed_release: None,
                 detached: Vec::new(),
                 orphans: Vec::new(),
                 deploying: None,

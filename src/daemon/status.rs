@@ -14,6 +14,7 @@ impl Daemon {
 
     /// The status object without the `status` envelope key.
     pub fn status_map(&self) -> Map<String, Value> {
+        let failed_release = self.state().failed_release.clone();
         let (config, releases, active, services, singletons, orphans, deploying, bootstrap) = {
             let state = self.state();
             (
@@ -67,6 +68,10 @@ impl Daemon {
             object.insert("releasePath".into(), Value::from(deploying.release_path));
             object.insert("startedAt".into(), Value::from(deploying.started_at));
             map.insert("deploying".into(), Value::Object(object));
+        }
+        // Only after a failed deploy, until the next one: scripts see today's keys otherwise.
+        if let Some(failed) = failed_release {
+            map.insert("failedRelease".into(), failed.status_json());
         }
         if let Some(observability) = self.observability() {
             map.insert("logging".into(), observability.logging_status());

@@ -164,6 +164,18 @@ fn daemon_events_keep_their_names_and_data_keys() {
             golden(r#"{"processId":"web#0"}"#, "process restart requested"),
         ),
         (
+            Event::ReleaseDraining {
+                http: 2,
+                release_id: s("v3"),
+                timeout_ms: 30000,
+                websocket: 1,
+            },
+            golden(
+                r#"{"http":2,"releaseId":"v3","timeoutMs":30000,"websocket":1}"#,
+                "release draining",
+            ),
+        ),
+        (
             Event::ReleaseStopped {
                 release_id: s("v3"),
             },
@@ -359,6 +371,19 @@ fn process_events_start_with_the_process_prefix() {
             },
             r#""error":"x","id":"web#0""#,
             "memory restart failed",
+        ),
+        (
+            ProcessEvent::HealthCheckWaiting {
+                attempt: 3,
+                detail: s("connection refused"),
+            },
+            r#""attempt":3,"detail":"connection refused""#,
+            "health check waiting",
+        ),
+        (
+            ProcessEvent::HealthCheckPassed { attempts: 4 },
+            r#""attempts":4"#,
+            "health check passed",
         ),
         (
             ProcessEvent::StopTimedOut {

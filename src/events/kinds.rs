@@ -94,6 +94,14 @@ pub enum Event {
     ReleaseStopped {
         release_id: String,
     },
+    /// rollbridge's own: a retired release starts draining with these
+    /// connections open (progress lines show it).
+    ReleaseDraining {
+        http: usize,
+        release_id: String,
+        timeout_ms: u64,
+        websocket: usize,
+    },
     ReleaseDrained {
         release_id: String,
     },
@@ -214,6 +222,16 @@ pub enum ProcessEvent {
         id: String,
         pid: i32,
     },
+    /// rollbridge's own: a readiness probe of a starting process did not pass
+    /// yet (the first failure, then at most one a second).
+    HealthCheckWaiting {
+        attempt: u64,
+        detail: String,
+    },
+    /// rollbridge's own: the readiness check passed after `attempts` probes.
+    HealthCheckPassed {
+        attempts: u64,
+    },
     HookFailed {
         stage: &'static str,
         plugin: String,
@@ -307,6 +325,15 @@ impl Event {
             Event::ReleaseStopped { release_id } => {
                 ("release stopped", data! { "releaseId" => release_id })
             }
+            Event::ReleaseDraining {
+                http,
+                release_id,
+                timeout_ms,
+                websocket,
+            } => (
+                "release draining",
+                data! { "http" => http, "releaseId" => release_id, "timeoutMs" => timeout_ms, "websocket" => websocket },
+            ),
             Event::ReleaseDrained { release_id } => {
                 ("release drained", data! { "releaseId" => release_id })
             }
@@ -431,6 +458,13 @@ impl ProcessEvent {
                 "memory restart failed",
                 data! { "error" => error, "id" => id },
             ),
+            ProcessEvent::HealthCheckWaiting { attempt, detail } => (
+                "health check waiting",
+                data! { "attempt" => attempt, "detail" => detail },
+            ),
+            ProcessEvent::HealthCheckPassed { attempts } => {
+                ("health check passed", data! { "attempts" => attempts })
+            }
             ProcessEvent::StopTimedOut { id, pid } => (
                 "process stop timed out; sending SIGKILL",
                 data! { "id" => id, "pid" => pid },

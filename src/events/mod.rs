@@ -10,7 +10,9 @@
 //! - `sink`: [`EventSink`], the cloneable handle that emits, and its listeners
 //!   ([`EventSink::listen`]: a callback on the emitting task);
 //! - `subscription`: [`EventSink::subscribe`], a bounded queue for a task that
-//!   consumes events at its own pace.
+//!   consumes events at its own pace;
+//! - `output_tap`: [`EventSink::subscribe_output`], process output lines for
+//!   `logs --follow` (not events: they never reach the ring or the log).
 //!
 //! An [`EventSink`] writes through an [`EventRecorder`]; the daemon's is the
 //! tracing event layer in `observability`, so the log and `rollbridge events`
@@ -19,6 +21,7 @@
 #[cfg(test)]
 mod golden;
 mod kinds;
+mod output_tap;
 mod record;
 mod ring;
 mod sink;
@@ -28,6 +31,7 @@ pub use kinds::{
     CommandHookOutcome, Event, NON_UTF8_ENV_HINT, ORPHANS_HINT, ProcessEvent, ProcessScope,
     StartReason, StartupProcessStatus,
 };
+pub use output_tap::{OutputLine, OutputSubscription};
 pub use record::EventRecord;
 pub use ring::{EVENT_RING_CAPACITY, EventRing};
 pub use sink::{EventRecorder, EventSink, LineWriter, Listener, ListenerGuard, RingWriter};

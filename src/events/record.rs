@@ -10,6 +10,11 @@ pub struct EventRecord {
     pub at: String,
     pub data: Map<String, Value>,
     pub message: String,
+    /// The event's number in this daemon's history (1, 2, …; 0 for a record
+    /// not emitted through a sink). Not part of the event line: only follow
+    /// streams show it (`"seq"`, docs/protocol.md).
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 impl EventRecord {
@@ -20,6 +25,7 @@ impl EventRecord {
             at,
             data,
             message: message.into_owned(),
+            seq: 0,
         }
     }
 }
@@ -45,6 +51,7 @@ mod tests {
             at: "2026-05-23T14:31:09.512Z".into(),
             data: data! { "previousReleaseId" => "v3", "releaseId" => "v4" },
             message: "traffic switched".into(),
+            seq: 7,
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),

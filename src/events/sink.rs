@@ -49,6 +49,13 @@ struct Inner {
     /// Called with each event as it is emitted (see [`EventSink::listen`]).
     listeners: Mutex<Vec<(u64, Listener)>>,
     next_listener: AtomicU64,
+    /// The number the next event gets (see [`EventRecord::seq`]).
+    next_seq: AtomicU64,
+    /// Names this sink's numbering: a restarted daemon numbers from 1 again
+    /// under another epoch (see [`EventSink::epoch`]).
+    epoch: String,
+    /// Followers of process output (`logs --follow`).
+    pub(super) output: super::output_tap::OutputTap,
 }
 
 /// Keeps a listener registered; dropping it unregisters the listener.
@@ -115,6 +122,9 @@ impl EventSink {
                 recorder,
                 listeners: Mutex::new(Vec::new()),
                 next_listener: AtomicU64::new(1),
+                next_seq: AtomicU64::new(1),
+                epoch: new_epoch(),
+                output: Default::default(),
             }),
         }
     }
@@ -154,7 +164,8 @@ impl EventSink {
 
     /// Records `event` now.
     pub fn emit(&self, event: Event) {
-        let record = EventRecord::new(crate::util::time::iso_now(), &event);
+        let mut record = EventRecord::new(crate::util::time::iso_now(), &event);
+        record.seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         self.notify_listeners(&event, &record);
         self.inner.recorder.record(record);
     }
@@ -163,6 +174,38 @@ impl EventSink {
     pub fn recent(&self, limit: Option<f64>) -> Vec<EventRecord> {
         self.inner.ring.recent(limit)
     }
+
+    pub(super) fn inner_output(&self) -> &super::output_tap::OutputTap {
+        &self.inner.output
+    }
+
+    /// The stored events numbered above `seq`, oldest first.
+    pub fn recent_after(&self, seq: u64) -> Vec<EventRecord> {
+        let mut events = self.inner.ring.recent(None);
+        events.retain(|event| event.seq > seq);
+        events
+    }
+
+    /// The number of the latest event emitted (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.next_seq.load(Ordering::Relaxed) - 1
+    }
+
+    /// Names this sink's event numbering. A client resuming a follow stream
+    /// with `since` passes the epoch it saw, so after a daemon restart (new
+    /// numbering) it is sent the whole history instead of a gap.
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+}
+
+/// The process id and the start time in nanoseconds: unique per daemon run on
+/// one host, and it changes on an in-place re-exec too.
+fn new_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 #[cfg(test)]

@@ -168,6 +168,7 @@ fn event_from_fields(event: &tracing::Event<'_>) -> EventRecord {
         at: crate::util::time::iso_now(),
         data,
         message: fields.message,
+        seq: 0,
     }
 }
 

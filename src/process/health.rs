@@ -2,6 +2,7 @@
 //! deadline, with each probe bounded by the time that is left.
 
 use crate::config::model::HealthConfig;
+use crate::events::{Event, EventSink, ProcessEvent, ProcessScope};
 use crate::plugins::{HealthPlugin, HealthVerdict, HookCall};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,58 @@ pub struct HealthError {
     pub target: String,
     /// The last probe's detail (`no attempts` if none ran).
     pub detail: String,
+}
+
+/// Reports a readiness check's progress as events (for deploy progress
+/// lines): the first failed probe, then at most one a second, and the pass.
+struct ProbeProgress {
+    events: EventSink,
+    scope: ProcessScope,
+    attempts: u64,
+    last_report: Option<Instant>,
+}
+
+impl ProbeProgress {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(call: &HookCall) -> ProbeProgress {
+        ProbeProgress {
+            events: call.events.clone(),
+            scope: ProcessScope {
+                process_id: call.process.instance_id.clone(),
+                release_id: call.process.release_id.clone(),
+            },
+            attempts: 0,
+            last_report: None,
+        }
+    }
+
+    fn failed(&mut self, detail: &str) {
+        self.attempts += 1;
+        let now = Instant::now();
+        if self.last_report.is_some_and(|at| now < at + Self::EVERY) {
+            return;
+        }
+        self.last_report = Some(now);
+        self.emit(ProcessEvent::HealthCheckWaiting {
+            attempt: self.attempts,
+            detail: detail.to_string(),
+        });
+    }
+
+    fn passed(&mut self) {
+        self.attempts += 1;
+        self.emit(ProcessEvent::HealthCheckPassed {
+            attempts: self.attempts,
+        });
+    }
+
+    fn emit(&self, event: ProcessEvent) {
+        self.events.emit(Event::Process {
+            scope: self.scope.clone(),
+            event,
+        });
+    }
 }
 
 /// The latest instant a readiness check started now may run until: the start
@@ -52,6 +105,7 @@ pub async fn wait_healthy(
     let mut detail = "no attempts".to_string();
     let mut last_was_answer = false;
     let mut first = true;
+    let mut progress = ProbeProgress::new(&call);
     loop {
         let now = Instant::now();
         if !first && now >= deadline {
@@ -67,7 +121,10 @@ pub async fn wait_healthy(
         probe_call.deadline = probe_deadline;
         let bound = probe_deadline.saturating_duration_since(now);
         let outcome = match timeout(bound + PROBE_GRACE, plugin.probe(probe_call)).await {
-            Ok(Ok(HealthVerdict::Healthy)) => return Ok(()),
+            Ok(Ok(HealthVerdict::Healthy)) => {
+                progress.passed();
+                return Ok(());
+            }
             Ok(Ok(HealthVerdict::NotYet(why))) => why,
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", bound.as_millis()),
@@ -82,6 +139,7 @@ pub async fn wait_healthy(
             detail = outcome;
             last_was_answer = !cut_short;
         }
+        progress.failed(&detail);
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;

@@ -11,7 +11,7 @@ use super::restart_policy::{RestartDecision, RestartHistory};
 use super::sampler::{SampleSubscription, marker_of};
 use super::spawn::{SpawnError, spawn_wrapper};
 
-use crate::events::{Event, EventSink, ProcessEvent, ProcessScope};
+use crate::events::{Event, EventSink, OutputLine, ProcessEvent, ProcessScope};
 use crate::observability::{ProcessLog, ProcessLogFiles};
 use crate::plugins::{ProcessInfo, Registry};
 use crate::util::signals::signal_name_from_number;
@@ -469,6 +469,18 @@ impl ManagedProcess {
             log_file.write_lines(&lines);
         }
         let capacity = inner.def.config.output_lines;
+        if self.supervision.events.output_followed() {
+            let at_text = crate::util::time::iso(at);
+            self.supervision
+                .events
+                .publish_output(lines.iter().map(|line| OutputLine {
+                    id: inner.def.instance_id.clone(),
+                    release_id: inner.def.release_id.clone(),
+                    at: at_text.clone(),
+                    stream: stream.as_str(),
+                    line: line.line.clone(),
+                }));
+        }
         for line in lines {
             inner.logs.push(line, capacity);
         }
