@@ -4,6 +4,7 @@
 use super::ConfigArg;
 use crate::config::{self, model::Config};
 use crate::control::client::{self, ClientError};
+use crate::control::protocol::Request;
 use crate::lua::LuaRuntime;
 use anyhow::Context;
 use serde_json::{Map, Value};
@@ -71,14 +72,13 @@ pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
     }
 }
 
-/// Sends one command to the daemon of `config`.
+/// Sends one request to the daemon of `config`.
 pub fn send(
     config: &CliConfig,
-    command: &str,
-    fields: Map<String, Value>,
+    request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Map<String, Value>, ClientError> {
-    client::command(config.socket_path(), command, fields, timeout)
+    client::send(config.socket_path(), request, timeout)
 }
 
 /// Prints a reply object the way every daemon-talking command does: pretty JSON
@@ -100,13 +100,6 @@ pub fn print_reply(reply: Map<String, Value>) -> super::CliResult {
 pub fn option_error(message: &str) -> super::CliResult {
     eprintln!("{message}");
     Ok(ExitCode::FAILURE)
-}
-
-/// Adds `key: value` to a request when the option was given.
-pub fn put_optional(fields: &mut Map<String, Value>, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        fields.insert(key.to_string(), Value::from(value));
-    }
 }
 
 /// `1 process` / `2 processes`: English plurals for counts in messages.

@@ -1,11 +1,11 @@
 //! `rollbridge deploy`: ask the daemon to start, health-check and switch to a release.
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, print_reply, send};
 use super::ensure_daemon::{DaemonStartArgs, ensure};
 use super::{CliResult, ConfigArg};
 use anyhow::Context;
 use clap::Args;
-use serde_json::{Map, Value};
+use crate::control::protocol::Request;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -40,12 +40,13 @@ pub fn run(args: DeployArgs) -> CliResult {
         ensure(&config, &args.daemon, timeout_ms)?;
     }
     super::deploy_warnings::warn_before_deploy(&config, &release_path);
-    let mut fields = Map::new();
-    fields.insert("releasePath".into(), Value::from(release_path));
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
-    put_optional(&mut fields, "revision", args.revision.as_deref());
+    let request = Request::Deploy {
+        release_path,
+        release_id: args.release_id,
+        revision: args.revision,
+    };
     // A deploy waits for the health check and the traffic switch: no timeout.
-    print_reply(send(&config, "deploy", fields, None)?)
+    print_reply(send(&config, &request, None)?)
 }
 
 /// The release path as the daemon must see it. A relative path is resolved

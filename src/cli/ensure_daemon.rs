@@ -13,6 +13,7 @@ use super::{CliResult, ConfigArg};
 use crate::control::client::ClientError;
 use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
+use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::fs::OpenOptions;
@@ -133,7 +134,7 @@ fn checked(
 }
 
 fn query_status(config: &CliConfig, timeout: Duration) -> Result<Map<String, Value>, ClientError> {
-    super::common::send(config, "status", Map::new(), Some(timeout))
+    super::common::send(config, &Request::Status, Some(timeout))
 }
 
 fn log_path(config: &CliConfig, options: &DaemonStartArgs) -> PathBuf {

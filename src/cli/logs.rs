@@ -3,6 +3,7 @@
 
 use super::common::{QUERY_TIMEOUT, load_config, print_json, send};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::process::ExitCode;
@@ -41,7 +42,7 @@ impl LogSource {
 
 pub fn run(args: LogsArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+    let status = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
     let sources = log_sources(&status);
     if args.json {
         let selected = sources

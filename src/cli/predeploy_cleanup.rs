@@ -15,6 +15,7 @@ use crate::daemon::orphans::managed_processes;
 use crate::daemon::runtime::RuntimeIdentity;
 use crate::daemon::state_file::StateSnapshot;
 use anyhow::{Context, bail};
+use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -114,7 +115,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
                 config.config.application
             );
         }
-        let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+        let status = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
         match decide(&status, &config, runtime.as_ref()) {
             Decision::KeepActive => {
                 println!(
@@ -129,7 +130,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
                 "Rollbridge daemon is running without an active release; kept it running."
             }
             Decision::Restart(_) => {
-                send(&config, "shutdown", Map::new(), None)?;
+                send(&config, &Request::Shutdown, None)?;
                 wait_until_released(&socket)?;
                 "Stopped existing Rollbridge daemon before deploy."
             }

@@ -1,9 +1,9 @@
 //! `rollbridge restart`: gracefully restart non-proxied processes in place.
 
-use super::common::{load_config, option_error, print_reply, put_optional, send};
+use super::common::{load_config, option_error, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
-use serde_json::Map;
+use crate::control::protocol::Request;
 
 /// The policies `--policy` accepts (the proxied process is replaced by deploys only).
 pub const RESTARTABLE_POLICIES: [&str; 3] = ["companion", "singleton", "service"];
@@ -27,9 +27,10 @@ pub fn run(args: RestartArgs) -> CliResult {
         }
     }
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "processId", args.process.as_deref());
-    put_optional(&mut fields, "policy", args.policy.as_deref());
+    let request = Request::Restart {
+        process_id: args.process,
+        policy: args.policy,
+    };
     // Each target goes through its graceful stop: no timeout.
-    print_reply(send(&config, "restart", fields, None)?)
+    print_reply(send(&config, &request, None)?)
 }

@@ -1,9 +1,9 @@
 //! `rollbridge rollback`: re-activate a retained release.
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
-use serde_json::Map;
+use crate::control::protocol::Request;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -16,8 +16,9 @@ pub struct RollbackArgs {
 
 pub fn run(args: RollbackArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    let request = Request::Rollback {
+        release_id: args.release_id,
+    };
     // A rollback runs the deploy flow (start, health check, switch): no timeout.
-    print_reply(send(&config, "rollback", fields, None)?)
+    print_reply(send(&config, &request, None)?)
 }

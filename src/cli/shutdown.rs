@@ -3,7 +3,7 @@
 use super::common::{load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
-use serde_json::Map;
+use crate::control::protocol::Request;
 
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
@@ -14,5 +14,5 @@ pub struct ShutdownArgs {
 pub fn run(args: ShutdownArgs) -> CliResult {
     let config = load_config(&args.config)?;
     // The reply comes only after every process has stopped: no timeout.
-    print_reply(send(&config, "shutdown", Map::new(), None)?)
+    print_reply(send(&config, &Request::Shutdown, None)?)
 }

@@ -3,7 +3,7 @@
 use super::common::{QUERY_TIMEOUT, load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
-use serde_json::Map;
+use crate::control::protocol::Request;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -13,5 +13,5 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    print_reply(send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?)
+    print_reply(send(&config, &Request::Status, Some(QUERY_TIMEOUT))?)
 }

@@ -1,9 +1,9 @@
 //! `rollbridge stop`: stop a release (the active one by default).
 
-use super::common::{load_config, print_reply, put_optional, send};
+use super::common::{load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
 use clap::Args;
-use serde_json::Map;
+use crate::control::protocol::Request;
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -16,8 +16,9 @@ pub struct StopArgs {
 
 pub fn run(args: StopArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    let request = Request::Stop {
+        release_id: args.release_id,
+    };
     // Stopping waits for graceful stops, which may legitimately take long.
-    print_reply(send(&config, "stop", fields, None)?)
+    print_reply(send(&config, &request, None)?)
 }

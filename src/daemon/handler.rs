@@ -14,13 +14,7 @@ impl ControlHandler for Daemon {
     fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture {
         Box::pin(async move {
             let command = request.name();
-            let exclusive = !matches!(
-                request,
-                Request::Status
-                    | Request::Events { .. }
-                    | Request::Shutdown
-                    | Request::RetireOwner { .. }
-            );
+            let exclusive = request.waits_for_operations();
             match catch_panic(self.clone().answer(request, origin)).await {
                 Ok(reply) => reply,
                 Err(panic) => self.recover_from_panic(command, exclusive, &panic).await,
@@ -78,6 +72,7 @@ impl Daemon {
                 }
             }
             exclusive => {
+                debug_assert!(exclusive.waits_for_operations(), "{}", exclusive.name());
                 let operations = match self.try_lock_operations() {
                     Some(guard) => guard,
                     None => {

@@ -272,11 +272,10 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), StartError> {
 async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), StartError> {
     let request = Request::RetireOwner {
         attestation: attestation.to_string(),
-    }
-    .to_value();
+    };
     let owner = path.to_path_buf();
     let reply = tokio::task::spawn_blocking(move || {
-        crate::control::client::request(&owner, &request, None)
+        crate::control::client::send(&owner, &request, None)
     })
     .await?;
     match reply {
