@@ -3,9 +3,9 @@
 use super::common::{load_config, print_reply, send};
 use super::ensure_daemon::{DaemonStartArgs, ensure};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use anyhow::Context;
 use clap::Args;
-use crate::control::protocol::Request;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]

@@ -11,9 +11,10 @@
 use super::common::{CliConfig, js_number, load_config, print_reply};
 use super::{CliResult, ConfigArg};
 use crate::control::client::ClientError;
+use crate::control::protocol::Request;
+use crate::control::status::Status;
 use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
-use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::fs::OpenOptions;
@@ -95,12 +96,9 @@ pub fn own_runtime() -> anyhow::Result<RuntimeIdentity> {
 /// True when `status.daemonRuntime` names the same runtime as `own` (same
 /// format, version and digest; the path may differ).
 pub fn runtime_matches(own: &RuntimeIdentity, status: &Map<String, Value>) -> bool {
-    let Some(runtime) = status.get("daemonRuntime").and_then(Value::as_object) else {
-        return false;
-    };
-    runtime.get("format").and_then(Value::as_u64) == Some(own.format)
-        && runtime.get("version").and_then(Value::as_str) == Some(own.version.as_str())
-        && runtime.get("digest").and_then(Value::as_str) == Some(own.digest.as_str())
+    Status::from_reply(status)
+        .daemon_runtime
+        .is_some_and(|runtime| runtime.same_build(own))
 }
 
 /// Returns the status of a daemon running this runtime, starting one if no daemon

@@ -2,8 +2,8 @@
 
 use super::common::{QUERY_TIMEOUT, load_config, option_error, print_json, send};
 use super::{CliResult, ConfigArg};
-use clap::Args;
 use crate::control::protocol::Request;
+use clap::Args;
 use serde_json::Value;
 use std::process::ExitCode;
 

@@ -4,8 +4,10 @@
 use super::common::{QUERY_TIMEOUT, load_config, print_json, send};
 use super::{CliResult, ConfigArg};
 use crate::control::protocol::Request;
+use crate::control::status::Status;
+use crate::control::status::{LogLineStatus, ProcessStatus};
 use clap::Args;
-use serde_json::{Map, Value};
+use serde::Serialize;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -21,36 +23,25 @@ pub struct LogsArgs {
 }
 
 /// One process's captured output and where the process belongs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogSource {
     /// The instance id (`web`, `worker#0`).
     pub id: String,
+    pub logs: Vec<LogLineStatus>,
     /// `release <id> (<state>)`, `service` or `singleton`.
     pub source: String,
-    pub logs: Vec<Value>,
-}
-
-impl LogSource {
-    fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("id".into(), Value::from(self.id.clone()));
-        object.insert("logs".into(), Value::Array(self.logs.clone()));
-        object.insert("source".into(), Value::from(self.source.clone()));
-        Value::Object(object)
-    }
 }
 
 pub fn run(args: LogsArgs) -> CliResult {
     let config = load_config(&args.config)?;
     let status = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
-    let sources = log_sources(&status);
+    let sources = log_sources(&Status::from_reply(&status));
     if args.json {
-        let selected = sources
+        let selected: Vec<&LogSource> = sources
             .iter()
             .filter(|source| args.process.as_ref().is_none_or(|id| &source.id == id))
-            .map(LogSource::to_json)
             .collect();
-        print_json(&Value::Array(selected));
+        print_json(&serde_json::to_value(selected)?);
     } else {
         println!("{}", format_log_sources(&sources, args.process.as_deref()));
     }
@@ -59,49 +50,37 @@ pub fn run(args: LogsArgs) -> CliResult {
 
 /// Flattens a status object into log sources: every release's processes (in
 /// release order), then services, then singletons.
-pub fn log_sources(status: &Map<String, Value>) -> Vec<LogSource> {
+pub fn log_sources(status: &Status) -> Vec<LogSource> {
     let mut sources = Vec::new();
-    for release in array(status.get("releases")) {
-        let release_id = text(release.get("releaseId"));
-        let state = text(release.get("state"));
-        let label = format!("release {release_id} ({state})");
-        for process in array(release.get("processes")) {
-            sources.push(source_of(process, None, &label));
+    for release in &status.releases {
+        let label = format!("release {} ({})", release.release_id, release.state);
+        for process in &release.processes {
+            sources.push(source_of(process, "", &label));
         }
     }
-    for (key, label) in [("services", "service"), ("singletons", "singleton")] {
-        for entry in array(status.get(key)) {
-            if let Some(process) = entry.get("process") {
-                sources.push(source_of(process, entry.get("id"), label));
+    for (entries, label) in [
+        (&status.services, "service"),
+        (&status.singletons, "singleton"),
+    ] {
+        for entry in entries {
+            if let Some(process) = &entry.process {
+                sources.push(source_of(process, &entry.id, label));
             }
         }
     }
     sources
 }
 
-fn source_of(process: &Value, fallback_id: Option<&Value>, label: &str) -> LogSource {
-    let id = process
-        .get("id")
-        .and_then(Value::as_str)
-        .or_else(|| fallback_id.and_then(Value::as_str))
-        .unwrap_or("")
-        .to_string();
+fn source_of(process: &ProcessStatus, fallback_id: &str, label: &str) -> LogSource {
+    let id = if process.id.is_empty() {
+        fallback_id
+    } else {
+        &process.id
+    };
     LogSource {
-        id,
+        id: id.to_string(),
+        logs: process.logs.clone(),
         source: label.to_string(),
-        logs: array(process.get("logs")).to_vec(),
-    }
-}
-
-fn array(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
     }
 }
 
@@ -126,12 +105,7 @@ pub fn format_log_sources(sources: &[LogSource], process: Option<&str>) -> Strin
                 lines.push("  (no recent output)".to_string());
             }
             for entry in &source.logs {
-                lines.push(format!(
-                    "  {} [{}] {}",
-                    text(entry.get("at")),
-                    text(entry.get("stream")),
-                    text(entry.get("line"))
-                ));
+                lines.push(format!("  {} [{}] {}", entry.at, entry.stream, entry.line));
             }
             lines.join("\n")
         })
@@ -144,7 +118,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample_status() -> Map<String, Value> {
+    fn sample_status() -> Status {
         let status = json!({
             "status": "success",
             "releases": [{"releaseId": "v1", "state": "active", "processes": [
@@ -154,7 +128,7 @@ mod tests {
             "services": [{"id": "beacon", "process": {"id": "beacon", "logs": []}}],
             "singletons": []
         });
-        status.as_object().unwrap().clone()
+        Status::from_reply(status.as_object().unwrap())
     }
 
     #[test]

@@ -7,15 +7,16 @@
 
 use super::common::{CliConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
 use super::deploy::absolute_release_path;
-use super::ensure_daemon::{own_runtime, runtime_matches};
+use super::ensure_daemon::own_runtime;
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
 use super::recover::recover;
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
+use crate::control::status::Status;
 use crate::daemon::orphans::managed_processes;
 use crate::daemon::runtime::RuntimeIdentity;
 use crate::daemon::state_file::StateSnapshot;
 use anyhow::{Context, bail};
-use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -62,26 +63,23 @@ pub fn decide(
     runtime: Option<&RuntimeIdentity>,
 ) -> Decision {
     let proxy = &config.config.proxy;
-    let reported = status.get("proxy");
-    let same_proxy = reported.and_then(|p| p.get("host")).and_then(Value::as_str)
-        == Some(proxy.host.as_str())
-        && reported.and_then(|p| p.get("port")).and_then(Value::as_f64)
-            == Some(f64::from(proxy.port))
-        && reported
-            .and_then(|p| p.get("upstreamHost"))
-            .and_then(Value::as_str)
-            == Some(proxy.upstream_host.as_str());
+    let reported = Status::from_reply(status);
+    let same_proxy = reported.proxy.as_ref().is_some_and(|reported| {
+        reported.host == proxy.host
+            && reported.port == proxy.port
+            && reported.upstream_host == proxy.upstream_host
+    });
     if !same_proxy {
         return Decision::Restart("its proxy settings differ from the config".into());
     }
-    if let Some(runtime) = runtime {
-        if status.get("daemonRuntime").is_some() && !runtime_matches(runtime, status) {
+    if let (Some(runtime), Some(reported)) = (runtime, &reported.daemon_runtime) {
+        if !reported.same_build(runtime) {
             return Decision::Restart("it runs a different rollbridge build".into());
         }
     }
-    match status.get("activeReleaseId") {
-        Some(Value::String(_)) => Decision::KeepActive,
-        _ => Decision::KeepIdle,
+    match reported.active_release_id {
+        Some(_) => Decision::KeepActive,
+        None => Decision::KeepIdle,
     }
 }
 

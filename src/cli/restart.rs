@@ -2,8 +2,8 @@
 
 use super::common::{load_config, option_error, print_reply, send};
 use super::{CliResult, ConfigArg};
-use clap::Args;
 use crate::control::protocol::Request;
+use clap::Args;
 
 /// The policies `--policy` accepts (the proxied process is replaced by deploys only).
 pub const RESTARTABLE_POLICIES: [&str; 3] = ["companion", "singleton", "service"];

@@ -2,8 +2,8 @@
 
 use super::common::{load_config, print_reply, send};
 use super::{CliResult, ConfigArg};
-use clap::Args;
 use crate::control::protocol::Request;
+use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {

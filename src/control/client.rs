@@ -311,8 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("silent.sock");
         let _listener = UnixListener::bind(&path).unwrap();
-        let error = send(&path, &Request::Status, Some(Duration::from_millis(100)))
-        .unwrap_err();
+        let error = send(&path, &Request::Status, Some(Duration::from_millis(100))).unwrap_err();
         assert!(matches!(error, ClientError::TimedOut { .. }), "{error}");
     }
 

@@ -4,5 +4,7 @@
 pub mod client;
 pub mod probe;
 pub mod protocol;
+pub mod reply;
 pub mod server;
 pub mod socket;
+pub mod status;

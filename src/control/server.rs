@@ -71,9 +71,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(payload: Map<String, Value>) -> Reply {
+    /// A success carrying `payload` (one of the types of [`super::reply`] or
+    /// [`super::status::Status`]), merged after `"status":"success"`.
+    pub fn ok(payload: impl serde::Serialize) -> Reply {
         Reply {
-            result: Ok(payload),
+            result: super::reply::payload_object(&payload),
             after: AfterReply::KeepOpen,
         }
     }

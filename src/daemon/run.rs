@@ -274,10 +274,9 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Star
         attestation: attestation.to_string(),
     };
     let owner = path.to_path_buf();
-    let reply = tokio::task::spawn_blocking(move || {
-        crate::control::client::send(&owner, &request, None)
-    })
-    .await?;
+    let reply =
+        tokio::task::spawn_blocking(move || crate::control::client::send(&owner, &request, None))
+            .await?;
     match reply {
         Ok(_) => Ok(()),
         Err(ClientError::Daemon(message)) => Err(StartError::OwnerRefused(message)),

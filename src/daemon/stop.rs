@@ -3,8 +3,8 @@
 
 use super::errors::StopError;
 use super::state::{Daemon, OperationsGuard};
+use crate::control::status::Status;
 use crate::events::Event;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Daemon {
@@ -14,7 +14,7 @@ impl Daemon {
         self: &Arc<Self>,
         _operations: &OperationsGuard<'_>,
         release_id: Option<String>,
-    ) -> Result<Map<String, Value>, StopError> {
+    ) -> Result<Status, StopError> {
         let release = {
             let mut state = self.state();
             let release = match &release_id {
@@ -39,6 +39,6 @@ impl Daemon {
         self.prune_releases();
         self.persist().await;
         self.recheck_orphans();
-        Ok(self.status_map())
+        Ok(self.status())
     }
 }

@@ -304,16 +304,12 @@ impl DaemonObservability {
         self.notifier.stopping();
     }
 
-    /// `status.logging`: `{"droppedLines": N, "processDroppedLines": M}`.
-    pub fn logging_status(&self) -> serde_json::Value {
-        let mut status = self.stats.status_json();
-        if let Some(map) = status.as_object_mut() {
-            map.insert(
-                "processDroppedLines".into(),
-                self.process_logs.dropped_lines().into(),
-            );
+    /// `status.logging`: lines the daemon log and the process log files dropped.
+    pub fn logging_status(&self) -> crate::control::status::LoggingStatus {
+        crate::control::status::LoggingStatus {
+            dropped_lines: self.stats.dropped_lines(),
+            process_dropped_lines: self.process_logs.dropped_lines(),
         }
-        status
     }
 
     /// Closes the metrics listener (a replacement daemon takes its port).

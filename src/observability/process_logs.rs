@@ -313,7 +313,7 @@ fn format_line(out: &mut Vec<u8>, line: &LogLine, format: ProcessLogFormat) {
         ProcessLogFormat::Raw => out.extend_from_slice(line.line.as_bytes()),
         ProcessLogFormat::Json => {
             // A JSON value always serializes.
-            let _ = serde_json::to_writer(&mut *out, &line.to_json());
+            let _ = serde_json::to_writer(&mut *out, &line.to_status());
         }
     }
     out.push(b'\n');
