@@ -8,3 +8,6 @@ pub mod reply;
 pub mod server;
 pub mod socket;
 pub mod status;
+
+#[cfg(test)]
+mod golden;
