@@ -17,6 +17,7 @@ use super::protocol::{
 };
 use crate::events::{Event, EventSink};
 use crate::util::errno::errno_code;
+use crate::util::sync::Unpoisoned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -272,9 +273,7 @@ impl ControlServer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unpoisoned()
 }
 
 async fn accept_loop(

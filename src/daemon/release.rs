@@ -5,6 +5,7 @@
 use crate::control::status::{ConnectionsStatus, ReleaseStatus};
 use crate::process::ManagedProcess;
 use crate::proxy::{ConnectionCounters, ReleaseTarget};
+use crate::util::sync::Unpoisoned;
 use crate::util::time::iso_now;
 use futures_util::future::join_all;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,7 +104,7 @@ impl Release {
     }
 
     pub fn meta(&self) -> MutexGuard<'_, ReleaseMeta> {
-        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+        self.meta.lock().unpoisoned()
     }
 
     pub fn state(&self) -> ReleaseState {
@@ -141,21 +142,15 @@ impl Release {
     /// Records an instance; called before it is spawned so a failed start can
     /// still be reported and cleaned up.
     pub fn add_process(&self, base_id: &str, process: Arc<ManagedProcess>) {
-        self.processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ReleaseProcess {
-                base_id: base_id.to_string(),
-                process,
-            });
+        self.processes.lock().unpoisoned().push(ReleaseProcess {
+            base_id: base_id.to_string(),
+            process,
+        });
     }
 
     /// Instances in start order.
     pub fn processes(&self) -> Vec<ReleaseProcess> {
-        self.processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.processes.lock().unpoisoned().clone()
     }
 
     /// The instances of one config entry, in replica order.

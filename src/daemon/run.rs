@@ -15,6 +15,7 @@ use crate::events::Event;
 use crate::observability::DaemonObservability;
 use crate::observability::metrics::{ProcessSample, ProcessSource};
 use crate::proxy::{ProxyOptions, ProxyServer};
+use crate::util::sync::Unpoisoned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,8 +235,7 @@ fn proxy_bound(daemon: &Arc<Daemon>, config: &crate::config::model::Config, prox
         host: config.proxy.host.clone(),
         port,
     });
-    *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((config.proxy.host.clone(), port));
+    *daemon.proxy_bound.lock().unpoisoned() = Some((config.proxy.host.clone(), port));
     daemon.endpoints().proxy = Some(proxy);
 }
 

@@ -8,6 +8,7 @@ use crate::control::status::{
     Status,
 };
 use crate::process::ManagedProcess;
+use crate::util::sync::Unpoisoned;
 use std::sync::Arc;
 
 impl Daemon {
@@ -35,7 +36,7 @@ impl Daemon {
         let (host, port) = self
             .proxy_bound
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .clone()
             .unwrap_or_else(|| (config.proxy.host.clone(), config.proxy.port));
         let named = |entries: &[(String, Arc<ManagedProcess>)]| {

@@ -24,6 +24,7 @@ use super::systemd::{SystemdNotifier, clear_systemd_env};
 use crate::config::model::Config;
 use crate::events::{Event, EventSink};
 use crate::proxy::Router;
+use crate::util::sync::Unpoisoned;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -138,20 +139,12 @@ impl DaemonObservability {
 
     /// The proxy listener systemd passed, once (later calls get `None`).
     pub fn take_activated_proxy(&self) -> Option<TcpListener> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .proxy
-            .take()
+        self.sockets.lock().unpoisoned().proxy.take()
     }
 
     /// The control listener systemd passed, once.
     pub fn take_activated_control(&self) -> Option<UnixListener> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .control
-            .take()
+        self.sockets.lock().unpoisoned().control.take()
     }
 
     /// True when systemd owns the control socket: the daemon must neither probe
@@ -178,7 +171,7 @@ impl DaemonObservability {
                 self.metrics
                     .add_dropped_lines_source("access", Arc::new(move || stats.dropped_lines()));
                 let handle = log.clone();
-                *self.access_log.lock().unwrap_or_else(|e| e.into_inner()) = Some((log, writer));
+                *self.access_log.lock().unpoisoned() = Some((log, writer));
                 Some(handle)
             }
             None => None,
@@ -209,10 +202,7 @@ impl DaemonObservability {
                 host: settings.host.clone(),
                 port: server.local_addr().port(),
             });
-            *self
-                .metrics_server
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+            *self.metrics_server.lock().unpoisoned() = Some(server);
         }
         Ok(())
     }
@@ -245,10 +235,7 @@ impl DaemonObservability {
                 this.reopen_logs().await;
             }
         });
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        self.background.lock().unpoisoned().push(task);
         Ok(())
     }
 
@@ -270,7 +257,7 @@ impl DaemonObservability {
         let access = self
             .access_log
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .as_ref()
             .map(|(log, _)| log.clone());
         if let Some(access) = access {
@@ -282,10 +269,7 @@ impl DaemonObservability {
     pub fn ready(&self, active_release: Option<&str>) {
         self.notifier.ready(&status_line(active_release));
         if let Some(task) = self.notifier.spawn_watchdog() {
-            self.background
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(task);
+            self.background.lock().unpoisoned().push(task);
         }
     }
 
@@ -314,11 +298,7 @@ impl DaemonObservability {
 
     /// Closes the metrics listener (a replacement daemon takes its port).
     pub async fn close_metrics_listener(&self) {
-        let server = self
-            .metrics_server
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let server = self.metrics_server.lock().unpoisoned().take();
         if let Some(server) = server {
             server.shutdown().await;
         }
@@ -332,31 +312,18 @@ impl DaemonObservability {
         self.close_metrics_listener().await;
         let process_logs = self.process_logs.clone();
         flush_within_limit("process log files", move || process_logs.finish()).await;
-        let access = self
-            .access_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let access = self.access_log.lock().unpoisoned().take();
         if let Some((_, writer)) = access {
             flush_within_limit("access log", move || writer.finish()).await;
         }
-        for task in self
-            .background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for task in self.background.lock().unpoisoned().drain(..) {
             task.abort();
         }
     }
 
     /// Writes out every queued log line. Call it last, before the process exits.
     pub fn finish(&self) {
-        let logging = self
-            .logging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let logging = self.logging.lock().unpoisoned().take();
         if let Some(logging) = logging {
             logging.finish();
         }

@@ -8,6 +8,7 @@
 //! A file left from an earlier period (a restart after midnight) is rolled over by
 //! the first line written into the new period.
 
+use crate::util::sync::Unpoisoned;
 use chrono::{DateTime, Utc};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -152,7 +153,7 @@ impl LogFile {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unpoisoned()
     }
 
     /// Appends `lines` complete lines (each with its newline) in one write; on

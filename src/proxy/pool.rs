@@ -12,6 +12,7 @@ use super::deadline::ClientBody;
 use super::errors::UpstreamError;
 use super::quickack::QuickAckStream;
 use super::relay::RawConnection;
+use crate::util::sync::Unpoisoned;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -105,7 +106,7 @@ impl UpstreamPool {
     }
 
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, IdleState> {
-        self.idle[shard].lock().unwrap_or_else(|e| e.into_inner())
+        self.idle[shard].lock().unpoisoned()
     }
 
     pub(crate) fn retire(&self) {

@@ -5,4 +5,5 @@ pub mod errno;
 pub mod lenient;
 pub mod panic;
 pub mod signals;
+pub mod sync;
 pub mod time;
