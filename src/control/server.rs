@@ -147,7 +147,7 @@ impl Activity {
 
     /// When the connection times out if it stays idle.
     fn idle_deadline(&self) -> Instant {
-        *lock(&self.last_reply) + REQUEST_TIMEOUT
+        *self.last_reply.lock().unpoisoned() + REQUEST_TIMEOUT
     }
 }
 
@@ -224,7 +224,7 @@ impl ControlServer {
     pub async fn close_except(&self, keep: Option<ConnectionId>) {
         self.shared.accepting.cancel();
         {
-            let connections = lock(&self.shared.connections);
+            let connections = self.shared.connections.lock().unpoisoned();
             for (_, connection) in connections.iter().filter(|(id, _)| Some(**id) != keep) {
                 connection.activity.stop_reading.cancel();
                 if connection.activity.is_idle() {
@@ -245,7 +245,11 @@ impl ControlServer {
             let closed = self.shared.connection_closed.notified();
             tokio::pin!(closed);
             closed.as_mut().enable();
-            let others: Vec<CancellationToken> = lock(&self.shared.connections)
+            let others: Vec<CancellationToken> = self
+                .shared
+                .connections
+                .lock()
+                .unpoisoned()
                 .iter()
                 .filter(|(id, _)| Some(**id) != keep)
                 .map(|(_, connection)| connection.token.clone())
@@ -265,15 +269,6 @@ impl ControlServer {
         let mut requested = self.shared.exit_requested.subscribe();
         let _ = requested.wait_for(|requested| *requested).await;
     }
-
-    /// How many control connections are open right now.
-    pub fn open_connections(&self) -> usize {
-        lock(&self.shared.connections).len()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unpoisoned()
 }
 
 async fn accept_loop(
@@ -307,7 +302,7 @@ async fn accept_loop(
                 let token = CancellationToken::new();
                 let activity = Activity::new();
                 let admitted = {
-                    let mut connections = lock(&shared.connections);
+                    let mut connections = shared.connections.lock().unpoisoned();
                     let room =
                         connections.len() < shared.cap || evict_oldest_idle(&mut connections);
                     if room {
@@ -339,7 +334,9 @@ async fn accept_loop(
                 // Out of file descriptors: an idle client gives its one back.
                 let out_of_descriptors =
                     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                if out_of_descriptors && evict_oldest_idle(&mut lock(&shared.connections)) {
+                if out_of_descriptors
+                    && evict_oldest_idle(&mut shared.connections.lock().unpoisoned())
+                {
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -433,7 +430,7 @@ async fn serve_connection(
         _ = token.cancelled() => {}
         _ = both => {}
     }
-    lock(&shared.connections).remove(&id);
+    shared.connections.lock().unpoisoned().remove(&id);
     // The stream's halves are gone with `both`; this also wakes the accept loop.
     drop(open);
     shared.connection_closed.notify_waiters();
@@ -608,7 +605,7 @@ async fn write_replies(
                 activity.stop_reading.cancel();
             }
         }
-        *lock(&activity.last_reply) = Instant::now();
+        *activity.last_reply.lock().unpoisoned() = Instant::now();
         let _ = activity
             .pending
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));

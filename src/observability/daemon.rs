@@ -118,12 +118,6 @@ impl DaemonObservability {
         }))
     }
 
-    /// Plain stdout logging and nothing else (embedded use, tests).
-    pub fn stdout_only() -> Arc<DaemonObservability> {
-        DaemonObservability::start(&LoggingOptions::default(), SystemdHandoff::default())
-            .expect("stdout logging with the default level cannot fail")
-    }
-
     /// The daemon's event sink.
     pub fn events(&self) -> EventSink {
         self.events.clone()
