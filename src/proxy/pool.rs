@@ -68,10 +68,7 @@ pub(crate) struct UpstreamPool {
 
 impl UpstreamPool {
     pub(crate) fn new(upstream_host: &str, port: u16) -> UpstreamPool {
-        let bare = upstream_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(upstream_host);
+        let bare = crate::util::host::unbracketed(upstream_host);
         let (endpoint, authority) = match bare.parse::<IpAddr>() {
             Ok(ip) => {
                 let addr = SocketAddr::new(ip, port);

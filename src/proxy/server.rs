@@ -144,10 +144,7 @@ impl ProxyServer {
         events: EventSink,
         options: ProxyOptions,
     ) -> io::Result<ProxyServer> {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = crate::util::host::unbracketed(host);
         let listener = TcpListener::bind((bare, port)).await.map_err(|error| {
             io::Error::new(
                 error.kind(),

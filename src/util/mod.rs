@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod errno;
+pub mod host;
 pub mod lenient;
 pub mod panic;
 pub mod signals;

@@ -82,11 +82,7 @@ fn prepare(
     let Some(authority) = uri.authority().cloned() else {
         return Err(raise("http", format!("{url:?} has no host")));
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = crate::util::host::unbracketed(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
     let path = uri
         .path_and_query()

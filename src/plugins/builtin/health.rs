@@ -8,6 +8,7 @@
 
 use super::shell::{ShellOutcome, run_bounded};
 use crate::plugins::{HealthPlugin, HealthVerdict, HookCall, HookError, HookFuture};
+use crate::util::host::unbracketed;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
@@ -25,18 +26,12 @@ pub fn http_url(host: &str, port: u16, path: &str) -> String {
 }
 
 fn authority(host: &str, port: u16) -> String {
-    let bare = bare_host(host);
+    let bare = unbracketed(host);
     if bare.contains(':') {
         format!("[{bare}]:{port}")
     } else {
         format!("{bare}:{port}")
     }
-}
-
-fn bare_host(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// A connection error in a few plain words (`connection refused`), instead of the
@@ -90,7 +85,7 @@ fn target(call: &HookCall, plugin: &str) -> Result<(String, u16), HookError> {
 }
 
 async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    TcpStream::connect((bare_host(host), port))
+    TcpStream::connect((unbracketed(host), port))
         .await
         .map_err(|e| describe_io(&e))
 }
