@@ -5,7 +5,7 @@
 //! 2. Processes a crashed daemon left behind are stopped (`recover --force`).
 //! 3. The processes of the previous supervisor (`legacyTakeover`) are stopped.
 
-use super::common::{CliConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
+use super::common::{LoadedConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
 use super::deploy::absolute_release_path;
 use super::ensure_daemon::own_runtime;
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
@@ -59,7 +59,7 @@ pub enum Decision {
 /// an active release is not shut down for that reason alone.
 pub fn decide(
     status: &Map<String, Value>,
-    config: &CliConfig,
+    config: &LoadedConfig,
     runtime: Option<&RuntimeIdentity>,
 ) -> Decision {
     let proxy = &config.config.proxy;
@@ -171,7 +171,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
 
 /// Runs `recover --force` when a state file is configured; returns how many
 /// orphans were found.
-fn recover_orphans(config: &CliConfig) -> anyhow::Result<usize> {
+fn recover_orphans(config: &LoadedConfig) -> anyhow::Result<usize> {
     if config.config.state_path.is_none() {
         return Ok(0);
     }

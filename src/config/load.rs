@@ -31,6 +31,13 @@ pub struct LoadedConfig {
     pub lua: Option<LuaRuntime>,
 }
 
+impl LoadedConfig {
+    /// The control socket of this config's daemon.
+    pub fn socket_path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.config.control.path)
+    }
+}
+
 /// Knobs for loading. [`LoadOptions::standard`] is what the CLI and the daemon
 /// use; `Default` leaves native libraries unopened (only their existence is checked).
 #[derive(Clone, Default)]
