@@ -162,7 +162,7 @@ async fn run(request: Request) -> Result<Outcome, String> {
         format!(
             "could not start /bin/sh in {}: {}",
             request.cwd.display(),
-            crate::lua::sandbox::io_reason(&error)
+            crate::util::errno::plain_io_reason(&error)
         )
     })?;
     let mut killer = GroupKiller(child.id().map(|pid| pid as i32));

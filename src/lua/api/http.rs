@@ -4,7 +4,7 @@
 
 use super::{millis, raise};
 use crate::lua::ctx::HookCtx;
-use crate::plugins::builtin::health::describe_io;
+use crate::util::errno::plain_io_reason;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -170,7 +170,13 @@ fn prepare(
 async fn send(call: Call) -> Result<Response, String> {
     let stream = TcpStream::connect((call.host.as_str(), call.port))
         .await
-        .map_err(|error| format!("cannot connect to {}: {}", call.url, describe_io(&error)))?;
+        .map_err(|error| {
+            format!(
+                "cannot connect to {}: {}",
+                call.url,
+                plain_io_reason(&error)
+            )
+        })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("cannot talk HTTP to {}: {error}", call.url))?;
