@@ -1,6 +1,7 @@
 //! The control protocol: one JSON object per line in each direction.
 //!
-//! Parsing follows the wire rules exactly (protocol.md §3), including the quirks
+//! Parsing follows the wire rules exactly (docs/daemon.md, "Control protocol"),
+//! including the quirks
 //! scripts can observe: arrays count as objects without a `command`, the unknown
 //! command value is stringified the way JavaScript would, and field errors are
 //! reported before any work starts. The same [`Request`] type builds the lines the

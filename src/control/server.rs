@@ -1,5 +1,5 @@
 //! The control socket server: a Unix stream socket speaking one JSON object per
-//! line (protocol.md §1–§3).
+//! line.
 //!
 //! Each accepted connection runs in its own task, so a silent or slow client only
 //! ever holds up itself. Every request line starts its own handler; replies are

@@ -1,4 +1,4 @@
-//! The `status` object on the wire (docs/protocol/), as types: the daemon builds
+//! The `status` object on the wire (docs/cli.md, `status`), as types: the daemon builds
 //! it, the `status` and `stop` replies carry it, and every reader (the CLI's
 //! `logs`, `ensure-daemon` and `predeploy-cleanup`, the socket probe, the state
 //! file) deserialises it instead of looking keys up by name.

@@ -1,4 +1,4 @@
-//! Deploy (flows.md §3): reload the config, start the new release next to the
+//! Deploy: reload the config, start the new release next to the
 //! running one, health-check it, switch traffic, refresh services, replace
 //! singletons, and retire the previous release in the background.
 
@@ -193,7 +193,7 @@ impl Daemon {
         Ok(release)
     }
 
-    /// Starts every persistent service that does not exist yet (flows.md §3.5).
+    /// Starts every persistent service that does not exist yet.
     async fn ensure_persistent_services(
         self: &Arc<Self>,
         config: &Arc<Config>,
@@ -246,7 +246,7 @@ impl Daemon {
         join_all(removed.iter().map(|p| p.stop())).await;
     }
 
-    /// Starts the release's own processes (flows.md §3.6); on failure reports
+    /// Starts the release's own processes; on failure reports
     /// their state, stops them all, and reports again.
     async fn start_release(
         self: &Arc<Self>,

@@ -128,7 +128,7 @@ pub fn managed_processes(state: &StateSnapshot) -> Vec<Orphan> {
 }
 
 /// Every process recorded in a state snapshot that is still alive
-/// (flows.md §15.3). An unexpected shape yields nothing.
+///. An unexpected shape yields nothing.
 pub fn live_processes(state: &StateSnapshot) -> Vec<Orphan> {
     recorded_processes(state)
         .into_iter()

@@ -1,4 +1,4 @@
-//! Port allocation for a release (flows.md §2): every configured process with a
+//! Port allocation for a release: every configured process with a
 //! `port` gets one, probed by binding it on the upstream host.
 //!
 //! Probing is check-then-release: the process binds the port a moment later.

@@ -1,4 +1,4 @@
-//! Owner retirement (flows.md §13.1): a replacement daemon has activated the
+//! Owner retirement: a replacement daemon has activated the
 //! same application and asks this one to step aside. The listeners are released
 //! at once; the old processes are quiesced before the reply and stopped in the
 //! background, after which this daemon exits.

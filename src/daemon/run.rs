@@ -1,4 +1,4 @@
-//! Starting and running a daemon (flows.md §19): listener-only, known-release
+//! Starting and running a daemon: listener-only, known-release
 //! bootstrap, or takeover of a running owner. Returns the process exit code.
 
 use super::bootstrap::{BootstrapRequest, StartMode};

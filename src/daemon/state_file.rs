@@ -1,4 +1,4 @@
-//! The state file (flows.md §15): what the next daemon (or `recover`) needs to find
+//! The state file: what the next daemon (or `recover`) needs to find
 //! the processes a crashed daemon left behind, written atomically.
 //!
 //! Its content is [`StateSnapshot`], a versioned type of its own. It is built by

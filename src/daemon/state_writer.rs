@@ -1,4 +1,4 @@
-//! When and how the daemon writes its state file (flows.md §15.1): switched on
+//! When and how the daemon writes its state file: switched on
 //! once the control socket is exposed, then every 5 s, after every deploy, drain
 //! and stop, and — so that a daemon killed at any moment leaves every live
 //! process recorded — within [`PERSIST_COALESCE`] of any process starting or
@@ -153,7 +153,7 @@ impl Daemon {
     }
 
     /// Reads the previous daemon's state file and reports its live processes
-    /// (flows.md §15.4). Nothing is signalled or adopted.
+    ///. Nothing is signalled or adopted.
     pub fn report_orphans(&self) {
         let Some(file) = &self.state_file else {
             return;

@@ -1,4 +1,4 @@
-//! `stop` (flows.md §7): stop one release's processes right away. Stopping the
+//! `stop`: stop one release's processes right away. Stopping the
 //! active release leaves the proxy without a target (503) until the next deploy.
 
 use super::errors::StopError;
