@@ -320,8 +320,8 @@ pub enum StartError {
     #[error(transparent)]
     ControlSocket(#[from] ControlSocketError),
     /// The access log or metrics listener (already a full message).
-    #[error("{0}")]
-    Observability(String),
+    #[error(transparent)]
+    Observability(#[from] crate::observability::ConfigureError),
     #[error("Could not serve the proxy socket systemd passed: {0}")]
     PassedProxy(#[source] std::io::Error),
     #[error(transparent)]

@@ -185,8 +185,7 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Star
     if let Some(observability) = &observability {
         observability
             .configure(&config, daemon.router.clone(), patience)
-            .await
-            .map_err(StartError::Observability)?;
+            .await?;
     }
     let observer = observability.as_ref().and_then(|o| o.proxy_observer());
     let options = ProxyOptions::for_config(&config.proxy, observer);

@@ -16,8 +16,9 @@
 use super::access_log::{AccessLog, AccessLogWriter};
 use super::activation::{ActivatedSockets, ActivationError};
 use super::events_layer::EventObserver;
+use super::log_file::LogFileError;
 use super::logging::{Logging, LoggingError, LoggingOptions, LoggingStats};
-use super::metrics::{Metrics, MetricsServer, ProcessSource};
+use super::metrics::{Metrics, MetricsServer, MetricsServerError, ProcessSource};
 use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
 use super::systemd::{SystemdNotifier, clear_systemd_env};
@@ -30,6 +31,15 @@ use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// Why the access log or the metrics listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("proxy.accessLog: {0}")]
+    AccessLog(#[source] LogFileError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsServerError),
+}
 
 /// What systemd passed to this process.
 #[derive(Debug, Default)]
@@ -148,6 +158,7 @@ impl DaemonObservability {
     }
 
     /// Opens the access log and starts the metrics listener the config asks for.
+    /// Both errors already say which key to fix.
     /// The `metrics listening` event reports the bound address. With `patience`
     /// a metrics port still held by a retiring owner is retried until it frees up.
     pub async fn configure(
@@ -155,12 +166,12 @@ impl DaemonObservability {
         config: &Config,
         router: Arc<Router>,
         patience: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConfigureError> {
         self.metrics.set_router(router);
         let access = match &config.proxy.access_log {
             Some(settings) => {
                 let (log, writer) = AccessLog::open(&settings.path, settings.format)
-                    .map_err(|error| format!("proxy.accessLog: {error}"))?;
+                    .map_err(ConfigureError::AccessLog)?;
                 let stats = log.stats();
                 self.metrics
                     .add_dropped_lines_source("access", Arc::new(move || stats.dropped_lines()));
@@ -189,7 +200,7 @@ impl DaemonObservability {
                     {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    Err(error) => return Err(error.to_string()),
+                    Err(error) => return Err(ConfigureError::Metrics(error)),
                 }
             };
             self.events.emit(crate::events::Event::MetricsListening {
