@@ -10,26 +10,18 @@ use crate::util::time::iso_now;
 use futures_util::future::join_all;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseState {
-    Starting,
-    Active,
-    Draining,
-    Stopped,
-    Failed,
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ReleaseState {
+        Starting = "starting",
+        Active = "active",
+        Draining = "draining",
+        Stopped = "stopped",
+        Failed = "failed",
+    }
 }
 
 impl ReleaseState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReleaseState::Starting => "starting",
-            ReleaseState::Active => "active",
-            ReleaseState::Draining => "draining",
-            ReleaseState::Stopped => "stopped",
-            ReleaseState::Failed => "failed",
-        }
-    }
-
     /// Release processes restart after a crash only while their release is live.
     pub fn allows_restart(self) -> bool {
         matches!(self, ReleaseState::Active | ReleaseState::Starting)

@@ -20,52 +20,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// The stage a hook runs for (`ctx.stage` in Lua), also the hook kinds a native
-/// plugin declares in its manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    Quiet,
-    Drain,
-    Stop,
-    Health,
-    Match,
+crate::util::names::wire_names! {
+    /// The stage a hook runs for (`ctx.stage` in Lua), also the hook kinds a native
+    /// plugin declares in its manifest.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Stage {
+        Quiet = "quiet",
+        Drain = "drain",
+        Stop = "stop",
+        Health = "health",
+        Match = "match",
+    }
 }
 
 impl Stage {
-    /// Every stage, in the order native plugin manifests list them.
-    pub const ALL: [Stage; 5] = [
-        Stage::Quiet,
-        Stage::Drain,
-        Stage::Stop,
-        Stage::Health,
-        Stage::Match,
-    ];
-
-    /// The name in `ctx.stage`, in native plugin manifests and requests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Quiet => "quiet",
-            Stage::Drain => "drain",
-            Stage::Stop => "stop",
-            Stage::Health => "health",
-            Stage::Match => "match",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|stage| stage.as_str() == text)
-    }
-
     /// Quiet, drain and stop: the stages of the `lifecycle` extension point
     /// (health and match have their own).
     pub fn is_lifecycle(self) -> bool {
         matches!(self, Stage::Quiet | Stage::Drain | Stage::Stop)
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -13,18 +13,11 @@ use std::time::SystemTime;
 /// The longest line kept, in bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Stream {
+        Stdout = "stdout",
+        Stderr = "stderr",
     }
 }
 
