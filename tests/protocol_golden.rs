@@ -178,8 +178,18 @@ fn process(id: &str, release: &str, state: &str, reason: &str) -> String {
     format!("{head}{exit}{middle}{tail}")
 }
 
-/// A release object; `drained` when it has a `drainStartedAt`.
-fn release(id: &str, state: &str, processes: &[String], drained: bool) -> String {
+/// A release object with its `worker` and `web` (running when the release is
+/// active); `drained` when it has a `drainStartedAt`.
+fn release(id: &str, state: &str, worker_reason: &str, drained: bool) -> String {
+    let process_state = if state == "active" {
+        "running"
+    } else {
+        "stopped"
+    };
+    let processes = [
+        process("worker", id, process_state, worker_reason),
+        process("web", id, process_state, "deploy"),
+    ];
     let drain = if drained {
         r#""drainStartedAt":"<time>","#
     } else {
@@ -236,24 +246,8 @@ fn every_command_replies_with_its_golden_line() {
     );
     wait_for_release_state(&harness, "v1", "stopped");
     wait_for_web_output(&harness);
-    let v1_drained = release(
-        "v1",
-        "stopped",
-        &[
-            process("worker", "v1", "stopped", "deploy"),
-            process("web", "v1", "stopped", "deploy"),
-        ],
-        true,
-    );
-    let serving = release(
-        "v2",
-        "active",
-        &[
-            process("worker", "v2", "running", "deploy"),
-            process("web", "v2", "running", "deploy"),
-        ],
-        false,
-    );
+    let v1_drained = release("v1", "stopped", "deploy", true);
+    let serving = release("v2", "active", "deploy", false);
     assert_eq!(
         mask_runtime_path(&reply(&harness, r#"{"command":"status"}"#)),
         golden(status(r#""v2""#, &[v1_drained, serving]))
@@ -275,24 +269,8 @@ fn every_command_replies_with_its_golden_line() {
 
     // `stop` answers with the status afterwards.
     let stopped = mask_runtime_path(&reply(&harness, r#"{"command":"stop","releaseId":"v1"}"#));
-    let v1_stopped = release(
-        "v1",
-        "stopped",
-        &[
-            process("worker", "v1", "stopped", "deploy"),
-            process("web", "v1", "stopped", "deploy"),
-        ],
-        false,
-    );
-    let v2_drained = release(
-        "v2",
-        "stopped",
-        &[
-            process("worker", "v2", "stopped", "manual"),
-            process("web", "v2", "stopped", "deploy"),
-        ],
-        true,
-    );
+    let v1_stopped = release("v1", "stopped", "deploy", false);
+    let v2_drained = release("v2", "stopped", "manual", true);
     assert_eq!(stopped, golden(status("null", &[v1_stopped, v2_drained])));
 
     // Errors have one shape whatever went wrong.
