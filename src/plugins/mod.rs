@@ -164,6 +164,17 @@ impl Registry {
         Registry { providers }
     }
 
+    /// The plugins every config can name: the built-in ones, then the native
+    /// libraries listed under `plugins.native` (loaded here). The config's Lua
+    /// hooks come on top (`lua::LuaPlugins`, added by whoever holds the Lua state).
+    pub fn with_native_plugins(native: &[PathBuf]) -> Result<Registry, native::NativePluginError> {
+        let mut registry = Registry::new(vec![Arc::new(builtin::BuiltinPlugins)]);
+        if !native.is_empty() {
+            registry.add_provider(Arc::new(native::NativePlugins::load(native)?));
+        }
+        Ok(registry)
+    }
+
     pub fn add_provider(&mut self, provider: Arc<dyn PluginProvider>) {
         self.providers.push(provider);
     }
