@@ -2,12 +2,13 @@
 //! socket, send one request, print the reply.
 
 use super::ConfigArg;
-use crate::config::{self, model::Config};
+use crate::config;
+pub use crate::config::LoadedConfig;
 use crate::control::client::{self, ClientError};
-use crate::lua::LuaRuntime;
+use crate::control::protocol::Request;
 use anyhow::Context;
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,33 +16,12 @@ use std::time::Duration;
 /// They never queue behind deploys, so a daemon that stays silent this long is stuck.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A loaded config and the path it came from.
-pub struct CliConfig {
-    /// The config path as given on the command line, or as found in the working directory.
-    pub path: PathBuf,
-    pub config: Config,
-    /// The config's Lua state, when it has Lua hooks.
-    pub lua: Option<LuaRuntime>,
-}
-
-impl CliConfig {
-    /// The control socket of this config's daemon.
-    pub fn socket_path(&self) -> &Path {
-        Path::new(&self.config.control.path)
-    }
-}
-
 /// Resolves `--config` (or the default file in the working directory) and loads it
 /// with full validation.
-pub fn load_config(arg: &ConfigArg) -> anyhow::Result<CliConfig> {
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<LoadedConfig> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let path = config::resolve_config_path(arg.config.as_deref(), &cwd)?;
-    let loaded = config::load(&path)?;
-    Ok(CliConfig {
-        path: loaded.path,
-        config: loaded.config,
-        lua: loaded.lua,
-    })
+    Ok(config::load(&path)?)
 }
 
 /// Loads and validates the config for `doctor`, which reports problems instead of
@@ -62,7 +42,7 @@ pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
     };
     let report = config::check(&path);
     match report.config {
-        Some(config) if report.issues.is_empty() => ConfigVerdict::Valid(Box::new(CliConfig {
+        Some(config) if report.issues.is_empty() => ConfigVerdict::Valid(Box::new(LoadedConfig {
             path,
             config,
             lua: None,
@@ -71,14 +51,13 @@ pub fn check_config(arg: &ConfigArg) -> super::doctor::ConfigVerdict {
     }
 }
 
-/// Sends one command to the daemon of `config`.
+/// Sends one request to the daemon of `config`.
 pub fn send(
-    config: &CliConfig,
-    command: &str,
-    fields: Map<String, Value>,
+    config: &LoadedConfig,
+    request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Map<String, Value>, ClientError> {
-    client::command(config.socket_path(), command, fields, timeout)
+    client::send(config.socket_path(), request, timeout)
 }
 
 /// Prints a reply object the way every daemon-talking command does: pretty JSON
@@ -109,13 +88,6 @@ pub fn reply_text(reply: &Map<String, Value>, key: &str) -> String {
 pub fn option_error(message: &str) -> super::CliResult {
     eprintln!("{message}");
     Ok(ExitCode::FAILURE)
-}
-
-/// Adds `key: value` to a request when the option was given.
-pub fn put_optional(fields: &mut Map<String, Value>, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        fields.insert(key.to_string(), Value::from(value));
-    }
 }
 
 /// `1 process` / `2 processes`: English plurals for counts in messages.

@@ -1,12 +1,12 @@
 //! `rollbridge deploy`: ask the daemon to start, health-check and switch to a release.
 
-use super::common::{load_config, put_optional, reply_text};
+use super::common::{load_config, reply_text};
 use super::ensure_daemon::{DaemonStartArgs, ensure};
 use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use anyhow::Context;
 use clap::Args;
-use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -45,15 +45,15 @@ pub fn run(args: DeployArgs) -> CliResult {
         ensure(&config, &args.daemon, timeout_ms)?;
     }
     super::deploy_warnings::warn_before_deploy(&config, &release_path);
-    let mut fields = Map::new();
-    fields.insert("releasePath".into(), Value::from(release_path));
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
-    put_optional(&mut fields, "revision", args.revision.as_deref());
+    let request = Request::Deploy {
+        release_path,
+        release_id: args.release_id,
+        revision: args.revision,
+    };
     // A deploy waits for the health check and the traffic switch: no timeout.
     run_with_progress(
         &config,
-        "deploy",
-        fields,
+        &request,
         &args.output,
         &args.progress,
         |reply| format!("deployed {}", reply_text(reply, "activeReleaseId")),

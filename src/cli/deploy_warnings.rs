@@ -3,13 +3,13 @@
 //! the one the daemon runs (the deploy reloads the daemon's own file), and a
 //! release directory that does not exist.
 
-use super::common::{CliConfig, daemon_pid};
+use super::common::{LoadedConfig, daemon_pid};
 use crate::config::resolve_config_path;
 use std::path::{Path, PathBuf};
 
 /// Both warnings, each on its own `warning:` line. Nothing is printed when the
 /// facts cannot be read (no daemon, another user's daemon).
-pub fn warn_before_deploy(config: &CliConfig, release_path: &str) {
+pub fn warn_before_deploy(config: &LoadedConfig, release_path: &str) {
     if let Some(running) = daemon_config_path(config.socket_path())
         && !same_file(&running, &config.path)
     {

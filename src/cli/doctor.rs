@@ -2,7 +2,7 @@
 //! proxy port, state path, leftovers of a crashed daemon) and, with
 //! `--release-path`, whether a release would start (templates, working directories).
 
-use super::common::{CliConfig, plural, print_json};
+use super::common::{LoadedConfig, plural, print_json};
 use super::human::Paint;
 use super::{CliResult, ConfigArg};
 use crate::config::model::Config;
@@ -74,7 +74,7 @@ pub enum ConfigVerdict {
     Unresolvable(String),
     /// The file was found but has this many problems.
     Invalid(usize),
-    Valid(Box<CliConfig>),
+    Valid(Box<LoadedConfig>),
 }
 
 pub fn run(args: DoctorArgs) -> CliResult {

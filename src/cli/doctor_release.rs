@@ -1,7 +1,7 @@
 //! `doctor --release-path`: would this release start? Renders every process the
 //! way a deploy would and checks the release directory and working directories.
 
-use super::common::CliConfig;
+use super::common::LoadedConfig;
 use super::doctor::Check;
 use crate::config::template::{TemplateContext, render_process};
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The three release checks: `release path`, `process templates`, and
 /// `process working directories`.
 pub fn release_checks(
-    config: &CliConfig,
+    config: &LoadedConfig,
     release_path: &Path,
     release_id: Option<&str>,
     revision: Option<&str>,

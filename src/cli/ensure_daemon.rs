@@ -8,9 +8,11 @@
 //! version plus the SHA-256 of its executable; a daemon whose identity is missing
 //! or differs from ours is refused before anything else is sent to it.
 
-use super::common::{CliConfig, js_number, load_config, print_reply};
+use super::common::{LoadedConfig, js_number, load_config, print_reply};
 use super::{CliResult, ConfigArg};
 use crate::control::client::ClientError;
+use crate::control::protocol::Request;
+use crate::control::status::Status;
 use crate::daemon::runtime::RuntimeIdentity;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -94,18 +96,15 @@ pub fn own_runtime() -> anyhow::Result<RuntimeIdentity> {
 /// True when `status.daemonRuntime` names the same runtime as `own` (same
 /// format, version and digest; the path may differ).
 pub fn runtime_matches(own: &RuntimeIdentity, status: &Map<String, Value>) -> bool {
-    let Some(runtime) = status.get("daemonRuntime").and_then(Value::as_object) else {
-        return false;
-    };
-    runtime.get("format").and_then(Value::as_u64) == Some(own.format)
-        && runtime.get("version").and_then(Value::as_str) == Some(own.version.as_str())
-        && runtime.get("digest").and_then(Value::as_str) == Some(own.digest.as_str())
+    Status::from_reply(status)
+        .daemon_runtime
+        .is_some_and(|runtime| runtime.same_build(own))
 }
 
 /// Returns the status of a daemon running this runtime, starting one if no daemon
 /// is listening. Refuses (with [`RUNTIME_MISMATCH`]) a daemon of another runtime.
 pub fn ensure(
-    config: &CliConfig,
+    config: &LoadedConfig,
     options: &DaemonStartArgs,
     timeout_ms: f64,
 ) -> anyhow::Result<Map<String, Value>> {
@@ -132,17 +131,20 @@ fn checked(
     }
 }
 
-fn query_status(config: &CliConfig, timeout: Duration) -> Result<Map<String, Value>, ClientError> {
-    super::common::send(config, "status", Map::new(), Some(timeout))
+fn query_status(
+    config: &LoadedConfig,
+    timeout: Duration,
+) -> Result<Map<String, Value>, ClientError> {
+    super::common::send(config, &Request::Status, Some(timeout))
 }
 
-fn log_path(config: &CliConfig, options: &DaemonStartArgs) -> PathBuf {
+fn log_path(config: &LoadedConfig, options: &DaemonStartArgs) -> PathBuf {
     options.daemon_log_path.clone().unwrap_or_else(|| {
         PathBuf::from(format!("/tmp/rollbridge-{}.log", config.config.application))
     })
 }
 
-fn pid_path(config: &CliConfig, options: &DaemonStartArgs) -> PathBuf {
+fn pid_path(config: &LoadedConfig, options: &DaemonStartArgs) -> PathBuf {
     options.daemon_pid_path.clone().unwrap_or_else(|| {
         PathBuf::from(format!("/tmp/rollbridge-{}.pid", config.config.application))
     })
@@ -152,7 +154,7 @@ fn pid_path(config: &CliConfig, options: &DaemonStartArgs) -> PathBuf {
 /// session and writes its pid file. The daemon writes its log itself (so SIGHUP
 /// reopens it and a slow disk never blocks it); stderr is also appended to the
 /// log file for anything printed before its logging is up.
-fn spawn_daemon(config: &CliConfig, options: &DaemonStartArgs) -> anyhow::Result<Child> {
+fn spawn_daemon(config: &LoadedConfig, options: &DaemonStartArgs) -> anyhow::Result<Child> {
     let log_path = log_path(config, options);
     let pid_path = pid_path(config, options);
     for path in [&log_path, &pid_path] {
@@ -197,7 +199,7 @@ fn spawn_daemon(config: &CliConfig, options: &DaemonStartArgs) -> anyhow::Result
 
 /// Polls `status` every 100 ms until the daemon answers or the timeout passes.
 fn wait_until_ready(
-    config: &CliConfig,
+    config: &LoadedConfig,
     child: &mut Child,
     timeout_ms: f64,
     options: &DaemonStartArgs,

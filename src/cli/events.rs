@@ -2,8 +2,9 @@
 
 use super::common::{QUERY_TIMEOUT, load_config, option_error, print_json, send};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -30,11 +31,10 @@ pub fn run(args: EventsArgs) -> CliResult {
     if args.follow.follow {
         return super::events_follow::run(&config, &args, limit);
     }
-    let mut fields = Map::new();
-    if let Some(limit) = limit {
-        fields.insert("limit".into(), Value::from(limit));
-    }
-    let reply = send(&config, "events", fields, Some(QUERY_TIMEOUT))?;
+    let request = Request::Events {
+        limit: limit.map(|limit| limit as f64),
+    };
+    let reply = send(&config, &request, Some(QUERY_TIMEOUT))?;
     let events = match reply.get("events") {
         Some(Value::Array(events)) => events.clone(),
         _ => {

@@ -1,18 +1,18 @@
 //! `rollbridge events --follow`: the event stream, printed as it comes.
 
 use super::CliResult;
-use super::common::CliConfig;
 use super::events::{EventsArgs, format_events};
 use super::follow::{
     FollowStream, StreamEnd, after_end, exit_cleanly_on_interrupt, print_streamed, wait_for_daemon,
 };
 use super::human::{Mode, Paint, mode_for};
+use crate::config::LoadedConfig;
 use serde_json::{Map, Value};
 
 /// Prints events until Ctrl-C (exit 0). `--limit N` first prints the last N
 /// stored events. With `--retry` a stopped or restarted daemon is waited for
 /// and the stream resumes after the last event printed.
-pub fn run(config: &CliConfig, args: &EventsArgs, limit: Option<u64>) -> CliResult {
+pub fn run(config: &LoadedConfig, args: &EventsArgs, limit: Option<u64>) -> CliResult {
     exit_cleanly_on_interrupt();
     let mode = mode_for(args.json, &args.follow.color);
     let socket = config.socket_path();

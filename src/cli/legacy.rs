@@ -9,7 +9,6 @@
 //! This command and its ancestors, and a daemon that is kept running with all its
 //! descendants and managed process groups, are never touched.
 
-use super::common::CliConfig;
 use crate::config::LoadedConfig;
 use crate::config::hook::HookSpec;
 use crate::config::model::LegacyTakeover;
@@ -42,13 +41,8 @@ pub struct LegacyMatcher {
 
 /// The registry the legacy matchers are resolved from: the same one the daemon
 /// builds for this config (built-in plugins, native libraries, ...).
-pub fn matcher_registry(config: &CliConfig) -> anyhow::Result<Registry> {
-    let loaded = LoadedConfig {
-        config: config.config.clone(),
-        path: config.path.clone(),
-        lua: config.lua.clone(),
-    };
-    registry_for(&loaded).map_err(|error| anyhow::anyhow!("cannot set up the plugins: {error}"))
+pub fn matcher_registry(config: &LoadedConfig) -> anyhow::Result<Registry> {
+    registry_for(config).map_err(|error| anyhow::anyhow!("cannot set up the plugins: {error}"))
 }
 
 /// Every matcher a `legacyTakeover` section asks for, resolved through `registry`.

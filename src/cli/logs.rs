@@ -3,8 +3,11 @@
 
 use super::common::{QUERY_TIMEOUT, load_config, print_json, send};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
+use crate::control::status::Status;
+use crate::control::status::{LogLineStatus, ProcessStatus};
 use clap::Args;
-use serde_json::{Map, Value};
+use serde::Serialize;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -26,25 +29,16 @@ pub struct LogsArgs {
 }
 
 /// One process's captured output and where the process belongs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogSource {
     /// The instance id (`web`, `worker#0`).
     pub id: String,
+    pub logs: Vec<LogLineStatus>,
     /// `release <id> (<state>)`, `service` or `singleton`.
     pub source: String,
     /// The release the process belongs to (none for services and singletons).
+    #[serde(skip)]
     pub release_id: Option<String>,
-    pub logs: Vec<Value>,
-}
-
-impl LogSource {
-    fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("id".into(), Value::from(self.id.clone()));
-        object.insert("logs".into(), Value::Array(self.logs.clone()));
-        object.insert("source".into(), Value::from(self.source.clone()));
-        Value::Object(object)
-    }
 }
 
 pub fn run(args: LogsArgs) -> CliResult {
@@ -52,8 +46,8 @@ pub fn run(args: LogsArgs) -> CliResult {
     if args.follow.follow {
         return super::logs_follow::run(&config, &args);
     }
-    let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
-    let mut sources = log_sources(&status);
+    let status = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
+    let mut sources = log_sources(&Status::from_reply(&status));
     if let Some(release) = &args.release {
         sources.retain(|source| source.release_id.as_deref() == Some(release.as_str()));
         if sources.is_empty() {
@@ -63,12 +57,11 @@ pub fn run(args: LogsArgs) -> CliResult {
         }
     }
     if args.json {
-        let selected = sources
+        let selected: Vec<&LogSource> = sources
             .iter()
             .filter(|source| args.process.as_ref().is_none_or(|id| &source.id == id))
-            .map(LogSource::to_json)
             .collect();
-        print_json(&Value::Array(selected));
+        print_json(&serde_json::to_value(selected)?);
     } else {
         println!("{}", format_log_sources(&sources, args.process.as_deref()));
     }
@@ -77,28 +70,28 @@ pub fn run(args: LogsArgs) -> CliResult {
 
 /// Flattens a status object into log sources: every release's processes (in
 /// release order), then services, then singletons.
-pub fn log_sources(status: &Map<String, Value>) -> Vec<LogSource> {
+pub fn log_sources(status: &Status) -> Vec<LogSource> {
     let mut sources = Vec::new();
-    for release in array(status.get("releases")) {
-        let release_id = text(release.get("releaseId"));
-        let state = text(release.get("state"));
-        let label = format!("release {release_id} ({state})");
-        for process in array(release.get("processes")) {
-            sources.push(source_of(process, None, &label, Some(&release_id)));
+    for release in &status.releases {
+        let label = format!("release {} ({})", release.release_id, release.state);
+        for process in &release.processes {
+            sources.push(source_of(process, "", &label, Some(&release.release_id)));
         }
     }
     // The latest failed deploy's release (stopped), until the next deploy.
-    if let Some(failed) = status.get("failedRelease") {
-        let release_id = text(failed.get("releaseId"));
-        let label = format!("release {release_id} (failed deploy)");
-        for process in array(failed.get("processes")) {
-            sources.push(source_of(process, None, &label, Some(&release_id)));
+    if let Some(failed) = &status.failed_release {
+        let label = format!("release {} (failed deploy)", failed.release_id);
+        for process in &failed.processes {
+            sources.push(source_of(process, "", &label, Some(&failed.release_id)));
         }
     }
-    for (key, label) in [("services", "service"), ("singletons", "singleton")] {
-        for entry in array(status.get(key)) {
-            if let Some(process) = entry.get("process") {
-                sources.push(source_of(process, entry.get("id"), label, None));
+    for (entries, label) in [
+        (&status.services, "service"),
+        (&status.singletons, "singleton"),
+    ] {
+        for entry in entries {
+            if let Some(process) = &entry.process {
+                sources.push(source_of(process, &entry.id, label, None));
             }
         }
     }
@@ -106,34 +99,21 @@ pub fn log_sources(status: &Map<String, Value>) -> Vec<LogSource> {
 }
 
 fn source_of(
-    process: &Value,
-    fallback_id: Option<&Value>,
+    process: &ProcessStatus,
+    fallback_id: &str,
     label: &str,
     release_id: Option<&str>,
 ) -> LogSource {
-    let id = process
-        .get("id")
-        .and_then(Value::as_str)
-        .or_else(|| fallback_id.and_then(Value::as_str))
-        .unwrap_or("")
-        .to_string();
+    let id = if process.id.is_empty() {
+        fallback_id
+    } else {
+        &process.id
+    };
     LogSource {
-        id,
+        id: id.to_string(),
+        logs: process.logs.clone(),
         source: label.to_string(),
         release_id: release_id.map(str::to_string),
-        logs: array(process.get("logs")).to_vec(),
-    }
-}
-
-fn array(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
     }
 }
 
@@ -158,12 +138,7 @@ pub fn format_log_sources(sources: &[LogSource], process: Option<&str>) -> Strin
                 lines.push("  (no recent output)".to_string());
             }
             for entry in &source.logs {
-                lines.push(format!(
-                    "  {} [{}] {}",
-                    text(entry.get("at")),
-                    text(entry.get("stream")),
-                    text(entry.get("line"))
-                ));
+                lines.push(format!("  {} [{}] {}", entry.at, entry.stream, entry.line));
             }
             lines.join("\n")
         })
@@ -176,7 +151,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample_status() -> Map<String, Value> {
+    fn sample_status() -> Status {
         let status = json!({
             "status": "success",
             "releases": [{"releaseId": "v1", "state": "active", "processes": [
@@ -186,7 +161,7 @@ mod tests {
             "services": [{"id": "beacon", "process": {"id": "beacon", "logs": []}}],
             "singletons": []
         });
-        status.as_object().unwrap().clone()
+        Status::from_reply(status.as_object().unwrap())
     }
 
     #[test]

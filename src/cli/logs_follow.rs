@@ -2,16 +2,19 @@
 //! output as the daemon captures it (every release, so it goes on across deploys).
 
 use super::CliResult;
-use super::common::{CliConfig, QUERY_TIMEOUT, send};
+use super::common::{QUERY_TIMEOUT, send};
 use super::follow::{
     FollowStream, after_end, exit_cleanly_on_interrupt, print_streamed, wait_for_daemon,
 };
 use super::human::{Mode, Paint, mode_for};
 use super::logs::{LogsArgs, log_sources};
+use crate::config::LoadedConfig;
+use crate::control::protocol::Request;
+use crate::control::status::Status;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
-pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
+pub fn run(config: &LoadedConfig, args: &LogsArgs) -> CliResult {
     exit_cleanly_on_interrupt();
     let mode = mode_for(args.json, &args.follow.color);
     let socket = config.socket_path();
@@ -36,8 +39,8 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
         };
         let mut printed = HashSet::new();
         if first_connection {
-            let status = send(config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
-            for line in recent_lines(&status, args.process.as_deref()) {
+            let status = send(config, &Request::Status, Some(QUERY_TIMEOUT))?;
+            for line in recent_lines(&Status::from_reply(&status), args.process.as_deref()) {
                 if args
                     .release
                     .as_ref()
@@ -77,7 +80,7 @@ pub fn run(config: &CliConfig, args: &LogsArgs) -> CliResult {
 /// The captured lines of a status reply in the follow stream's line shape,
 /// `{"at","id","line","releaseId","stream"}` (services and singletons have an
 /// empty `releaseId`).
-fn recent_lines(status: &Map<String, Value>, process: Option<&str>) -> Vec<Value> {
+fn recent_lines(status: &Status, process: Option<&str>) -> Vec<Value> {
     log_sources(status)
         .into_iter()
         .filter(|source| process.is_none_or(|id| source.id == id))
@@ -85,17 +88,11 @@ fn recent_lines(status: &Map<String, Value>, process: Option<&str>) -> Vec<Value
             let release = source.release_id.clone().unwrap_or_default();
             source.logs.into_iter().map(move |entry| {
                 let mut line = Map::new();
-                line.insert("at".into(), entry.get("at").cloned().unwrap_or(Value::Null));
+                line.insert("at".into(), Value::from(entry.at));
                 line.insert("id".into(), Value::from(source.id.as_str()));
-                line.insert(
-                    "line".into(),
-                    entry.get("line").cloned().unwrap_or(Value::Null),
-                );
+                line.insert("line".into(), Value::from(entry.line));
                 line.insert("releaseId".into(), Value::from(release.as_str()));
-                line.insert(
-                    "stream".into(),
-                    entry.get("stream").cloned().unwrap_or(Value::Null),
-                );
+                line.insert("stream".into(), Value::from(entry.stream));
                 Value::Object(line)
             })
         })
@@ -134,7 +131,7 @@ mod tests {
     fn recent_lines_have_the_stream_shape_and_human_lines_name_the_release() {
         let status = json!({"releases": [{"releaseId": "v1", "state": "active", "processes": [
             {"id": "web", "logs": [{"at": "T", "line": "hi", "stream": "stderr"}]}]}]});
-        let lines = recent_lines(status.as_object().unwrap(), None);
+        let lines = recent_lines(&Status::from_reply(status.as_object().unwrap()), None);
         assert_eq!(
             lines,
             vec![
@@ -142,6 +139,12 @@ mod tests {
             ]
         );
         assert_eq!(human_line(&lines[0], Paint::NONE), "T web@v1 [stderr] hi");
-        assert!(recent_lines(status.as_object().unwrap(), Some("worker")).is_empty());
+        assert!(
+            recent_lines(
+                &Status::from_reply(status.as_object().unwrap()),
+                Some("worker")
+            )
+            .is_empty()
+        );
     }
 }

@@ -5,12 +5,14 @@
 //! 2. Processes a crashed daemon left behind are stopped (`recover --force`).
 //! 3. The processes of the previous supervisor (`legacyTakeover`) are stopped.
 
-use super::common::{CliConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
+use super::common::{LoadedConfig, QUERY_TIMEOUT, daemon_pid, load_config, plural, send};
 use super::deploy::absolute_release_path;
-use super::ensure_daemon::{own_runtime, runtime_matches};
+use super::ensure_daemon::own_runtime;
 use super::legacy::{legacy_matchers, matcher_registry, stop_legacy_processes};
 use super::recover::recover;
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
+use crate::control::status::Status;
 use crate::daemon::orphans::managed_processes;
 use crate::daemon::runtime::RuntimeIdentity;
 use crate::daemon::state_file::StateSnapshot;
@@ -57,30 +59,27 @@ pub enum Decision {
 /// an active release is not shut down for that reason alone.
 pub fn decide(
     status: &Map<String, Value>,
-    config: &CliConfig,
+    config: &LoadedConfig,
     runtime: Option<&RuntimeIdentity>,
 ) -> Decision {
     let proxy = &config.config.proxy;
-    let reported = status.get("proxy");
-    let same_proxy = reported.and_then(|p| p.get("host")).and_then(Value::as_str)
-        == Some(proxy.host.as_str())
-        && reported.and_then(|p| p.get("port")).and_then(Value::as_f64)
-            == Some(f64::from(proxy.port))
-        && reported
-            .and_then(|p| p.get("upstreamHost"))
-            .and_then(Value::as_str)
-            == Some(proxy.upstream_host.as_str());
+    let reported = Status::from_reply(status);
+    let same_proxy = reported.proxy.as_ref().is_some_and(|reported| {
+        reported.host == proxy.host
+            && reported.port == proxy.port
+            && reported.upstream_host == proxy.upstream_host
+    });
     if !same_proxy {
         return Decision::Restart("its proxy settings differ from the config".into());
     }
-    if let Some(runtime) = runtime {
-        if status.get("daemonRuntime").is_some() && !runtime_matches(runtime, status) {
+    if let (Some(runtime), Some(reported)) = (runtime, &reported.daemon_runtime) {
+        if !reported.same_build(runtime) {
             return Decision::Restart("it runs a different rollbridge build".into());
         }
     }
-    match status.get("activeReleaseId") {
-        Some(Value::String(_)) => Decision::KeepActive,
-        _ => Decision::KeepIdle,
+    match reported.active_release_id {
+        Some(_) => Decision::KeepActive,
+        None => Decision::KeepIdle,
     }
 }
 
@@ -114,7 +113,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
                 config.config.application
             );
         }
-        let status = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+        let status = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
         match decide(&status, &config, runtime.as_ref()) {
             Decision::KeepActive => {
                 println!(
@@ -129,7 +128,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
                 "Rollbridge daemon is running without an active release; kept it running."
             }
             Decision::Restart(_) => {
-                send(&config, "shutdown", Map::new(), None)?;
+                send(&config, &Request::Shutdown, None)?;
                 wait_until_released(&socket)?;
                 "Stopped existing Rollbridge daemon before deploy."
             }
@@ -172,7 +171,7 @@ pub fn run(args: PredeployCleanupArgs) -> CliResult {
 
 /// Runs `recover --force` when a state file is configured; returns how many
 /// orphans were found.
-fn recover_orphans(config: &CliConfig) -> anyhow::Result<usize> {
+fn recover_orphans(config: &LoadedConfig) -> anyhow::Result<usize> {
     if config.config.state_path.is_none() {
         return Ok(0);
     }

@@ -1,10 +1,10 @@
 //! `rollbridge restart`: gracefully restart non-proxied processes in place.
 
-use super::common::{load_config, option_error, plural, put_optional};
+use super::common::{load_config, option_error, plural};
 use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::Map;
 
 /// The policies `--policy` accepts (the proxied process is replaced by deploys only).
 pub const RESTARTABLE_POLICIES: [&str; 3] = ["companion", "singleton", "service"];
@@ -32,14 +32,14 @@ pub fn run(args: RestartArgs) -> CliResult {
         }
     }
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "processId", args.process.as_deref());
-    put_optional(&mut fields, "policy", args.policy.as_deref());
+    let request = Request::Restart {
+        process_id: args.process,
+        policy: args.policy,
+    };
     // Each target goes through its graceful stop: no timeout.
     run_with_progress(
         &config,
-        "restart",
-        fields,
+        &request,
         &args.output,
         &args.progress,
         |reply| {

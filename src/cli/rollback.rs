@@ -1,10 +1,10 @@
 //! `rollbridge rollback`: re-activate a retained release.
 
-use super::common::{load_config, put_optional, reply_text};
+use super::common::{load_config, reply_text};
 use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -21,13 +21,13 @@ pub struct RollbackArgs {
 
 pub fn run(args: RollbackArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    let request = Request::Rollback {
+        release_id: args.release_id,
+    };
     // A rollback runs the deploy flow (start, health check, switch): no timeout.
     run_with_progress(
         &config,
-        "rollback",
-        fields,
+        &request,
         &args.output,
         &args.progress,
         |reply| format!("rolled back to {}", reply_text(reply, "activeReleaseId")),

@@ -3,8 +3,8 @@
 use super::common::load_config;
 use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
@@ -21,8 +21,7 @@ pub fn run(args: ShutdownArgs) -> CliResult {
     // The reply comes only after every process has stopped: no timeout.
     run_with_progress(
         &config,
-        "shutdown",
-        Map::new(),
+        &Request::Shutdown,
         &args.output,
         &args.progress,
         |_| "the daemon shut down".to_string(),

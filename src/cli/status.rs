@@ -2,8 +2,8 @@
 
 use super::common::{QUERY_TIMEOUT, load_config, send};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -15,6 +15,6 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let reply = send(&config, "status", Map::new(), Some(QUERY_TIMEOUT))?;
+    let reply = send(&config, &Request::Status, Some(QUERY_TIMEOUT))?;
     super::human::print_reply(reply, args.output.mode(), super::human::status::render)
 }

@@ -1,10 +1,10 @@
 //! `rollbridge stop`: stop a release (the active one by default).
 
-use super::common::{load_config, put_optional};
+use super::common::load_config;
 use super::human::{replies, run_with_progress};
 use super::{CliResult, ConfigArg};
+use crate::control::protocol::Request;
 use clap::Args;
-use serde_json::Map;
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -21,14 +21,14 @@ pub struct StopArgs {
 
 pub fn run(args: StopArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let mut fields = Map::new();
-    put_optional(&mut fields, "releaseId", args.release_id.as_deref());
+    let request = Request::Stop {
+        release_id: args.release_id.clone(),
+    };
     // Stopping waits for graceful stops, which may legitimately take long.
     let release = args.release_id.as_deref();
     run_with_progress(
         &config,
-        "stop",
-        fields,
+        &request,
         &args.output,
         &args.progress,
         |_| format!("stopped {}", release.unwrap_or("the active release")),

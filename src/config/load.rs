@@ -7,8 +7,8 @@ use super::validate::{
     self, KnownPlugins, NativeInspector, Syntax, ValidationContext, ValidationReport,
 };
 use super::{js, lua_source};
-use crate::lua::sandbox::io_reason;
 use crate::lua::{Limits, LuaRuntime, RuntimeBuilder};
+use crate::util::errno::plain_io_reason;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -29,6 +29,13 @@ pub struct LoadedConfig {
     /// The Lua state holding the config's Lua hooks: set for Lua configs and for
     /// configs with `{lua = ..., fn = ...}` hooks.
     pub lua: Option<LuaRuntime>,
+}
+
+impl LoadedConfig {
+    /// The control socket of this config's daemon.
+    pub fn socket_path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.config.control.path)
+    }
 }
 
 /// Knobs for loading. [`LoadOptions::standard`] is what the CLI and the daemon
@@ -254,7 +261,8 @@ pub(crate) fn read_config(path: &Path) -> Result<String, ConfigError> {
     };
     let missing_fix =
         "Check the path passed to --config; a relative path is taken from the working directory.";
-    let file = std::fs::File::open(path).map_err(|e| unreadable(io_reason(&e), missing_fix))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| unreadable(plain_io_reason(&e), missing_fix))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(unreadable(
             "it is a directory".to_string(),
@@ -264,7 +272,7 @@ pub(crate) fn read_config(path: &Path) -> Result<String, ConfigError> {
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(io_reason(&e), missing_fix))?;
+        .map_err(|e| unreadable(plain_io_reason(&e), missing_fix))?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(unreadable(
             format!("it is larger than {} MiB", MAX_CONFIG_BYTES / (1024 * 1024)),

@@ -218,52 +218,24 @@ pub struct MetricsConfig {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Policy {
-    Proxied,
-    Companion,
-    Singleton,
-    Service,
-}
-
-impl Policy {
-    pub const NAMES: [&'static str; 4] = ["proxied", "companion", "singleton", "service"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Proxied => "proxied",
-            Policy::Companion => "companion",
-            Policy::Singleton => "singleton",
-            Policy::Service => "service",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Policy> {
-        match text {
-            "proxied" => Some(Policy::Proxied),
-            "companion" => Some(Policy::Companion),
-            "singleton" => Some(Policy::Singleton),
-            "service" => Some(Policy::Service),
-            _ => None,
-        }
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Policy {
+        Proxied = "proxied",
+        Companion = "companion",
+        Singleton = "singleton",
+        Service = "service",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeployStrategy {
-    /// One daemon-wide instance that survives deploys (services only).
-    #[default]
-    Persistent,
-    /// A fresh instance per release, started first and stopped last (services only).
-    Handoff,
-}
-
-impl DeployStrategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployStrategy::Persistent => "persistent",
-            DeployStrategy::Handoff => "handoff",
-        }
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DeployStrategy {
+        /// One daemon-wide instance that survives deploys (services only).
+        #[default]
+        Persistent = "persistent",
+        /// A fresh instance per release, started first and stopped last (services only).
+        Handoff = "handoff",
     }
 }
 

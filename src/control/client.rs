@@ -5,6 +5,7 @@
 //! is, envelope key included) or `{"error": "...", "status":"error"}` (turned into
 //! [`ClientError::Daemon`]).
 
+use super::protocol::Request;
 use serde_json::{Map, Value};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -116,36 +117,18 @@ pub fn classify_connect_error(path: &Path, source: io::Error) -> ClientError {
 /// Sends one request and returns the successful reply object (including
 /// `"status":"success"`). `timeout` bounds the whole exchange after connecting;
 /// `None` waits as long as the daemon needs (deploys and shutdowns can take minutes).
-pub fn request(
+pub fn send(
     path: &Path,
-    request: &Value,
+    request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Map<String, Value>, ClientError> {
-    let line = exchange(path, request, timeout)?;
+    let line = exchange(path, request.to_line().as_bytes(), timeout)?;
     let reply = parse_reply(path, &line)?;
     into_result(reply)
 }
 
-/// Sends `{"command": "<command>"}` plus `fields` (in order) and returns the
-/// successful reply.
-pub fn command(
-    path: &Path,
-    command: &str,
-    fields: Map<String, Value>,
-    timeout: Option<Duration>,
-) -> Result<Map<String, Value>, ClientError> {
-    let mut body = Map::new();
-    body.insert("command".into(), Value::from(command));
-    body.extend(fields);
-    request(path, &Value::Object(body), timeout)
-}
-
 /// Writes the request line and reads the first reply line (without its LF).
-fn exchange(
-    path: &Path,
-    request: &Value,
-    timeout: Option<Duration>,
-) -> Result<Vec<u8>, ClientError> {
+fn exchange(path: &Path, text: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>, ClientError> {
     let mut stream = connect(path)?;
     let deadline = timeout.map(|t| (Instant::now() + t, t));
     let transfer = |source: io::Error| ClientError::Transfer {
@@ -157,12 +140,10 @@ fn exchange(
         waited,
     };
 
-    let mut text = serde_json::to_vec(request).expect("a JSON value always serializes");
-    text.push(b'\n');
     if let Some((_, total)) = deadline {
         stream.set_write_timeout(Some(total)).map_err(transfer)?;
     }
-    if let Err(error) = stream.write_all(&text) {
+    if let Err(error) = stream.write_all(text) {
         return Err(if is_timeout(&error) {
             timed_out(deadline.map(|(_, t)| t).unwrap_or_default())
         } else {
@@ -287,7 +268,7 @@ mod tests {
     fn success_reply_is_returned_whole_and_request_is_one_line() {
         let (_dir, path, server) =
             serve_once(b"{\"status\":\"success\",\"message\":\"shutdown\"}\n");
-        let reply = command(&path, "shutdown", Map::new(), Some(Duration::from_secs(5))).unwrap();
+        let reply = send(&path, &Request::Shutdown, Some(Duration::from_secs(5))).unwrap();
         assert_eq!(
             Value::Object(reply),
             json!({"status": "success", "message": "shutdown"})
@@ -299,11 +280,11 @@ mod tests {
     fn error_reply_carries_the_daemon_text_or_a_fallback() {
         let (_dir, path, _server) =
             serve_once(b"{\"error\":\"Release not found: active\",\"status\":\"error\"}\n");
-        let error = command(&path, "stop", Map::new(), None).unwrap_err();
+        let error = send(&path, &Request::Stop { release_id: None }, None).unwrap_err();
         assert_eq!(error.to_string(), "Release not found: active");
 
         let (_dir, path, _server) = serve_once(b"{\"error\":\"\",\"status\":\"error\"}\n");
-        let error = command(&path, "stop", Map::new(), None).unwrap_err();
+        let error = send(&path, &Request::Stop { release_id: None }, None).unwrap_err();
         assert_eq!(error.to_string(), UNKNOWN_ERROR);
     }
 
@@ -311,13 +292,13 @@ mod tests {
     fn missing_socket_and_refused_socket_mean_no_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.sock");
-        let error = command(&missing, "status", Map::new(), None).unwrap_err();
+        let error = send(&missing, &Request::Status, None).unwrap_err();
         assert!(error.is_no_daemon());
         assert!(error.to_string().starts_with("connect ENOENT "), "{error}");
 
         let stale = dir.path().join("stale.sock");
         drop(UnixListener::bind(&stale).unwrap());
-        let error = command(&stale, "status", Map::new(), None).unwrap_err();
+        let error = send(&stale, &Request::Status, None).unwrap_err();
         assert!(error.is_no_daemon());
         assert!(
             error.to_string().starts_with("connect ECONNREFUSED "),
@@ -330,20 +311,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("silent.sock");
         let _listener = UnixListener::bind(&path).unwrap();
-        let error = command(
-            &path,
-            "status",
-            Map::new(),
-            Some(Duration::from_millis(100)),
-        )
-        .unwrap_err();
+        let error = send(&path, &Request::Status, Some(Duration::from_millis(100))).unwrap_err();
         assert!(matches!(error, ClientError::TimedOut { .. }), "{error}");
     }
 
     #[test]
     fn non_object_replies_are_rejected() {
         let (_dir, path, _server) = serve_once(b"[1,2]\n");
-        let error = command(&path, "status", Map::new(), None).unwrap_err();
+        let error = send(&path, &Request::Status, None).unwrap_err();
         assert!(matches!(error, ClientError::InvalidReply { .. }), "{error}");
     }
 }

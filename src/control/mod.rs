@@ -5,5 +5,10 @@ pub mod client;
 pub mod follow;
 pub mod probe;
 pub mod protocol;
+pub mod reply;
 pub mod server;
 pub mod socket;
+pub mod status;
+
+#[cfg(test)]
+mod golden;

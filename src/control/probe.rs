@@ -10,6 +10,7 @@
 //! - `ENOENT` / `ECONNREFUSED` on connect: not alive;
 //! - any other connect error is returned to the caller.
 
+use super::status::Status;
 use serde_json::{Map, Value};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -68,27 +69,21 @@ impl ProbeOutcome {
         ProbeOutcome::from_status(&reply)
     }
 
-    /// Reads a probe outcome from a parsed status reply.
+    /// Reads a probe outcome from a parsed status reply. A Rollbridge daemon
+    /// always names its application (config validation requires a name).
     pub fn from_status(reply: &Map<String, Value>) -> ProbeOutcome {
-        let Some(application) = reply.get("application").and_then(Value::as_str) else {
+        let status = Status::from_reply(reply);
+        if status.application.is_empty() {
             return ProbeOutcome::unknown_owner();
-        };
-        let proxy = reply.get("proxy").and_then(|proxy| {
-            let host = proxy.get("host")?.as_str()?;
-            let port = proxy.get("port")?.as_f64()?;
-            Some(ProbedProxy {
-                host: host.to_string(),
-                port,
-            })
-        });
+        }
         ProbeOutcome {
             alive: true,
-            application: Some(application.to_string()),
-            active_release_id: reply
-                .get("activeReleaseId")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            proxy,
+            application: Some(status.application),
+            active_release_id: status.active_release_id,
+            proxy: status.proxy.map(|proxy| ProbedProxy {
+                host: proxy.host,
+                port: f64::from(proxy.port),
+            }),
         }
     }
 }

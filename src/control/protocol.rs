@@ -1,6 +1,7 @@
 //! The control protocol: one JSON object per line in each direction.
 //!
-//! Parsing follows the wire rules exactly (protocol.md §3), including the quirks
+//! Parsing follows the wire rules exactly (docs/daemon.md, "Control protocol"),
+//! including the quirks
 //! scripts can observe: arrays count as objects without a `command`, the unknown
 //! command value is stringified the way JavaScript would, and field errors are
 //! reported before any work starts. The same [`Request`] type builds the lines the
@@ -211,16 +212,17 @@ impl Request {
         line
     }
 
-    /// Deploy-class commands change releases or processes and run one at a time.
-    pub fn is_exclusive(&self) -> bool {
+    /// Commands that change releases or processes: the daemon runs them one at a
+    /// time, each holding the operations lock for its whole run. `shutdown` and
+    /// `retire-owner` also end under that lock, but they take it themselves after
+    /// telling a running operation to give up, so they are not in this list.
+    pub fn waits_for_operations(&self) -> bool {
         matches!(
             self,
             Request::Deploy { .. }
                 | Request::Rollback { .. }
                 | Request::Stop { .. }
                 | Request::Restart { .. }
-                | Request::Shutdown
-                | Request::RetireOwner { .. }
         )
     }
 }

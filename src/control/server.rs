@@ -1,5 +1,5 @@
 //! The control socket server: a Unix stream socket speaking one JSON object per
-//! line (protocol.md §1–§3).
+//! line.
 //!
 //! Each accepted connection runs in its own task, so a silent or slow client only
 //! ever holds up itself. Every request line starts its own handler; replies are
@@ -18,6 +18,7 @@ use super::protocol::{
 };
 use crate::events::{Event, EventSink};
 use crate::util::errno::errno_code;
+use crate::util::sync::Unpoisoned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -72,9 +73,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(payload: Map<String, Value>) -> Reply {
+    /// A success carrying `payload` (one of the types of [`super::reply`] or
+    /// [`super::status::Status`]), merged after `"status":"success"`.
+    pub fn ok(payload: impl serde::Serialize) -> Reply {
         Reply {
-            result: Ok(payload),
+            result: super::reply::payload_object(&payload),
             after: AfterReply::KeepOpen,
         }
     }
@@ -154,7 +157,7 @@ impl Activity {
 
     /// When the connection times out if it stays idle.
     fn idle_deadline(&self) -> Instant {
-        *lock(&self.last_reply) + REQUEST_TIMEOUT
+        *self.last_reply.lock().unpoisoned() + REQUEST_TIMEOUT
     }
 }
 
@@ -232,7 +235,7 @@ impl ControlServer {
     pub async fn close_except(&self, keep: Option<ConnectionId>) {
         self.shared.accepting.cancel();
         {
-            let connections = lock(&self.shared.connections);
+            let connections = self.shared.connections.lock().unpoisoned();
             for (_, connection) in connections.iter().filter(|(id, _)| Some(**id) != keep) {
                 if connection.activity.streaming.load(Ordering::SeqCst) {
                     continue;
@@ -252,7 +255,11 @@ impl ControlServer {
     /// written. Connections left after `limit` are dropped.
     pub async fn wait_closed_except(&self, keep: Option<ConnectionId>, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        for (_, connection) in lock(&self.shared.connections)
+        for (_, connection) in self
+            .shared
+            .connections
+            .lock()
+            .unpoisoned()
             .iter()
             .filter(|(id, c)| Some(**id) != keep && c.activity.streaming.load(Ordering::SeqCst))
         {
@@ -262,7 +269,11 @@ impl ControlServer {
             let closed = self.shared.connection_closed.notified();
             tokio::pin!(closed);
             closed.as_mut().enable();
-            let others: Vec<CancellationToken> = lock(&self.shared.connections)
+            let others: Vec<CancellationToken> = self
+                .shared
+                .connections
+                .lock()
+                .unpoisoned()
                 .iter()
                 .filter(|(id, _)| Some(**id) != keep)
                 .map(|(_, connection)| connection.token.clone())
@@ -282,17 +293,6 @@ impl ControlServer {
         let mut requested = self.shared.exit_requested.subscribe();
         let _ = requested.wait_for(|requested| *requested).await;
     }
-
-    /// How many control connections are open right now.
-    pub fn open_connections(&self) -> usize {
-        lock(&self.shared.connections).len()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn accept_loop(
@@ -326,7 +326,7 @@ async fn accept_loop(
                 let token = CancellationToken::new();
                 let activity = Activity::new();
                 let admitted = {
-                    let mut connections = lock(&shared.connections);
+                    let mut connections = shared.connections.lock().unpoisoned();
                     let room =
                         connections.len() < shared.cap || evict_oldest_idle(&mut connections);
                     if room {
@@ -358,7 +358,9 @@ async fn accept_loop(
                 // Out of file descriptors: an idle client gives its one back.
                 let out_of_descriptors =
                     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                if out_of_descriptors && evict_oldest_idle(&mut lock(&shared.connections)) {
+                if out_of_descriptors
+                    && evict_oldest_idle(&mut shared.connections.lock().unpoisoned())
+                {
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -452,7 +454,7 @@ async fn serve_connection(
         _ = token.cancelled() => {}
         _ = both => {}
     }
-    lock(&shared.connections).remove(&id);
+    shared.connections.lock().unpoisoned().remove(&id);
     // The stream's halves are gone with `both`; this also wakes the accept loop.
     drop(open);
     shared.connection_closed.notify_waiters();
@@ -684,7 +686,7 @@ async fn write_replies(
                 activity.stop_reading.cancel();
             }
         }
-        *lock(&activity.last_reply) = Instant::now();
+        *activity.last_reply.lock().unpoisoned() = Instant::now();
         let _ = activity
             .pending
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));

@@ -1,4 +1,4 @@
-//! Daemon start options (flows.md §19): a plain listener-only start, or a
+//! Daemon start options: a plain listener-only start, or a
 //! known-release bootstrap that activates one exact release before the control
 //! socket appears. The checks run before the config is read and before any
 //! listener exists, so a bad invocation leaves nothing behind.
@@ -26,7 +26,7 @@ pub struct BootstrapRequest {
     pub revision: String,
     /// `sha256:<64 lowercase hex>`, echoed in `status.bootstrap`.
     pub attestation: Option<String>,
-    /// Replace a running daemon once this release is healthy (flows.md §13.2).
+    /// Replace a running daemon once this release is healthy.
     pub takeover_owner: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Deploy (flows.md §3): reload the config, start the new release next to the
+//! Deploy: reload the config, start the new release next to the
 //! running one, health-check it, switch traffic, refresh services, replace
 //! singletons, and retire the previous release in the background.
 
@@ -10,7 +10,6 @@ use super::state::{Daemon, DeployingInfo, OperationsGuard};
 use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
-use crate::data;
 use crate::events::{Event, StartupProcessStatus};
 use crate::observability::ProcessLogFiles;
 use crate::plugins::{HookCall, Registry, Stage};
@@ -48,21 +47,8 @@ struct StartProgress {
     started_services: Vec<String>,
 }
 
-/// `{activeReleaseId, previousReleaseId}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployOutcome {
-    pub active_release_id: String,
-    pub previous_release_id: Option<String>,
-}
-
-impl DeployOutcome {
-    pub fn to_payload(&self) -> Map<String, Value> {
-        data! {
-            "activeReleaseId" => self.active_release_id,
-            "previousReleaseId" => self.previous_release_id,
-        }
-    }
-}
+/// What a deploy or rollback leaves serving: the `deploy` reply.
+pub use crate::control::reply::DeployReply as DeployOutcome;
 
 impl Daemon {
     /// Runs a deploy while the operations lock is held.
@@ -212,7 +198,7 @@ impl Daemon {
         Ok(release)
     }
 
-    /// Starts every persistent service that does not exist yet (flows.md §3.5).
+    /// Starts every persistent service that does not exist yet.
     async fn ensure_persistent_services(
         self: &Arc<Self>,
         config: &Arc<Config>,
@@ -265,7 +251,7 @@ impl Daemon {
         join_all(removed.iter().map(|p| p.stop())).await;
     }
 
-    /// Starts the release's own processes (flows.md §3.6); on failure reports
+    /// Starts the release's own processes; on failure reports
     /// their state, stops them all, and reports again.
     async fn start_release(
         self: &Arc<Self>,
@@ -371,23 +357,19 @@ impl Daemon {
             release_id: release.id.clone(),
         });
         for entry in release.processes() {
-            let status = entry.process.status_json();
-            let field = |key: &str| status.get(key).cloned().unwrap_or(Value::Null);
+            let status = entry.process.status();
             self.events
                 .emit(Event::ReleaseStartupProcessStatus(Box::new(
                     StartupProcessStatus {
-                        command: field("command"),
-                        exit_code: field("exitCode"),
-                        exit_signal: field("exitSignal"),
-                        logs: status
-                            .get("logs")
-                            .cloned()
-                            .unwrap_or(Value::Array(Vec::new())),
+                        command: Value::from(status.command),
+                        exit_code: Value::from(status.exit_code.flatten()),
+                        exit_signal: Value::from(status.exit_signal.flatten()),
+                        logs: serde_json::to_value(status.logs).unwrap_or_default(),
                         phase: phase.to_string(),
-                        pid: field("pid"),
-                        process_id: field("id"),
+                        pid: Value::from(status.pid),
+                        process_id: Value::from(status.id),
                         release_id: release.id.clone(),
-                        state: field("state"),
+                        state: Value::from(status.state),
                     },
                 )));
         }

@@ -1,4 +1,4 @@
-//! Retiring a release that lost its traffic (flows.md §5): drain its connections
+//! Retiring a release that lost its traffic: drain its connections
 //! (bounded by `proxy.drainTimeoutMs`), then stop its processes in dependency
 //! order, in the background, then apply retention and persist.
 
@@ -52,7 +52,7 @@ impl Daemon {
         });
     }
 
-    /// Forgets stopped releases beyond the retention policy (flows.md §14).
+    /// Forgets stopped releases beyond the retention policy.
     pub fn prune_releases(&self) {
         let mut state = self.state();
         let entries: Vec<RetentionEntry> = state

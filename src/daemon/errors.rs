@@ -30,7 +30,7 @@ pub enum SetupError {
     Lua(#[from] EngineError),
 }
 
-/// A config change a running daemon cannot take on (flows.md §18).
+/// A config change a running daemon cannot take on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "Config changes to {} cannot be applied live; restart the Rollbridge daemon before deploying.",
@@ -259,7 +259,7 @@ impl std::error::Error for ShutdownError {
     }
 }
 
-/// Invalid daemon start flags (flows.md §19); checked before anything starts.
+/// Invalid daemon start flags; checked before anything starts.
 #[derive(Debug, Error)]
 pub enum BootstrapError {
     #[error(
@@ -320,8 +320,8 @@ pub enum StartError {
     #[error(transparent)]
     ControlSocket(#[from] ControlSocketError),
     /// The access log or metrics listener (already a full message).
-    #[error("{0}")]
-    Observability(String),
+    #[error(transparent)]
+    Observability(#[from] crate::observability::ConfigureError),
     #[error("Could not serve the proxy socket systemd passed: {0}")]
     PassedProxy(#[source] std::io::Error),
     #[error(transparent)]

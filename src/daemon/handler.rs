@@ -4,24 +4,17 @@ use super::deploy::DeployRequest;
 use super::hook_warnings::HookWarnings;
 use super::state::Daemon;
 use crate::control::protocol::Request;
+use crate::control::reply::{EventsReply, MessageReply, RestartReply};
 use crate::control::server::{AfterReply, ConnectionId, ControlHandler, Reply, ReplyFuture};
-use crate::data;
 use crate::events::Event;
 use crate::util::panic::catch_panic;
-use serde_json::Value;
 use std::sync::Arc;
 
 impl ControlHandler for Daemon {
     fn handle(self: Arc<Self>, request: Request, origin: ConnectionId) -> ReplyFuture {
         Box::pin(async move {
             let command = request.name();
-            let exclusive = !matches!(
-                request,
-                Request::Status
-                    | Request::Events { .. }
-                    | Request::Shutdown
-                    | Request::RetireOwner { .. }
-            );
+            let exclusive = request.waits_for_operations();
             let warnings = warns_of_hooks(&request).then(|| HookWarnings::watch(&self.events));
             let reply = match catch_panic(self.clone().answer(request, origin)).await {
                 Ok(reply) => reply,
@@ -65,14 +58,16 @@ impl Daemon {
         match request {
             Request::Status => {
                 self.recheck_orphans();
-                Reply::ok(self.status_map())
+                Reply::ok(self.status())
             }
-            Request::Events { limit } => Reply::ok(data! { "events" => self.events_json(limit) }),
+            Request::Events { limit } => Reply::ok(EventsReply {
+                events: self.events.recent(limit),
+            }),
             // Shutdown and retirement take the operations lock themselves, after
             // raising `stopping` so a running deploy gives up quickly.
             Request::Shutdown => {
                 let reply = match self.shutdown(Some(origin)).await {
-                    Ok(()) => Reply::ok(data! { "message" => "shutdown" }),
+                    Ok(()) => Reply::ok(MessageReply::new("shutdown")),
                     Err(error) => error_reply(error),
                 };
                 reply.then(AfterReply::CloseAndExit)
@@ -84,6 +79,7 @@ impl Daemon {
                 }
             }
             exclusive => {
+                debug_assert!(exclusive.waits_for_operations(), "{}", exclusive.name());
                 let operations = match self.try_lock_operations() {
                     Some(guard) => guard,
                     None => {
@@ -104,18 +100,21 @@ impl Daemon {
                         release_id,
                         revision,
                     } => self
-                        .deploy_locked(&operations, DeployRequest {
-                            release_path,
-                            release_id,
-                            revision,
-                        })
+                        .deploy_locked(
+                            &operations,
+                            DeployRequest {
+                                release_path,
+                                release_id,
+                                revision,
+                            },
+                        )
                         .await
-                        .map(|outcome| Reply::ok(outcome.to_payload()))
+                        .map(Reply::ok)
                         .unwrap_or_else(error_reply),
                     Request::Rollback { release_id } => self
                         .rollback_locked(&operations, release_id)
                         .await
-                        .map(|outcome| Reply::ok(outcome.to_payload()))
+                        .map(Reply::ok)
                         .unwrap_or_else(error_reply),
                     Request::Stop { release_id } => self
                         .stop_locked(&operations, release_id)
@@ -125,11 +124,7 @@ impl Daemon {
                     Request::Restart { process_id, policy } => self
                         .restart_locked(&operations, process_id, policy)
                         .await
-                        .map(|ids| {
-                            Reply::ok(data! {
-                                "restarted" => Value::Array(ids.into_iter().map(Value::from).collect())
-                            })
-                        })
+                        .map(|restarted| Reply::ok(RestartReply { restarted }))
                         .unwrap_or_else(error_reply),
                     _ => Reply::error("internal error: request routed to the wrong handler"),
                 }

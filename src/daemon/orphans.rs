@@ -14,6 +14,7 @@
 //!   recycled pid and is ignored.
 
 use super::state_file::{OrphanEntry, ProcessEntry, RecordedPid, StateFile, StateSnapshot};
+use crate::control::status::OrphanStatus;
 use crate::process::cgroup::ProcessCgroup;
 use crate::process::group_alive;
 use crate::process::leftovers::{ProcessId, escaped_members, signal_all, still_runs};
@@ -21,7 +22,6 @@ use crate::process::proc_table::{ProcStat, read_stat, start_time_ms};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::{Map, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,19 +43,13 @@ pub struct Orphan {
 }
 
 impl Orphan {
-    /// `{id, pid, releaseId}`, the shape of a `status.orphans` entry.
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("id".into(), Value::from(self.id.clone()));
-        map.insert("pid".into(), Value::from(self.pid));
-        map.insert(
-            "releaseId".into(),
-            self.release_id
-                .clone()
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-        );
-        Value::Object(map)
+    /// This record as a `status.orphans` entry.
+    pub fn to_status(&self) -> OrphanStatus {
+        OrphanStatus {
+            id: self.id.clone(),
+            pid: self.pid,
+            release_id: self.release_id.clone(),
+        }
     }
 
     /// `  <id> (pid <pid>[, release <releaseId>])`, the list line of `recover`.
@@ -134,7 +128,7 @@ pub fn managed_processes(state: &StateSnapshot) -> Vec<Orphan> {
 }
 
 /// Every process recorded in a state snapshot that is still alive
-/// (flows.md §15.3). An unexpected shape yields nothing.
+///. An unexpected shape yields nothing.
 pub fn live_processes(state: &StateSnapshot) -> Vec<Orphan> {
     recorded_processes(state)
         .into_iter()
@@ -325,7 +319,7 @@ mod tests {
         assert_eq!(records[1].list_line(), "  web (pid 21, release v1)");
         assert_eq!(records[0].list_line(), "  old (pid 11)");
         assert_eq!(
-            records[1].to_json(),
+            serde_json::to_value(records[1].to_status()).unwrap(),
             json!({"id": "web", "pid": 21, "releaseId": "v1"})
         );
         let managed: Vec<i32> = managed_processes(&StateSnapshot::parse(state))

@@ -1,4 +1,4 @@
-//! Port allocation for a release (flows.md §2): every configured process with a
+//! Port allocation for a release: every configured process with a
 //! `port` gets one, probed by binding it on the upstream host.
 //!
 //! Probing is check-then-release: the process binds the port a moment later.
@@ -108,7 +108,7 @@ fn probe(host: &str, port: u16) -> io::Result<u16> {
 /// Resolves the upstream host, which may be an IPv4 or IPv6 literal (with or
 /// without brackets) or a name.
 pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = crate::util::host::unbracketed(host);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }

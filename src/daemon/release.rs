@@ -2,33 +2,26 @@
 //! release-scoped processes (handoff services, companions, the proxied process)
 //! and its own connection counters.
 
+use crate::control::status::{ConnectionsStatus, ReleaseStatus};
 use crate::process::ManagedProcess;
 use crate::proxy::{ConnectionCounters, ReleaseTarget};
+use crate::util::sync::Unpoisoned;
 use crate::util::time::iso_now;
 use futures_util::future::join_all;
-use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseState {
-    Starting,
-    Active,
-    Draining,
-    Stopped,
-    Failed,
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ReleaseState {
+        Starting = "starting",
+        Active = "active",
+        Draining = "draining",
+        Stopped = "stopped",
+        Failed = "failed",
+    }
 }
 
 impl ReleaseState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReleaseState::Starting => "starting",
-            ReleaseState::Active => "active",
-            ReleaseState::Draining => "draining",
-            ReleaseState::Stopped => "stopped",
-            ReleaseState::Failed => "failed",
-        }
-    }
-
     /// Release processes restart after a crash only while their release is live.
     pub fn allows_restart(self) -> bool {
         matches!(self, ReleaseState::Active | ReleaseState::Starting)
@@ -103,7 +96,7 @@ impl Release {
     }
 
     pub fn meta(&self) -> MutexGuard<'_, ReleaseMeta> {
-        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+        self.meta.lock().unpoisoned()
     }
 
     pub fn state(&self) -> ReleaseState {
@@ -141,21 +134,15 @@ impl Release {
     /// Records an instance; called before it is spawned so a failed start can
     /// still be reported and cleaned up.
     pub fn add_process(&self, base_id: &str, process: Arc<ManagedProcess>) {
-        self.processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ReleaseProcess {
-                base_id: base_id.to_string(),
-                process,
-            });
+        self.processes.lock().unpoisoned().push(ReleaseProcess {
+            base_id: base_id.to_string(),
+            process,
+        });
     }
 
     /// Instances in start order.
     pub fn processes(&self) -> Vec<ReleaseProcess> {
-        self.processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.processes.lock().unpoisoned().clone()
     }
 
     /// The instances of one config entry, in replica order.
@@ -176,44 +163,27 @@ impl Release {
         self.mark_stopped();
     }
 
-    /// The release object of `status` (protocol.md §4.1), keys in wire order.
-    pub fn status_json(&self) -> Value {
+    /// This release as `status` shows it.
+    pub fn status(&self) -> ReleaseStatus {
         let meta = self.meta().clone();
-        let http = self.counters.http();
-        let websocket = self.counters.websocket();
-        let mut map = Map::new();
-        if let Some(at) = meta.activated_at {
-            map.insert("activatedAt".into(), Value::from(at));
+        let http = self.counters.http() as u64;
+        let websocket = self.counters.websocket() as u64;
+        ReleaseStatus {
+            activated_at: meta.activated_at,
+            connection_count: http + websocket,
+            connections: ConnectionsStatus { http, websocket },
+            drain_started_at: meta.drain_started_at,
+            ports: self.ports.clone(),
+            processes: self
+                .processes()
+                .iter()
+                .map(|p| p.process.status())
+                .collect(),
+            release_id: self.id.clone(),
+            release_path: self.path.clone(),
+            revision: self.revision.clone(),
+            state: meta.state.as_str().to_string(),
+            stopped_at: meta.stopped_at,
         }
-        map.insert("connectionCount".into(), Value::from(http + websocket));
-        let mut connections = Map::new();
-        connections.insert("http".into(), Value::from(http));
-        connections.insert("websocket".into(), Value::from(websocket));
-        map.insert("connections".into(), Value::Object(connections));
-        if let Some(at) = meta.drain_started_at {
-            map.insert("drainStartedAt".into(), Value::from(at));
-        }
-        let mut ports = Map::new();
-        for (id, port) in &self.ports {
-            ports.insert(id.clone(), Value::from(*port));
-        }
-        map.insert("ports".into(), Value::Object(ports));
-        map.insert(
-            "processes".into(),
-            Value::Array(
-                self.processes()
-                    .iter()
-                    .map(|p| Value::Object(p.process.status_json()))
-                    .collect(),
-            ),
-        );
-        map.insert("releaseId".into(), Value::from(self.id.clone()));
-        map.insert("releasePath".into(), Value::from(self.path.clone()));
-        map.insert("revision".into(), Value::from(self.revision.clone()));
-        map.insert("state".into(), Value::from(meta.state.as_str()));
-        if let Some(at) = meta.stopped_at {
-            map.insert("stoppedAt".into(), Value::from(at));
-        }
-        Value::Object(map)
     }
 }

@@ -1,4 +1,4 @@
-//! Deploy-time config reload (flows.md §18): which changes a running daemon can
+//! Deploy-time config reload: which changes a running daemon can
 //! take on, and which need a daemon restart.
 
 use super::errors::IncompatibleConfig;

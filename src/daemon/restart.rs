@@ -1,4 +1,4 @@
-//! `restart` (flows.md §11): bounce companions, services (persistent and
+//! `restart`: bounce companions, services (persistent and
 //! handoff) and singletons in place, one at a time. The proxied process is never
 //! restarted in place; a deploy replaces it without downtime.
 

@@ -1,4 +1,4 @@
-//! Release retention (flows.md §14): which stopped releases to forget.
+//! Release retention: which stopped releases to forget.
 
 use crate::config::model::ReleaseRetention;
 

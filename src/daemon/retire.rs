@@ -1,4 +1,4 @@
-//! Owner retirement (flows.md §13.1): a replacement daemon has activated the
+//! Owner retirement: a replacement daemon has activated the
 //! same application and asks this one to step aside. The listeners are released
 //! at once; the old processes are quiesced before the reply and stopped in the
 //! background, after which this daemon exits.
@@ -6,11 +6,10 @@
 use super::bootstrap::is_canonical_attestation;
 use super::errors::RetireError;
 use super::state::Daemon;
+use crate::control::reply::MessageReply;
 use crate::control::server::ConnectionId;
-use crate::data;
 use crate::events::Event;
 use futures_util::future::join_all;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Daemon {
@@ -18,7 +17,7 @@ impl Daemon {
         self: &Arc<Self>,
         attestation: String,
         origin: Option<ConnectionId>,
-    ) -> Result<Map<String, Value>, RetireError> {
+    ) -> Result<MessageReply, RetireError> {
         if !is_canonical_attestation(&attestation) {
             return Err(RetireError::AttestationFormat);
         }
@@ -72,6 +71,6 @@ impl Daemon {
         self.events.emit(Event::ExternalOwnerRetired {
             attestation: attestation.to_string(),
         });
-        Ok(data! { "message" => "owner retired" })
+        Ok(MessageReply::new("owner retired"))
     }
 }

@@ -1,4 +1,4 @@
-//! Rollback (flows.md §6): redeploy a retained release from its path, with a
+//! Rollback: redeploy a retained release from its path, with a
 //! fresh set of processes and ports, through the normal deploy flow.
 
 use super::deploy::{DeployOutcome, DeployRequest};

@@ -1,4 +1,4 @@
-//! Starting and running a daemon (flows.md §19): listener-only, known-release
+//! Starting and running a daemon: listener-only, known-release
 //! bootstrap, or takeover of a running owner. Returns the process exit code.
 
 use super::bootstrap::{BootstrapRequest, StartMode};
@@ -15,6 +15,7 @@ use crate::events::Event;
 use crate::observability::DaemonObservability;
 use crate::observability::metrics::{ProcessSample, ProcessSource};
 use crate::proxy::{ProxyOptions, ProxyServer};
+use crate::util::sync::Unpoisoned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,8 +185,7 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Star
     if let Some(observability) = &observability {
         observability
             .configure(&config, daemon.router.clone(), patience)
-            .await
-            .map_err(StartError::Observability)?;
+            .await?;
     }
     let observer = observability.as_ref().and_then(|o| o.proxy_observer());
     let options = ProxyOptions::for_config(&config.proxy, observer);
@@ -234,8 +234,7 @@ fn proxy_bound(daemon: &Arc<Daemon>, config: &crate::config::model::Config, prox
         host: config.proxy.host.clone(),
         port,
     });
-    *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((config.proxy.host.clone(), port));
+    *daemon.proxy_bound.lock().unpoisoned() = Some((config.proxy.host.clone(), port));
     daemon.endpoints().proxy = Some(proxy);
 }
 
@@ -272,13 +271,11 @@ async fn expose_control(daemon: &Arc<Daemon>) -> Result<(), StartError> {
 async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), StartError> {
     let request = Request::RetireOwner {
         attestation: attestation.to_string(),
-    }
-    .to_value();
+    };
     let owner = path.to_path_buf();
-    let reply = tokio::task::spawn_blocking(move || {
-        crate::control::client::request(&owner, &request, None)
-    })
-    .await?;
+    let reply =
+        tokio::task::spawn_blocking(move || crate::control::client::send(&owner, &request, None))
+            .await?;
     match reply {
         Ok(_) => Ok(()),
         Err(ClientError::Daemon(message)) => Err(StartError::OwnerRefused(message)),

@@ -6,7 +6,6 @@
 //! there is nothing to snapshot: the identity is the crate version plus the
 //! SHA-256 of the executable, computed once at startup.
 
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,15 +13,7 @@ use std::path::{Path, PathBuf};
 /// The identity format `ensure-daemon` understands.
 pub const RUNTIME_FORMAT: u64 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeIdentity {
-    /// 64 lowercase hex digits.
-    pub digest: String,
-    pub format: u64,
-    /// The directory the daemon executable lives in.
-    pub path: String,
-    pub version: String,
-}
+pub use crate::control::status::RuntimeIdentity;
 
 impl RuntimeIdentity {
     /// The identity of the running executable.
@@ -48,16 +39,6 @@ impl RuntimeIdentity {
             path: path.to_string_lossy().into_owned(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
-    }
-
-    /// `{digest, format, path, version}`, in that order.
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("digest".into(), Value::from(self.digest.clone()));
-        map.insert("format".into(), Value::from(self.format));
-        map.insert("path".into(), Value::from(self.path.clone()));
-        map.insert("version".into(), Value::from(self.version.clone()));
-        Value::Object(map)
     }
 }
 
@@ -91,7 +72,7 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_eq!(identity.format, 1);
-        let json = identity.to_json();
+        let json = serde_json::to_value(&identity).unwrap();
         let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["digest", "format", "path", "version"]);
     }

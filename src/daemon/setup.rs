@@ -5,20 +5,13 @@ use super::errors::SetupError;
 use crate::config::LoadedConfig;
 use crate::lua::LuaPlugins;
 use crate::plugins::Registry;
-use crate::plugins::builtin::BuiltinPlugins;
-use crate::plugins::native::NativePlugins;
 use std::sync::Arc;
 
 /// The registry for `loaded`: the built-in plugins, the native libraries listed
 /// under `plugins.native`, then the config's Lua hooks (run by a hook engine of
 /// their own, which ends once every process holding this registry is gone).
 pub fn registry_for(loaded: &LoadedConfig) -> Result<Registry, SetupError> {
-    let mut registry = Registry::new(vec![Arc::new(BuiltinPlugins)]);
-    let native = &loaded.config.plugins.native;
-    if !native.is_empty() {
-        let plugins = NativePlugins::load(native)?;
-        registry.add_provider(Arc::new(plugins));
-    }
+    let mut registry = Registry::with_native_plugins(&loaded.config.plugins.native)?;
     if let Some(lua) = LuaPlugins::for_config(loaded)? {
         registry.add_provider(Arc::new(lua));
     }

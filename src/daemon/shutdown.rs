@@ -1,4 +1,4 @@
-//! Shutdown (flows.md §12.1): stop listening for control, stop every owned
+//! Shutdown: stop listening for control, stop every owned
 //! process, close the proxy, finalize the state file. Memoised: every caller
 //! waits for the same run and gets the same outcome.
 

@@ -26,6 +26,7 @@ use crate::observability::DaemonObservability;
 use crate::plugins::Registry;
 use crate::process::ManagedProcess;
 use crate::proxy::{ProxyServer, Router};
+use crate::util::sync::Unpoisoned;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,7 +207,7 @@ impl Daemon {
 
     /// Locks the state for a short, synchronous section.
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unpoisoned()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -272,7 +273,7 @@ impl Daemon {
     }
 
     pub fn endpoints(&self) -> MutexGuard<'_, Endpoints> {
-        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+        self.endpoints.lock().unpoisoned()
     }
 }
 

@@ -1,4 +1,4 @@
-//! The state file (flows.md §15): what the next daemon (or `recover`) needs to find
+//! The state file: what the next daemon (or `recover`) needs to find
 //! the processes a crashed daemon left behind, written atomically.
 //!
 //! Its content is [`StateSnapshot`], a versioned type of its own. It is built by
@@ -11,7 +11,7 @@
 //! unversioned format, which was the whole status minus a deny-list of keys) or a
 //! hand-edited one yields every record that makes sense; see [`StateSnapshot::parse`].
 
-use serde::de::DeserializeOwned;
+use crate::util::lenient::{lenient, lenient_entries, lenient_list, object_or_default};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -160,11 +160,15 @@ impl<'de> Deserialize<'de> for RecordedPid {
 impl StateSnapshot {
     /// The snapshot of a running daemon: its status object (`status` reply shape,
     /// with the releases it is still starting) reduced to the allow-listed fields,
-    /// plus the event history and the write time.
-    pub fn of_status(status: Map<String, Value>, events: Value) -> StateSnapshot {
-        let mut snapshot = StateSnapshot::parse(Value::Object(status));
+    /// plus the event history and the write time. Takes the typed [`Status`] and
+    /// [`EventRecord`]s, or any JSON of that shape.
+    ///
+    /// [`Status`]: crate::control::status::Status
+    /// [`EventRecord`]: crate::events::EventRecord
+    pub fn of_status(status: impl Serialize, events: impl Serialize) -> StateSnapshot {
+        let mut snapshot = StateSnapshot::parse(serde_json::to_value(status).unwrap_or_default());
         snapshot.version = STATE_FILE_VERSION;
-        snapshot.events = lenient_entries(events);
+        snapshot.events = lenient_entries(serde_json::to_value(events).unwrap_or_default());
         snapshot.persisted_at = Some(crate::util::time::iso_now());
         snapshot
     }
@@ -182,38 +186,7 @@ impl StateSnapshot {
     /// Reads any JSON value as a snapshot: fields and entries that do not have the
     /// expected shape are skipped, and something other than an object is empty.
     pub fn parse(value: Value) -> StateSnapshot {
-        match value {
-            // Not `from_value` on anything: serde would read an array as a struct.
-            Value::Object(_) => serde_json::from_value(value).unwrap_or_default(),
-            _ => StateSnapshot::default(),
-        }
-    }
-}
-
-/// Reads a field, falling back to its default when it has another shape.
-fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
-    deserializer: D,
-) -> Result<T, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).unwrap_or_default())
-}
-
-/// Reads a list, keeping the entries that have the expected shape (none when the
-/// field is not a list).
-fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(
-    deserializer: D,
-) -> Result<Vec<T>, D::Error> {
-    Ok(lenient_entries(Value::deserialize(deserializer)?))
-}
-
-fn lenient_entries<T: DeserializeOwned>(value: Value) -> Vec<T> {
-    match value {
-        Value::Array(items) => items
-            .into_iter()
-            .filter(Value::is_object)
-            .filter_map(|item| serde_json::from_value(item).ok())
-            .collect(),
-        _ => Vec::new(),
+        object_or_default(value)
     }
 }
 

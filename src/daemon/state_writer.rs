@@ -1,4 +1,4 @@
-//! When and how the daemon writes its state file (flows.md §15.1): switched on
+//! When and how the daemon writes its state file: switched on
 //! once the control socket is exposed, then every 5 s, after every deploy, drain
 //! and stop, and — so that a daemon killed at any moment leaves every live
 //! process recorded — within [`PERSIST_COALESCE`] of any process starting or
@@ -9,8 +9,8 @@ use super::errors::StateCleanupError;
 use super::orphans::{self, Orphan};
 use super::state::Daemon;
 use super::state_file::{OrphanEntry, StateFile, StateSnapshot};
+use crate::control::status::{ReleaseStatus, Status};
 use crate::events::{Event, EventRecord, ProcessEvent};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -49,7 +49,7 @@ impl Daemon {
         if !*enabled || self.is_stopping() {
             return;
         }
-        let snapshot = StateSnapshot::of_status(self.persisted_status(), self.events_json(None));
+        let snapshot = StateSnapshot::of_status(self.persisted_status(), self.events.recent(None));
         let path = file.path().to_path_buf();
         let write = tokio::task::spawn_blocking(move || StateFile::new(path).write(&snapshot));
         let result = match write.await {
@@ -66,21 +66,19 @@ impl Daemon {
     /// releases `status` does not list but whose processes run — one still
     /// starting (deploying or health-checking) and one that left the map because
     /// its id was deployed again — so none of them is forgotten after a crash.
-    fn persisted_status(&self) -> serde_json::Map<String, Value> {
-        let mut status = self.status_map();
-        let unlisted: Vec<Value> = {
+    fn persisted_status(&self) -> Status {
+        let mut status = self.status();
+        let unlisted: Vec<ReleaseStatus> = {
             let state = self.state();
             state
                 .starting
                 .iter()
                 .chain(state.detached.iter())
                 .filter(|release| !state.releases.iter().any(|r| Arc::ptr_eq(r, release)))
-                .map(|release| release.status_json())
+                .map(|release| release.status())
                 .collect()
         };
-        if let Some(Value::Array(releases)) = status.get_mut("releases") {
-            releases.extend(unlisted);
-        }
+        status.releases.extend(unlisted);
         status
     }
 
@@ -155,7 +153,7 @@ impl Daemon {
     }
 
     /// Reads the previous daemon's state file and reports its live processes
-    /// (flows.md §15.4). Nothing is signalled or adopted.
+    ///. Nothing is signalled or adopted.
     pub fn report_orphans(&self) {
         let Some(file) = &self.state_file else {
             return;
@@ -177,16 +175,5 @@ impl Daemon {
             });
         }
         self.state().orphans = orphans;
-    }
-
-    /// The event ring as JSON (`limit` as in the `events` command).
-    pub fn events_json(&self, limit: Option<f64>) -> Value {
-        Value::Array(
-            self.events
-                .recent(limit)
-                .into_iter()
-                .map(|event| serde_json::to_value(event).unwrap_or(Value::Null))
-                .collect(),
-        )
     }
 }

@@ -1,9 +1,15 @@
-//! The `status` object (protocol.md §4), keys in wire order.
+//! The `status` object ([`Status`]): the daemon's state converted into the wire
+//! types of `control::status`.
 
-use super::orphans::Orphan;
 use super::state::Daemon;
 use crate::config::model::IdOrName;
-use serde_json::{Map, Value};
+use crate::control::status::{
+    Account, BootstrapStatus, ControlStatus, DeployingStatus, NamedProcessStatus, ProxyStatus,
+    Status,
+};
+use crate::process::ManagedProcess;
+use crate::util::sync::Unpoisoned;
+use std::sync::Arc;
 
 impl Daemon {
     /// Drops recorded orphans that have exited; the drop is permanent, so a
@@ -12,8 +18,8 @@ impl Daemon {
         self.state().orphans.retain(|orphan| orphan.is_live());
     }
 
-    /// The status object without the `status` envelope key.
-    pub fn status_map(&self) -> Map<String, Value> {
+    /// The status object (the payload of `status` and `stop`).
+    pub fn status(&self) -> Status {
         let failed_release = self.state().failed_release.clone();
         let (config, releases, active, services, singletons, orphans, deploying, bootstrap) = {
             let state = self.state();
@@ -28,98 +34,62 @@ impl Daemon {
                 state.bootstrap.clone(),
             )
         };
-        let mut map = Map::new();
-        map.insert(
-            "activeReleaseId".into(),
-            active.map(Value::from).unwrap_or(Value::Null),
-        );
-        map.insert(
-            "application".into(),
-            Value::from(config.application.clone()),
-        );
-        if let Some(bootstrap) = bootstrap {
-            let mut object = Map::new();
-            if let Some(attestation) = bootstrap.attestation {
-                object.insert("attestation".into(), Value::from(attestation));
-            }
-            object.insert("releaseId".into(), Value::from(bootstrap.release_id));
-            object.insert("releasePath".into(), Value::from(bootstrap.release_path));
-            object.insert("revision".into(), Value::from(bootstrap.revision));
-            map.insert("bootstrap".into(), Value::Object(object));
-        }
-        let mut control = Map::new();
-        if let Some(group) = &config.control.group {
-            control.insert("group".into(), id_or_name(group));
-        }
-        if let Some(mode) = config.control.mode {
-            control.insert("mode".into(), Value::from(mode));
-        }
-        if let Some(owner) = &config.control.owner {
-            control.insert("owner".into(), id_or_name(owner));
-        }
-        control.insert("path".into(), Value::from(config.control.path.clone()));
-        map.insert("control".into(), Value::Object(control));
-        if let Some(runtime) = &self.runtime {
-            map.insert("daemonRuntime".into(), runtime.to_json());
-        }
-        if let Some(deploying) = deploying {
-            let mut object = Map::new();
-            object.insert("releaseId".into(), Value::from(deploying.release_id));
-            object.insert("releasePath".into(), Value::from(deploying.release_path));
-            object.insert("startedAt".into(), Value::from(deploying.started_at));
-            map.insert("deploying".into(), Value::Object(object));
-        }
-        // Only after a failed deploy, until the next one: scripts see today's keys otherwise.
-        if let Some(failed) = failed_release {
-            map.insert("failedRelease".into(), failed.status_json());
-        }
-        if let Some(observability) = self.observability() {
-            map.insert("logging".into(), observability.logging_status());
-        }
-        map.insert(
-            "orphans".into(),
-            Value::Array(orphans.iter().map(Orphan::to_json).collect()),
-        );
         let (host, port) = self
             .proxy_bound
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .clone()
             .unwrap_or_else(|| (config.proxy.host.clone(), config.proxy.port));
-        let mut proxy = Map::new();
-        proxy.insert("host".into(), Value::from(host));
-        proxy.insert("port".into(), Value::from(port));
-        proxy.insert(
-            "upstreamHost".into(),
-            Value::from(config.proxy.upstream_host.clone()),
-        );
-        map.insert("proxy".into(), Value::Object(proxy));
-        map.insert(
-            "releases".into(),
-            Value::Array(releases.iter().map(|r| r.status_json()).collect()),
-        );
-        let named = |entries: &[(String, std::sync::Arc<crate::process::ManagedProcess>)]| {
-            Value::Array(
-                entries
-                    .iter()
-                    .map(|(id, process)| {
-                        let mut entry = Map::new();
-                        entry.insert("id".into(), Value::from(id.clone()));
-                        entry.insert("process".into(), Value::Object(process.status_json()));
-                        Value::Object(entry)
-                    })
-                    .collect(),
-            )
+        let named = |entries: &[(String, Arc<ManagedProcess>)]| {
+            entries
+                .iter()
+                .map(|(id, process)| NamedProcessStatus {
+                    id: id.clone(),
+                    process: Some(process.status()),
+                })
+                .collect()
         };
-        map.insert("services".into(), named(&services));
-        map.insert("singletons".into(), named(&singletons));
-        map
+        Status {
+            active_release_id: active,
+            application: config.application.clone(),
+            bootstrap: bootstrap.map(|bootstrap| BootstrapStatus {
+                attestation: bootstrap.attestation,
+                release_id: bootstrap.release_id,
+                release_path: bootstrap.release_path,
+                revision: bootstrap.revision,
+            }),
+            control: ControlStatus {
+                group: config.control.group.as_ref().map(account),
+                mode: config.control.mode,
+                owner: config.control.owner.as_ref().map(account),
+                path: config.control.path.clone(),
+            },
+            daemon_runtime: self.runtime.clone(),
+            deploying: deploying.map(|deploying| DeployingStatus {
+                release_id: deploying.release_id,
+                release_path: deploying.release_path,
+                started_at: deploying.started_at,
+            }),
+            failed_release: failed_release.map(|release| release.status()),
+            logging: self
+                .observability()
+                .map(|observability| observability.logging_status()),
+            orphans: orphans.iter().map(|orphan| orphan.to_status()).collect(),
+            proxy: Some(ProxyStatus {
+                host,
+                port,
+                upstream_host: config.proxy.upstream_host.clone(),
+            }),
+            releases: releases.iter().map(|release| release.status()).collect(),
+            services: named(&services),
+            singletons: named(&singletons),
+        }
     }
 }
 
-fn id_or_name(value: &IdOrName) -> Value {
+fn account(value: &IdOrName) -> Account {
     match value {
-        IdOrName::Id(id) => Value::from(*id),
-        IdOrName::Name(name) => Value::from(name.clone()),
+        IdOrName::Id(id) => Account::Id(*id),
+        IdOrName::Name(name) => Account::Name(name.clone()),
     }
 }

@@ -1,10 +1,10 @@
-//! `stop` (flows.md §7): stop one release's processes right away. Stopping the
+//! `stop`: stop one release's processes right away. Stopping the
 //! active release leaves the proxy without a target (503) until the next deploy.
 
 use super::errors::StopError;
 use super::state::{Daemon, OperationsGuard};
+use crate::control::status::Status;
 use crate::events::Event;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Daemon {
@@ -14,7 +14,7 @@ impl Daemon {
         self: &Arc<Self>,
         _operations: &OperationsGuard<'_>,
         release_id: Option<String>,
-    ) -> Result<Map<String, Value>, StopError> {
+    ) -> Result<Status, StopError> {
         let release = {
             let mut state = self.state();
             let release = match &release_id {
@@ -39,6 +39,6 @@ impl Daemon {
         self.prune_releases();
         self.persist().await;
         self.recheck_orphans();
-        Ok(self.status_map())
+        Ok(self.status())
     }
 }

@@ -18,24 +18,15 @@ pub const ORPHANS_HINT: &str =
 pub const NON_UTF8_ENV_HINT: &str =
     "managed processes receive it unchanged; {{env.NAME}} templates and hooks do not see it";
 
-/// Why a process was (re)started; reported as `lastStartReason` and in
-/// `process started`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartReason {
-    Deploy,
-    Crash,
-    Manual,
-    Memory,
-}
-
-impl StartReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartReason::Deploy => "deploy",
-            StartReason::Crash => "crash",
-            StartReason::Manual => "manual",
-            StartReason::Memory => "memory",
-        }
+crate::util::names::wire_names! {
+    /// Why a process was (re)started; reported as `lastStartReason` and in
+    /// `process started`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum StartReason {
+        Deploy = "deploy",
+        Crash = "crash",
+        Manual = "manual",
+        Memory = "memory",
     }
 }
 

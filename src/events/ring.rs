@@ -1,6 +1,7 @@
 //! The in-memory history: the most recent events, oldest first.
 
 use super::record::EventRecord;
+use crate::util::sync::Unpoisoned;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +29,7 @@ impl EventRing {
 
     /// Runs `write_line` and then stores `event`, both under the ring's lock.
     pub fn record(&self, event: EventRecord, write_line: impl FnOnce(&EventRecord)) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = self.events.lock().unpoisoned();
         write_line(&event);
         if self.capacity == 0 {
             return;
@@ -43,7 +44,7 @@ impl EventRing {
     /// finite number greater than 0 and smaller than the stored count slices; a
     /// fractional limit is truncated at the slice start (2.5 gives 3 events).
     pub fn recent(&self, limit: Option<f64>) -> Vec<EventRecord> {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let events = self.events.lock().unpoisoned();
         let len = events.len();
         let start = match limit {
             Some(limit) if limit.is_finite() && limit > 0.0 && limit < len as f64 => {

@@ -3,6 +3,7 @@
 use super::kinds::Event;
 use super::record::EventRecord;
 use super::ring::{EVENT_RING_CAPACITY, EventRing};
+use crate::util::sync::Unpoisoned;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -67,7 +68,7 @@ pub struct ListenerGuard {
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
         if let Some(inner) = self.sink.upgrade() {
-            let mut listeners = inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            let mut listeners = inner.listeners.lock().unpoisoned();
             listeners.retain(|(id, _)| *id != self.id);
         }
     }
@@ -137,7 +138,7 @@ impl EventSink {
         self.inner
             .listeners
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .push((id, listener));
         ListenerGuard {
             sink: Arc::downgrade(&self.inner),
@@ -147,11 +148,7 @@ impl EventSink {
 
     fn notify_listeners(&self, event: &Event, record: &EventRecord) {
         let listeners: Vec<Listener> = {
-            let listeners = self
-                .inner
-                .listeners
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let listeners = self.inner.listeners.lock().unpoisoned();
             if listeners.is_empty() {
                 return;
             }

@@ -12,6 +12,7 @@
 //! memory limit stops large allocations.
 
 use super::library;
+use crate::util::errno::plain_io_reason;
 use mlua::chunk::ChunkMode;
 use mlua::{
     Function, HookTriggers, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
@@ -351,14 +352,14 @@ pub fn chunk_name(root: &Path, path: &Path) -> String {
 /// Reads a Lua source file, refusing files over [`MAX_SOURCE_BYTES`].
 pub fn read_source(path: &Path) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+        .map_err(|e| format!("cannot read {}: {}", path.display(), plain_io_reason(&e)))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(format!("cannot read {}: it is a directory", path.display()));
     }
     let mut bytes = Vec::new();
     file.take(MAX_SOURCE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
+        .map_err(|e| format!("cannot read {}: {}", path.display(), plain_io_reason(&e)))?;
     if bytes.len() as u64 > MAX_SOURCE_BYTES {
         return Err(format!(
             "{} is larger than {} MiB",
@@ -367,21 +368,6 @@ pub fn read_source(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
-}
-
-/// A short reason for an I/O error, without the OS error number.
-pub fn io_reason(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "the file does not exist".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => {
-            let text = error.to_string();
-            match text.find(" (os error") {
-                Some(cut) => text[..cut].to_string(),
-                None => text,
-            }
-        }
-    }
 }
 
 #[cfg(test)]

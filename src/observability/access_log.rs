@@ -5,6 +5,7 @@
 
 use super::access_format::LineFormatter;
 use super::log_file::{LogFile, LogFileError, Rotation};
+use crate::util::sync::Unpoisoned;
 use http::{HeaderValue, Method, Version};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,7 +176,7 @@ impl AccessLog {
 impl AccessLogWriter {
     /// Writes every queued line, then stops the thread.
     pub fn finish(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = self.thread.lock().unpoisoned().take();
         if let Some(thread) = thread {
             let _ = self.queue.send(Message::Stop);
             let _ = thread.join();
@@ -235,7 +236,7 @@ fn write_loop(
         }
         flush(&mut batch, &mut lines);
         if !written.is_empty() {
-            let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
+            let mut spare = spare.lock().unpoisoned();
             let room = SPARE_RECORDS.saturating_sub(spare.len());
             spare.extend(written.drain(..).take(room));
             written.clear();

@@ -16,19 +16,30 @@
 use super::access_log::{AccessLog, AccessLogWriter};
 use super::activation::{ActivatedSockets, ActivationError};
 use super::events_layer::EventObserver;
+use super::log_file::LogFileError;
 use super::logging::{Logging, LoggingError, LoggingOptions, LoggingStats};
-use super::metrics::{Metrics, MetricsServer, ProcessSource};
+use super::metrics::{Metrics, MetricsServer, MetricsServerError, ProcessSource};
 use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
 use super::systemd::{SystemdNotifier, clear_systemd_env};
 use crate::config::model::Config;
 use crate::events::{Event, EventSink};
 use crate::proxy::Router;
+use crate::util::sync::Unpoisoned;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// Why the access log or the metrics listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("proxy.accessLog: {0}")]
+    AccessLog(#[source] LogFileError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsServerError),
+}
 
 /// What systemd passed to this process.
 #[derive(Debug, Default)]
@@ -117,12 +128,6 @@ impl DaemonObservability {
         }))
     }
 
-    /// Plain stdout logging and nothing else (embedded use, tests).
-    pub fn stdout_only() -> Arc<DaemonObservability> {
-        DaemonObservability::start(&LoggingOptions::default(), SystemdHandoff::default())
-            .expect("stdout logging with the default level cannot fail")
-    }
-
     /// The daemon's event sink.
     pub fn events(&self) -> EventSink {
         self.events.clone()
@@ -138,20 +143,12 @@ impl DaemonObservability {
 
     /// The proxy listener systemd passed, once (later calls get `None`).
     pub fn take_activated_proxy(&self) -> Option<TcpListener> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .proxy
-            .take()
+        self.sockets.lock().unpoisoned().proxy.take()
     }
 
     /// The control listener systemd passed, once.
     pub fn take_activated_control(&self) -> Option<UnixListener> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .control
-            .take()
+        self.sockets.lock().unpoisoned().control.take()
     }
 
     /// True when systemd owns the control socket: the daemon must neither probe
@@ -161,6 +158,7 @@ impl DaemonObservability {
     }
 
     /// Opens the access log and starts the metrics listener the config asks for.
+    /// Both errors already say which key to fix.
     /// The `metrics listening` event reports the bound address. With `patience`
     /// a metrics port still held by a retiring owner is retried until it frees up.
     pub async fn configure(
@@ -168,17 +166,17 @@ impl DaemonObservability {
         config: &Config,
         router: Arc<Router>,
         patience: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConfigureError> {
         self.metrics.set_router(router);
         let access = match &config.proxy.access_log {
             Some(settings) => {
                 let (log, writer) = AccessLog::open(&settings.path, settings.format)
-                    .map_err(|error| format!("proxy.accessLog: {error}"))?;
+                    .map_err(ConfigureError::AccessLog)?;
                 let stats = log.stats();
                 self.metrics
                     .add_dropped_lines_source("access", Arc::new(move || stats.dropped_lines()));
                 let handle = log.clone();
-                *self.access_log.lock().unwrap_or_else(|e| e.into_inner()) = Some((log, writer));
+                *self.access_log.lock().unpoisoned() = Some((log, writer));
                 Some(handle)
             }
             None => None,
@@ -202,17 +200,14 @@ impl DaemonObservability {
                     {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                    Err(error) => return Err(error.to_string()),
+                    Err(error) => return Err(ConfigureError::Metrics(error)),
                 }
             };
             self.events.emit(crate::events::Event::MetricsListening {
                 host: settings.host.clone(),
                 port: server.local_addr().port(),
             });
-            *self
-                .metrics_server
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+            *self.metrics_server.lock().unpoisoned() = Some(server);
         }
         Ok(())
     }
@@ -245,10 +240,7 @@ impl DaemonObservability {
                 this.reopen_logs().await;
             }
         });
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        self.background.lock().unpoisoned().push(task);
         Ok(())
     }
 
@@ -270,7 +262,7 @@ impl DaemonObservability {
         let access = self
             .access_log
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .as_ref()
             .map(|(log, _)| log.clone());
         if let Some(access) = access {
@@ -282,10 +274,7 @@ impl DaemonObservability {
     pub fn ready(&self, active_release: Option<&str>) {
         self.notifier.ready(&status_line(active_release));
         if let Some(task) = self.notifier.spawn_watchdog() {
-            self.background
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(task);
+            self.background.lock().unpoisoned().push(task);
         }
     }
 
@@ -304,25 +293,17 @@ impl DaemonObservability {
         self.notifier.stopping();
     }
 
-    /// `status.logging`: `{"droppedLines": N, "processDroppedLines": M}`.
-    pub fn logging_status(&self) -> serde_json::Value {
-        let mut status = self.stats.status_json();
-        if let Some(map) = status.as_object_mut() {
-            map.insert(
-                "processDroppedLines".into(),
-                self.process_logs.dropped_lines().into(),
-            );
+    /// `status.logging`: lines the daemon log and the process log files dropped.
+    pub fn logging_status(&self) -> crate::control::status::LoggingStatus {
+        crate::control::status::LoggingStatus {
+            dropped_lines: self.stats.dropped_lines(),
+            process_dropped_lines: self.process_logs.dropped_lines(),
         }
-        status
     }
 
     /// Closes the metrics listener (a replacement daemon takes its port).
     pub async fn close_metrics_listener(&self) {
-        let server = self
-            .metrics_server
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let server = self.metrics_server.lock().unpoisoned().take();
         if let Some(server) = server {
             server.shutdown().await;
         }
@@ -336,31 +317,18 @@ impl DaemonObservability {
         self.close_metrics_listener().await;
         let process_logs = self.process_logs.clone();
         flush_within_limit("process log files", move || process_logs.finish()).await;
-        let access = self
-            .access_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let access = self.access_log.lock().unpoisoned().take();
         if let Some((_, writer)) = access {
             flush_within_limit("access log", move || writer.finish()).await;
         }
-        for task in self
-            .background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for task in self.background.lock().unpoisoned().drain(..) {
             task.abort();
         }
     }
 
     /// Writes out every queued log line. Call it last, before the process exits.
     pub fn finish(&self) {
-        let logging = self
-            .logging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let logging = self.logging.lock().unpoisoned().take();
         if let Some(logging) = logging {
             logging.finish();
         }

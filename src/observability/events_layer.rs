@@ -8,6 +8,7 @@
 
 use super::output::LineOutput;
 use crate::events::{Event, EventRecord, EventRecorder, EventRing, EventSink, ListenerGuard};
+use crate::util::sync::Unpoisoned;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -44,14 +45,11 @@ pub struct EventObservers {
 
 impl EventObservers {
     pub fn add(&self, observer: Arc<dyn EventObserver>) {
-        self.observers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(observer);
+        self.observers.write().unpoisoned().push(observer);
     }
 
     fn notify(&self, event: &Event) {
-        let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
+        let observers = self.observers.read().unpoisoned();
         for observer in observers.iter() {
             observer.observe(event);
         }

@@ -8,6 +8,7 @@
 //! A file left from an earlier period (a restart after midnight) is rolled over by
 //! the first line written into the new period.
 
+use crate::util::sync::Unpoisoned;
 use chrono::{DateTime, Utc};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,34 +17,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the log file rolls over (`--log-rotation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Rotation {
-    #[default]
-    Never,
-    Hourly,
-    Daily,
+crate::util::names::wire_names! {
+    /// How often the log file rolls over (`--log-rotation`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Rotation {
+        #[default]
+        Never = "never",
+        Hourly = "hourly",
+        Daily = "daily",
+    }
 }
 
 impl Rotation {
     pub const NAMES: [&'static str; 3] = ["never", "hourly", "daily"];
-
-    pub fn parse(text: &str) -> Option<Rotation> {
-        match text {
-            "never" => Some(Rotation::Never),
-            "hourly" => Some(Rotation::Hourly),
-            "daily" => Some(Rotation::Daily),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rotation::Never => "never",
-            Rotation::Hourly => "hourly",
-            Rotation::Daily => "daily",
-        }
-    }
 
     /// The suffix naming the period `at` falls in; `None` when not rotating.
     fn period(self, at: DateTime<Utc>) -> Option<String> {
@@ -152,7 +138,7 @@ impl LogFile {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unpoisoned()
     }
 
     /// Appends `lines` complete lines (each with its newline) in one write; on

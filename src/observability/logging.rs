@@ -65,11 +65,6 @@ impl LoggingStats {
             + self.write_failed.load(Ordering::Relaxed)
             + self.file.as_ref().map_or(0, LogFile::failed_lines)
     }
-
-    /// `{"droppedLines": N}`, the `logging` object of `status`.
-    pub fn status_json(&self) -> serde_json::Value {
-        serde_json::json!({ "droppedLines": self.dropped_lines() })
-    }
 }
 
 /// The running pipeline. Dropping it flushes the queued lines (waiting at most

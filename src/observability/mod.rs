@@ -35,7 +35,7 @@ pub use access_log::{
     ACCESS_LOG_QUEUE, AccessLog, AccessLogFormat, AccessLogStats, AccessLogWriter, AccessRecord,
 };
 pub use activation::{ActivatedSockets, ActivationError};
-pub use daemon::{DaemonObservability, SystemdHandoff};
+pub use daemon::{ConfigureError, DaemonObservability, SystemdHandoff};
 pub use diagnostics::{DEFAULT_LOG_LEVEL, DiagnosticLayer, InvalidLogLevel, parse_level};
 pub use events_layer::{
     EVENT_TARGET, EventLayer, EventObserver, EventObservers, emit_event, event_dispatch,

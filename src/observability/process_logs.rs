@@ -17,6 +17,7 @@
 use super::log_file::{LogFile, Rotation};
 use crate::config::model::ProcessLogFormat;
 use crate::process::LogLine;
+use crate::util::sync::Unpoisoned;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,7 +129,7 @@ struct SlotState {
 
 impl Slot {
     fn state(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unpoisoned()
     }
 }
 
@@ -229,12 +230,7 @@ impl ProcessLogFiles {
     /// afterwards are counted as dropped.
     pub fn finish(&self) {
         self.shared.stop();
-        let writer = self
-            .shared
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let writer = self.shared.writer.lock().unpoisoned().take();
         if let Some(writer) = writer {
             let _ = writer.join();
         }
@@ -313,7 +309,7 @@ fn format_line(out: &mut Vec<u8>, line: &LogLine, format: ProcessLogFormat) {
         ProcessLogFormat::Raw => out.extend_from_slice(line.line.as_bytes()),
         ProcessLogFormat::Json => {
             // A JSON value always serializes.
-            let _ = serde_json::to_writer(&mut *out, &line.to_json());
+            let _ = serde_json::to_writer(&mut *out, &line.to_status());
         }
     }
     out.push(b'\n');
@@ -321,11 +317,11 @@ fn format_line(out: &mut Vec<u8>, line: &LogLine, format: ProcessLogFormat) {
 
 impl Shared {
     fn files(&self) -> MutexGuard<'_, HashMap<PathBuf, (Arc<Slot>, usize)>> {
-        self.files.lock().unwrap_or_else(|e| e.into_inner())
+        self.files.lock().unpoisoned()
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock().unpoisoned()
     }
 
     /// Lets the writer thread end once it has written what is queued.
@@ -335,7 +331,7 @@ impl Shared {
     }
 
     fn ensure_writer(self: &Arc<Self>) -> std::io::Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer = self.writer.lock().unpoisoned();
         if writer.is_none() {
             let shared = self.clone();
             let thread = std::thread::Builder::new()
@@ -365,7 +361,7 @@ impl Shared {
             if queue.stopped {
                 return None;
             }
-            queue = self.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue = self.wake.wait(queue).unpoisoned();
         }
         queue.bytes = 0;
         queue.reopen_queued = false;

@@ -94,11 +94,6 @@ impl SystemdNotifier {
         }
     }
 
-    /// The watchdog period systemd expects pings within (`WatchdogSec=`).
-    pub fn watchdog_timeout(&self) -> Option<Duration> {
-        self.watchdog
-    }
-
     /// With a watchdog configured, pings at half its period from a task on the
     /// current runtime: if the runtime stalls, the pings stop and systemd acts.
     pub fn spawn_watchdog(&self) -> Option<JoinHandle<()>> {

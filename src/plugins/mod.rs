@@ -20,25 +20,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// The stage a hook runs for (`ctx.stage` in Lua).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    Quiet,
-    Drain,
-    Stop,
-    Health,
-    Match,
+crate::util::names::wire_names! {
+    /// The stage a hook runs for (`ctx.stage` in Lua), also the hook kinds a native
+    /// plugin declares in its manifest.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Stage {
+        Quiet = "quiet",
+        Drain = "drain",
+        Stop = "stop",
+        Health = "health",
+        Match = "match",
+    }
 }
 
 impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Quiet => "quiet",
-            Stage::Drain => "drain",
-            Stage::Stop => "stop",
-            Stage::Health => "health",
-            Stage::Match => "match",
-        }
+    /// Quiet, drain and stop: the stages of the `lifecycle` extension point
+    /// (health and match have their own).
+    pub fn is_lifecycle(self) -> bool {
+        matches!(self, Stage::Quiet | Stage::Drain | Stage::Stop)
     }
 }
 
@@ -163,6 +162,17 @@ pub struct Registry {
 impl Registry {
     pub fn new(providers: Vec<Arc<dyn PluginProvider>>) -> Registry {
         Registry { providers }
+    }
+
+    /// The plugins every config can name: the built-in ones, then the native
+    /// libraries listed under `plugins.native` (loaded here). The config's Lua
+    /// hooks come on top (`lua::LuaPlugins`, added by whoever holds the Lua state).
+    pub fn with_native_plugins(native: &[PathBuf]) -> Result<Registry, native::NativePluginError> {
+        let mut registry = Registry::new(vec![Arc::new(builtin::BuiltinPlugins)]);
+        if !native.is_empty() {
+            registry.add_provider(Arc::new(native::NativePlugins::load(native)?));
+        }
+        Ok(registry)
     }
 
     pub fn add_provider(&mut self, provider: Arc<dyn PluginProvider>) {

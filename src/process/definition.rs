@@ -36,25 +36,15 @@ pub struct ProcessDefinition {
 /// Why a process was (re)started: part of the `process started` event.
 pub use crate::events::StartReason;
 
-/// `stopped` (initial) → `starting` → `running` → (`stopping` → `stopped`) or
-/// `failed`. A spawn error goes straight to `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessState {
-    Starting,
-    Running,
-    Stopping,
-    Stopped,
-    Failed,
-}
-
-impl ProcessState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProcessState::Starting => "starting",
-            ProcessState::Running => "running",
-            ProcessState::Stopping => "stopping",
-            ProcessState::Stopped => "stopped",
-            ProcessState::Failed => "failed",
-        }
+crate::util::names::wire_names! {
+    /// `stopped` (initial) → `starting` → `running` → (`stopping` → `stopped`) or
+    /// `failed`. A spawn error goes straight to `failed`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ProcessState {
+        Starting = "starting",
+        Running = "running",
+        Stopping = "stopping",
+        Stopped = "stopped",
+        Failed = "failed",
     }
 }

@@ -16,6 +16,7 @@ use crate::observability::{ProcessLog, ProcessLogFiles};
 use crate::plugins::{ProcessInfo, Registry};
 use crate::util::signals::signal_name_from_number;
 
+use crate::util::sync::Unpoisoned;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -140,7 +141,7 @@ impl ManagedProcess {
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unpoisoned()
     }
 
     /// Emits an event of this process (its data starts with `processId`,

@@ -6,25 +6,18 @@
 //! binary blob) cannot grow memory without bound: the rest of such a line, up to
 //! the next newline, is dropped.
 
-use serde_json::{Map, Value};
+use crate::control::status::LogLineStatus;
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
 /// The longest line kept, in bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
+crate::util::names::wire_names! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Stream {
+        Stdout = "stdout",
+        Stderr = "stderr",
     }
 }
 
@@ -37,12 +30,13 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("at".into(), crate::util::time::iso(self.at).into());
-        map.insert("line".into(), self.line.clone().into());
-        map.insert("stream".into(), self.stream.as_str().into());
-        Value::Object(map)
+    /// `{at, line, stream}`, as `status` and the process log files show it.
+    pub fn to_status(&self) -> LogLineStatus {
+        LogLineStatus {
+            at: crate::util::time::iso(self.at),
+            line: self.line.clone(),
+            stream: self.stream.as_str().to_string(),
+        }
     }
 }
 
@@ -172,7 +166,7 @@ mod tests {
         }
         let kept: Vec<&str> = ring.lines().map(|l| l.line.as_str()).collect();
         assert_eq!(kept, vec!["c", "d", "e"]);
-        let json = ring.lines().next().unwrap().to_json();
+        let json = serde_json::to_value(ring.lines().next().unwrap().to_status()).unwrap();
         let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
         assert_eq!(keys, vec!["at", "line", "stream"]);
     }

@@ -20,6 +20,7 @@ use super::adoption::{Adoptions, is_subreaper};
 pub use super::adoption::{become_subreaper, marker_of};
 use super::snapshot::{ProcEntry, ProcSnapshot};
 use super::tree::{RootSpec, attribute};
+use crate::util::sync::Unpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ impl Sampler {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.state.lock().unpoisoned()
     }
 
     /// The tree rooted at `root` (a process-group leader we started, or a group
@@ -171,11 +172,7 @@ impl Sampler {
         let target = self.request();
         let mut state = self.lock();
         while state.finished < target {
-            state = self
-                .shared
-                .done
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.shared.done.wait(state).unpoisoned();
         }
     }
 
@@ -231,14 +228,10 @@ impl Sampler {
                     self.shared
                         .wake
                         .wait_timeout(state, due - now)
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unpoisoned()
                         .0
                 }
-                None => self
-                    .shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
+                None => self.shared.wake.wait(state).unpoisoned(),
             };
         }
         state.started += 1;
@@ -359,7 +352,7 @@ impl std::fmt::Debug for Tracked {
 
 impl Tracked {
     fn view(&self) -> MutexGuard<'_, View> {
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
+        self.view.lock().unpoisoned()
     }
 
     pub fn root(&self) -> i32 {
@@ -373,14 +366,11 @@ impl Tracked {
     /// Names the managed process (`marker_of` its environment), so adopted
     /// processes that carry the same environment are attributed to this tree.
     pub fn set_marker(&self, marker: Option<String>) {
-        *self.marker.lock().unwrap_or_else(|e| e.into_inner()) = marker;
+        *self.marker.lock().unpoisoned() = marker;
     }
 
     pub(super) fn marker(&self) -> Option<String> {
-        self.marker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.marker.lock().unpoisoned().clone()
     }
 
     /// Once a pass found no live member, the tree is gone for good: only live

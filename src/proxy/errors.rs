@@ -1,6 +1,7 @@
 //! Upstream failures, their event messages, and the rate limit on `proxy error` events.
 
 use crate::events::{Event, EventSink};
+use crate::util::sync::Unpoisoned;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -95,7 +96,7 @@ impl ErrorReporter {
     pub(crate) fn report(&self, error: &dyn fmt::Display) {
         let now = Instant::now();
         let suppressed = {
-            let mut burst = self.burst.lock().unwrap_or_else(|e| e.into_inner());
+            let mut burst = self.burst.lock().unpoisoned();
             if let Some(last) = burst.last_event {
                 if now.duration_since(last) < ERROR_REPORT_INTERVAL {
                     burst.suppressed += 1;

@@ -9,6 +9,7 @@
 //! tick.
 
 use super::forward::ConnectionContext;
+use crate::util::sync::Unpoisoned;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -135,7 +136,7 @@ impl IdleSweeper {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+        self.connections.lock().unpoisoned()
     }
 
     /// Starts watching a connection; it counts as idle from now on.

@@ -12,6 +12,7 @@ use super::deadline::ClientBody;
 use super::errors::UpstreamError;
 use super::quickack::QuickAckStream;
 use super::relay::RawConnection;
+use crate::util::sync::Unpoisoned;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -67,10 +68,7 @@ pub(crate) struct UpstreamPool {
 
 impl UpstreamPool {
     pub(crate) fn new(upstream_host: &str, port: u16) -> UpstreamPool {
-        let bare = upstream_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(upstream_host);
+        let bare = crate::util::host::unbracketed(upstream_host);
         let (endpoint, authority) = match bare.parse::<IpAddr>() {
             Ok(ip) => {
                 let addr = SocketAddr::new(ip, port);
@@ -105,7 +103,7 @@ impl UpstreamPool {
     }
 
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, IdleState> {
-        self.idle[shard].lock().unwrap_or_else(|e| e.into_inner())
+        self.idle[shard].lock().unpoisoned()
     }
 
     pub(crate) fn retire(&self) {

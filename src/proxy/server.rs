@@ -121,22 +121,8 @@ impl ProxyServer {
         ProxyServer::bind_with_options(host, port, router, events, ProxyOptions::default()).await
     }
 
-    /// [`ProxyServer::bind`] with metrics and/or an access log recorded per request.
-    pub async fn bind_observed(
-        host: &str,
-        port: u16,
-        router: Arc<Router>,
-        events: EventSink,
-        observer: Arc<ProxyObserver>,
-    ) -> io::Result<ProxyServer> {
-        let options = ProxyOptions {
-            observer: Some(observer),
-            ..ProxyOptions::default()
-        };
-        ProxyServer::bind_with_options(host, port, router, events, options).await
-    }
-
-    /// [`ProxyServer::bind`] with non-default [`ProxyOptions`].
+    /// [`ProxyServer::bind`] with non-default [`ProxyOptions`] (metrics, access
+    /// log, idle timeout).
     pub async fn bind_with_options(
         host: &str,
         port: u16,
@@ -144,10 +130,7 @@ impl ProxyServer {
         events: EventSink,
         options: ProxyOptions,
     ) -> io::Result<ProxyServer> {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = crate::util::host::unbracketed(host);
         let listener = TcpListener::bind((bare, port)).await.map_err(|error| {
             io::Error::new(
                 error.kind(),
@@ -179,20 +162,6 @@ impl ProxyServer {
         events: EventSink,
         options: ProxyOptions,
     ) -> io::Result<ProxyServer> {
-        ProxyServer::start(listener, router, events, options)
-    }
-
-    /// [`ProxyServer::serve_listener`] with metrics and/or an access log.
-    pub fn serve_listener_observed(
-        listener: std::net::TcpListener,
-        router: Arc<Router>,
-        events: EventSink,
-        observer: Arc<ProxyObserver>,
-    ) -> io::Result<ProxyServer> {
-        let options = ProxyOptions {
-            observer: Some(observer),
-            ..ProxyOptions::default()
-        };
         ProxyServer::start(listener, router, events, options)
     }
 

@@ -55,11 +55,6 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
     }
 }
 
-/// The canonical name of a signal, as reported in `exitSignal`.
-pub fn signal_name(signal: Signal) -> &'static str {
-    signal.as_str()
-}
-
 /// The name for a raw signal number, if it is one Linux knows.
 pub fn signal_name_from_number(number: i32) -> Option<&'static str> {
     Signal::try_from(number).ok().map(Signal::as_str)

@@ -11,6 +11,7 @@ mod deploy;
 mod faults;
 mod lua;
 mod persist;
+mod protocol_golden;
 mod services;
 mod supervision;
 mod zero_downtime;

@@ -14,7 +14,8 @@ pub mod table;
 pub use color::{ColorChoice, Paint};
 
 use crate::cli::CliResult;
-use crate::cli::common::CliConfig;
+use crate::config::LoadedConfig;
+use crate::control::protocol::Request;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::io::IsTerminal;
@@ -83,20 +84,19 @@ pub fn print_reply(
 /// [`progress`]) and prints its reply. `what` names the command in the summary
 /// (`deploy`), `done` words a success for it.
 pub fn run_with_progress(
-    config: &CliConfig,
-    command: &str,
-    fields: Map<String, Value>,
+    config: &LoadedConfig,
+    request: &Request,
     output: &OutputArgs,
     progress: &progress::ProgressArg,
     done: impl FnOnce(&Map<String, Value>) -> String,
     render: impl FnOnce(&Map<String, Value>, Paint) -> String,
 ) -> CliResult {
     let steps = progress::Progress::start(config.socket_path(), progress, output.color.color);
-    let reply = crate::cli::common::send(config, command, fields, None);
+    let reply = crate::cli::common::send(config, request, None);
     if let Some(steps) = steps {
         match &reply {
             Ok(reply) => steps.finish(&done(reply)),
-            Err(_) => steps.finish(&format!("{command} failed")),
+            Err(_) => steps.finish(&format!("{} failed", request.name())),
         }
     }
     print_reply(reply?, output.mode(), render)

@@ -2,7 +2,7 @@
 //! source format) into the typed [`Config`], collecting *every* issue with a fix.
 //!
 //! Messages are stable texts that scripts and tests match; fixes are prose.
-//! Issues come out in a fixed order (config.md §3.4): root, application, the proxy /
+//! Issues come out in a fixed order: root, application, the proxy /
 //! control / processes shapes, proxy fields, control fields, each process, legacy
 //! takeover, release retention, statePath, plugins, then the cross-process rules.
 

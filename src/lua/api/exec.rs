@@ -9,6 +9,7 @@ use super::{millis, raise};
 use crate::lua::ctx::HookCtx;
 use crate::process::spawn::session_shell;
 use crate::util::signals::signal_name_from_number;
+use crate::util::sync::Unpoisoned;
 use mlua::{Lua, Table, UserDataMethods, Value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -161,7 +162,7 @@ async fn run(request: Request) -> Result<Outcome, String> {
         format!(
             "could not start /bin/sh in {}: {}",
             request.cwd.display(),
-            crate::lua::sandbox::io_reason(&error)
+            crate::util::errno::plain_io_reason(&error)
         )
     })?;
     let mut killer = GroupKiller(child.id().map(|pid| pid as i32));
@@ -195,9 +196,7 @@ async fn run(request: Request) -> Result<Outcome, String> {
             abort.abort();
         }
     }
-    let take = |buffer: &Arc<Mutex<Vec<u8>>>| {
-        std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()))
-    };
+    let take = |buffer: &Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *buffer.lock().unpoisoned());
     Ok(Outcome {
         code: status.and_then(|s| s.code()),
         signal: status
@@ -215,7 +214,7 @@ async fn capture(mut pipe: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<u8>>>) {
         if read == 0 {
             break;
         }
-        let mut buffer = into.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = into.lock().unpoisoned();
         let room = MAX_CAPTURE_BYTES.saturating_sub(buffer.len());
         buffer.extend_from_slice(&chunk[..read.min(room)]);
     }

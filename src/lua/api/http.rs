@@ -4,7 +4,7 @@
 
 use super::{millis, raise};
 use crate::lua::ctx::HookCtx;
-use crate::plugins::builtin::health::describe_io;
+use crate::util::errno::plain_io_reason;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -82,11 +82,7 @@ fn prepare(
     let Some(authority) = uri.authority().cloned() else {
         return Err(raise("http", format!("{url:?} has no host")));
     };
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = crate::util::host::unbracketed(authority.host()).to_string();
     let port = authority.port_u16().unwrap_or(80);
     let path = uri
         .path_and_query()
@@ -174,7 +170,13 @@ fn prepare(
 async fn send(call: Call) -> Result<Response, String> {
     let stream = TcpStream::connect((call.host.as_str(), call.port))
         .await
-        .map_err(|error| format!("cannot connect to {}: {}", call.url, describe_io(&error)))?;
+        .map_err(|error| {
+            format!(
+                "cannot connect to {}: {}",
+                call.url,
+                plain_io_reason(&error)
+            )
+        })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("cannot talk HTTP to {}: {error}", call.url))?;

@@ -3,7 +3,7 @@
 use super::{millis, raise};
 use crate::events::{Event, ProcessEvent, ProcessScope};
 use crate::lua::ctx::{CallScope, HookCtx};
-use crate::lua::sandbox::io_reason;
+use crate::util::errno::plain_io_reason;
 use mlua::serde::DeserializeOptions;
 use mlua::{LuaSerdeExt, UserDataMethods, Value};
 use serde_json::Map;
@@ -75,7 +75,11 @@ pub(super) fn add_methods<M: UserDataMethods<HookCtx>>(methods: &mut M) {
             tokio::fs::try_exists(&path).await.map_err(|error| {
                 raise(
                     "file_exists",
-                    format!("cannot check {}: {}", path.display(), io_reason(&error)),
+                    format!(
+                        "cannot check {}: {}",
+                        path.display(),
+                        plain_io_reason(&error)
+                    ),
                 )
             })
         }
@@ -105,7 +109,11 @@ pub(super) fn add_methods<M: UserDataMethods<HookCtx>>(methods: &mut M) {
                     Ok(None) => Ok(Value::Nil),
                     Err(error) => Err(raise(
                         "read_file",
-                        format!("cannot read {}: {}", shown.display(), io_reason(&error)),
+                        format!(
+                            "cannot read {}: {}",
+                            shown.display(),
+                            plain_io_reason(&error)
+                        ),
                     )),
                 }
             }

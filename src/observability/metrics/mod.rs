@@ -24,6 +24,7 @@ pub use text::CONTENT_TYPE;
 use super::events_layer::EventObserver;
 use crate::events::{Event, ProcessEvent, StartReason};
 use crate::proxy::Router;
+use crate::util::sync::Unpoisoned;
 use histogram::{DEPLOY_BUCKETS, HOOK_BUCKETS};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -91,24 +92,21 @@ impl Metrics {
     }
 
     pub fn set_process_source(&self, source: ProcessSource) {
-        *self.processes.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        *self.processes.write().unpoisoned() = Some(source);
     }
 
     /// Adds a dropped-lines count under `log` (`daemon`, `access`, `process`).
     pub fn add_dropped_lines_source(&self, log: &'static str, source: CountSource) {
-        self.dropped_lines
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((log, source));
+        self.dropped_lines.write().unpoisoned().push((log, source));
     }
 
     /// The router whose active release is reported.
     pub fn set_router(&self, router: Arc<Router>) {
-        *self.router.write().unwrap_or_else(|e| e.into_inner()) = Some(router);
+        *self.router.write().unpoisoned() = Some(router);
     }
 
     fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
-        self.lifecycle.lock().unwrap_or_else(|e| e.into_inner())
+        self.lifecycle.lock().unpoisoned()
     }
 
     /// Counts one finished hook call.
@@ -172,11 +170,7 @@ impl Metrics {
             Kind::Gauge,
             "1 for the release receiving new traffic.",
         );
-        let router = self
-            .router
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let router = self.router.read().unpoisoned().clone();
         if let Some(active) = router.and_then(|r| r.active()) {
             writer.sample(
                 "rollbridge_active_release",
@@ -261,11 +255,7 @@ impl Metrics {
             Kind::Gauge,
             "Resident memory of each managed process's whole process group.",
         );
-        let source = self
-            .processes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let source = self.processes.read().unpoisoned().clone();
         let Some(source) = source else { return };
         let samples = source();
         if samples.is_empty() {
@@ -288,11 +278,7 @@ impl Metrics {
             Kind::Counter,
             "Log lines lost instead of blocking: queue full or write failed (log = daemon, access, process).",
         );
-        let sources = self
-            .dropped_lines
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let sources = self.dropped_lines.read().unpoisoned().clone();
         for (log, source) in sources {
             writer.sample(
                 "rollbridge_log_lines_dropped_total",

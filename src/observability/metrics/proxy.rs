@@ -3,6 +3,7 @@
 use super::histogram::{self, Histogram, REQUEST_BUCKETS};
 use super::text::{Kind, TextWriter};
 use crate::proxy::{ConnectionCounters, ReleaseTarget};
+use crate::util::sync::Unpoisoned;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::StatusCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +113,7 @@ impl ProxyMetrics {
         release_id: &str,
         connections: &Arc<ConnectionCounters>,
     ) -> Arc<ReleaseStats> {
-        let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut releases = self.releases.lock().unpoisoned();
         if let Some(existing) = releases.iter().find(|s| &*s.release_id == release_id) {
             // A redeploy of the same id brings new drain counters.
             if !Arc::ptr_eq(&existing.connections.load(), connections) {
@@ -145,11 +146,7 @@ impl ProxyMetrics {
     }
 
     pub(super) fn write(&self, writer: &mut TextWriter) {
-        let releases = self
-            .releases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let releases = self.releases.lock().unpoisoned().clone();
 
         writer.family(
             "rollbridge_http_requests_total",

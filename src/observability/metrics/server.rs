@@ -44,10 +44,7 @@ impl MetricsServer {
         port: u16,
         metrics: Arc<Metrics>,
     ) -> Result<MetricsServer, MetricsServerError> {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = crate::util::host::unbracketed(host);
         let fail = |source| MetricsServerError {
             host: host.to_string(),
             port,

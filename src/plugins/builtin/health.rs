@@ -8,11 +8,12 @@
 
 use super::shell::{ShellOutcome, run_bounded};
 use crate::plugins::{HealthPlugin, HealthVerdict, HookCall, HookError, HookFuture};
+use crate::util::errno::plain_io_reason;
+use crate::util::host::unbracketed;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
-use std::io;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
@@ -25,27 +26,11 @@ pub fn http_url(host: &str, port: u16, path: &str) -> String {
 }
 
 fn authority(host: &str, port: u16) -> String {
-    let bare = bare_host(host);
+    let bare = unbracketed(host);
     if bare.contains(':') {
         format!("[{bare}]:{port}")
     } else {
         format!("{bare}:{port}")
-    }
-}
-
-fn bare_host(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
-/// A connection error in a few plain words (`connection refused`), instead of the
-/// operating system's phrasing with its error number.
-pub fn describe_io(error: &io::Error) -> String {
-    if error.raw_os_error().is_some() {
-        error.kind().to_string()
-    } else {
-        error.to_string()
     }
 }
 
@@ -90,9 +75,9 @@ fn target(call: &HookCall, plugin: &str) -> Result<(String, u16), HookError> {
 }
 
 async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    TcpStream::connect((bare_host(host), port))
+    TcpStream::connect((unbracketed(host), port))
         .await
-        .map_err(|e| describe_io(&e))
+        .map_err(|e| plain_io_reason(&e))
 }
 
 /// The HTTP probe connected, but no response came before its deadline.
@@ -274,7 +259,7 @@ mod tests {
 
     #[test]
     fn os_errors_read_plainly() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-        assert_eq!(describe_io(&refused), "connection refused");
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(plain_io_reason(&refused), "connection refused");
     }
 }

@@ -1,10 +1,11 @@
 //! Opening one plugin library and calling into it.
 
 use super::abi::{
-    ABI_VERSION, CallFn, DescriptorHeader, DescriptorV1, ENTRY_SYMBOL, EntryFn, FreeFn, HookKind,
+    ABI_VERSION, CallFn, DescriptorHeader, DescriptorV1, ENTRY_SYMBOL, EntryFn, FreeFn,
 };
 use super::error::{NativePluginError, loader_reason};
 use super::manifest;
+use crate::plugins::Stage;
 use libloading::Library;
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) struct PluginLibrary {
     pub name: String,
     pub path: PathBuf,
-    pub hooks: Vec<HookKind>,
+    pub hooks: Vec<Stage>,
     call: CallFn,
     free_response: FreeFn,
     /// Calls the host gave up on that are still running inside the plugin.
@@ -114,7 +115,7 @@ impl PluginLibrary {
         })
     }
 
-    pub fn provides(&self, kind: HookKind) -> bool {
+    pub fn provides(&self, kind: Stage) -> bool {
         self.hooks.contains(&kind)
     }
 

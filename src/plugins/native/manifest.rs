@@ -1,7 +1,7 @@
 //! The plugin's self-description: its name (from the descriptor) and the JSON
 //! manifest listing the hooks it provides.
 
-use super::abi::HookKind;
+use crate::plugins::Stage;
 use serde_json::Value;
 
 /// Longest plugin name accepted; names appear in configs, events and logs.
@@ -10,7 +10,7 @@ const MAX_NAME_LEN: usize = 64;
 /// What a plugin says it provides, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    pub hooks: Vec<HookKind>,
+    pub hooks: Vec<Stage>,
 }
 
 /// Checks a plugin name: the same characters a config author can type without
@@ -66,8 +66,8 @@ pub fn parse(name: &str, text: &str) -> Result<Manifest, String> {
         let Value::String(text) = entry else {
             return Err(format!("hook kind {entry} is not a string"));
         };
-        let kind = HookKind::parse(text).ok_or_else(|| {
-            let known: Vec<&str> = HookKind::ALL.iter().map(|k| k.as_str()).collect();
+        let kind = Stage::parse(text).ok_or_else(|| {
+            let known: Vec<&str> = Stage::ALL.iter().map(|k| k.as_str()).collect();
             format!(
                 "unknown hook kind \"{text}\"; known kinds are {}",
                 known.join(", ")
@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn accepts_a_minimal_manifest_and_ignores_unknown_keys() {
         let manifest = parse("q", r#"{"hooks":["drain","health","drain"],"future":1}"#).unwrap();
-        assert_eq!(manifest.hooks, vec![HookKind::Drain, HookKind::Health]);
+        assert_eq!(manifest.hooks, vec![Stage::Drain, Stage::Health]);
     }
 
     #[test]

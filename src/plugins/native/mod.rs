@@ -19,7 +19,10 @@ mod manifest;
 mod provider;
 mod wire;
 
-pub use abi::{ABI_VERSION, ENTRY_SYMBOL, HookKind};
+/// The hook kinds of a manifest are the hook [`Stage`](crate::plugins::Stage)s;
+/// this name stays for code written against it.
+pub use crate::plugins::Stage as HookKind;
+pub use abi::{ABI_VERSION, ENTRY_SYMBOL};
 pub use call::MAX_ABANDONED_CALLS;
 pub use error::NativePluginError;
 pub use provider::{NativePluginInfo, NativePlugins, check_native_plugins, config_inspector};

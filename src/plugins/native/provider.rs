@@ -1,6 +1,5 @@
 //! The loaded set of native plugins and its place in the plugin registry.
 
-use super::abi::HookKind;
 use super::call::call_with_deadline;
 use super::error::NativePluginError;
 use super::library::PluginLibrary;
@@ -27,7 +26,7 @@ pub struct NativePlugins {
 pub struct NativePluginInfo {
     pub name: String,
     pub path: PathBuf,
-    pub hooks: Vec<HookKind>,
+    pub hooks: Vec<Stage>,
 }
 
 impl NativePlugins {
@@ -66,7 +65,7 @@ impl NativePlugins {
     }
 
     /// The plugin a hook value names, if it is one of ours and provides `kind`.
-    fn resolve(&self, spec: &HookSpec, kind: HookKind) -> Option<&Arc<PluginLibrary>> {
+    fn resolve(&self, spec: &HookSpec, kind: Stage) -> Option<&Arc<PluginLibrary>> {
         let HookSpec::Plugin { name, .. } = spec else {
             return None;
         };
@@ -105,7 +104,7 @@ pub fn check_native_plugins(
 
 impl PluginProvider for NativePlugins {
     fn lifecycle(&self, spec: &HookSpec, stage: Stage) -> Option<Arc<dyn LifecyclePlugin>> {
-        let kind = HookKind::lifecycle(stage)?;
+        let kind = Some(stage).filter(|stage| stage.is_lifecycle())?;
         let plugin = self.resolve(spec, kind)?;
         Some(Arc::new(NativeLifecycle {
             plugin: Arc::clone(plugin),
@@ -114,14 +113,14 @@ impl PluginProvider for NativePlugins {
     }
 
     fn health(&self, spec: &HookSpec) -> Option<Arc<dyn HealthPlugin>> {
-        let plugin = self.resolve(spec, HookKind::Health)?;
+        let plugin = self.resolve(spec, Stage::Health)?;
         Some(Arc::new(NativeHealth {
             plugin: Arc::clone(plugin),
         }))
     }
 
     fn matcher(&self, spec: &HookSpec) -> Option<Arc<dyn MatcherPlugin>> {
-        let plugin = self.resolve(spec, HookKind::Match)?;
+        let plugin = self.resolve(spec, Stage::Match)?;
         Some(Arc::new(NativeMatcher {
             plugin: Arc::clone(plugin),
             options: spec.options(),
@@ -136,7 +135,7 @@ impl PluginProvider for NativePlugins {
 /// A quiet, drain or stop hook served by a native plugin.
 struct NativeLifecycle {
     plugin: Arc<PluginLibrary>,
-    kind: HookKind,
+    kind: Stage,
 }
 
 impl LifecyclePlugin for NativeLifecycle {
@@ -171,7 +170,7 @@ impl HealthPlugin for NativeHealth {
         let plugin = Arc::clone(&self.plugin);
         Box::pin(async move {
             let response = call_with_deadline(&plugin, call.deadline, |deadline_ms| {
-                wire::hook_request(HookKind::Health, &call, deadline_ms)
+                wire::hook_request(Stage::Health, &call, deadline_ms)
             })
             .await?;
             wire::health_response(&plugin.name, &response)
@@ -213,11 +212,11 @@ pub fn config_inspector() -> crate::config::NativeInspector {
         let library = PluginLibrary::open(path).map_err(|error| error.to_string())?;
         let mut provided = Vec::new();
         for (native, config) in [
-            (HookKind::Quiet, ConfigKind::Lifecycle),
-            (HookKind::Drain, ConfigKind::Lifecycle),
-            (HookKind::Stop, ConfigKind::Lifecycle),
-            (HookKind::Health, ConfigKind::Health),
-            (HookKind::Match, ConfigKind::Matcher),
+            (Stage::Quiet, ConfigKind::Lifecycle),
+            (Stage::Drain, ConfigKind::Lifecycle),
+            (Stage::Stop, ConfigKind::Lifecycle),
+            (Stage::Health, ConfigKind::Health),
+            (Stage::Match, ConfigKind::Matcher),
         ] {
             let entry = (config, library.name.clone());
             if library.provides(native) && !provided.contains(&entry) {

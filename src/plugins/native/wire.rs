@@ -2,7 +2,7 @@
 //! Key names are part of the plugin ABI (see docs/plugins.md): add keys, never
 //! rename or remove them.
 
-use super::abi::HookKind;
+use crate::plugins::Stage;
 use crate::plugins::{HealthVerdict, HookCall, HookError, LegacyProcess, ProcessInfo};
 use serde_json::{Map, Value, json};
 
@@ -14,7 +14,7 @@ const HEALTH_SHAPE: &str = r#"{"healthy":true|false,"detail":"..."} or {"ok":fal
 const MATCH_SHAPE: &str = r#"{"matches":true|false} or {"ok":false,"error":"..."}"#;
 
 /// The request for a quiet, drain, stop or health hook.
-pub fn hook_request(kind: HookKind, call: &HookCall, deadline_ms: u64) -> String {
+pub fn hook_request(kind: Stage, call: &HookCall, deadline_ms: u64) -> String {
     json!({
         "kind": kind.as_str(),
         "stage": call.stage.as_str(),
@@ -32,8 +32,8 @@ pub fn match_request(
     deadline_ms: u64,
 ) -> String {
     json!({
-        "kind": HookKind::Match.as_str(),
-        "stage": HookKind::Match.as_str(),
+        "kind": Stage::Match.as_str(),
+        "stage": Stage::Match.as_str(),
         "process": {
             "pid": process.pid,
             "ppid": process.ppid,
@@ -71,7 +71,7 @@ fn process_json(process: &ProcessInfo) -> Value {
 }
 
 /// `{"ok":true}` finishes the stage.
-pub fn lifecycle_response(plugin: &str, kind: HookKind, text: &str) -> Result<(), HookError> {
+pub fn lifecycle_response(plugin: &str, kind: Stage, text: &str) -> Result<(), HookError> {
     let fields = response_object(plugin, kind, text, LIFECYCLE_SHAPE)?;
     match fields.get("ok") {
         Some(Value::Bool(true)) => Ok(()),
@@ -81,23 +81,23 @@ pub fn lifecycle_response(plugin: &str, kind: HookKind, text: &str) -> Result<()
 
 /// `{"healthy":bool,"detail":"..."}`; the detail explains a "not yet".
 pub fn health_response(plugin: &str, text: &str) -> Result<HealthVerdict, HookError> {
-    let fields = response_object(plugin, HookKind::Health, text, HEALTH_SHAPE)?;
+    let fields = response_object(plugin, Stage::Health, text, HEALTH_SHAPE)?;
     match fields.get("healthy") {
         Some(Value::Bool(true)) => Ok(HealthVerdict::Healthy),
         Some(Value::Bool(false)) => Ok(HealthVerdict::NotYet(match fields.get("detail") {
             Some(Value::String(detail)) if !detail.is_empty() => detail.clone(),
             _ => format!("native plugin {plugin} reports not healthy"),
         })),
-        _ => Err(wrong_shape(plugin, HookKind::Health, text, HEALTH_SHAPE)),
+        _ => Err(wrong_shape(plugin, Stage::Health, text, HEALTH_SHAPE)),
     }
 }
 
 /// `{"matches":bool}`.
 pub fn match_response(plugin: &str, text: &str) -> Result<bool, HookError> {
-    let fields = response_object(plugin, HookKind::Match, text, MATCH_SHAPE)?;
+    let fields = response_object(plugin, Stage::Match, text, MATCH_SHAPE)?;
     match fields.get("matches") {
         Some(Value::Bool(matches)) => Ok(*matches),
-        _ => Err(wrong_shape(plugin, HookKind::Match, text, MATCH_SHAPE)),
+        _ => Err(wrong_shape(plugin, Stage::Match, text, MATCH_SHAPE)),
     }
 }
 
@@ -105,7 +105,7 @@ pub fn match_response(plugin: &str, text: &str) -> Result<bool, HookError> {
 /// `{"ok":false,"error":…}` into the plugin's own failure, for every hook kind.
 fn response_object(
     plugin: &str,
-    kind: HookKind,
+    kind: Stage,
     text: &str,
     shape: &str,
 ) -> Result<Map<String, Value>, HookError> {
@@ -128,7 +128,7 @@ fn response_object(
     Ok(fields)
 }
 
-fn wrong_shape(plugin: &str, kind: HookKind, text: &str, shape: &str) -> HookError {
+fn wrong_shape(plugin: &str, kind: Stage, text: &str, shape: &str) -> HookError {
     HookError::Failed(format!(
         "native plugin {plugin} answered the {kind} hook with an unexpected response; \
          expected {shape}, got: {}",
@@ -150,22 +150,21 @@ mod tests {
     #[test]
     fn lifecycle_responses() {
         assert_eq!(
-            lifecycle_response("p", HookKind::Drain, r#"{"ok":true}"#),
+            lifecycle_response("p", Stage::Drain, r#"{"ok":true}"#),
             Ok(())
         );
         assert_eq!(
-            lifecycle_response("p", HookKind::Drain, r#"{"ok":false,"error":"queue busy"}"#),
+            lifecycle_response("p", Stage::Drain, r#"{"ok":false,"error":"queue busy"}"#),
             Err(HookError::Failed("queue busy".into()))
         );
-        let Err(HookError::Failed(reason)) = lifecycle_response("p", HookKind::Stop, "nope") else {
+        let Err(HookError::Failed(reason)) = lifecycle_response("p", Stage::Stop, "nope") else {
             panic!("invalid JSON must fail");
         };
         assert!(
             reason.contains("invalid JSON") && reason.contains("got: nope"),
             "{reason}"
         );
-        let Err(HookError::Failed(reason)) =
-            lifecycle_response("p", HookKind::Stop, r#"{"done":1}"#)
+        let Err(HookError::Failed(reason)) = lifecycle_response("p", Stage::Stop, r#"{"done":1}"#)
         else {
             panic!("wrong shape must fail");
         };
