@@ -10,8 +10,9 @@ use super::headers::{self, ClientInfo};
 use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
 use super::pool::Sender;
 use super::relay::{self, RawBody};
-use super::router::Router;
+use super::router::{Route, Router};
 use super::target::ReleaseTarget;
+use super::traffic_answers;
 use super::upgrade;
 use crate::config::model::IpRange;
 use crate::observability::{ProxyObserver, RequestObservation};
@@ -98,12 +99,45 @@ async fn route(
     // Picked and counted in one step, so a drain never misses it; the guard
     // follows the request wherever it goes and releases the count when dropped,
     // whichever way the exchange ends.
-    let Some((target, count)) = context.server.router.route() else {
-        return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+    let (target, count) = loop {
+        match context
+            .server
+            .router
+            .route(request.uri().path(), request.headers())
+        {
+            Route::Release(target, count) => break (target, count),
+            Route::NoRelease => {
+                return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+            }
+            Route::Maintenance(message) => return traffic_answers::maintenance(message),
+            Route::Readiness(ready) => return traffic_answers::readiness(ready),
+            Route::Held(hold) => {
+                if !hold.wait().await {
+                    return traffic_answers::held_too_long();
+                }
+            }
+        }
     };
     if let Some(observation) = observation {
         observation.routed(&target);
     }
+    let started = std::time::Instant::now();
+    let stats_target = target.clone();
+    let response = exchange(active, target, count, request).await;
+    stats_target
+        .stats()
+        .record(response.status(), started.elapsed());
+    response
+}
+
+/// Relays one routed request to `target` and returns the response for the client.
+async fn exchange(
+    active: ActiveRequest,
+    target: Arc<ReleaseTarget>,
+    count: ConnectionGuard,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let context = active.context();
 
     if request.headers().contains_key(UPGRADE) {
         if let Some(tokens) = upgrade::tunnel_tokens(&request, &context.server.allowed_upgrades) {
