@@ -26,6 +26,26 @@ pub enum Request {
         release_id: Option<String>,
         /// `None` when missing, `null` or empty.
         revision: Option<String>,
+        /// `watchMs`: this deploy's post-switch watch instead of `rollout.watchMs`.
+        watch_ms: Option<u64>,
+        /// `canaryPercent` (1–99): start as a canary with this share of requests.
+        canary_percent: Option<u8>,
+    },
+    /// `rollout set|promote|abort` of the open canary (docs/rollouts.md).
+    Rollout {
+        action: RolloutAction,
+        /// `percent` for `set` (0–100).
+        percent: Option<u8>,
+    },
+    /// Hold new requests in the proxy until `resume` or `maxMs` per request.
+    Pause {
+        max_ms: Option<u64>,
+    },
+    Resume,
+    /// Answer every request with 503 (and `message`) while enabled.
+    Maintenance {
+        enabled: bool,
+        message: Option<String>,
     },
     Rollback {
         release_id: Option<String>,
@@ -59,6 +79,9 @@ pub enum RequestError {
     ExpectedString,
     #[error("{0} is required")]
     Required(&'static str),
+    /// A traffic-control field with a value out of its range; the text says which.
+    #[error("{0}")]
+    OutOfRange(&'static str),
     #[error(
         "Control request line is longer than {limit} bytes; send one JSON object per line (requests are small, so this is not a rollbridge client)"
     )]
@@ -66,7 +89,7 @@ pub enum RequestError {
 }
 
 /// Every command name the daemon knows.
-pub const COMMAND_NAMES: [&str; 8] = [
+pub const COMMAND_NAMES: [&str; 12] = [
     "status",
     "events",
     "deploy",
@@ -75,7 +98,29 @@ pub const COMMAND_NAMES: [&str; 8] = [
     "restart",
     "shutdown",
     "retire-owner",
+    "rollout",
+    "pause",
+    "resume",
+    "maintenance",
 ];
+
+/// What `rollout` does to the open canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Set,
+    Promote,
+    Abort,
+}
+
+impl RolloutAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutAction::Set => "set",
+            RolloutAction::Promote => "promote",
+            RolloutAction::Abort => "abort",
+        }
+    }
+}
 
 impl Request {
     /// Parses one request line (without its LF).
@@ -112,8 +157,43 @@ impl Request {
                     release_path,
                     release_id,
                     revision,
+                    watch_ms: whole_number(object, "watchMs", u64::MAX as f64, WATCH_MS_RANGE)?,
+                    canary_percent: whole_number(object, "canaryPercent", 99.0, CANARY_RANGE)?
+                        .map(|n| {
+                            if n == 0 {
+                                Err(RequestError::OutOfRange(CANARY_RANGE))
+                            } else {
+                                Ok(n as u8)
+                            }
+                        })
+                        .transpose()?,
                 }
             }
+            "rollout" => {
+                let action = match optional_string(object, "action")?.as_deref() {
+                    Some("set") => RolloutAction::Set,
+                    Some("promote") => RolloutAction::Promote,
+                    Some("abort") => RolloutAction::Abort,
+                    _ => return Err(RequestError::OutOfRange(ROLLOUT_ACTION)),
+                };
+                let percent =
+                    whole_number(object, "percent", 100.0, PERCENT_RANGE)?.map(|n| n as u8);
+                if action == RolloutAction::Set && percent.is_none() {
+                    return Err(RequestError::Required("percent"));
+                }
+                Request::Rollout { action, percent }
+            }
+            "pause" => Request::Pause {
+                max_ms: whole_number(object, "maxMs", u64::MAX as f64, MAX_MS_RANGE)?,
+            },
+            "resume" => Request::Resume,
+            "maintenance" => Request::Maintenance {
+                enabled: match object.get("enabled") {
+                    Some(Value::Bool(enabled)) => *enabled,
+                    _ => return Err(RequestError::OutOfRange(ENABLED_BOOL)),
+                },
+                message: non_empty(optional_string(object, "message")?),
+            },
             "rollback" => Request::Rollback {
                 release_id: non_empty(optional_string(object, "releaseId")?),
             },
@@ -144,6 +224,10 @@ impl Request {
             Request::Restart { .. } => "restart",
             Request::Shutdown => "shutdown",
             Request::RetireOwner { .. } => "retire-owner",
+            Request::Rollout { .. } => "rollout",
+            Request::Pause { .. } => "pause",
+            Request::Resume => "resume",
+            Request::Maintenance { .. } => "maintenance",
         }
     }
 
@@ -152,6 +236,8 @@ impl Request {
     pub fn to_value(&self) -> Value {
         let mut map = Map::new();
         map.insert("command".into(), Value::from(self.name()));
+        // Non-string fields, added after the match (the closure below borrows `map`).
+        let mut extra: Vec<(&str, Value)> = Vec::new();
         let mut put = |key: &str, value: &Option<String>| {
             if let Some(value) = value {
                 map.insert(key.into(), Value::from(value.as_str()));
@@ -175,10 +261,34 @@ impl Request {
                 release_path,
                 release_id,
                 revision,
+                watch_ms,
+                canary_percent,
             } => {
                 put("releasePath", &Some(release_path.clone()));
                 put("releaseId", release_id);
                 put("revision", revision);
+                if let Some(watch_ms) = watch_ms {
+                    extra.push(("watchMs", Value::from(*watch_ms)));
+                }
+                if let Some(percent) = canary_percent {
+                    extra.push(("canaryPercent", Value::from(*percent)));
+                }
+            }
+            Request::Rollout { action, percent } => {
+                extra.push(("action", Value::from(action.as_str())));
+                if let Some(percent) = percent {
+                    extra.push(("percent", Value::from(*percent)));
+                }
+            }
+            Request::Pause { max_ms } => {
+                if let Some(max_ms) = max_ms {
+                    extra.push(("maxMs", Value::from(*max_ms)));
+                }
+            }
+            Request::Resume => {}
+            Request::Maintenance { enabled, message } => {
+                extra.push(("enabled", Value::from(*enabled)));
+                put("message", message);
             }
             Request::Rollback { release_id } | Request::Stop { release_id } => {
                 put("releaseId", release_id);
@@ -190,6 +300,9 @@ impl Request {
             Request::RetireOwner { attestation } => {
                 put("attestation", &Some(attestation.clone()));
             }
+        }
+        for (key, value) in extra {
+            map.insert(key.into(), value);
         }
         Value::Object(map)
     }
@@ -270,6 +383,30 @@ fn required_string(object: &Map<String, Value>, key: &'static str) -> Result<Str
     match object.get(key) {
         Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
         _ => Err(RequestError::Required(key)),
+    }
+}
+
+const WATCH_MS_RANGE: &str = "watchMs must be a whole number of milliseconds, 0 or more";
+const CANARY_RANGE: &str = "canaryPercent must be a whole number from 1 to 99";
+const PERCENT_RANGE: &str = "percent must be a whole number from 0 to 100";
+const MAX_MS_RANGE: &str = "maxMs must be a whole number of milliseconds, 0 or more";
+const ROLLOUT_ACTION: &str = "action must be \"set\", \"promote\" or \"abort\"";
+const ENABLED_BOOL: &str = "enabled must be true or false";
+
+/// An optional whole number in `0..=max`; absent or `null` is `None`.
+fn whole_number(
+    object: &Map<String, Value>,
+    key: &str,
+    max: f64,
+    range: &'static str,
+) -> Result<Option<u64>, RequestError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(n) if n.fract() == 0.0 && (0.0..=max).contains(&n) => Ok(Some(n as u64)),
+            _ => Err(RequestError::OutOfRange(range)),
+        },
+        Some(_) => Err(RequestError::OutOfRange(range)),
     }
 }
 

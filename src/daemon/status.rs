@@ -93,6 +93,9 @@ impl Daemon {
             "releases".into(),
             Value::Array(releases.iter().map(|r| r.status_json()).collect()),
         );
+        if let Some(rollout) = self.rollout_status() {
+            map.insert("rollout".into(), rollout);
+        }
         let named = |entries: &[(String, std::sync::Arc<crate::process::ManagedProcess>)]| {
             Value::Array(
                 entries
@@ -108,6 +111,9 @@ impl Daemon {
         };
         map.insert("services".into(), named(&services));
         map.insert("singletons".into(), named(&singletons));
+        if let Some(traffic) = self.traffic_status() {
+            map.insert("traffic".into(), traffic);
+        }
         map
     }
 }

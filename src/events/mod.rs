@@ -21,6 +21,7 @@ mod golden;
 mod kinds;
 mod record;
 mod ring;
+mod rollout;
 mod sink;
 mod subscription;
 
@@ -30,5 +31,6 @@ pub use kinds::{
 };
 pub use record::EventRecord;
 pub use ring::{EVENT_RING_CAPACITY, EventRing};
+pub use rollout::TrafficEvent;
 pub use sink::{EventRecorder, EventSink, LineWriter, Listener, ListenerGuard, RingWriter};
 pub use subscription::Subscription;

@@ -1,0 +1,104 @@
+//! Pause, maintenance and the readiness answer: switches in the proxy's routing
+//! table that survive deploys (a deploy only replaces the active release).
+
+use super::state::Daemon;
+use crate::config::model::Config;
+use crate::data;
+use crate::events::{Event, TrafficEvent};
+use crate::proxy::Hold;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `pause` without `maxMs`: the longest a request is held.
+pub const DEFAULT_PAUSE_MAX_MS: u64 = 30_000;
+/// The maintenance answer when no message is given.
+pub const DEFAULT_MAINTENANCE_MESSAGE: &str = "Down for maintenance";
+
+impl Daemon {
+    /// Holds new requests in the proxy, each for at most `max_ms`.
+    pub fn pause_traffic(&self, max_ms: Option<u64>) -> Map<String, Value> {
+        let max_ms = max_ms.unwrap_or(DEFAULT_PAUSE_MAX_MS);
+        let mut started = false;
+        self.router.update(|table| {
+            if table.hold.is_none() {
+                table.hold = Some(Hold::new(Duration::from_millis(max_ms)));
+                started = true;
+            }
+        });
+        if started {
+            self.events.emit(Event::Traffic(TrafficEvent::Paused));
+        }
+        let max_ms = self
+            .router
+            .table()
+            .hold
+            .as_ref()
+            .map_or(max_ms, |hold| hold.max_wait.as_millis() as u64);
+        data! { "paused" => true, "maxMs" => max_ms }
+    }
+
+    /// Ends a pause: held requests are routed in arrival order.
+    pub fn resume_traffic(&self) -> Map<String, Value> {
+        let previous = self.router.update(|table| table.hold = None);
+        let held = previous.hold.as_ref().map_or(0, |hold| hold.release());
+        if previous.hold.is_some() {
+            self.events
+                .emit(Event::Traffic(TrafficEvent::Resumed { held }));
+        }
+        data! { "paused" => false, "held" => held }
+    }
+
+    /// Turns maintenance on (every request gets 503 with `message`) or off.
+    pub fn set_maintenance(&self, enabled: bool, message: Option<String>) -> Map<String, Value> {
+        let text = message.unwrap_or_else(|| DEFAULT_MAINTENANCE_MESSAGE.to_string());
+        let body = enabled.then(|| Bytes::from(format!("{}\n", text.trim_end_matches('\n'))));
+        let previous = self.router.update(|table| table.maintenance = body);
+        if previous.maintenance.is_some() != enabled {
+            self.events.emit(Event::Traffic(if enabled {
+                TrafficEvent::MaintenanceOn
+            } else {
+                TrafficEvent::MaintenanceOff
+            }));
+        }
+        let mut reply = data! { "maintenance" => enabled };
+        if enabled {
+            reply.insert("message".into(), Value::from(text));
+        }
+        reply
+    }
+
+    /// The config's part of the routing table (`proxy.readinessPath`).
+    pub fn apply_traffic_config(&self, config: &Config) {
+        let path = config.proxy.readiness_path.as_deref().map(Arc::from);
+        self.router.update(|table| table.readiness_path = path);
+    }
+
+    /// Readiness answers 503 from now on; requests held by a pause are let go so
+    /// they are answered before the proxy closes.
+    pub fn traffic_stopping(&self) {
+        let previous = self.router.update(|table| {
+            table.stopping = true;
+            table.hold = None;
+        });
+        if let Some(hold) = &previous.hold {
+            hold.release();
+        }
+    }
+
+    /// `status.traffic` while paused or in maintenance.
+    pub fn traffic_status(&self) -> Option<Value> {
+        let table = self.router.table();
+        if table.hold.is_none() && table.maintenance.is_none() {
+            return None;
+        }
+        let mut map = Map::new();
+        map.insert("paused".into(), Value::from(table.hold.is_some()));
+        map.insert(
+            "maintenance".into(),
+            Value::from(table.maintenance.is_some()),
+        );
+        Some(Value::Object(map))
+    }
+}
