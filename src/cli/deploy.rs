@@ -21,6 +21,13 @@ pub struct DeployArgs {
     /// Revision, e.g. a commit sha (default: the release id).
     #[arg(long = "revision", value_name = "sha")]
     pub revision: Option<String>,
+    /// Watch the new release this long after the switch, rolling back on failure
+    /// (overrides rollout.watchMs; 0 = no watch).
+    #[arg(long = "watch-ms", value_name = "ms")]
+    pub watch_ms: Option<u64>,
+    /// Start the release as a canary with this share (1-99) of new requests.
+    #[arg(long = "canary", value_name = "percent", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub canary: Option<u8>,
     /// Start the daemon first if none is running.
     #[arg(long = "ensure-daemon")]
     pub ensure_daemon: bool,
@@ -44,6 +51,12 @@ pub fn run(args: DeployArgs) -> CliResult {
     fields.insert("releasePath".into(), Value::from(release_path));
     put_optional(&mut fields, "releaseId", args.release_id.as_deref());
     put_optional(&mut fields, "revision", args.revision.as_deref());
+    if let Some(watch_ms) = args.watch_ms {
+        fields.insert("watchMs".into(), Value::from(watch_ms));
+    }
+    if let Some(percent) = args.canary {
+        fields.insert("canaryPercent".into(), Value::from(percent));
+    }
     // A deploy waits for the health check and the traffic switch: no timeout.
     print_reply(send(&config, "deploy", fields, None)?)
 }

@@ -27,6 +27,7 @@ pub mod shutdown;
 pub mod status;
 pub mod stop;
 pub mod systemd_unit;
+pub mod traffic;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +78,14 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop every managed process and the daemon.
     Shutdown(shutdown::ShutdownArgs),
+    /// Move the open canary: `set <percent>`, `promote` or `abort`.
+    Rollout(traffic::RolloutArgs),
+    /// Hold new requests in the proxy (queued, never refused) until `resume`.
+    Pause(traffic::PauseArgs),
+    /// Let held requests through, in arrival order.
+    Resume(traffic::ResumeArgs),
+    /// Answer every request with 503 and a message (`on`), or route again (`off`).
+    Maintenance(traffic::MaintenanceArgs),
     /// Check a config file and report every problem with a fix.
     Validate(validate::ValidateArgs),
     /// Check the config and this host (socket, port, state path, release templates).
@@ -120,6 +129,10 @@ pub fn main() -> ExitCode {
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),
         Command::Shutdown(args) => shutdown::run(args),
+        Command::Rollout(args) => traffic::rollout(args),
+        Command::Pause(args) => traffic::pause(args),
+        Command::Resume(args) => traffic::resume(args),
+        Command::Maintenance(args) => traffic::maintenance(args),
         Command::Validate(args) => validate::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Logs(args) => logs::run(args),
