@@ -291,11 +291,23 @@ fn a_canary_gets_its_share_then_promote_switches_and_retires_the_old_release() {
     let set = harness.ok(json!({"command": "rollout", "action": "set", "percent": 60}));
     assert_eq!(set["percent"], 60);
     assert!(event(&harness, "rollout updated").is_some());
+    // A WebSocket on the old release stays open through the promote until v1 drains.
+    let mut old_socket = loop {
+        let mut socket = ws_connect(harness.proxy_port);
+        if ws_echo(&mut socket, "release") == "v1" {
+            break socket;
+        }
+    };
     let promoted = harness.ok(json!({"command": "rollout", "action": "promote"}));
     assert_eq!(promoted["activeReleaseId"], "v2", "{promoted}");
     assert_eq!(promoted["previousReleaseId"], "v1");
     assert_eq!(harness.get("/release"), (200, "v2".to_string()));
+    assert_eq!(ws_echo(&mut old_socket, "after promote"), "after promote");
     wait_until(LONG, "v1 retired", || !pid_alive(v1_pid));
+    assert!(
+        old_socket.read().is_err() || old_socket.read().is_err(),
+        "the old release's WebSocket closed with its drain"
+    );
     let deployed = waiting.join().unwrap();
     assert_eq!(
         deployed["activeReleaseId"], "v3",

@@ -56,7 +56,9 @@ pub struct Cli {
 pub struct ConfigArg {
     /// Config file (.lua, .json, or a legacy .js/.mjs/.cjs module). Default: the first of
     /// rollbridge.lua, rollbridge.json, rollbridge.js in the working directory.
-    #[arg(short = 'c', long = "config", value_name = "path")]
+    // Global so commands with subcommands (`maintenance on`, `rollout set`)
+    // accept it after the subcommand too.
+    #[arg(short = 'c', long = "config", value_name = "path", global = true)]
     pub config: Option<PathBuf>,
 }
 

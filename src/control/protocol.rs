@@ -543,7 +543,9 @@ mod tests {
             Request::Deploy {
                 release_path: "/r".into(),
                 release_id: None,
-                revision: None
+                revision: None,
+                watch_ms: None,
+                canary_percent: None,
             }
         );
     }
@@ -593,6 +595,34 @@ mod tests {
                 release_path: "/srv/a".into(),
                 release_id: Some("v1".into()),
                 revision: None,
+                watch_ms: None,
+                canary_percent: None,
+            },
+            Request::Deploy {
+                release_path: "/srv/b".into(),
+                release_id: None,
+                revision: None,
+                watch_ms: Some(60000),
+                canary_percent: Some(20),
+            },
+            Request::Rollout {
+                action: RolloutAction::Set,
+                percent: Some(40),
+            },
+            Request::Rollout {
+                action: RolloutAction::Promote,
+                percent: None,
+            },
+            Request::Pause { max_ms: Some(500) },
+            Request::Pause { max_ms: None },
+            Request::Resume,
+            Request::Maintenance {
+                enabled: true,
+                message: Some("Back at 3".into()),
+            },
+            Request::Maintenance {
+                enabled: false,
+                message: None,
             },
             Request::Rollback { release_id: None },
             Request::Stop {
@@ -616,7 +646,9 @@ mod tests {
             Request::Deploy {
                 release_path: "/a".into(),
                 release_id: None,
-                revision: Some("abc".into())
+                revision: Some("abc".into()),
+                watch_ms: None,
+                canary_percent: None,
             }
             .to_value(),
             json!({"command":"deploy","releasePath":"/a","revision":"abc"})

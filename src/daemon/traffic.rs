@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// `pause` without `maxMs`: the longest a request is held.
 pub const DEFAULT_PAUSE_MAX_MS: u64 = 30_000;
+/// On resume, the longest one held request may hold up the next one.
+pub const RELEASE_STEP: Duration = Duration::from_millis(50);
 /// The maintenance answer when no message is given.
 pub const DEFAULT_MAINTENANCE_MESSAGE: &str = "Down for maintenance";
 
@@ -39,14 +41,17 @@ impl Daemon {
         data! { "paused" => true, "maxMs" => max_ms }
     }
 
-    /// Ends a pause: held requests are routed in arrival order.
+    /// Ends a pause: new requests flow at once, held ones are routed in arrival
+    /// order (in the background: each waits for the one before it, briefly).
     pub fn resume_traffic(&self) -> Map<String, Value> {
         let previous = self.router.update(|table| table.hold = None);
-        let held = previous.hold.as_ref().map_or(0, |hold| hold.release());
-        if previous.hold.is_some() {
-            self.events
-                .emit(Event::Traffic(TrafficEvent::Resumed { held }));
-        }
+        let Some(hold) = previous.hold.clone() else {
+            return data! { "paused" => false, "held" => 0 };
+        };
+        let held = hold.waiting();
+        tokio::spawn(async move { hold.release_in_order(RELEASE_STEP).await });
+        self.events
+            .emit(Event::Traffic(TrafficEvent::Resumed { held }));
         data! { "paused" => false, "held" => held }
     }
 
@@ -83,11 +88,11 @@ impl Daemon {
             table.hold = None;
         });
         if let Some(hold) = &previous.hold {
-            hold.release();
+            hold.release_all();
         }
     }
 
-    /// `status.traffic` while paused or in maintenance.
+    /// `status.traffic` while paused or in maintenance (`held` while paused).
     pub fn traffic_status(&self) -> Option<Value> {
         let table = self.router.table();
         if table.hold.is_none() && table.maintenance.is_none() {
@@ -99,6 +104,10 @@ impl Daemon {
             "maintenance".into(),
             Value::from(table.maintenance.is_some()),
         );
+        if let Some(hold) = &table.hold {
+            // Requests waiting right now: an operator's first question during a pause.
+            map.insert("held".into(), Value::from(hold.waiting()));
+        }
         Some(Value::Object(map))
     }
 }

@@ -99,6 +99,9 @@ async fn route(
     // Picked and counted in one step, so a drain never misses it; the guard
     // follows the request wherever it goes and releases the count when dropped,
     // whichever way the exchange ends.
+    // A request a pause held keeps its ticket until its response head, so the
+    // next held request is released after it (arrival order).
+    let mut _ticket = None;
     let (target, count) = loop {
         match context
             .server
@@ -111,11 +114,10 @@ async fn route(
             }
             Route::Maintenance(message) => return traffic_answers::maintenance(message),
             Route::Readiness(ready) => return traffic_answers::readiness(ready),
-            Route::Held(hold) => {
-                if !hold.wait().await {
-                    return traffic_answers::held_too_long();
-                }
-            }
+            Route::Held(hold) => match hold.wait().await {
+                Some(ticket) => _ticket = Some(ticket),
+                None => return traffic_answers::held_too_long(),
+            },
         }
     };
     if let Some(observation) = observation {

@@ -8,7 +8,6 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderName};
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -109,67 +108,89 @@ impl Canary {
 }
 
 /// A pause: requests arriving while it is on wait here, in arrival order, until
-/// [`Hold::release`] or their bound.
+/// [`Hold::release_in_order`] or their bound.
 #[derive(Debug)]
 pub struct Hold {
     pub max_wait: Duration,
     waiting: Mutex<HoldQueue>,
-    held: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct HoldQueue {
     released: bool,
-    queue: VecDeque<oneshot::Sender<()>>,
+    queue: VecDeque<oneshot::Sender<ReleaseTicket>>,
 }
+
+/// Held by a released request until its upstream answered (or failed); dropping
+/// it lets the next held request go, which keeps the release in arrival order.
+#[derive(Debug)]
+pub struct ReleaseTicket(#[allow(dead_code)] Option<oneshot::Sender<()>>);
 
 impl Hold {
     pub fn new(max_wait: Duration) -> Arc<Hold> {
         Arc::new(Hold {
             max_wait,
             waiting: Mutex::new(HoldQueue::default()),
-            held: AtomicU64::new(0),
         })
     }
 
-    /// Waits until released (`true`: route the request again) or until the bound
-    /// (`false`: answer 503).
-    pub(crate) async fn wait(&self) -> bool {
+    fn queue(&self) -> std::sync::MutexGuard<'_, HoldQueue> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until released (`Some`: route the request again, keeping the ticket
+    /// until its response head) or until the bound (`None`: answer 503).
+    pub(crate) async fn wait(&self) -> Option<ReleaseTicket> {
         let (sender, receiver) = oneshot::channel();
         {
-            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let mut waiting = self.queue();
             if waiting.released {
-                return true;
+                return Some(ReleaseTicket(None));
             }
             waiting.queue.push_back(sender);
         }
-        self.held.fetch_add(1, Ordering::Relaxed);
-        matches!(
-            tokio::time::timeout(self.max_wait, receiver).await,
-            Ok(Ok(()))
-        )
+        tokio::time::timeout(self.max_wait, receiver)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Requests waiting now.
     pub fn waiting(&self) -> usize {
-        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.queue.iter().filter(|s| !s.is_closed()).count()
+        self.queue().queue.iter().filter(|s| !s.is_closed()).count()
     }
 
-    /// Lets every waiting request go, first come first served; returns how many
-    /// were still waiting. Requests that arrive later are not held.
-    pub fn release(&self) -> usize {
+    /// Lets every waiting request go, first come first served: each is released
+    /// once the one before it has its response head, or after `step` at the
+    /// latest (so a slow request does not hold up the rest). Requests arriving
+    /// later are not held. Returns how many were released.
+    pub async fn release_in_order(&self, step: Duration) -> usize {
         let queue = {
-            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let mut waiting = self.queue();
             waiting.released = true;
             std::mem::take(&mut waiting.queue)
         };
-        queue
-            .into_iter()
-            .filter(|sender| !sender.is_closed())
-            .map(|sender| sender.send(()))
-            .filter(Result::is_ok)
-            .count()
+        let mut released = 0;
+        for sender in queue {
+            let (done, answered) = oneshot::channel();
+            if sender.send(ReleaseTicket(Some(done))).is_ok() {
+                released += 1;
+                let _ = tokio::time::timeout(step, answered).await;
+            }
+        }
+        released
+    }
+
+    /// Lets every waiting request go at once (shutdown).
+    pub fn release_all(&self) {
+        let queue = {
+            let mut waiting = self.queue();
+            waiting.released = true;
+            std::mem::take(&mut waiting.queue)
+        };
+        for sender in queue {
+            let _ = sender.send(ReleaseTicket(None));
+        }
     }
 }
 
@@ -251,20 +272,26 @@ mod tests {
         for n in 0..5 {
             let (waiter, order) = (hold.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                assert!(waiter.wait().await);
+                let ticket = waiter.wait().await.expect("released");
+                // Later requests are still waiting while this one holds its ticket.
+                tokio::task::yield_now().await;
                 order.lock().unwrap().push(n);
+                drop(ticket);
             }));
             while hold.waiting() < n + 1 {
                 tokio::task::yield_now().await;
             }
         }
-        assert_eq!(hold.release(), 5);
+        assert_eq!(hold.release_in_order(Duration::from_secs(30)).await, 5);
         for task in tasks {
             task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
-        assert!(hold.wait().await, "released holds let requests through");
+        assert!(
+            hold.wait().await.is_some(),
+            "released holds let requests through"
+        );
         let short = Hold::new(Duration::from_millis(20));
-        assert!(!short.wait().await);
+        assert!(short.wait().await.is_none());
     }
 }
