@@ -80,14 +80,6 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop every managed process and the daemon.
     Shutdown(shutdown::ShutdownArgs),
-    /// Move the open canary: `set <percent>`, `promote` or `abort`.
-    Rollout(traffic::RolloutArgs),
-    /// Hold new requests in the proxy (queued, never refused) until `resume`.
-    Pause(traffic::PauseArgs),
-    /// Let held requests through, in arrival order.
-    Resume(traffic::ResumeArgs),
-    /// Answer every request with 503 and a message (`on`), or route again (`off`).
-    Maintenance(traffic::MaintenanceArgs),
     /// Check a config file and report every problem with a fix.
     Validate(validate::ValidateArgs),
     /// Check the config and this host (socket, port, state path, release templates).
@@ -102,6 +94,14 @@ pub enum Command {
     Recover(recover::RecoverArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Move the open canary: `set <percent>`, `promote` or `abort`.
+    Rollout(traffic::RolloutArgs),
+    /// Hold new requests in the proxy (queued, never refused) until `resume`.
+    Pause(traffic::PauseArgs),
+    /// Let held requests through, in arrival order.
+    Resume(traffic::ResumeArgs),
+    /// Answer every request with 503 and a message (`on`), or route again (`off`).
+    Maintenance(traffic::MaintenanceArgs),
     /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
     LuaTypes(lua_types::LuaTypesArgs),
     /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).
