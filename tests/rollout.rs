@@ -405,3 +405,43 @@ fn rollout_commands_need_an_open_canary_and_valid_fields() {
         "deploy --canary needs an active release to share traffic with; deploy without --canary first"
     );
 }
+
+#[test]
+fn a_failing_canary_is_aborted_automatically_and_rollback_ends_a_canary() {
+    let harness = with_rollout(json!({"minRequests": 20}));
+    harness.deploy("v1");
+    harness.ok(deploy_request(
+        &harness,
+        "v2-flaky",
+        json!({"canaryPercent": 50}),
+    ));
+    let load = Arc::new(Load::default());
+    let client = run_load(harness.proxy_port, load.clone(), "v2-flaky");
+    wait_until(LONG, "the canary aborted", || {
+        harness.status().get("rollout").is_none()
+    });
+    load.stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert_eq!(*load.failures.lock().unwrap(), Vec::<String>::new());
+    let rollback = event(&harness, "automatic rollback").expect("automatic rollback");
+    assert_eq!(rollback["data"]["releaseId"], "v2-flaky");
+    assert!(
+        rollback["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("5xx rate "),
+        "{rollback}"
+    );
+    for _ in 0..20 {
+        assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+    }
+
+    harness.ok(deploy_request(&harness, "v3", json!({"canaryPercent": 30})));
+    let reply = harness.ok(json!({"command": "rollback"}));
+    assert_eq!(reply["activeReleaseId"], "v1", "{reply}");
+    assert_eq!(reply["previousReleaseId"], "v3");
+    assert!(harness.status().get("rollout").is_none());
+    for _ in 0..20 {
+        assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+    }
+}

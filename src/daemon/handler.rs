@@ -47,8 +47,11 @@ impl Daemon {
             let leftovers = {
                 let mut state = self.state();
                 state.deploying = None;
+                // An open canary is among the releases stopped below.
+                state.rollout = None;
                 std::mem::take(&mut state.starting)
             };
+            self.router.set_canary(None);
             for release in leftovers {
                 release.stop_now().await;
             }

@@ -6,7 +6,8 @@ use super::watch::WatchEnd;
 use super::{Phase, RolloutRun};
 use crate::config::model::Config;
 use crate::daemon::drain::drain_and_stop;
-use crate::daemon::errors::{DeployError, ShuttingDown};
+use crate::daemon::deploy::DeployOutcome;
+use crate::daemon::errors::{DeployError, RollbackError, ShuttingDown};
 use crate::daemon::release::Release;
 use crate::daemon::state::Daemon;
 use crate::events::{Event, TrafficEvent};
@@ -104,26 +105,33 @@ impl Daemon {
     }
 
     /// `rollback` while a rollout runs: ends it and goes back to the release that
-    /// was active before it. Returns `{activeReleaseId, previousReleaseId}`.
+    /// was active before it. Returns `{activeReleaseId, previousReleaseId}`. When
+    /// the rollout ended on its own first, this is an ordinary rollback.
     pub async fn rollback_rollout(
         self: &Arc<Self>,
         run: Arc<RolloutRun>,
-    ) -> Result<super::super::deploy::DeployOutcome, DeployError> {
-        let previous_id = run.previous.as_ref().map(|p| p.id.clone());
-        match run.phase() {
-            Phase::Watching => {
-                run.interrupt(Some("rollback requested".to_string()));
-                // The deploy that runs the watch switches back and releases the lock.
-                let _operations = self.lock_operations().await;
-            }
-            Phase::Canary => {
-                let operations = self.lock_operations().await;
-                self.abort_canary(&operations, &run, "rollback requested", false)
-                    .await;
-            }
+    ) -> Result<DeployOutcome, RollbackError> {
+        if run.phase() == Phase::Watching {
+            run.interrupt(Some("rollback requested".to_string()));
         }
-        Ok(super::super::deploy::DeployOutcome {
-            active_release_id: previous_id.unwrap_or_default(),
+        // The deploy that runs a watch switches back and then releases the lock.
+        let operations = self.lock_operations().await;
+        let current = self.rollout().is_some_and(|r| Arc::ptr_eq(&r, &run));
+        if current && run.phase() == Phase::Canary {
+            self.abort_canary(&operations, &run, "rollback requested", false)
+                .await;
+        }
+        let active = self.state().active.clone();
+        let went_back = match (&active, &run.previous) {
+            (Some(active), Some(previous)) => Arc::ptr_eq(active, previous),
+            _ => false,
+        };
+        if !went_back {
+            self.ensure_running().map_err(DeployError::from)?;
+            return self.rollback_locked(&operations, None).await;
+        }
+        Ok(DeployOutcome {
+            active_release_id: active.map(|a| a.id.clone()).unwrap_or_default(),
             previous_release_id: Some(run.release.id.clone()),
             canary: None,
         })
