@@ -5,8 +5,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,31 +29,6 @@ fn deploy_request(harness: &Harness, release_id: &str, extra: Value) -> Value {
         request[key] = value.clone();
     }
     request
-}
-
-/// GET with extra request headers over a fresh connection: (status, body).
-fn get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 fn event_messages(harness: &Harness) -> Vec<String> {
@@ -324,9 +297,11 @@ fn sticky_header_values_never_change_release() {
     let mut seen = std::collections::BTreeSet::new();
     for user in 0..40 {
         let name = format!("user-{user}");
-        let first = get_with(harness.proxy_port, "/release", &[("X-User", &name)]).unwrap();
+        let first =
+            http_get_with_headers(harness.proxy_port, "/release", &[("X-User", &name)]).unwrap();
         for _ in 0..5 {
-            let again = get_with(harness.proxy_port, "/release", &[("X-User", &name)]).unwrap();
+            let again = http_get_with_headers(harness.proxy_port, "/release", &[("X-User", &name)])
+                .unwrap();
             assert_eq!(again, first, "{name} changed release");
         }
         seen.insert(first.1);

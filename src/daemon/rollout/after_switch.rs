@@ -5,8 +5,8 @@
 use super::watch::WatchEnd;
 use super::{Phase, RolloutRun};
 use crate::config::model::Config;
-use crate::daemon::drain::drain_and_stop;
 use crate::daemon::deploy::DeployOutcome;
+use crate::daemon::drain::drain_and_stop;
 use crate::daemon::errors::{DeployError, RollbackError, ShuttingDown};
 use crate::daemon::release::Release;
 use crate::daemon::state::Daemon;
@@ -73,22 +73,10 @@ impl Daemon {
     /// release's requests in flight finish and stops it gracefully.
     async fn switch_back(self: &Arc<Self>, run: &RolloutRun, reason: &str, automatic: bool) {
         let release = &run.release;
-        self.events
-            .emit(Event::Traffic(TrafficEvent::RolloutFailed {
-                release_id: release.id.clone(),
-                reason: reason.to_string(),
-            }));
+        self.report_rollout_failure(run, reason, automatic);
         let Some(previous) = &run.previous else {
             return;
         };
-        if automatic {
-            self.events
-                .emit(Event::Traffic(TrafficEvent::AutomaticRollback {
-                    release_id: release.id.clone(),
-                    previous_release_id: previous.id.clone(),
-                    reason: reason.to_string(),
-                }));
-        }
         {
             let mut state = self.state();
             previous.mark_active();

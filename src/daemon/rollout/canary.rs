@@ -102,19 +102,7 @@ impl Daemon {
         run.stop.cancel();
         self.router.set_canary(None);
         let release = run.release.clone();
-        self.events
-            .emit(Event::Traffic(TrafficEvent::RolloutFailed {
-                release_id: release.id.clone(),
-                reason: reason.to_string(),
-            }));
-        if automatic && let Some(previous) = &run.previous {
-            self.events
-                .emit(Event::Traffic(TrafficEvent::AutomaticRollback {
-                    release_id: release.id.clone(),
-                    previous_release_id: previous.id.clone(),
-                    reason: reason.to_string(),
-                }));
-        }
+        self.report_rollout_failure(run, reason, automatic);
         {
             let mut state = self.state();
             state.starting.retain(|r| !Arc::ptr_eq(r, &release));

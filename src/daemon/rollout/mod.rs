@@ -15,6 +15,7 @@ mod watch;
 use super::release::Release;
 use super::state::{Daemon, OperationsGuard};
 use crate::config::model::Config;
+use crate::events::{Event, TrafficEvent};
 use crate::plugins::Registry;
 use crate::proxy::StatsSnapshot;
 use crate::util::time::iso_now;
@@ -203,6 +204,25 @@ impl Daemon {
         run.closed.cancel();
         if let Some(observability) = self.observability() {
             observability.rollout_changed(None, 0);
+        }
+    }
+
+    /// `rollout failed`, plus `automatic rollback` when the thresholds (not an
+    /// operator) ended it and there is a release to go back to.
+    fn report_rollout_failure(&self, run: &RolloutRun, reason: &str, automatic: bool) {
+        let release_id = run.release.id.clone();
+        self.events
+            .emit(Event::Traffic(TrafficEvent::RolloutFailed {
+                release_id: release_id.clone(),
+                reason: reason.to_string(),
+            }));
+        if automatic && let Some(previous) = &run.previous {
+            self.events
+                .emit(Event::Traffic(TrafficEvent::AutomaticRollback {
+                    release_id,
+                    previous_release_id: previous.id.clone(),
+                    reason: reason.to_string(),
+                }));
         }
     }
 
