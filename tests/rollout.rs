@@ -420,3 +420,71 @@ fn a_failing_canary_is_aborted_automatically_and_rollback_ends_a_canary() {
         assert_eq!(harness.get("/release"), (200, "v1".to_string()));
     }
 }
+
+/// `rollbridge validate` on a config file written into a fresh directory.
+fn validate(name: &str, text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn the_rollout_section_loads_from_lua_and_legacy_javascript_configs() {
+    let lua = r#"
+        return {
+          proxy = { port = 0, readinessPath = "/_rollbridge/ready" },
+          rollout = {
+            watchMs = 60000, maxP99Ms = 800, stickyBy = "cookie:session",
+            check = function(ctx) return ctx.options.stats.errorRate < 0.01, "too many errors" end,
+          },
+          processes = { { id = "web", policy = "proxied", command = "exec app", port = { from = 0, to = 0 } } },
+        }
+    "#;
+    let (code, text) = validate("rollbridge.lua", lua);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = validate(
+        "rollbridge.lua",
+        &lua.replace("maxP99Ms = 800", "maxP99ms = 800"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("rollout.maxP99ms is not a known key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("maxP99Ms"),
+        "the fix names the right key: {text}"
+    );
+
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let js = r#"export default {
+          proxy: { port: 0 },
+          rollout: { watchMs: 30000, maxErrorRate: 0.1, stickyBy: "header:X-User" },
+          processes: [{ id: "web", policy: "proxied", command: "exec app", port: { from: 0, to: 0 } }],
+        };"#;
+        let (code, text) = validate("rollbridge.mjs", js);
+        assert_eq!(code, Some(0), "{text}");
+        let (code, text) = validate("rollbridge.mjs", &js.replace("0.1", "1.5"));
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("rollout.maxErrorRate must be a number between 0 and 1"),
+            "{text}"
+        );
+    }
+}
