@@ -488,3 +488,33 @@ fn the_rollout_section_loads_from_lua_and_legacy_javascript_configs() {
         );
     }
 }
+
+#[test]
+fn failing_health_probes_during_the_watch_roll_back() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["rollout"] = json!({"watchMs": 30000, "healthFailures": 2});
+        config["processes"][0]["env"] =
+            json!({"APP_HEALTH_GATE": dir.join("healthy").to_string_lossy()});
+        config
+    });
+    std::fs::write(harness.path("healthy"), "").unwrap();
+    harness.start();
+    harness.deploy("v1");
+    let request = deploy_request(&harness, "v2", json!({}));
+    let socket = harness.socket.clone();
+    let deploy = std::thread::spawn(move || control(&socket, request));
+    wait_until(LONG, "the watch", || {
+        harness.status().get("rollout").is_some()
+    });
+    std::fs::remove_file(harness.path("healthy")).unwrap();
+    let reply = deploy.join().unwrap();
+    let error = reply["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.starts_with(
+            "Rolled back release \"v2\": 2 consecutive health probes failed (healthFailures 2): "
+        ),
+        "{reply}"
+    );
+    assert_eq!(harness.status()["activeReleaseId"], "v1");
+}

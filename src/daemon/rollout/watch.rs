@@ -128,6 +128,14 @@ impl Daemon {
         let started = Instant::now();
         let until = window.map(|window| started + window);
         let mut health_failures = 0u32;
+        let mut last_probe: Option<Instant> = None;
+        let probe_interval = config
+            .proxied()
+            .health
+            .as_ref()
+            .map_or(WATCH_TICK, |health| {
+                Duration::from_millis(health.interval_ms)
+            });
         let mut ticker = tokio::time::interval_at(started + WATCH_TICK, WATCH_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -149,9 +157,12 @@ impl Daemon {
                     automatic: true,
                 };
             }
+            // At the process's health interval, but at most once per tick.
             if let Some(probe) = &health
                 && rules.health_failures > 0
+                && last_probe.is_none_or(|at: Instant| at.elapsed() >= probe_interval)
             {
+                last_probe = Some(Instant::now());
                 match probe.ask(probe.options.clone(), WATCH_TICK).await {
                     Ok(()) => health_failures = 0,
                     Err(detail) => {
