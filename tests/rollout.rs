@@ -518,3 +518,35 @@ fn failing_health_probes_during_the_watch_roll_back() {
     );
     assert_eq!(harness.status()["activeReleaseId"], "v1");
 }
+
+#[test]
+fn metrics_show_the_rollout_phase_and_percent() {
+    let mut harness = Harness::new(|dir, port| {
+        let mut config = base_config(dir, port);
+        config["metrics"] = json!({"port": 0});
+        config
+    });
+    harness.start();
+    harness.deploy("v1");
+    let port = metrics_port(&harness);
+    let scrape = || http_get(port, "/metrics").unwrap().1;
+    let idle = scrape();
+    assert!(
+        idle.contains("rollbridge_rollout_phase{phase=\"canary\"} 0"),
+        "{idle}"
+    );
+    assert!(idle.contains("rollbridge_rollout_percent 0"), "{idle}");
+    harness.ok(deploy_request(&harness, "v2", json!({"canaryPercent": 20})));
+    let canary = scrape();
+    assert!(
+        canary.contains("rollbridge_rollout_phase{phase=\"canary\"} 1"),
+        "{canary}"
+    );
+    assert!(
+        canary.contains("rollbridge_rollout_phase{phase=\"watching\"} 0"),
+        "{canary}"
+    );
+    assert!(canary.contains("rollbridge_rollout_percent 20"), "{canary}");
+    harness.ok(json!({"command": "rollout", "action": "abort"}));
+    assert!(scrape().contains("rollbridge_rollout_percent 0"));
+}
