@@ -69,13 +69,19 @@ pub(crate) async fn handle(
     context: Arc<ConnectionContext>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // The release the request went to and when, for its per-release stats
+    // (rollouts); recorded at the response head.
+    let mut routed: Routed = None;
     let Some(observer) = context.server.observer.clone() else {
-        return Ok(route(context, request, None).await);
+        let response = route(context, request, None, &mut routed).await;
+        record_stats(routed, &response);
+        return Ok(response);
     };
     // Metrics / access log: the observation is recorded when it is dropped, which
     // for a streamed body is when the body ends.
     let mut observation = observer.begin(&request, &context.client.address);
-    let mut response = route(context, request, Some(&mut observation)).await;
+    let mut response = route(context, request, Some(&mut observation), &mut routed).await;
+    record_stats(routed, &response);
     observation.responded(response.status());
     match response.body_mut() {
         ProxyBody::Upstream(body) => body.observe(observation),
@@ -86,10 +92,20 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// Where a request was routed and when.
+type Routed = Option<(Arc<ReleaseTarget>, std::time::Instant)>;
+
+fn record_stats(routed: Routed, response: &Response<ProxyBody>) {
+    if let Some((target, at)) = routed {
+        target.stats().record(response.status(), at.elapsed());
+    }
+}
+
 async fn route(
     context: Arc<ConnectionContext>,
     mut request: Request<Incoming>,
     observation: Option<&mut RequestObservation>,
+    routed: &mut Routed,
 ) -> Response<ProxyBody> {
     let active = ActiveRequest::begin(context);
     let context = active.context();
@@ -123,23 +139,7 @@ async fn route(
     if let Some(observation) = observation {
         observation.routed(&target);
     }
-    let started = std::time::Instant::now();
-    let stats_target = target.clone();
-    let response = exchange(active, target, count, request).await;
-    stats_target
-        .stats()
-        .record(response.status(), started.elapsed());
-    response
-}
-
-/// Relays one routed request to `target` and returns the response for the client.
-async fn exchange(
-    active: ActiveRequest,
-    target: Arc<ReleaseTarget>,
-    count: ConnectionGuard,
-    mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let context = active.context();
+    *routed = Some((target.clone(), std::time::Instant::now()));
 
     if request.headers().contains_key(UPGRADE) {
         if let Some(tokens) = upgrade::tunnel_tokens(&request, &context.server.allowed_upgrades) {
