@@ -31,6 +31,18 @@ fn deploy_request(harness: &Harness, release_id: &str, extra: Value) -> Value {
     request
 }
 
+/// Sends a deploy of `release_id` from another thread and returns once its
+/// post-switch watch shows in `status`; joining gives the deploy's reply.
+fn deploy_into_watch(harness: &Harness, release_id: &str) -> std::thread::JoinHandle<Value> {
+    let request = deploy_request(harness, release_id, json!({}));
+    let socket = harness.socket.clone();
+    let deploy = std::thread::spawn(move || control(&socket, request));
+    wait_until(LONG, "the watch", || {
+        harness.status().get("rollout").is_some()
+    });
+    deploy
+}
+
 fn event_messages(harness: &Harness) -> Vec<String> {
     events_of(harness)
         .iter()
@@ -216,12 +228,7 @@ fn a_failing_lua_check_rolls_back() {
 fn rollback_during_a_watch_ends_it_and_goes_back() {
     let harness = with_rollout(json!({"watchMs": 60000}));
     harness.deploy("v1");
-    let request = deploy_request(&harness, "v2", json!({}));
-    let socket = harness.socket.clone();
-    let deploy = std::thread::spawn(move || control(&socket, request));
-    wait_until(LONG, "the watch", || {
-        harness.status().get("rollout").is_some()
-    });
+    let deploy = deploy_into_watch(&harness, "v2");
     let reply = harness.ok(json!({"command": "rollback"}));
     assert_eq!(reply["activeReleaseId"], "v1", "{reply}");
     assert_eq!(reply["previousReleaseId"], "v2");
@@ -501,12 +508,7 @@ fn failing_health_probes_during_the_watch_roll_back() {
     std::fs::write(harness.path("healthy"), "").unwrap();
     harness.start();
     harness.deploy("v1");
-    let request = deploy_request(&harness, "v2", json!({}));
-    let socket = harness.socket.clone();
-    let deploy = std::thread::spawn(move || control(&socket, request));
-    wait_until(LONG, "the watch", || {
-        harness.status().get("rollout").is_some()
-    });
+    let deploy = deploy_into_watch(&harness, "v2");
     std::fs::remove_file(harness.path("healthy")).unwrap();
     let reply = deploy.join().unwrap();
     let error = reply["error"].as_str().unwrap_or_default().to_string();
