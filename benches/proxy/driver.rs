@@ -3,7 +3,12 @@
 //! metrics (and a `/metrics` listener) and an access log.
 //!
 //! `proxy_driver --listen 127.0.0.1:0 --upstream 127.0.0.1:8080
-//!   [--workers N] [--metrics 127.0.0.1:0] [--access-log PATH] [--format json|combined]`
+//!   [--workers N] [--metrics 127.0.0.1:0] [--access-log PATH] [--format json|combined]
+//!   [--canary PERCENT]`
+//!
+//! `--canary` (or `CANARY_PERCENT` in the environment, for scripts that start the
+//! driver under valgrind) adds a second release target on the same upstream that
+//! gets PERCENT of the requests (the canary split of `docs/rollouts.md`).
 //!
 //! `--workers` is the number of proxy threads ([`ProxyOptions::threads`]; by
 //! default the daemon's choice for this machine). Prints `listening <addr>` (and
@@ -14,7 +19,9 @@ use rollbridge::config::model::AccessLogFormat;
 use rollbridge::events::EventSink;
 use rollbridge::observability::metrics::{Metrics, MetricsServer};
 use rollbridge::observability::{AccessLog, ProxyObserver};
-use rollbridge::proxy::{ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router};
+use rollbridge::proxy::{
+    Canary, ConnectionCounters, ProxyOptions, ProxyServer, ReleaseTarget, Router,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +34,7 @@ struct Options {
     metrics: Option<SocketAddr>,
     access_log: Option<PathBuf>,
     format: AccessLogFormat,
+    canary: Option<u8>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -37,6 +45,9 @@ fn parse_options() -> Result<Options, String> {
         metrics: None,
         access_log: None,
         format: AccessLogFormat::Json,
+        canary: std::env::var("CANARY_PERCENT")
+            .ok()
+            .and_then(|percent| percent.parse().ok()),
     };
     let mut upstream_given = false;
     let mut args = std::env::args().skip(1);
@@ -57,6 +68,9 @@ fn parse_options() -> Result<Options, String> {
             "--format" => {
                 options.format = AccessLogFormat::parse(&value)
                     .ok_or_else(|| format!("--format: {value} is not json or combined"))?
+            }
+            "--canary" => {
+                options.canary = Some(value.parse().map_err(|e| format!("--canary: {e}"))?)
             }
             other => return Err(format!("unknown option {other}")),
         }
@@ -89,6 +103,18 @@ fn main() {
             options.upstream.port(),
             ConnectionCounters::new(),
         )));
+        if let Some(percent) = options.canary {
+            router.set_canary(Some(Canary {
+                target: ReleaseTarget::new(
+                    "canary".into(),
+                    &options.upstream.ip().to_string(),
+                    options.upstream.port(),
+                    ConnectionCounters::new(),
+                ),
+                percent,
+                sticky: None,
+            }));
+        }
         let metrics = Metrics::new();
         metrics.set_router(router.clone());
         let _metrics_server = match options.metrics {

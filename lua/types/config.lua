@@ -58,6 +58,7 @@
 ---@field statePath? string File where the daemon records its state; unset: nothing persisted.
 ---@field plugins? rollbridge.Plugins Native plugin libraries.
 ---@field metrics? rollbridge.Metrics Prometheus metrics endpoint (docs/metrics.md).
+---@field rollout? rollbridge.Rollout Post-switch watch with automatic rollback, canary stickiness (docs/rollouts.md).
 
 ---@class rollbridge.Control
 ---@field path? string Unix socket path; default `/tmp/rollbridge-<application>.sock`.
@@ -77,6 +78,7 @@
 ---@field trustedProxies? string[] Peers (addresses or CIDR blocks) whose X-Forwarded-* and Forwarded headers are believed; default { "127.0.0.0/8", "::1" }.
 ---@field bodyTimeoutMs? number Longest a request body may go without 1 KiB more (then 408) or a response body without a byte (then aborted); default 30000, 0 = off.
 ---@field allowedUpgrades? string[] Upgrade protocols tunnelled besides "websocket", e.g. { "h2c" }; default {}.
+---@field readinessPath? string Path the proxy answers itself for load balancers: 200 when routing, 503 in maintenance, paused or shutting down; unset by default.
 
 ---@class rollbridge.AccessLog
 ---@field path string File to append to; relative to the config's folder.
@@ -85,6 +87,15 @@
 ---@class rollbridge.Metrics
 ---@field host? string Listen address of the metrics endpoint; default "127.0.0.1".
 ---@field port integer Listen port of the metrics endpoint.
+
+---@class rollbridge.Rollout
+---@field watchMs? number After a switch, watch the new release this long with the previous one kept running; default 0 (no watch).
+---@field maxErrorRate? number Share of 5xx responses (the proxy's own 502/504 included) that fails the rollout; default 0.05.
+---@field minRequests? integer No error-rate verdict below this many responses; default 20.
+---@field maxP99Ms? number p99 latency bound over the window; unset: none.
+---@field healthFailures? integer Consecutive failed health probes of the new release that fail it; default 3.
+---@field check? rollbridge.HookValue Asked about once a second with ctx.options.stats {requests, errors, errorRate, p50Ms, p99Ms, elapsedMs}; returns ok[, reason].
+---@field stickyBy? string "header:<Name>" or "cookie:<name>": the same value stays on one release during a canary.
 
 ---@class rollbridge.ReleaseRetention
 ---@field keep? integer Stopped releases remembered; default 10.

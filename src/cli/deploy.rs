@@ -22,6 +22,13 @@ pub struct DeployArgs {
     /// Revision, e.g. a commit sha (default: the release id).
     #[arg(long = "revision", value_name = "sha")]
     pub revision: Option<String>,
+    /// Watch the new release this long after the switch, rolling back on failure
+    /// (overrides rollout.watchMs; 0 = no watch).
+    #[arg(long = "watch-ms", value_name = "ms")]
+    pub watch_ms: Option<u64>,
+    /// Start the release as a canary with this share (1-99) of new requests.
+    #[arg(long = "canary", value_name = "percent", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub canary: Option<u8>,
     /// Start the daemon first if none is running.
     #[arg(long = "ensure-daemon")]
     pub ensure_daemon: bool,
@@ -49,6 +56,8 @@ pub fn run(args: DeployArgs) -> CliResult {
         release_path,
         release_id: args.release_id,
         revision: args.revision,
+        watch_ms: args.watch_ms,
+        canary_percent: args.canary,
     };
     // A deploy waits for the health check and the traffic switch: no timeout.
     run_with_progress(
@@ -56,7 +65,13 @@ pub fn run(args: DeployArgs) -> CliResult {
         &request,
         &args.output,
         &args.progress,
-        |reply| format!("deployed {}", reply_text(reply, "activeReleaseId")),
+        |reply| match reply
+            .get("canaryReleaseId")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(canary) => format!("canary {canary} opened"),
+            None => format!("deployed {}", reply_text(reply, "activeReleaseId")),
+        },
         replies::deployed,
     )
 }

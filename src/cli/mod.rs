@@ -31,6 +31,7 @@ pub mod shutdown;
 pub mod status;
 pub mod stop;
 pub mod systemd_unit;
+pub mod traffic;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -59,7 +60,9 @@ pub struct Cli {
 pub struct ConfigArg {
     /// Config file (.lua, .json, or a legacy .js/.mjs/.cjs module). Default: the first of
     /// rollbridge.lua, rollbridge.json, rollbridge.js in the working directory.
-    #[arg(short = 'c', long = "config", value_name = "path")]
+    // Global so commands with subcommands (`maintenance on`, `rollout set`)
+    // accept it after the subcommand too.
+    #[arg(short = 'c', long = "config", value_name = "path", global = true)]
     pub config: Option<PathBuf>,
 }
 
@@ -95,6 +98,14 @@ pub enum Command {
     Recover(recover::RecoverArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Move the open canary: `set <percent>`, `promote` or `abort`.
+    Rollout(traffic::RolloutArgs),
+    /// Hold new requests in the proxy (queued, never refused) until `resume`.
+    Pause(traffic::PauseArgs),
+    /// Let held requests through, in arrival order.
+    Resume(traffic::ResumeArgs),
+    /// Answer every request with 503 and a message (`on`), or route again (`off`).
+    Maintenance(traffic::MaintenanceArgs),
     /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
     LuaTypes(lua_types::LuaTypesArgs),
     /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).
@@ -124,6 +135,10 @@ pub fn main() -> ExitCode {
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),
         Command::Shutdown(args) => shutdown::run(args),
+        Command::Rollout(args) => traffic::rollout(args),
+        Command::Pause(args) => traffic::pause(args),
+        Command::Resume(args) => traffic::resume(args),
+        Command::Maintenance(args) => traffic::maintenance(args),
         Command::Validate(args) => validate::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Logs(args) => logs::run(args),

@@ -23,6 +23,41 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `metrics`: the Prometheus listener; `None` when not configured.
     pub metrics: Option<MetricsConfig>,
+    /// `rollout`: the post-switch watch and canary rules (docs/rollouts.md).
+    pub rollout: RolloutConfig,
+}
+
+/// `rollout`: how a new release is watched after the switch (and during a canary).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutConfig {
+    /// `watchMs`: how long the previous release stays ready after a switch; 0 = no watch.
+    pub watch_ms: u64,
+    /// `maxErrorRate`: the share of 5xx responses that fails a rollout.
+    pub max_error_rate: f64,
+    /// `minRequests`: no error-rate verdict below this many responses.
+    pub min_requests: u64,
+    /// `maxP99Ms`: a p99 latency bound over the window, if any.
+    pub max_p99_ms: Option<u64>,
+    /// `healthFailures`: consecutive failed probes of the new release that fail it.
+    pub health_failures: u32,
+    /// `check`: a hook asked about once a second with the window's stats.
+    pub check: Option<HookSpec>,
+    /// `stickyBy`: `header:<Name>` or `cookie:<name>`.
+    pub sticky_by: Option<String>,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            watch_ms: 0,
+            max_error_rate: 0.05,
+            min_requests: 20,
+            max_p99_ms: None,
+            health_failures: 3,
+            check: None,
+            sticky_by: None,
+        }
+    }
 }
 
 impl Config {
@@ -78,6 +113,8 @@ pub struct ProxyConfig {
     /// `proxy.allowedUpgrades`: `Upgrade` tokens tunnelled besides `websocket`,
     /// lower case (default: none).
     pub allowed_upgrades: Vec<String>,
+    /// `proxy.readinessPath`: answered by the proxy itself for load balancers.
+    pub readiness_path: Option<String>,
 }
 
 /// An address range of `proxy.trustedProxies`: one address, or a CIDR block.

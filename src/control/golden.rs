@@ -3,8 +3,13 @@
 //! names, key order, `null` versus absent keys). `tests/daemon/protocol_golden.rs`
 //! checks the same shapes against a real daemon.
 
-use super::protocol::{Request, RequestError, error_reply, reply_line, success_reply};
-use super::reply::{DeployReply, EventsReply, MessageReply, RestartReply, payload_object};
+use super::protocol::{
+    Request, RequestError, RolloutAction, error_reply, reply_line, success_reply,
+};
+use super::reply::{
+    AbortReply, CanaryReply, DeployPayload, DeployReply, EventsReply, MaintenanceReply,
+    MessageReply, PauseReply, RestartReply, ResumeReply, RolloutReply, payload_object,
+};
 use super::status::*;
 use crate::events::EventRecord;
 use serde::Serialize;
@@ -34,6 +39,8 @@ fn requests_are_the_lines_the_cli_sends() {
                 release_path: s("/srv/v2"),
                 release_id: Some(s("v2")),
                 revision: Some(s("abc")),
+                watch_ms: None,
+                canary_percent: None,
             },
             r#"{"command":"deploy","releasePath":"/srv/v2","releaseId":"v2","revision":"abc"}"#,
         ),
@@ -42,6 +49,51 @@ fn requests_are_the_lines_the_cli_sends() {
                 release_path: s("/srv/v2"),
                 release_id: None,
                 revision: None,
+                watch_ms: Some(60000),
+                canary_percent: Some(20),
+            },
+            r#"{"command":"deploy","releasePath":"/srv/v2","watchMs":60000,"canaryPercent":20}"#,
+        ),
+        (
+            Request::Rollout {
+                action: RolloutAction::Set,
+                percent: Some(30),
+            },
+            r#"{"command":"rollout","action":"set","percent":30}"#,
+        ),
+        (
+            Request::Rollout {
+                action: RolloutAction::Promote,
+                percent: None,
+            },
+            r#"{"command":"rollout","action":"promote"}"#,
+        ),
+        (
+            Request::Pause { max_ms: Some(5000) },
+            r#"{"command":"pause","maxMs":5000}"#,
+        ),
+        (Request::Resume, r#"{"command":"resume"}"#),
+        (
+            Request::Maintenance {
+                enabled: true,
+                message: Some(s("Back at 10:00")),
+            },
+            r#"{"command":"maintenance","enabled":true,"message":"Back at 10:00"}"#,
+        ),
+        (
+            Request::Maintenance {
+                enabled: false,
+                message: None,
+            },
+            r#"{"command":"maintenance","enabled":false}"#,
+        ),
+        (
+            Request::Deploy {
+                release_path: s("/srv/v2"),
+                release_id: None,
+                revision: None,
+                watch_ms: None,
+                canary_percent: None,
             },
             r#"{"command":"deploy","releasePath":"/srv/v2"}"#,
         ),
@@ -230,11 +282,27 @@ fn full_status() -> Status {
                 ..ReleaseStatus::default()
             },
         ],
+        rollout: Some(RolloutStatus {
+            release_id: s("v2"),
+            previous_release_id: Some(s("v1")),
+            phase: s("watching"),
+            percent: 100,
+            started_at: s(AT),
+            requests: 212,
+            errors: 3,
+            error_rate: 0.25,
+            p99_ms: Some(40),
+        }),
         services: vec![NamedProcessStatus {
             id: s("db"),
             process: Some(running_web()),
         }],
         singletons: vec![],
+        traffic: Some(TrafficStatus {
+            paused: true,
+            maintenance: false,
+            held: Some(4),
+        }),
     }
 }
 
@@ -262,9 +330,11 @@ fn full_status_line() -> String {
         EXITED_WEB,
         r#"],"releaseId":"v1","releasePath":"/srv/v1","revision":"v1","state":"stopped","#,
         r#""stoppedAt":"2026-05-23T14:31:09.512Z"}],"#,
+        r#""rollout":{"releaseId":"v2","previousReleaseId":"v1","phase":"watching","percent":100,"#,
+        r#""startedAt":"2026-05-23T14:31:09.512Z","requests":212,"errors":3,"errorRate":0.25,"p99Ms":40},"#,
         r#""services":[{"id":"db","process":"#,
         RUNNING_WEB,
-        r#"}],"singletons":[]}"#,
+        r#"}],"singletons":[],"traffic":{"paused":true,"maintenance":false,"held":4}}"#,
         "\n",
     ]
     .concat()
@@ -356,6 +426,59 @@ fn command_replies_keep_their_payload_keys() {
     assert_eq!(
         success_line(&rollback),
         "{\"status\":\"success\",\"activeReleaseId\":\"v1\",\"previousReleaseId\":\"v2\"}\n"
+    );
+    let canary = DeployPayload::Canary(CanaryReply {
+        active_release_id: Some(s("v1")),
+        canary_release_id: s("v2"),
+        percent: 20,
+    });
+    assert_eq!(
+        success_line(&canary),
+        "{\"status\":\"success\",\"activeReleaseId\":\"v1\",\"canaryReleaseId\":\"v2\",\"percent\":20}\n"
+    );
+    let aborted = RolloutReply::Aborted(AbortReply {
+        active_release_id: Some(s("v1")),
+        aborted_release_id: s("v2"),
+    });
+    assert_eq!(
+        success_line(&aborted),
+        "{\"status\":\"success\",\"activeReleaseId\":\"v1\",\"abortedReleaseId\":\"v2\"}\n"
+    );
+    let promoted = RolloutReply::Promoted(DeployPayload::Switched(DeployReply {
+        active_release_id: s("v2"),
+        previous_release_id: Some(s("v1")),
+    }));
+    assert_eq!(
+        success_line(&promoted),
+        "{\"status\":\"success\",\"activeReleaseId\":\"v2\",\"previousReleaseId\":\"v1\"}\n"
+    );
+    assert_eq!(
+        success_line(&PauseReply {
+            paused: true,
+            max_ms: 30000
+        }),
+        "{\"status\":\"success\",\"paused\":true,\"maxMs\":30000}\n"
+    );
+    assert_eq!(
+        success_line(&ResumeReply {
+            paused: false,
+            held: 3
+        }),
+        "{\"status\":\"success\",\"paused\":false,\"held\":3}\n"
+    );
+    assert_eq!(
+        success_line(&MaintenanceReply {
+            maintenance: true,
+            message: Some(s("Back soon"))
+        }),
+        "{\"status\":\"success\",\"maintenance\":true,\"message\":\"Back soon\"}\n"
+    );
+    assert_eq!(
+        success_line(&MaintenanceReply {
+            maintenance: false,
+            message: None
+        }),
+        "{\"status\":\"success\",\"maintenance\":false}\n"
     );
     let restart = RestartReply {
         restarted: vec![s("worker#0"), s("worker#1")],

@@ -27,6 +27,26 @@ pub enum Request {
         release_id: Option<String>,
         /// `None` when missing, `null` or empty.
         revision: Option<String>,
+        /// `watchMs`: this deploy's post-switch watch instead of `rollout.watchMs`.
+        watch_ms: Option<u64>,
+        /// `canaryPercent` (1–99): start as a canary with this share of requests.
+        canary_percent: Option<u8>,
+    },
+    /// `rollout set|promote|abort` of the open canary (docs/rollouts.md).
+    Rollout {
+        action: RolloutAction,
+        /// `percent` for `set` (0–100).
+        percent: Option<u8>,
+    },
+    /// Hold new requests in the proxy until `resume` or `maxMs` per request.
+    Pause {
+        max_ms: Option<u64>,
+    },
+    Resume,
+    /// Answer every request with 503 (and `message`) while enabled.
+    Maintenance {
+        enabled: bool,
+        message: Option<String>,
     },
     Rollback {
         release_id: Option<String>,
@@ -63,6 +83,9 @@ pub enum RequestError {
     ExpectedString,
     #[error("{0} is required")]
     Required(&'static str),
+    /// A traffic-control field with a value out of its range; the text says which.
+    #[error("{0}")]
+    OutOfRange(&'static str),
     #[error(
         "Control request line is longer than {limit} bytes; send one JSON object per line (requests are small, so this is not a rollbridge client)"
     )]
@@ -70,7 +93,7 @@ pub enum RequestError {
 }
 
 /// Every command name the daemon knows.
-pub const COMMAND_NAMES: [&str; 9] = [
+pub const COMMAND_NAMES: [&str; 13] = [
     "status",
     "events",
     "deploy",
@@ -80,7 +103,21 @@ pub const COMMAND_NAMES: [&str; 9] = [
     "shutdown",
     "retire-owner",
     "logs",
+    "rollout",
+    "pause",
+    "resume",
+    "maintenance",
 ];
+
+crate::util::names::wire_names! {
+    /// What `rollout` does to the open canary.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RolloutAction {
+        Set = "set",
+        Promote = "promote",
+        Abort = "abort",
+    }
+}
 
 impl Request {
     /// Parses one request line (without its LF).
@@ -121,8 +158,41 @@ impl Request {
                     release_path,
                     release_id,
                     revision,
+                    watch_ms: whole_number(object, "watchMs", u64::MAX as f64, WATCH_MS_RANGE)?,
+                    canary_percent: whole_number(object, "canaryPercent", 99.0, CANARY_RANGE)?
+                        .map(|n| {
+                            if n == 0 {
+                                Err(RequestError::OutOfRange(CANARY_RANGE))
+                            } else {
+                                Ok(n as u8)
+                            }
+                        })
+                        .transpose()?,
                 }
             }
+            "rollout" => {
+                let action = optional_string(object, "action")?
+                    .as_deref()
+                    .and_then(RolloutAction::parse)
+                    .ok_or(RequestError::OutOfRange(ROLLOUT_ACTION))?;
+                let percent =
+                    whole_number(object, "percent", 100.0, PERCENT_RANGE)?.map(|n| n as u8);
+                if action == RolloutAction::Set && percent.is_none() {
+                    return Err(RequestError::Required("percent"));
+                }
+                Request::Rollout { action, percent }
+            }
+            "pause" => Request::Pause {
+                max_ms: whole_number(object, "maxMs", u64::MAX as f64, MAX_MS_RANGE)?,
+            },
+            "resume" => Request::Resume,
+            "maintenance" => Request::Maintenance {
+                enabled: match object.get("enabled") {
+                    Some(Value::Bool(enabled)) => *enabled,
+                    _ => return Err(RequestError::OutOfRange(ENABLED_BOOL)),
+                },
+                message: non_empty(optional_string(object, "message")?),
+            },
             "rollback" => Request::Rollback {
                 release_id: non_empty(optional_string(object, "releaseId")?),
             },
@@ -154,6 +224,10 @@ impl Request {
             Request::Shutdown => "shutdown",
             Request::RetireOwner { .. } => "retire-owner",
             Request::Follow(follow) => follow.command(),
+            Request::Rollout { .. } => "rollout",
+            Request::Pause { .. } => "pause",
+            Request::Resume => "resume",
+            Request::Maintenance { .. } => "maintenance",
         }
     }
 
@@ -162,43 +236,66 @@ impl Request {
     pub fn to_value(&self) -> Value {
         let mut map = Map::new();
         map.insert("command".into(), Value::from(self.name()));
-        let mut put = |key: &str, value: &Option<String>| {
+        // Fields in the order the CLI has always sent them; absent options are left out.
+        fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
             if let Some(value) = value {
-                map.insert(key.into(), Value::from(value.as_str()));
+                map.insert(key.into(), value);
             }
-        };
+        }
+        let text = |value: &Option<String>| value.as_deref().map(Value::from);
         match self {
-            Request::Status | Request::Shutdown => {}
+            Request::Status | Request::Shutdown | Request::Resume => {}
             Request::Events { limit } => {
-                if let Some(limit) = limit {
-                    let number = if limit.fract() == 0.0 && limit.abs() < 9.0e15 {
-                        Value::from(*limit as i64)
+                let number = limit.map(|limit| {
+                    if limit.fract() == 0.0 && limit.abs() < 9.0e15 {
+                        Value::from(limit as i64)
                     } else {
-                        serde_json::Number::from_f64(*limit)
+                        serde_json::Number::from_f64(limit)
                             .map(Value::Number)
                             .unwrap_or(Value::Null)
-                    };
-                    map.insert("limit".into(), number);
-                }
+                    }
+                });
+                put(&mut map, "limit", number);
             }
             Request::Deploy {
                 release_path,
                 release_id,
                 revision,
+                watch_ms,
+                canary_percent,
             } => {
-                put("releasePath", &Some(release_path.clone()));
-                put("releaseId", release_id);
-                put("revision", revision);
+                put(
+                    &mut map,
+                    "releasePath",
+                    Some(Value::from(release_path.as_str())),
+                );
+                put(&mut map, "releaseId", text(release_id));
+                put(&mut map, "revision", text(revision));
+                put(&mut map, "watchMs", watch_ms.map(Value::from));
+                put(&mut map, "canaryPercent", canary_percent.map(Value::from));
+            }
+            Request::Rollout { action, percent } => {
+                put(&mut map, "action", Some(Value::from(action.as_str())));
+                put(&mut map, "percent", percent.map(Value::from));
+            }
+            Request::Pause { max_ms } => put(&mut map, "maxMs", max_ms.map(Value::from)),
+            Request::Maintenance { enabled, message } => {
+                put(&mut map, "enabled", Some(Value::from(*enabled)));
+                put(&mut map, "message", text(message));
             }
             Request::Rollback { release_id } | Request::Stop { release_id } => {
-                put("releaseId", release_id);
+                put(&mut map, "releaseId", text(release_id));
             }
             Request::Restart { process_id, policy } => {
-                put("processId", process_id);
-                put("policy", policy);
+                put(&mut map, "processId", text(process_id));
+                put(&mut map, "policy", text(policy));
             }
             Request::RetireOwner { attestation } => {
-                put("attestation", &Some(attestation.clone()));
+                put(
+                    &mut map,
+                    "attestation",
+                    Some(Value::from(attestation.as_str())),
+                );
             }
             Request::Follow(follow) => follow.put_fields(&mut map),
         }
@@ -282,6 +379,30 @@ fn required_string(object: &Map<String, Value>, key: &'static str) -> Result<Str
     match object.get(key) {
         Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
         _ => Err(RequestError::Required(key)),
+    }
+}
+
+const WATCH_MS_RANGE: &str = "watchMs must be a whole number of milliseconds, 0 or more";
+const CANARY_RANGE: &str = "canaryPercent must be a whole number from 1 to 99";
+const PERCENT_RANGE: &str = "percent must be a whole number from 0 to 100";
+const MAX_MS_RANGE: &str = "maxMs must be a whole number of milliseconds, 0 or more";
+const ROLLOUT_ACTION: &str = "action must be \"set\", \"promote\" or \"abort\"";
+const ENABLED_BOOL: &str = "enabled must be true or false";
+
+/// An optional whole number in `0..=max`; absent or `null` is `None`.
+fn whole_number(
+    object: &Map<String, Value>,
+    key: &str,
+    max: f64,
+    range: &'static str,
+) -> Result<Option<u64>, RequestError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(n) if n.fract() == 0.0 && (0.0..=max).contains(&n) => Ok(Some(n as u64)),
+            _ => Err(RequestError::OutOfRange(range)),
+        },
+        Some(_) => Err(RequestError::OutOfRange(range)),
     }
 }
 
@@ -418,7 +539,9 @@ mod tests {
             Request::Deploy {
                 release_path: "/r".into(),
                 release_id: None,
-                revision: None
+                revision: None,
+                watch_ms: None,
+                canary_percent: None,
             }
         );
     }
@@ -468,6 +591,34 @@ mod tests {
                 release_path: "/srv/a".into(),
                 release_id: Some("v1".into()),
                 revision: None,
+                watch_ms: None,
+                canary_percent: None,
+            },
+            Request::Deploy {
+                release_path: "/srv/b".into(),
+                release_id: None,
+                revision: None,
+                watch_ms: Some(60000),
+                canary_percent: Some(20),
+            },
+            Request::Rollout {
+                action: RolloutAction::Set,
+                percent: Some(40),
+            },
+            Request::Rollout {
+                action: RolloutAction::Promote,
+                percent: None,
+            },
+            Request::Pause { max_ms: Some(500) },
+            Request::Pause { max_ms: None },
+            Request::Resume,
+            Request::Maintenance {
+                enabled: true,
+                message: Some("Back at 3".into()),
+            },
+            Request::Maintenance {
+                enabled: false,
+                message: None,
             },
             Request::Rollback { release_id: None },
             Request::Stop {
@@ -491,7 +642,9 @@ mod tests {
             Request::Deploy {
                 release_path: "/a".into(),
                 release_id: None,
-                revision: Some("abc".into())
+                revision: Some("abc".into()),
+                watch_ms: None,
+                canary_percent: None,
             }
             .to_value(),
             json!({"command":"deploy","releasePath":"/a","revision":"abc"})

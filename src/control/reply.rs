@@ -6,7 +6,10 @@
 //! | --- | --- |
 //! | `status`, `stop` | [`super::status::Status`] (stop: the status afterwards) |
 //! | `events` | [`EventsReply`] |
-//! | `deploy`, `rollback` | [`DeployReply`] |
+//! | `deploy`, `rollback` | [`DeployReply`]; a canary deploy [`CanaryReply`] (both: [`DeployPayload`]) |
+//! | `rollout` | [`RolloutReply`] |
+//! | `pause`, `resume` | [`PauseReply`], [`ResumeReply`] |
+//! | `maintenance` | [`MaintenanceReply`] |
 //! | `restart` | [`RestartReply`] |
 //! | `shutdown`, `retire-owner` | [`MessageReply`] |
 //!
@@ -23,6 +26,66 @@ pub struct DeployReply {
     pub active_release_id: String,
     /// `null` when nothing served traffic before.
     pub previous_release_id: Option<String>,
+}
+
+/// `deploy --canary`: the release still serving most requests, the canary and
+/// its share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryReply {
+    /// The release serving the rest (always set: a canary needs an active release).
+    pub active_release_id: Option<String>,
+    pub canary_release_id: String,
+    pub percent: u8,
+}
+
+/// The payload of `deploy`: a switch, or a canary opened beside the active release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeployPayload {
+    Canary(CanaryReply),
+    Switched(DeployReply),
+}
+
+/// `rollout set` (the canary's new share), `rollout abort` and `rollout promote`
+/// (a switch, like `deploy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RolloutReply {
+    Set(CanaryReply),
+    Aborted(AbortReply),
+    Promoted(DeployPayload),
+}
+
+/// `rollout abort`: the release still serving and the canary that was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortReply {
+    pub active_release_id: Option<String>,
+    pub aborted_release_id: String,
+}
+
+/// `pause`: paused, and how long a request may be held before it gets 503.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseReply {
+    pub paused: bool,
+    pub max_ms: u64,
+}
+
+/// `resume`: no longer paused, and how many held requests were let through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeReply {
+    pub paused: bool,
+    pub held: u64,
+}
+
+/// `maintenance`: on or off, and the message answered while on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceReply {
+    pub maintenance: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `restart`: the instance ids restarted, in order.

@@ -52,10 +52,58 @@ pub struct Status {
     pub proxy: Option<ProxyStatus>,
     #[serde(deserialize_with = "lenient_list")]
     pub releases: Vec<ReleaseStatus>,
+    /// Only while a post-switch watch or a canary runs (docs/rollouts.md).
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
     #[serde(deserialize_with = "lenient_list")]
     pub services: Vec<NamedProcessStatus>,
     #[serde(deserialize_with = "lenient_list")]
     pub singletons: Vec<NamedProcessStatus>,
+    /// Only while traffic is paused or in maintenance.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficStatus>,
+}
+
+/// `status.rollout`: the watch or canary in progress and its window's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The new release (the canary, or the release being watched).
+    #[serde(deserialize_with = "lenient")]
+    pub release_id: String,
+    #[serde(deserialize_with = "lenient")]
+    pub previous_release_id: Option<String>,
+    /// `canary` or `watching`.
+    #[serde(deserialize_with = "lenient")]
+    pub phase: String,
+    /// The share of new requests the new release gets (100 while watching).
+    #[serde(deserialize_with = "lenient")]
+    pub percent: u8,
+    #[serde(deserialize_with = "lenient")]
+    pub started_at: String,
+    /// Responses of the new release in the window, and how many were 5xx.
+    #[serde(deserialize_with = "lenient")]
+    pub requests: u64,
+    #[serde(deserialize_with = "lenient")]
+    pub errors: u64,
+    #[serde(deserialize_with = "lenient")]
+    pub error_rate: f64,
+    /// `null` before the first response.
+    #[serde(deserialize_with = "lenient")]
+    pub p99_ms: Option<u64>,
+}
+
+/// `status.traffic`: pause and maintenance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrafficStatus {
+    #[serde(deserialize_with = "lenient")]
+    pub paused: bool,
+    #[serde(deserialize_with = "lenient")]
+    pub maintenance: bool,
+    /// Requests waiting right now; only while paused.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
 }
 
 impl Status {

@@ -10,6 +10,7 @@ use super::state::{Daemon, DeployingInfo, OperationsGuard};
 use super::{ports, reload};
 use crate::config::hook::HookSpec;
 use crate::config::model::{Config, Policy, ProcessConfig};
+use crate::control::reply::{CanaryReply, DeployPayload, DeployReply};
 use crate::events::{Event, StartupProcessStatus};
 use crate::observability::ProcessLogFiles;
 use crate::plugins::{HookCall, Registry, Stage};
@@ -29,6 +30,10 @@ pub struct DeployRequest {
     /// `None` or empty: use the revision, else a timestamp.
     pub release_id: Option<String>,
     pub revision: Option<String>,
+    /// `deploy --watch-ms`: this deploy's watch instead of `rollout.watchMs`.
+    pub watch_ms: Option<u64>,
+    /// `deploy --canary`: open a canary with this share instead of switching.
+    pub canary_percent: Option<u8>,
 }
 
 /// Who the release being deployed is.
@@ -47,8 +52,33 @@ struct StartProgress {
     started_services: Vec<String>,
 }
 
-/// What a deploy or rollback leaves serving: the `deploy` reply.
-pub use crate::control::reply::DeployReply as DeployOutcome;
+/// What a deploy or rollback leaves serving: a switch, or for `--canary` the
+/// canary opened beside the active release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployOutcome {
+    pub active_release_id: String,
+    pub previous_release_id: Option<String>,
+    /// The canary opened instead of a switch, and its share.
+    pub canary: Option<(String, u8)>,
+}
+
+impl DeployOutcome {
+    /// The reply payload: `{activeReleaseId, previousReleaseId}`, or for a
+    /// canary `{activeReleaseId, canaryReleaseId, percent}`.
+    pub fn to_payload(&self) -> DeployPayload {
+        match &self.canary {
+            None => DeployPayload::Switched(DeployReply {
+                active_release_id: self.active_release_id.clone(),
+                previous_release_id: self.previous_release_id.clone(),
+            }),
+            Some((canary, percent)) => DeployPayload::Canary(CanaryReply {
+                active_release_id: Some(self.active_release_id.clone()),
+                canary_release_id: canary.clone(),
+                percent: *percent,
+            }),
+        }
+    }
+}
 
 impl Daemon {
     /// Runs a deploy while the operations lock is held.
@@ -59,6 +89,9 @@ impl Daemon {
     ) -> Result<DeployOutcome, DeployError> {
         self.ensure_running()?;
         let (config, registry) = self.reload_config()?;
+        if request.canary_percent.is_some() && self.state().active.is_none() {
+            return Err(DeployError::CanaryWithoutActive);
+        }
         let revision_given = request.revision.clone().filter(|r| !r.is_empty());
         let release_id = request
             .release_id
@@ -119,9 +152,15 @@ impl Daemon {
                 return Err(error);
             }
         };
-        let outcome = catch_panic(self.switch_and_finish(release, config, registry))
-            .await
-            .unwrap_or_else(|panic| Err(DeployError::Internal(panic)));
+        if let Some(percent) = request.canary_percent {
+            let outcome = self.open_canary(release, config, registry, percent);
+            self.state().deploying = None;
+            return Ok(outcome);
+        }
+        let outcome =
+            catch_panic(self.switch_and_finish(release, config, registry, request.watch_ms))
+                .await
+                .unwrap_or_else(|panic| Err(DeployError::Internal(panic)));
         self.state().deploying = None;
         outcome
     }
@@ -323,17 +362,7 @@ impl Daemon {
         let (Some(health), Some(port)) = (&process.health, release.port(&process.id)) else {
             return Ok(());
         };
-        let host = &config.proxy.upstream_host;
-        let url = format!("http://{}:{port}{}", bracket_host(host), health.path);
-        let spec = health.check.clone().unwrap_or_else(|| {
-            let mut options = Map::new();
-            options.insert("host".into(), Value::from(host.clone()));
-            options.insert("path".into(), Value::from(health.path.clone()));
-            HookSpec::Plugin {
-                name: "http".into(),
-                options,
-            }
-        });
+        let (spec, url) = health_spec(config, health, port);
         let plugin = registry.health(&spec)?;
         let call = HookCall {
             stage: Stage::Health,
@@ -376,12 +405,13 @@ impl Daemon {
     }
 
     /// Steps 9–14: switch traffic, refresh services, replace singletons, retire
-    /// the previous release, persist.
-    async fn switch_and_finish(
+    /// the previous release (after the rollout watch, if one is on), persist.
+    pub(super) async fn switch_and_finish(
         self: &Arc<Self>,
         release: Arc<Release>,
         config: Arc<Config>,
         registry: Registry,
+        watch_ms: Option<u64>,
     ) -> Result<DeployOutcome, DeployError> {
         let previous = {
             let mut state = self.state();
@@ -400,8 +430,20 @@ impl Daemon {
             state.starting.retain(|r| !Arc::ptr_eq(r, &release));
             previous
         };
-        // Closes the previous release's counters: its drain count is final.
-        self.router.set_active(Some(release.target.clone()));
+        let watch = super::rollout::watch_window(&config, watch_ms)
+            .filter(|_| previous.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &release)));
+        self.apply_traffic_config(&config);
+        if watch.is_some() {
+            // The previous release stays open during the watch so switching back
+            // is instant; it is closed when the watch passes.
+            self.router
+                .set_active_keeping_previous(Some(release.target.clone()));
+        } else {
+            // Closes the previous release's counters: its drain count is final.
+            self.router.set_active(Some(release.target.clone()));
+        }
+        // A promoted canary is now the active release: its share is moot.
+        self.router.set_canary(None);
         let previous_id = previous.as_ref().map(|p| p.id.clone());
         self.events.emit(Event::TrafficSwitched {
             previous_release_id: previous_id.clone(),
@@ -413,6 +455,10 @@ impl Daemon {
 
         if let Some(previous) = previous {
             if !Arc::ptr_eq(&previous, &release) {
+                if let Some(window) = watch {
+                    self.watch_switched(&release, &previous, &config, &registry, window)
+                        .await?;
+                }
                 self.retire_in_background(previous, config.clone(), registry.clone());
             }
         }
@@ -421,6 +467,7 @@ impl Daemon {
             Ok(DeployOutcome {
                 active_release_id: release.id.clone(),
                 previous_release_id: previous_id.clone(),
+                canary: None,
             })
         } else {
             Err(DeployError::PartlySwitched {
@@ -566,6 +613,27 @@ fn explain_interruption(error: DeployError, release_id: &str) -> DeployError {
         },
         error => error,
     }
+}
+
+/// The hook that checks a proxied process's health (its `health.check`, else the
+/// built-in `http` probe of `health.path`) and the URL it is described by.
+pub(super) fn health_spec(
+    config: &Config,
+    health: &crate::config::model::HealthConfig,
+    port: u16,
+) -> (HookSpec, String) {
+    let host = &config.proxy.upstream_host;
+    let url = format!("http://{}:{port}{}", bracket_host(host), health.path);
+    let spec = health.check.clone().unwrap_or_else(|| {
+        let mut options = Map::new();
+        options.insert("host".into(), Value::from(host.clone()));
+        options.insert("path".into(), Value::from(health.path.clone()));
+        HookSpec::Plugin {
+            name: "http".into(),
+            options,
+        }
+    });
+    (spec, url)
 }
 
 /// `::1` → `[::1]` so the host can sit in a URL.

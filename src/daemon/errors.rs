@@ -121,6 +121,13 @@ pub enum DeployError {
         "Internal error during the deploy: {0}\nThis is a bug in rollbridge; please report it with the daemon log."
     )]
     Internal(String),
+    /// The post-switch watch (or a rollback during it) sent traffic back.
+    #[error("Rolled back release \"{release_id}\": {reason}")]
+    RolledBack { release_id: String, reason: String },
+    #[error(
+        "deploy --canary needs an active release to share traffic with; deploy without --canary first"
+    )]
+    CanaryWithoutActive,
     /// Traffic moved, but a service or singleton did not follow.
     #[error("Traffic switched to release \"{release_id}\", but {}", describe_problems(.problems))]
     PartlySwitched {

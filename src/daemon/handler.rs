@@ -43,8 +43,11 @@ impl Daemon {
             let leftovers = {
                 let mut state = self.state();
                 state.deploying = None;
+                // An open canary is among the releases stopped below.
+                state.rollout = None;
                 std::mem::take(&mut state.starting)
             };
+            self.router.set_canary(None);
             for release in leftovers {
                 release.stop_now().await;
             }
@@ -78,19 +81,27 @@ impl Daemon {
                     Err(error) => error_reply(error),
                 }
             }
+            // Traffic control (docs/rollouts.md): pause, maintenance and rollouts
+            // act while other commands wait; a rollback ends a rollout.
+            Request::Pause { max_ms } => Reply::ok(self.pause_traffic(max_ms)),
+            Request::Resume => Reply::ok(self.resume_traffic()),
+            Request::Maintenance { enabled, message } => {
+                Reply::ok(self.set_maintenance(enabled, message))
+            }
+            Request::Rollout { action, percent } => self
+                .rollout_command(action, percent)
+                .await
+                .map(Reply::ok)
+                .unwrap_or_else(error_reply),
+            Request::Rollback { release_id: None } if let Some(run) = self.rollout() => self
+                .rollback_rollout(run)
+                .await
+                .map(|outcome| Reply::ok(outcome.to_payload()))
+                .unwrap_or_else(error_reply),
             exclusive => {
                 debug_assert!(exclusive.waits_for_operations(), "{}", exclusive.name());
-                let operations = match self.try_lock_operations() {
-                    Some(guard) => guard,
-                    None => {
-                        // Deploy-class commands run one at a time; say why this one waits.
-                        tracing::debug!(
-                            command = exclusive.name(),
-                            "waiting for the operation in progress"
-                        );
-                        self.lock_operations().await
-                    }
-                };
+                // Deploy-class commands run one at a time, and not while a canary is open.
+                let operations = self.lock_operations_after_canary(exclusive.name()).await;
                 if let Err(error) = self.ensure_running() {
                     return error_reply(error);
                 }
@@ -99,6 +110,8 @@ impl Daemon {
                         release_path,
                         release_id,
                         revision,
+                        watch_ms,
+                        canary_percent,
                     } => self
                         .deploy_locked(
                             &operations,
@@ -106,15 +119,17 @@ impl Daemon {
                                 release_path,
                                 release_id,
                                 revision,
+                                watch_ms,
+                                canary_percent,
                             },
                         )
                         .await
-                        .map(Reply::ok)
+                        .map(|outcome| Reply::ok(outcome.to_payload()))
                         .unwrap_or_else(error_reply),
                     Request::Rollback { release_id } => self
                         .rollback_locked(&operations, release_id)
                         .await
-                        .map(Reply::ok)
+                        .map(|outcome| Reply::ok(outcome.to_payload()))
                         .unwrap_or_else(error_reply),
                     Request::Stop { release_id } => self
                         .stop_locked(&operations, release_id)

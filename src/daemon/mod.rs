@@ -20,6 +20,7 @@ pub mod restart;
 pub mod retention;
 pub mod retire;
 pub mod rollback;
+pub mod rollout;
 pub mod run;
 pub mod runtime;
 pub mod setup;
@@ -31,6 +32,7 @@ pub mod state_file;
 pub mod state_writer;
 pub mod status;
 pub mod stop;
+pub mod traffic;
 
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use state::Daemon;

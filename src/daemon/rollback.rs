@@ -70,6 +70,8 @@ impl Daemon {
                 release_path: target.path.clone(),
                 release_id: Some(target.id.clone()),
                 revision: Some(target.revision.clone()),
+                watch_ms: None,
+                canary_percent: None,
             },
         )
         .await

@@ -161,6 +161,8 @@ async fn activate(daemon: &Arc<Daemon>, request: &BootstrapRequest) -> Result<()
                     release_path: request.release_path.clone(),
                     release_id: Some(request.release_id.clone()),
                     revision: Some(request.revision.clone()),
+                    watch_ms: None,
+                    canary_percent: None,
                 },
             )
             .await?;

@@ -70,6 +70,8 @@ pub struct State {
     pub deploying: Option<DeployingInfo>,
     /// `status.bootstrap`, once a known-release bootstrap has activated.
     pub bootstrap: Option<BootstrapRequest>,
+    /// The canary or post-switch watch in progress (`status.rollout`).
+    pub rollout: Option<Arc<super::rollout::RolloutRun>>,
 }
 
 impl State {
@@ -157,9 +159,12 @@ impl Daemon {
         events: EventSink,
     ) -> Arc<Daemon> {
         let state_file = config.state_path.as_ref().map(StateFile::new);
+        let router = Router::new();
+        let readiness = config.proxy.readiness_path.as_deref().map(Arc::from);
+        router.update(|table| table.readiness_path = readiness);
         Arc::new(Daemon {
             events,
-            router: Router::new(),
+            router,
             config_path,
             runtime,
             state: Mutex::new(State {
@@ -176,6 +181,7 @@ impl Daemon {
                 orphans: Vec::new(),
                 deploying: None,
                 bootstrap: None,
+                rollout: None,
             }),
             operations: tokio::sync::Mutex::new(()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -231,6 +237,7 @@ impl Daemon {
     /// Returns false when it was already stopping.
     pub fn begin_stopping(&self) -> bool {
         let first = !self.stopping.swap(true, Ordering::SeqCst);
+        self.traffic_stopping();
         self.stopping_notify.notify_waiters();
         if first {
             if let Some(observability) = self.observability() {

@@ -1,11 +1,13 @@
 //! The `status` object ([`Status`]): the daemon's state converted into the wire
 //! types of `control::status`.
 
+use super::release::Release;
+use super::rollout::RolloutRun;
 use super::state::Daemon;
 use crate::config::model::IdOrName;
 use crate::control::status::{
     Account, BootstrapStatus, ControlStatus, DeployingStatus, NamedProcessStatus, ProxyStatus,
-    Status,
+    ReleaseStatus, Status,
 };
 use crate::process::ManagedProcess;
 use crate::util::sync::Unpoisoned;
@@ -80,9 +82,11 @@ impl Daemon {
                 port,
                 upstream_host: config.proxy.upstream_host.clone(),
             }),
-            releases: releases.iter().map(|release| release.status()).collect(),
+            releases: releases_with_canary(&releases, self.rollout().as_deref()),
+            rollout: self.rollout_status(),
             services: named(&services),
             singletons: named(&singletons),
+            traffic: self.traffic_status(),
         }
     }
 }
@@ -92,4 +96,22 @@ fn account(value: &IdOrName) -> Account {
         IdOrName::Id(id) => Account::Id(*id),
         IdOrName::Name(name) => Account::Name(name.clone()),
     }
+}
+
+/// Every release in status order, plus an open canary (which is not among the
+/// releases until it is promoted), so its processes show in `status` and `logs`.
+fn releases_with_canary(
+    releases: &[Arc<Release>],
+    rollout: Option<&RolloutRun>,
+) -> Vec<ReleaseStatus> {
+    let mut statuses: Vec<ReleaseStatus> =
+        releases.iter().map(|release| release.status()).collect();
+    if let Some(run) = rollout
+        && !releases
+            .iter()
+            .any(|release| Arc::ptr_eq(release, &run.release))
+    {
+        statuses.push(run.release.status());
+    }
+    statuses
 }

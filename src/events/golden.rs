@@ -281,6 +281,72 @@ fn daemon_events_keep_their_names_and_data_keys() {
             },
             golden(r#"{"z":1,"a":2}"#, "cache warmed"),
         ),
+        (
+            Event::Traffic(TrafficEvent::RolloutStarted {
+                release_id: s("v4"),
+                phase: "canary",
+                percent: 20,
+            }),
+            golden(
+                r#"{"releaseId":"v4","phase":"canary","percent":20}"#,
+                "rollout started",
+            ),
+        ),
+        (
+            Event::Traffic(TrafficEvent::RolloutUpdated {
+                release_id: s("v4"),
+                percent: 50,
+            }),
+            golden(r#"{"releaseId":"v4","percent":50}"#, "rollout updated"),
+        ),
+        (
+            Event::Traffic(TrafficEvent::RolloutPassed {
+                release_id: s("v4"),
+                requests: 212,
+                errors: 1,
+            }),
+            golden(
+                r#"{"releaseId":"v4","requests":212,"errors":1}"#,
+                "rollout passed",
+            ),
+        ),
+        (
+            Event::Traffic(TrafficEvent::RolloutFailed {
+                release_id: s("v4"),
+                reason: s("5xx rate 0.31 > 0.05 over 212 requests"),
+            }),
+            golden(
+                r#"{"releaseId":"v4","reason":"5xx rate 0.31 > 0.05 over 212 requests"}"#,
+                "rollout failed",
+            ),
+        ),
+        (
+            Event::Traffic(TrafficEvent::AutomaticRollback {
+                release_id: s("v4"),
+                previous_release_id: s("v3"),
+                reason: s("p99 1000 ms > 250 ms over 40 requests"),
+            }),
+            golden(
+                r#"{"releaseId":"v4","previousReleaseId":"v3","reason":"p99 1000 ms > 250 ms over 40 requests"}"#,
+                "automatic rollback",
+            ),
+        ),
+        (
+            Event::Traffic(TrafficEvent::Paused),
+            golden("{}", "traffic paused"),
+        ),
+        (
+            Event::Traffic(TrafficEvent::Resumed { held: 3 }),
+            golden(r#"{"held":3}"#, "traffic resumed"),
+        ),
+        (
+            Event::Traffic(TrafficEvent::MaintenanceOn),
+            golden("{}", "maintenance on"),
+        ),
+        (
+            Event::Traffic(TrafficEvent::MaintenanceOff),
+            golden("{}", "maintenance off"),
+        ),
     ];
     for (event, expected) in cases {
         assert_eq!(line(event), expected);

@@ -142,6 +142,8 @@ pub enum Event {
         message: String,
         data: Map<String, Value>,
     },
+    /// Rollouts, pause and maintenance (see `events/rollout.rs`).
+    Traffic(super::rollout::TrafficEvent),
 }
 
 /// `release startup process status`: one process of a release that failed to
@@ -391,6 +393,7 @@ impl Event {
                 return (message, data);
             }
             Event::Hook { message, data } => return (message.clone().into(), data.clone()),
+            Event::Traffic(event) => event.to_parts(),
         };
         (Cow::Borrowed(message), data)
     }

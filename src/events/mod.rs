@@ -24,6 +24,7 @@ mod kinds;
 mod output_tap;
 mod record;
 mod ring;
+mod rollout;
 mod sink;
 mod subscription;
 
@@ -34,5 +35,6 @@ pub use kinds::{
 pub use output_tap::{OutputLine, OutputSubscription};
 pub use record::EventRecord;
 pub use ring::{EVENT_RING_CAPACITY, EventRing};
+pub use rollout::TrafficEvent;
 pub use sink::{EventRecorder, EventSink, LineWriter, Listener, ListenerGuard, RingWriter};
 pub use subscription::Subscription;

@@ -288,6 +288,11 @@ impl DaemonObservability {
         self.notifier.ready(&status_line(active_release));
     }
 
+    /// A rollout began, changed its share, or ended (`phase: None`).
+    pub fn rollout_changed(&self, phase: Option<&'static str>, percent: u8) {
+        self.metrics.set_rollout(phase, percent);
+    }
+
     /// Shutdown began (`STOPPING=1`).
     pub fn stopping(&self) {
         self.notifier.stopping();

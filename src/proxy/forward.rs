@@ -10,8 +10,9 @@ use super::headers::{self, ClientInfo};
 use super::idle::{ActiveRequest, ConnectionActivity, IdleSweeper};
 use super::pool::Sender;
 use super::relay::{self, RawBody};
-use super::router::Router;
+use super::router::{Route, Router};
 use super::target::ReleaseTarget;
+use super::traffic_answers;
 use super::upgrade;
 use crate::config::model::IpRange;
 use crate::observability::{ProxyObserver, RequestObservation};
@@ -68,13 +69,19 @@ pub(crate) async fn handle(
     context: Arc<ConnectionContext>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // The release the request went to and when, for its per-release stats
+    // (rollouts); recorded at the response head.
+    let mut routed: Routed = None;
     let Some(observer) = context.server.observer.clone() else {
-        return Ok(route(context, request, None).await);
+        let response = route(context, request, None, &mut routed).await;
+        record_stats(routed, &response);
+        return Ok(response);
     };
     // Metrics / access log: the observation is recorded when it is dropped, which
     // for a streamed body is when the body ends.
     let mut observation = observer.begin(&request, &context.client.address);
-    let mut response = route(context, request, Some(&mut observation)).await;
+    let mut response = route(context, request, Some(&mut observation), &mut routed).await;
+    record_stats(routed, &response);
     observation.responded(response.status());
     match response.body_mut() {
         ProxyBody::Upstream(body) => body.observe(observation),
@@ -85,10 +92,20 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// Where a request was routed and when.
+type Routed = Option<(Arc<ReleaseTarget>, std::time::Instant)>;
+
+fn record_stats(routed: Routed, response: &Response<ProxyBody>) {
+    if let Some((target, at)) = routed {
+        target.stats().record(response.status(), at.elapsed());
+    }
+}
+
 async fn route(
     context: Arc<ConnectionContext>,
     mut request: Request<Incoming>,
     observation: Option<&mut RequestObservation>,
+    routed: &mut Routed,
 ) -> Response<ProxyBody> {
     let active = ActiveRequest::begin(context);
     let context = active.context();
@@ -98,12 +115,31 @@ async fn route(
     // Picked and counted in one step, so a drain never misses it; the guard
     // follows the request wherever it goes and releases the count when dropped,
     // whichever way the exchange ends.
-    let Some((target, count)) = context.server.router.route() else {
-        return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+    // A request a pause held keeps its ticket until its response head, so the
+    // next held request is released after it (arrival order).
+    let mut _ticket = None;
+    let (target, count) = loop {
+        match context
+            .server
+            .router
+            .route(request.uri().path(), request.headers())
+        {
+            Route::Release(target, count) => break (target, count),
+            Route::NoRelease => {
+                return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_ACTIVE_RELEASE_BODY);
+            }
+            Route::Maintenance(message) => return traffic_answers::maintenance(message),
+            Route::Readiness(ready) => return traffic_answers::readiness(ready),
+            Route::Held(hold) => match hold.wait().await {
+                Some(ticket) => _ticket = Some(ticket),
+                None => return traffic_answers::held_too_long(),
+            },
+        }
     };
     if let Some(observation) = observation {
         observation.routed(&target);
     }
+    *routed = Some((target.clone(), std::time::Instant::now()));
 
     if request.headers().contains_key(UPGRADE) {
         if let Some(tokens) = upgrade::tunnel_tokens(&request, &context.server.allowed_upgrades) {

@@ -17,7 +17,9 @@
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
 //! connections), `quickack` (no delayed-ACK stall on pooled connections),
 //! `relay` (the direct upstream exchange for requests without a body), `idle` (closing idle and slow client connections), `counters`,
-//! `router`, `target`, `errors`.
+//! `router`, `target`, `traffic` (canary, pause, maintenance, readiness rules),
+//! `traffic_answers` (the proxy's own answers under those rules), `stats`
+//! (per-release responses for rollouts), `errors`.
 //!
 //! The server runs on threads of its own (one or two, by machine size), each with a
 //! single-threaded tokio runtime, so the daemon's other work (hooks, supervision,
@@ -39,7 +41,10 @@ mod relay;
 mod router;
 mod server;
 mod splice;
+mod stats;
 mod target;
+mod traffic;
+mod traffic_answers;
 mod upgrade;
 mod worker;
 
@@ -48,4 +53,7 @@ pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
 pub use server::{BODY_TIMEOUT, HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
+pub use stats::{LATENCY_BOUNDS_MS, StatsSnapshot, TrafficStats};
 pub use target::ReleaseTarget;
+pub use traffic::{Canary, Hold, RoutingTable, StickyBy};
+pub use traffic_answers::RETRY_AFTER_SECONDS;

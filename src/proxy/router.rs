@@ -1,22 +1,43 @@
-//! The switchable "active release" pointer read once per request.
+//! The routing table read once per request: the active release, an optional
+//! canary share, and the pause / maintenance / readiness rules (see `traffic.rs`).
 
 use super::counters::ConnectionGuard;
 use super::target::ReleaseTarget;
-use arc_swap::ArcSwapOption;
-use std::sync::Arc;
+use super::traffic::{Canary, Hold, RoutingTable};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::HeaderMap;
+use std::sync::{Arc, Mutex};
 
-/// Which release receives new requests. Reads are lock-free; a switch is one atomic
-/// pointer swap, so requests already routed keep their target and the next request
-/// (even on the same keep-alive client connection) sees the new one.
+/// Which release receives new requests. Reads are lock-free; every change is one
+/// atomic pointer swap of the whole [`RoutingTable`], so requests already routed
+/// keep their target and the next request (even on the same keep-alive client
+/// connection) sees the new table. Changes are serialised by a writer lock the
+/// request path never takes.
 ///
 /// Picking a release and counting the request on it are one step
 /// ([`Router::route`]): a switch closes the old release's counters right after the
-/// swap, and a request that loaded the old pointer but was not counted before that
+/// swap, and a request that loaded the old table but was not counted before that
 /// is refused by the counters and routed again. So once [`Router::set_active`]
 /// returns, the old release's count covers every request it will ever serve.
 #[derive(Debug, Default)]
 pub struct Router {
-    active: ArcSwapOption<ReleaseTarget>,
+    table: ArcSwap<RoutingTable>,
+    writer: Mutex<()>,
+}
+
+/// What the proxy does with one request.
+pub(crate) enum Route {
+    /// Send it to this release (the request is counted on it).
+    Release(Arc<ReleaseTarget>, ConnectionGuard),
+    /// No release is active: 503.
+    NoRelease,
+    /// Maintenance: 503 with this message.
+    Maintenance(Bytes),
+    /// Paused: wait on the hold, then route again.
+    Held(Arc<Hold>),
+    /// The readiness path: 200 when ready, else 503.
+    Readiness(bool),
 }
 
 impl Router {
@@ -24,10 +45,23 @@ impl Router {
         Arc::new(Router::default())
     }
 
+    /// Changes the table with `change` as one swap; returns the previous table.
+    pub fn update(&self, change: impl FnOnce(&mut RoutingTable)) -> Arc<RoutingTable> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = RoutingTable::clone(&self.table.load());
+        change(&mut next);
+        self.table.swap(Arc::new(next))
+    }
+
+    /// The current table (for the daemon; requests use [`Router::route`]).
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.load_full()
+    }
+
     /// Routes new requests to `target`; `None` makes the proxy answer 503. The
     /// release switched away from admits no new request from here on.
     pub fn set_active(&self, target: Option<Arc<ReleaseTarget>>) {
-        let previous = self.active.swap(target.clone());
+        let previous = self.set_active_keeping_previous(target.clone());
         if let Some(previous) = previous {
             let same = target.is_some_and(|next| Arc::ptr_eq(&next, &previous));
             if !same {
@@ -36,29 +70,67 @@ impl Router {
         }
     }
 
-    pub fn active(&self) -> Option<Arc<ReleaseTarget>> {
-        self.active.load_full()
+    /// Routes new requests to `target` but leaves the previous release open (a
+    /// rollout may switch back to it); returns that release. Whoever calls this
+    /// closes the previous release's counters once it is retired for good.
+    pub fn set_active_keeping_previous(
+        &self,
+        target: Option<Arc<ReleaseTarget>>,
+    ) -> Option<Arc<ReleaseTarget>> {
+        self.update(|table| table.active = target).active.clone()
     }
 
-    /// The active release with this request counted on it, or `None` when no
-    /// release is active. One pointer load and one counter increment, unless a
-    /// switch lands in between: the old release refuses the count (it was closed
-    /// after the swap, so loading again sees the new pointer).
-    pub fn route(&self) -> Option<(Arc<ReleaseTarget>, ConnectionGuard)> {
+    /// Starts, changes or (with `None`) ends the canary share. A canary that leaves
+    /// the table without becoming active admits no new request from here on.
+    pub fn set_canary(&self, canary: Option<Canary>) {
+        let previous = self.update(|table| table.canary = canary.clone());
+        if let Some(old) = &previous.canary {
+            let kept = canary.is_some_and(|next| Arc::ptr_eq(&next.target, &old.target))
+                || previous
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| Arc::ptr_eq(a, &old.target));
+            if !kept {
+                old.target.counters().close();
+            }
+        }
+    }
+
+    pub fn active(&self) -> Option<Arc<ReleaseTarget>> {
+        self.table.load().active.clone()
+    }
+
+    /// The release for a request with these headers, with the request counted on
+    /// it, or why the proxy answers itself. One table load (and, during a canary,
+    /// one hash) per request, unless a switch lands in between: the old release
+    /// refuses the count (it was closed after the swap, so loading again sees the
+    /// new table).
+    pub(crate) fn route(&self, path: &str, headers: &HeaderMap) -> Route {
         let mut refused: Option<Arc<ReleaseTarget>> = None;
         loop {
-            let target = self.active.load_full()?;
-            if refused
-                .as_ref()
-                .is_some_and(|old| Arc::ptr_eq(old, &target))
+            let table = self.table.load();
+            if let Some(readiness) = &table.readiness_path
+                && **readiness == *path
             {
-                // Closed yet still active: only possible if a release's counters
-                // were closed by hand; refuse rather than spin.
-                return None;
+                return Route::Readiness(table.is_ready());
+            }
+            if let Some(message) = &table.maintenance {
+                return Route::Maintenance(message.clone());
+            }
+            if let Some(hold) = &table.hold {
+                return Route::Held(hold.clone());
+            }
+            let Some(target) = table.choose(headers) else {
+                return Route::NoRelease;
+            };
+            if refused.as_ref().is_some_and(|old| Arc::ptr_eq(old, target)) {
+                // Closed yet still in the table: only possible if a release's
+                // counters were closed by hand; refuse rather than spin.
+                return Route::NoRelease;
             }
             match target.counters().try_track_http() {
-                Some(count) => return Some((target, count)),
-                None => refused = Some(target),
+                Some(count) => return Route::Release(target.clone(), count),
+                None => refused = Some(target.clone()),
             }
         }
     }
@@ -69,6 +141,15 @@ mod tests {
     use super::*;
     use crate::proxy::ConnectionCounters;
 
+    impl Router {
+        fn test_route(&self) -> Option<(Arc<ReleaseTarget>, ConnectionGuard)> {
+            match self.route("/", &HeaderMap::new()) {
+                Route::Release(target, count) => Some((target, count)),
+                _ => None,
+            }
+        }
+    }
+
     fn target(id: &str) -> Arc<ReleaseTarget> {
         ReleaseTarget::new(id.into(), "127.0.0.1", 9, ConnectionCounters::new())
     }
@@ -76,10 +157,10 @@ mod tests {
     #[test]
     fn a_switch_closes_the_old_release_and_routes_to_the_new_one() {
         let router = Router::new();
-        assert!(router.route().is_none(), "no release yet");
+        assert!(router.test_route().is_none(), "no release yet");
         let (v1, v2) = (target("v1"), target("v2"));
         router.set_active(Some(v1.clone()));
-        let (routed, in_flight) = router.route().unwrap();
+        let (routed, in_flight) = router.test_route().unwrap();
         assert_eq!(routed.release_id(), "v1");
         router.set_active(Some(v1.clone()));
         assert!(!v1.counters().is_closed(), "re-activating is no switch");
@@ -90,13 +171,13 @@ mod tests {
             1,
             "the request in flight stays counted"
         );
-        let (routed, _count) = router.route().unwrap();
+        let (routed, _count) = router.test_route().unwrap();
         assert_eq!(routed.release_id(), "v2");
         drop(in_flight);
         assert_eq!(v1.counters().total(), 0);
         router.set_active(None);
         assert!(v2.counters().is_closed());
-        assert!(router.route().is_none());
+        assert!(router.test_route().is_none());
     }
 
     #[test]
@@ -108,7 +189,7 @@ mod tests {
             for _ in 0..2 {
                 scope.spawn(|| {
                     for _ in 0..5_000 {
-                        let (target, count) = router.route().expect("always a release");
+                        let (target, count) = router.test_route().expect("always a release");
                         assert!(!target.counters().is_closed() || target.counters().http() > 0);
                         drop(count);
                     }
@@ -123,5 +204,71 @@ mod tests {
             }
         });
         assert!(releases.iter().all(|r| r.counters().total() == 0));
+    }
+
+    #[test]
+    fn a_canary_takes_its_share_and_leaves_closed_unless_promoted() {
+        let router = Router::new();
+        let (v1, v2) = (target("v1"), target("v2"));
+        router.set_active(Some(v1.clone()));
+        router.set_canary(Some(Canary {
+            target: v2.clone(),
+            percent: 20,
+            sticky: None,
+        }));
+        let on_canary = (0..1000)
+            .filter(|_| router.test_route().unwrap().0.release_id() == "v2")
+            .count();
+        assert_eq!(on_canary, 200);
+        router.set_canary(None);
+        assert!(
+            v2.counters().is_closed(),
+            "an aborted canary admits no more"
+        );
+        assert!(!v1.counters().is_closed());
+
+        let v3 = target("v3");
+        router.set_canary(Some(Canary {
+            target: v3.clone(),
+            percent: 50,
+            sticky: None,
+        }));
+        let previous = router.set_active_keeping_previous(Some(v3.clone()));
+        router.set_canary(None);
+        assert!(!v3.counters().is_closed(), "a promoted canary stays open");
+        assert!(!previous.unwrap().counters().is_closed());
+    }
+
+    #[test]
+    fn maintenance_pause_and_readiness_come_before_routing() {
+        let router = Router::new();
+        router.set_active(Some(target("v1")));
+        router.update(|t| t.readiness_path = Some(Arc::from("/_ready")));
+        let headers = HeaderMap::new();
+        assert!(matches!(
+            router.route("/_ready", &headers),
+            Route::Readiness(true)
+        ));
+        router.update(|t| t.hold = Some(Hold::new(std::time::Duration::from_secs(1))));
+        assert!(matches!(router.route("/x", &headers), Route::Held(_)));
+        assert!(matches!(
+            router.route("/_ready", &headers),
+            Route::Readiness(false)
+        ));
+        router.update(|t| t.maintenance = Some(Bytes::from_static(b"down")));
+        assert!(matches!(
+            router.route("/x", &headers),
+            Route::Maintenance(_)
+        ));
+        router.update(|t| {
+            t.hold = None;
+            t.maintenance = None;
+        });
+        assert!(router.test_route().is_some());
+        router.update(|t| t.stopping = true);
+        assert!(matches!(
+            router.route("/_ready", &headers),
+            Route::Readiness(false)
+        ));
     }
 }

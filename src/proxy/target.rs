@@ -2,6 +2,7 @@
 
 use super::counters::ConnectionCounters;
 use super::pool::UpstreamPool;
+use super::stats::TrafficStats;
 use std::sync::Arc;
 
 /// Where the proxy sends requests for one release.
@@ -10,6 +11,7 @@ pub struct ReleaseTarget {
     release_id: String,
     counters: Arc<ConnectionCounters>,
     pool: UpstreamPool,
+    stats: TrafficStats,
 }
 
 impl ReleaseTarget {
@@ -25,6 +27,7 @@ impl ReleaseTarget {
             release_id,
             counters,
             pool: UpstreamPool::new(upstream_host, port),
+            stats: TrafficStats::default(),
         })
     }
 
@@ -34,6 +37,11 @@ impl ReleaseTarget {
 
     pub fn counters(&self) -> &Arc<ConnectionCounters> {
         &self.counters
+    }
+
+    /// Responses, server errors and latency of this release (for rollouts).
+    pub fn stats(&self) -> &TrafficStats {
+        &self.stats
     }
 
     /// `host:port` of the upstream (`[v6]:port` for IPv6), as used in error messages.

@@ -33,9 +33,12 @@ fn a_minimal_config_gets_every_default() {
             trusted_proxies: IpRange::loopback(),
             body_timeout_ms: 30_000,
             allowed_upgrades: vec![],
+            readiness_path: None,
         }
     );
     assert_eq!(config.metrics, None);
+    assert_eq!(config.rollout, RolloutConfig::default());
+    assert_eq!(config.rollout.watch_ms, 0, "no watch unless asked for");
     assert_eq!(config.legacy_takeover, None);
     assert_eq!(
         config.release_retention,

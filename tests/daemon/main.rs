@@ -12,6 +12,8 @@ mod faults;
 mod lua;
 mod persist;
 mod protocol_golden;
+mod rollout;
 mod services;
 mod supervision;
+mod traffic;
 mod zero_downtime;

@@ -105,6 +105,7 @@ fn full_config() -> Value {
     json!({
         "proxy": { "port": 8182, "accessLog": { "path": "access.log" } },
         "metrics": { "port": 9464 },
+        "rollout": {},
         "control": {},
         "releaseRetention": {},
         "plugins": {},
@@ -151,6 +152,7 @@ fn config_annotations_match_the_keys_validation_accepts() {
         ("/proxy", "rollbridge.Proxy"),
         ("/proxy/accessLog", "rollbridge.AccessLog"),
         ("/metrics", "rollbridge.Metrics"),
+        ("/rollout", "rollbridge.Rollout"),
         ("/control", "rollbridge.Control"),
         ("/releaseRetention", "rollbridge.ReleaseRetention"),
         ("/plugins", "rollbridge.Plugins"),

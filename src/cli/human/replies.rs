@@ -6,8 +6,12 @@ use serde_json::{Map, Value};
 
 pub use crate::cli::common::plural as count;
 
-/// `deploy`: which release serves now and what it replaced.
+/// `deploy`: which release serves now and what it replaced (or, for
+/// `--canary`, the canary's share).
 pub fn deployed(reply: &Map<String, Value>, paint: Paint) -> String {
+    if reply.contains_key("canaryReleaseId") {
+        return canary(reply, paint);
+    }
     switched(
         reply,
         paint,
@@ -46,6 +50,67 @@ fn switched(
     };
     let sentence = format!("{} {}{tail}", paint.green("✓"), head.replace("{}", &active));
     with_warnings(sentence, reply, paint)
+}
+
+/// `deploy --canary` and `rollout set`: the canary's share of new requests.
+fn canary(reply: &Map<String, Value>, paint: Paint) -> String {
+    let percent = reply.get("percent").and_then(Value::as_u64).unwrap_or(0);
+    let sentence = format!(
+        "{} Canary {} gets {percent}% of new requests; {} serves the rest. Next: \"rollbridge rollout promote\" or \"rollbridge rollout abort\".",
+        paint.green("✓"),
+        paint.bold(&id(reply.get("canaryReleaseId"))),
+        paint.bold(&id(reply.get("activeReleaseId"))),
+    );
+    with_warnings(sentence, reply, paint)
+}
+
+/// `rollout set|promote|abort`.
+pub fn rollout(reply: &Map<String, Value>, paint: Paint) -> String {
+    if reply.contains_key("canaryReleaseId") {
+        canary(reply, paint)
+    } else if let Some(aborted) = reply.get("abortedReleaseId") {
+        let sentence = format!(
+            "{} Canary {} aborted: {} serves every request; the canary drains and stops.",
+            paint.green("✓"),
+            paint.bold(&id(Some(aborted))),
+            paint.bold(&id(reply.get("activeReleaseId"))),
+        );
+        with_warnings(sentence, reply, paint)
+    } else {
+        switched(
+            reply,
+            paint,
+            "Promoted {}",
+            |previous| format!(": traffic switched from {previous}, which drains and stops."),
+            ".",
+        )
+    }
+}
+
+/// `pause`, `resume` and `maintenance`: the traffic state now.
+pub fn traffic(reply: &Map<String, Value>, paint: Paint) -> String {
+    let number = |key: &str| reply.get(key).and_then(Value::as_u64).unwrap_or(0);
+    match (reply.get("paused"), reply.get("maintenance")) {
+        (Some(Value::Bool(true)), _) => format!(
+            "{} Paused: new requests are held (each at most {} ms, then 503) until \"rollbridge resume\".",
+            paint.yellow("⏸"),
+            number("maxMs")
+        ),
+        (Some(_), _) => format!(
+            "{} Resumed: {} let through in arrival order.",
+            paint.green("✓"),
+            count(number("held") as usize, "held request", "held requests")
+        ),
+        (_, Some(Value::Bool(true))) => format!(
+            "{} Maintenance on: every request gets 503 with \"{}\".",
+            paint.yellow("!"),
+            reply.get("message").and_then(Value::as_str).unwrap_or("")
+        ),
+        _ => format!(
+            "{} Maintenance off: requests are routed again.",
+            paint.green("✓")
+        ),
+    }
 }
 
 /// `restart`: the instances restarted.

@@ -1,43 +1,35 @@
-//! `status` for a person: a headline, the releases, then one table of every
-//! process (release processes, services, singletons).
+//! `status` for a person: a headline, what is going on (deploy, rollout,
+//! pause, maintenance), the releases, then one table of every process (release
+//! processes, services, singletons). It reads the typed [`Status`], the same
+//! type the daemon writes.
 
 use super::Paint;
 use super::table::Table;
+use crate::control::status::{ProcessStatus, ReleaseStatus, Status};
 use serde_json::{Map, Value};
 
-/// Renders a status reply. Keys this renderer does not know are left out;
-/// `rollout`, `traffic`, `paused` and `maintenance` are shown when present.
-pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
+/// Renders a status reply.
+pub fn render(reply: &Map<String, Value>, paint: Paint) -> String {
+    render_status(&Status::from_reply(reply), paint)
+}
+
+/// Renders a status object.
+pub fn render_status(status: &Status, paint: Paint) -> String {
     let mut out = vec![headline(status, paint)];
-    for key in ["rollout", "traffic", "paused", "maintenance", "deploying"] {
-        if let Some(value) = status.get(key).filter(|value| !value.is_null()) {
-            out.push(format!(
-                "{}  {}",
-                paint.bold(&format!("{key}:")),
-                summary(value)
-            ));
-        }
-    }
-    let releases = array(status, "releases");
+    out.extend(situation(status, paint));
     out.push(String::new());
-    if releases.is_empty() {
+    if status.releases.is_empty() {
         out.push("No releases yet: run \"rollbridge deploy --release-path DIR\".".to_string());
     } else {
         let mut table = Table::new(&["RELEASE", "STATE", "HTTP", "WS", "REVISION", "ACTIVATED"]);
-        for release in releases {
-            let connections = release.get("connections");
-            let count = |kind: &str| {
-                connections
-                    .and_then(|c| c.get(kind))
-                    .map_or("-".to_string(), plain)
-            };
+        for release in &status.releases {
             table.row(vec![
-                paint.bold(&text(release, "releaseId")),
-                paint.state(&text(release, "state")),
-                count("http"),
-                count("websocket"),
-                text(release, "revision"),
-                text(release, "activatedAt"),
+                paint.bold(&release.release_id),
+                paint.state(&release.state),
+                release.connections.http.to_string(),
+                release.connections.websocket.to_string(),
+                release.revision.clone(),
+                release.activated_at.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         out.extend(table.render(""));
@@ -46,30 +38,30 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
         "PROCESS", "INSTANCE", "RELEASE", "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "PORT",
     ]);
     // A stopped release's processes are all stopped: its row above says so.
-    for release in releases.iter().filter(|r| text(r, "state") != "stopped") {
-        let label = text(release, "releaseId");
-        for process in release
-            .get("processes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            processes.row(process_row(process, &label, release.get("ports"), paint));
+    for release in status.releases.iter().filter(|r| r.state != "stopped") {
+        for process in &release.processes {
+            processes.row(process_row(
+                process,
+                &release.release_id,
+                Some(release),
+                paint,
+            ));
         }
     }
-    for (key, label) in [("services", "service"), ("singletons", "singleton")] {
-        for entry in array(status, key) {
-            if let Some(process) = entry.get("process") {
-                processes.row(process_row(process, label, None, paint));
-            } else {
-                let id = text(entry, "id");
-                processes.row(vec![
-                    id,
+    for (entries, label) in [
+        (&status.services, "service"),
+        (&status.singletons, "singleton"),
+    ] {
+        for entry in entries {
+            match &entry.process {
+                Some(process) => processes.row(process_row(process, label, None, paint)),
+                None => processes.row(vec![
+                    entry.id.clone(),
                     "-".into(),
                     label.into(),
                     "-".into(),
                     paint.dim("not running"),
-                ]);
+                ]),
             }
         }
     }
@@ -77,60 +69,124 @@ pub fn render(status: &Map<String, Value>, paint: Paint) -> String {
         out.push(String::new());
         out.extend(processes.render(""));
     }
-    let orphans = array(status, "orphans");
-    if !orphans.is_empty() {
+    if !status.orphans.is_empty() {
         out.push(String::new());
         out.push(paint.yellow(&format!(
             "{} left by a previous daemon; see \"rollbridge recover\".",
-            crate::cli::common::plural(orphans.len(), "orphaned process", "orphaned processes")
+            crate::cli::common::plural(
+                status.orphans.len(),
+                "orphaned process",
+                "orphaned processes"
+            )
         )));
     }
     out.join("\n")
 }
 
-fn headline(status: &Map<String, Value>, paint: Paint) -> String {
-    let application = status.get("application").map_or(String::new(), plain);
-    let active = match status.get("activeReleaseId") {
-        Some(Value::String(id)) => format!("active {}", paint.green(id)),
-        _ => paint.yellow("no active release"),
+fn headline(status: &Status, paint: Paint) -> String {
+    let active = match &status.active_release_id {
+        Some(id) => format!("active {}", paint.green(id)),
+        None => paint.yellow("no active release"),
     };
-    let proxy = status.get("proxy").map_or(String::new(), |proxy| {
-        format!(
-            "  proxy {}:{}",
-            proxy.get("host").map_or(String::new(), plain),
-            proxy.get("port").map_or(String::new(), plain)
-        )
+    let proxy = status.proxy.as_ref().map_or(String::new(), |proxy| {
+        format!("  proxy {}:{}", proxy.host, proxy.port)
     });
-    format!("{}  {active}{proxy}", paint.bold(&application))
+    format!("{}  {active}{proxy}", paint.bold(&status.application))
 }
 
-fn process_row(process: &Value, release: &str, ports: Option<&Value>, paint: Paint) -> Vec<String> {
-    let id = text(process, "id");
-    let (base, instance) = match id.split_once('#') {
+/// One line each for what is in progress or out of the ordinary.
+fn situation(status: &Status, paint: Paint) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(deploying) = &status.deploying {
+        lines.push(format!(
+            "{}  {} from {} since {}",
+            paint.bold("deploying:"),
+            deploying.release_id,
+            deploying.release_path,
+            deploying.started_at
+        ));
+    }
+    if let Some(rollout) = &status.rollout {
+        let what = if rollout.phase == "canary" {
+            format!(
+                "canary {} gets {}% of new requests",
+                rollout.release_id, rollout.percent
+            )
+        } else {
+            format!(
+                "watching {} since {}",
+                rollout.release_id, rollout.started_at
+            )
+        };
+        let p99 = rollout
+            .p99_ms
+            .map_or("-".to_string(), |ms| format!("{ms} ms"));
+        lines.push(format!(
+            "{}  {what}; {} requests, {} errors ({:.1}%), p99 {p99}{}",
+            paint.bold("rollout:"),
+            rollout.requests,
+            rollout.errors,
+            rollout.error_rate * 100.0,
+            rollout
+                .previous_release_id
+                .as_ref()
+                .map_or(String::new(), |previous| format!(
+                    "; {previous} kept running"
+                )),
+        ));
+    }
+    if let Some(traffic) = &status.traffic {
+        if traffic.maintenance {
+            lines.push(format!(
+                "{}  {}",
+                paint.bold("traffic:"),
+                paint.yellow("maintenance: every request gets 503")
+            ));
+        }
+        if traffic.paused {
+            lines.push(format!(
+                "{}  {}",
+                paint.bold("traffic:"),
+                paint.yellow(&format!(
+                    "paused, {} held; \"rollbridge resume\" lets them through",
+                    traffic.held.unwrap_or(0)
+                ))
+            ));
+        }
+    }
+    if let Some(failed) = &status.failed_release {
+        lines.push(format!(
+            "{}  {} (its output: \"rollbridge logs --release {}\")",
+            paint.bold("failed deploy:"),
+            failed.release_id,
+            failed.release_id
+        ));
+    }
+    lines
+}
+
+fn process_row(
+    process: &ProcessStatus,
+    release: &str,
+    ports: Option<&ReleaseStatus>,
+    paint: Paint,
+) -> Vec<String> {
+    let (base, instance) = match process.id.split_once('#') {
         Some((base, index)) => (base.to_string(), format!("#{index}")),
-        None => (id.clone(), "-".to_string()),
+        None => (process.id.clone(), "-".to_string()),
     };
     let port = ports
-        .and_then(|ports| ports.get(&base))
-        .map_or("-".to_string(), plain);
+        .and_then(|release| release.ports.iter().find(|(id, _)| *id == base))
+        .map_or("-".to_string(), |(_, port)| port.to_string());
     vec![
         base,
         instance,
         release.to_string(),
-        process
-            .get("pid")
-            .filter(|pid| !pid.is_null())
-            .map_or("-".to_string(), plain),
-        paint.state(&text(process, "state")),
-        process
-            .get("uptimeMs")
-            .and_then(Value::as_u64)
-            .map_or("-".to_string(), duration),
-        process.get("restarts").map_or("0".to_string(), plain),
-        process
-            .get("rssBytes")
-            .and_then(Value::as_u64)
-            .map_or("-".to_string(), bytes),
+        process.pid.map_or("-".to_string(), |pid| pid.to_string()),
+        paint.state(&process.state),
+        process.uptime_ms.map_or("-".to_string(), duration),
+        process.restarts.to_string(),
+        process.rss_bytes.map_or("-".to_string(), bytes),
         port,
     ]
 }
@@ -162,53 +218,25 @@ pub fn bytes(count: u64) -> String {
     }
 }
 
-/// A value in one short line: strings bare, objects as `key=value` pairs.
-fn summary(value: &Value) -> String {
-    match value {
-        Value::Object(map) => map
-            .iter()
-            .map(|(key, value)| format!("{key}={}", plain(value)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => plain(other),
-    }
-}
-
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn text(value: &Value, key: &str) -> String {
-    value.get(key).map_or("-".to_string(), plain)
-}
-
-fn array<'s>(status: &'s Map<String, Value>, key: &str) -> &'s [Value] {
-    status
-        .get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn rollout_pause_and_maintenance_keys_get_a_line_each_when_present() {
-        let status = json!({"application": "shop", "activeReleaseId": null,
-            "rollout": {"releaseId": "v3", "weight": 10}, "paused": true, "maintenance": null,
+    fn rollout_and_traffic_get_a_line_each_when_present() {
+        let status = json!({"application": "shop", "activeReleaseId": "v2",
+            "rollout": {"releaseId": "v3", "previousReleaseId": "v2", "phase": "canary",
+                "percent": 10, "startedAt": "T", "requests": 200, "errors": 3,
+                "errorRate": 0.015, "p99Ms": 40},
+            "traffic": {"paused": true, "maintenance": false, "held": 4},
             "releases": [], "services": [], "singletons": []});
         let text = render(status.as_object().unwrap(), Paint::NONE);
         assert_eq!(
             text,
-            "shop  no active release\n\
-             rollout:  releaseId=v3 weight=10\n\
-             paused:  true\n\
+            "shop  active v2\n\
+             rollout:  canary v3 gets 10% of new requests; 200 requests, 3 errors (1.5%), p99 40 ms; v2 kept running\n\
+             traffic:  paused, 4 held; \"rollbridge resume\" lets them through\n\
              \n\
              No releases yet: run \"rollbridge deploy --release-path DIR\"."
         );

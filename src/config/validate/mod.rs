@@ -16,6 +16,7 @@ mod plugin_options;
 mod process;
 mod process_log;
 mod proxy_edge;
+mod rollout;
 mod top;
 
 pub use context::{
@@ -57,7 +58,7 @@ pub(crate) fn validate_detailed(
 }
 
 /// Said in a fix when a Lua function sits where plain data is expected.
-const FUNCTION_HINT: &str = "Lua functions are only accepted as hook values (lifecycle.quiet, lifecycle.drain, lifecycle.stop, health.check, legacyTakeover.matchers).";
+const FUNCTION_HINT: &str = "Lua functions are only accepted as hook values (lifecycle.quiet, lifecycle.drain, lifecycle.stop, health.check, rollout.check, legacyTakeover.matchers).";
 
 static EMPTY_MAP: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 

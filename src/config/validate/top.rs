@@ -1,7 +1,7 @@
 //! The root object and the top-level sections: proxy (with its access log),
 //! control, release retention, statePath, plugins and metrics.
 
-use super::{Section, Validator, cross, legacy, millis, process, proxy_edge};
+use super::{Section, Validator, cross, legacy, millis, process, proxy_edge, rollout};
 use crate::config::model::{
     AccessLogConfig, AccessLogFormat, Config, ControlConfig, IdOrName, MetricsConfig,
     PluginsConfig, ProxyConfig, ReleaseRetention,
@@ -17,6 +17,7 @@ const ROOT_KEYS: &[&str] = &[
     "processes",
     "proxy",
     "releaseRetention",
+    "rollout",
     "statePath",
 ];
 const PROXY_KEYS: &[&str] = &[
@@ -29,6 +30,7 @@ const PROXY_KEYS: &[&str] = &[
     "healthTimeoutMs",
     "host",
     "port",
+    "readinessPath",
     "trustedProxies",
     "upstreamHost",
 ];
@@ -133,6 +135,7 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
             );
         }
     }
+    let rollout = rollout::validate_rollout(v, root.get("rollout"));
     v.issues.extend(plugin_issues);
 
     cross::validate_cross_process(v, &checked, proxy.port);
@@ -147,6 +150,7 @@ pub(super) fn validate_root(v: &mut Validator, root: &Value) -> Option<Config> {
         state_path,
         plugins,
         metrics,
+        rollout,
     })
 }
 
@@ -202,6 +206,7 @@ fn validate_proxy(v: &mut Validator, proxy: &Map<String, Value>) -> ProxyConfig 
         trusted_proxies: proxy_edge::validate_trusted_proxies(v, proxy.get("trustedProxies")),
         body_timeout_ms: proxy_edge::validate_body_timeout(v, proxy.get("bodyTimeoutMs")),
         allowed_upgrades: proxy_edge::validate_allowed_upgrades(v, proxy.get("allowedUpgrades")),
+        readiness_path: rollout::validate_readiness_path(v, proxy.get("readinessPath")),
     }
 }
 

@@ -12,6 +12,7 @@
 mod histogram;
 pub mod hooks;
 mod proxy;
+mod rollout;
 mod server;
 mod text;
 
@@ -67,6 +68,7 @@ pub struct Metrics {
     processes: RwLock<Option<ProcessSource>>,
     dropped_lines: RwLock<Vec<(&'static str, CountSource)>>,
     router: RwLock<Option<Arc<Router>>>,
+    rollout: rollout::RolloutGauges,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,6 +85,7 @@ impl Metrics {
             processes: RwLock::default(),
             dropped_lines: RwLock::default(),
             router: RwLock::default(),
+            rollout: rollout::RolloutGauges::default(),
         })
     }
 
@@ -103,6 +106,11 @@ impl Metrics {
     /// The router whose active release is reported.
     pub fn set_router(&self, router: Arc<Router>) {
         *self.router.write().unpoisoned() = Some(router);
+    }
+
+    /// The rollout in progress (`None`: none), for the rollout gauges.
+    pub fn set_rollout(&self, phase: Option<&'static str>, percent: u8) {
+        self.rollout.set(phase, percent);
     }
 
     fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
@@ -157,6 +165,7 @@ impl Metrics {
         let mut writer = TextWriter::new();
         self.proxy.write(&mut writer);
         self.write_active_release(&mut writer);
+        self.rollout.write(&mut writer);
         self.write_lifecycle(&mut writer);
         self.write_memory(&mut writer);
         write_proc_scans(&mut writer);
