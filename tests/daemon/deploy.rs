@@ -190,7 +190,8 @@ fn a_failed_health_check_leaves_the_previous_release_active_and_nothing_running(
         .map(|l| l["line"].as_str().unwrap())
         .collect();
     assert!(
-        lines.contains(&"listening on ") || lines.iter().any(|l| l.starts_with("listening on"))
+        lines.contains(&"listening on ") || lines.iter().any(|l| l.starts_with("listening on")),
+        "{lines:?}"
     );
     assert!(lines.iter().any(|l| l.starts_with("stderr hello")));
     let after = &statuses[1]["data"];

@@ -154,6 +154,10 @@ async fn http_get_status(
     let request = http::Request::get(path)
         .header(http::header::HOST, authority(host, port))
         .header(http::header::USER_AGENT, "rollbridge-health-check")
+        // One probe per connection: say so, so the app closes after answering
+        // instead of waiting for a next request that ends in a reset (and a
+        // traceback in its output for every failed probe).
+        .header(http::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("invalid health check request: {e}"))?;
     let mut connection = std::pin::pin!(connection);
