@@ -2,6 +2,7 @@
 
 use super::{CliResult, ConfigArg};
 use crate::daemon::bootstrap::{self, StartOptions};
+use crate::daemon::upgrade::restore::{self, Inherited};
 use crate::observability::{DaemonObservability, LoggingOptions, Rotation, SystemdHandoff};
 use clap::Args;
 
@@ -53,7 +54,16 @@ pub fn run(args: DaemonArgs) -> CliResult {
         boot_attestation: args.boot_attestation,
         takeover_owner: args.takeover_owner,
     };
-    let mode = bootstrap::validate(&options).map_err(anyhow::Error::msg)?;
+    // SAFETY: no other thread exists yet, so the environment can be changed.
+    // An image started by a live upgrade takes over instead of starting anew.
+    let inherited = match unsafe { Inherited::take() } {
+        Some(inherited) => Some(inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?),
+        None => None,
+    };
+    let mode = match inherited {
+        Some(_) => None,
+        None => Some(bootstrap::validate(&options).map_err(anyhow::Error::msg)?),
+    };
     let logging = LoggingOptions {
         file: args.log_file,
         rotation: args
@@ -75,7 +85,11 @@ pub fn run(args: DaemonArgs) -> CliResult {
         .thread_name("rollbridge-daemon")
         .build()?;
     let code = runtime.block_on(async {
-        let code = crate::daemon::run::run(mode, observability.clone()).await;
+        let code = match (inherited, mode) {
+            (Some(inherited), _) => restore::run(inherited, observability.clone()).await,
+            (None, Some(mode)) => crate::daemon::run::run(mode, observability.clone()).await,
+            (None, None) => unreachable!("a start mode is validated when nothing was inherited"),
+        };
         observability.close().await;
         code
     });

@@ -24,6 +24,7 @@ pub mod recover;
 pub mod restart;
 pub mod rollback;
 pub mod shutdown;
+pub mod upgrade;
 pub mod status;
 pub mod stop;
 pub mod systemd_unit;
@@ -77,6 +78,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop every managed process and the daemon.
     Shutdown(shutdown::ShutdownArgs),
+    /// Replace the running daemon's binary in place; the app keeps running.
+    Upgrade(upgrade::UpgradeArgs),
     /// Check a config file and report every problem with a fix.
     Validate(validate::ValidateArgs),
     /// Check the config and this host (socket, port, state path, release templates).
@@ -100,6 +103,9 @@ pub enum Command {
     /// The config's process ids, one per line (used by the completion scripts).
     #[command(hide = true)]
     ProcessIds(completion::ProcessIdsArgs),
+    /// The handover format this binary reads (the live upgrade handshake).
+    #[command(hide = true)]
+    HandoverFormat,
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -120,6 +126,8 @@ pub fn main() -> ExitCode {
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),
         Command::Shutdown(args) => shutdown::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
+        Command::HandoverFormat => upgrade::handover_format(),
         Command::Validate(args) => validate::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Logs(args) => logs::run(args),

@@ -43,6 +43,11 @@ pub enum Request {
     RetireOwner {
         attestation: String,
     },
+    /// Re-execute the daemon in place from `binary` (default: its own
+    /// executable's path), keeping processes, listeners and state.
+    Upgrade {
+        binary: Option<String>,
+    },
 }
 
 /// A request that could not be turned into a [`Request`]. The Display text is the
@@ -66,7 +71,7 @@ pub enum RequestError {
 }
 
 /// Every command name the daemon knows.
-pub const COMMAND_NAMES: [&str; 8] = [
+pub const COMMAND_NAMES: [&str; 9] = [
     "status",
     "events",
     "deploy",
@@ -75,6 +80,7 @@ pub const COMMAND_NAMES: [&str; 8] = [
     "restart",
     "shutdown",
     "retire-owner",
+    "upgrade",
 ];
 
 impl Request {
@@ -129,6 +135,9 @@ impl Request {
             "retire-owner" => Request::RetireOwner {
                 attestation: required_string(object, "attestation")?,
             },
+            "upgrade" => Request::Upgrade {
+                binary: non_empty(optional_string(object, "binary")?),
+            },
             _ => unreachable!("every name in COMMAND_NAMES is handled"),
         })
     }
@@ -144,6 +153,7 @@ impl Request {
             Request::Restart { .. } => "restart",
             Request::Shutdown => "shutdown",
             Request::RetireOwner { .. } => "retire-owner",
+            Request::Upgrade { .. } => "upgrade",
         }
     }
 
@@ -190,6 +200,7 @@ impl Request {
             Request::RetireOwner { attestation } => {
                 put("attestation", &Some(attestation.clone()));
             }
+            Request::Upgrade { binary } => put("binary", binary),
         }
         Value::Object(map)
     }
@@ -211,6 +222,7 @@ impl Request {
                 | Request::Restart { .. }
                 | Request::Shutdown
                 | Request::RetireOwner { .. }
+                | Request::Upgrade { .. }
         )
     }
 }

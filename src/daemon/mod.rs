@@ -30,6 +30,7 @@ pub mod state_file;
 pub mod state_writer;
 pub mod status;
 pub mod stop;
+pub mod upgrade;
 
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use state::Daemon;

@@ -99,7 +99,15 @@ pub async fn run(
     // there is one): tell systemd.
     let active = daemon.state().active.as_ref().map(|r| r.id.clone());
     observability.ready(active.as_deref());
+    Ok(serve_until_exit(&daemon, signal_outcome).await)
+}
 
+/// Serves until a signal, a control-driven shutdown or a retirement ends the
+/// daemon; the exit code.
+pub(super) async fn serve_until_exit(
+    daemon: &Arc<Daemon>,
+    signal_outcome: oneshot::Receiver<Result<(), ShutdownError>>,
+) -> i32 {
     let control = daemon.endpoints().control.clone();
     let control_exit = async {
         match control {
@@ -108,9 +116,9 @@ pub async fn run(
         }
     };
     tokio::select! {
-        outcome = signal_outcome => Ok(signal_exit_code(outcome)),
-        _ = control_exit => Ok(0),
-        _ = daemon.retired.notified() => Ok(0),
+        outcome = signal_outcome => signal_exit_code(outcome),
+        _ = control_exit => 0,
+        _ = daemon.retired.notified() => 0,
     }
 }
 
@@ -125,7 +133,7 @@ fn report_non_utf8_environment(daemon: &Daemon) {
 /// Makes the daemon a child subreaper (orphans of its processes are reparented
 /// to it, so stops still find them) and decides whether each managed process gets
 /// a cgroup of its own (docs/processes.md, "Whole-tree stops").
-fn prepare_supervision() {
+pub(super) fn prepare_supervision() {
     if let Err(error) = crate::process::sampler::become_subreaper() {
         tracing::warn!(
             "cannot become a child subreaper ({error}); processes that leave their group are found only while their parent lives"
@@ -290,7 +298,7 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Star
 }
 
 /// The running managed processes, for the RSS gauge (read at scrape time).
-fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
+pub(super) fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
     let daemon = Arc::downgrade(daemon);
     Arc::new(move || {
         let Some(daemon) = daemon.upgrade() else {

@@ -66,6 +66,9 @@ pub struct DaemonObservability {
     control_activated: bool,
     metrics: Arc<Metrics>,
     metrics_server: Mutex<Option<MetricsServer>>,
+    /// The metrics listener an earlier image of this daemon handed over (live
+    /// upgrade): served instead of binding one.
+    inherited_metrics: Mutex<Option<TcpListener>>,
     access_log: Mutex<Option<(AccessLog, AccessLogWriter)>>,
     observer: OnceLock<Arc<ProxyObserver>>,
     process_logs: ProcessLogFiles,
@@ -110,6 +113,7 @@ impl DaemonObservability {
             control_activated,
             metrics,
             metrics_server: Mutex::default(),
+            inherited_metrics: Mutex::default(),
             access_log: Mutex::default(),
             observer: OnceLock::new(),
             process_logs,
@@ -190,7 +194,23 @@ impl DaemonObservability {
         let _ = self
             .observer
             .set(Arc::new(ProxyObserver::new(metrics, access)));
-        if let Some(settings) = &config.metrics {
+        let inherited = self
+            .inherited_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(listener), Some(_)) = (inherited, &config.metrics) {
+            // Already listening since the earlier image: no new event.
+            let server = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                .and_then(|listener| MetricsServer::serve_listener(listener, self.metrics.clone()))
+                .map_err(|error| format!("metrics: cannot serve the inherited listener: {error}"))?;
+            *self
+                .metrics_server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+        } else if let Some(settings) = &config.metrics {
             let deadline = tokio::time::Instant::now() + patience;
             let server = loop {
                 match MetricsServer::bind(&settings.host, settings.port, self.metrics.clone()).await
@@ -215,6 +235,24 @@ impl DaemonObservability {
                 .unwrap_or_else(|e| e.into_inner()) = Some(server);
         }
         Ok(())
+    }
+
+    /// Serves this listener for `/metrics` instead of binding one (live upgrade);
+    /// call before [`DaemonObservability::configure`].
+    pub fn inherit_metrics_listener(&self, listener: TcpListener) {
+        *self
+            .inherited_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
+    /// The metrics listener's descriptor while it serves.
+    pub fn metrics_listener_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.metrics_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(MetricsServer::listener_fd)
     }
 
     /// What the proxy records per request; `None` when neither metrics nor the

@@ -66,6 +66,11 @@ impl SystemdNotifier {
         }
     }
 
+    /// `NOTIFY_SOCKET` as read at startup (a live upgrade passes it on).
+    pub fn socket(&self) -> Option<&OsString> {
+        self.socket.as_ref()
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.socket.is_some()
     }

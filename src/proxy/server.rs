@@ -104,6 +104,8 @@ struct Worker {
 #[derive(Debug)]
 pub struct ProxyServer {
     local_addr: SocketAddr,
+    /// The listening socket's descriptor (owned by the listening thread).
+    listener_fd: std::os::fd::RawFd,
     shared: Arc<ServerShared>,
     stop_accepting: CancellationToken,
     workers: Vec<Worker>,
@@ -204,6 +206,7 @@ impl ProxyServer {
     ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
         // saves one system call per client connection.
         let _ = socket2::SockRef::from(&listener).set_nodelay(true);
@@ -225,6 +228,7 @@ impl ProxyServer {
         // server stops the threads already running.
         let mut server = ProxyServer {
             local_addr,
+            listener_fd,
             shared,
             stop_accepting: CancellationToken::new(),
             workers: Vec::with_capacity(threads),
@@ -287,6 +291,25 @@ impl ProxyServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The listening socket's descriptor, open until accepting stops; a live
+    /// upgrade duplicates it before [`ProxyServer::pause`] so the socket (and its
+    /// backlog) outlives this server.
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener_fd
+    }
+
+    /// Stops accepting (the listening thread lets go of the socket) and ends
+    /// idle keep-alive connections; requests in flight go on and their
+    /// connections close after the response. Returns once no thread accepts.
+    pub async fn pause(&mut self) {
+        self.stop_accepting.cancel();
+        for worker in &mut self.workers {
+            if let Some(accept_stopped) = worker.accept_stopped.take() {
+                let _ = accept_stopped.await;
+            }
+        }
     }
 
     /// Stops accepting at once (the listening socket is closed before this returns

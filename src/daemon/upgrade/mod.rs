@@ -1,0 +1,475 @@
+//! Live upgrade (docs/upgrade.md): the daemon re-executes itself in place —
+//! same pid, so every managed process stays its child — and hands the new image
+//! its listeners, processes, releases and history.
+//!
+//! - `check.rs`: the new binary is checked (and its handshake run) first;
+//! - this file: the old image's side — drain in-flight requests, write the
+//!   handover document ([`handover`]), exec ([`exec`]), or resume serving when
+//!   anything fails;
+//! - `restore.rs`: the new image's side — validate everything, then take over,
+//!   or give the daemon back to the previous binary.
+
+pub mod check;
+pub mod exec;
+pub mod handover;
+pub mod restore;
+
+use super::errors::StartError;
+use super::release::Release;
+use super::state::{Daemon, OperationsGuard};
+use crate::control::server::ConnectionId;
+use crate::process::handover::duplicate;
+use crate::proxy::{ProxyOptions, ProxyServer};
+use check::BinaryProblem;
+use handover::{
+    BootstrapHandover, Handover, ImageIdentity, Listeners, NamedProcessHandover, OrphanHandover,
+    ReleaseHandover,
+};
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an upgrade waits for the HTTP requests in flight to finish once the
+/// proxy stopped reading new ones. Past it the upgrade is refused and the
+/// daemon goes on serving.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the previous proxy server keeps serving what it still has when an
+/// upgrade is refused after the proxy paused (its in-flight requests finish).
+const RESUME_GRACE: Duration = Duration::from_secs(60);
+
+/// Why an upgrade did not happen. Every variant leaves the daemon serving.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("Upgrade refused: {0}")]
+    Binary(#[from] BinaryProblem),
+    #[error(
+        "Upgrade refused: the daemon was started without a config file, so a new image could not load one; restart it instead"
+    )]
+    NoConfigPath,
+    #[error(
+        "Upgrade refused: the config file {} cannot be loaded ({reason}); the new image would load it, so fix it first",
+        path.display()
+    )]
+    Config { path: PathBuf, reason: String },
+    #[error(
+        "Upgrade refused: process \"{0}\" is running but no longer in the config file; deploy the current config first, then upgrade"
+    )]
+    MissingProcess(String),
+    #[error(
+        "Upgrade refused: release \"{0}\" was deployed again while its previous processes still drain; upgrade once the drain finished"
+    )]
+    Detached(String),
+    #[error(
+        "Upgrade refused: {count} HTTP request(s) were still in flight {limit} s after the proxy stopped reading new ones; the daemon keeps serving, try again when they are done",
+        limit = DRAIN_LIMIT.as_secs()
+    )]
+    Busy { count: usize },
+    #[error("Upgrade refused: cannot prepare the handover ({0}); the daemon keeps serving")]
+    Prepare(#[source] std::io::Error),
+    #[error(
+        "Upgrade failed: cannot execute {}: {source}; the daemon keeps serving on the current binary",
+        path.display()
+    )]
+    Exec {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Descriptors the old image keeps open for the new one.
+#[derive(Default)]
+struct Kept {
+    fds: Vec<OwnedFd>,
+}
+
+impl Kept {
+    fn keep(&mut self, fd: RawFd) -> std::io::Result<RawFd> {
+        let copy = duplicate(fd)?;
+        let number = copy.as_raw_fd();
+        self.fds.push(copy);
+        Ok(number)
+    }
+
+    fn numbers(&self) -> Vec<RawFd> {
+        self.fds.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+}
+
+impl Daemon {
+    /// Runs an upgrade. Returns only when it did not happen (on success the
+    /// process is the new image, which answers the requester itself).
+    pub async fn upgrade_locked(
+        self: &Arc<Self>,
+        _operations: &OperationsGuard<'_>,
+        binary: Option<String>,
+        origin: ConnectionId,
+    ) -> UpgradeError {
+        match self.try_upgrade(binary, origin).await {
+            Ok(never) => match never {},
+            Err(error) => error,
+        }
+    }
+
+    async fn try_upgrade(
+        self: &Arc<Self>,
+        binary: Option<String>,
+        origin: ConnectionId,
+    ) -> Result<std::convert::Infallible, UpgradeError> {
+        let binary = match binary {
+            Some(path) => PathBuf::from(path),
+            None => check::default_binary().map_err(UpgradeError::Prepare)?,
+        };
+        let checked = binary.clone();
+        tokio::task::spawn_blocking(move || check::verify(&checked))
+            .await
+            .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))??;
+        self.check_config().await?;
+        if let Some(release) = self.state().detached.first() {
+            return Err(UpgradeError::Detached(release.id.clone()));
+        }
+        // The previous executable, open: the new image falls back to it.
+        let previous_executable =
+            std::fs::File::open("/proc/self/exe").map_err(UpgradeError::Prepare)?;
+        let notifier = self.observability().map(|o| o.notifier().clone());
+        if let Some(notifier) = &notifier {
+            notifier.reloading();
+        }
+        let mut kept = Kept::default();
+        let listeners = self.keep_listeners(&mut kept, origin);
+        let (listeners, requester) = match listeners {
+            Ok(kept_listeners) => kept_listeners,
+            Err(error) => {
+                self.upgrade_abandoned();
+                return Err(UpgradeError::Prepare(error));
+            }
+        };
+        let (handed_proxy, own_proxy) = match self.pause_proxy(&mut kept).await {
+            Ok(copies) => copies,
+            Err(error) => {
+                self.upgrade_abandoned();
+                return Err(UpgradeError::Prepare(error));
+            }
+        };
+        let listeners = Listeners {
+            proxy: handed_proxy,
+            ..listeners
+        };
+        let pause_started = std::time::Instant::now();
+        if let Err(busy) = self.wait_requests_done().await {
+            self.resume_proxy(own_proxy);
+            self.upgrade_abandoned();
+            return Err(busy);
+        }
+        let document = self.handover_document(
+            &mut kept,
+            listeners,
+            requester,
+            previous_executable.as_raw_fd(),
+        );
+        let memfd = match document.and_then(|document| document.to_memfd()) {
+            Ok(memfd) => memfd,
+            Err(error) => {
+                self.resume_proxy(own_proxy);
+                self.upgrade_abandoned();
+                return Err(UpgradeError::Prepare(error));
+            }
+        };
+        tracing::debug!(
+            "upgrade: proxy paused for {:?} before the exec",
+            pause_started.elapsed()
+        );
+        // Lines still queued for the log writer threads get a moment to land.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut handed = kept.numbers();
+        handed.push(previous_executable.as_raw_fd());
+        let error = exec::replace_image(
+            exec::Target::Path(&binary),
+            &handed,
+            memfd.as_raw_fd(),
+            &systemd_environment(notifier.as_ref()),
+        );
+        self.resume_proxy(own_proxy);
+        self.upgrade_abandoned();
+        Err(UpgradeError::Exec {
+            path: binary,
+            source: error,
+        })
+    }
+
+    /// The config file must load, and name every process that is handed over.
+    async fn check_config(&self) -> Result<(), UpgradeError> {
+        let path = self.config_path.clone().ok_or(UpgradeError::NoConfigPath)?;
+        let loading = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&loading))
+            .await
+            .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))?
+            .map_err(|error| UpgradeError::Config {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        let known = |base_id: &str| loaded.config.processes.iter().any(|p| p.id == base_id);
+        for process in self.every_process() {
+            let def = process.definition();
+            if !known(&def.base_id) {
+                return Err(UpgradeError::MissingProcess(def.instance_id));
+            }
+        }
+        Ok(())
+    }
+
+    fn every_process(&self) -> Vec<Arc<crate::process::ManagedProcess>> {
+        let state = self.state();
+        let mut processes: Vec<_> = state
+            .releases
+            .iter()
+            .flat_map(|release| release.processes().into_iter().map(|p| p.process))
+            .collect();
+        processes.extend(state.services.iter().map(|(_, p)| p.clone()));
+        processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
+        processes
+    }
+
+    /// Control and metrics listeners, and the requester's connection.
+    fn keep_listeners(
+        &self,
+        kept: &mut Kept,
+        origin: ConnectionId,
+    ) -> std::io::Result<(Listeners, Option<RawFd>)> {
+        let control = self.endpoints().control.clone();
+        let mut listeners = Listeners {
+            control_activated: self.control_socket_activated(),
+            ..Listeners::default()
+        };
+        let mut requester = None;
+        if let Some(control) = control {
+            listeners.control = Some(kept.keep(control.listener_fd())?);
+            if let Some(fd) = control.connection_fd(origin) {
+                requester = Some(kept.keep(fd)?);
+            }
+        }
+        if let Some(fd) = self.observability().and_then(|o| o.metrics_listener_fd()) {
+            listeners.metrics = Some(kept.keep(fd)?);
+        }
+        Ok((listeners, requester))
+    }
+
+    /// Keeps the proxy's listening socket, then stops the proxy reading new
+    /// requests. Returns the handed copy of the socket and the daemon's own copy,
+    /// which serves again when the upgrade does not happen.
+    async fn pause_proxy(&self, kept: &mut Kept) -> std::io::Result<(Option<RawFd>, Option<OwnedFd>)> {
+        let proxy = self.endpoints().proxy.take();
+        let Some(mut proxy) = proxy else {
+            return Ok((None, None));
+        };
+        let copies = kept
+            .keep(proxy.listener_fd())
+            .and_then(|handed| Ok((handed, duplicate(proxy.listener_fd())?)));
+        let (handed, own) = match copies {
+            Ok(copies) => copies,
+            Err(error) => {
+                self.endpoints().proxy = Some(proxy);
+                return Err(error);
+            }
+        };
+        proxy.pause().await;
+        // The paused server finishes its requests in the background.
+        tokio::spawn(proxy.shutdown(tokio::time::Instant::now() + DRAIN_LIMIT + RESUME_GRACE));
+        Ok((Some(handed), Some(own)))
+    }
+
+    /// Waits until no HTTP request is in flight in any release.
+    async fn wait_requests_done(&self) -> Result<(), UpgradeError> {
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        loop {
+            let in_flight: usize = {
+                let state = self.state();
+                state
+                    .releases
+                    .iter()
+                    .chain(state.detached.iter())
+                    .map(|release| release.counters.http())
+                    .sum()
+            };
+            if in_flight == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(UpgradeError::Busy { count: in_flight });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Serves the proxy again on the daemon's own copy of the listening socket.
+    fn resume_proxy(self: &Arc<Self>, own: Option<OwnedFd>) {
+        let Some(fd) = own else { return };
+        if let Err(error) = serve_proxy(self, std::net::TcpListener::from(fd)) {
+            tracing::error!("upgrade: could not serve the proxy again: {error}");
+        }
+    }
+
+    /// Back to normal after an upgrade that did not happen.
+    fn upgrade_abandoned(&self) {
+        if let Some(observability) = self.observability() {
+            let active = self.state().active.as_ref().map(|r| r.id.clone());
+            observability.reloaded(active.as_deref());
+        }
+    }
+
+    /// The handover document of this moment.
+    fn handover_document(
+        &self,
+        kept: &mut Kept,
+        listeners: Listeners,
+        requester: Option<RawFd>,
+        previous_executable: RawFd,
+    ) -> std::io::Result<Handover> {
+        let runtime = self.runtime.clone();
+        let (releases, active, services, service_ports, singletons, orphans, bootstrap) = {
+            let state = self.state();
+            (
+                state.releases.clone(),
+                state.active.as_ref().map(|r| r.id.clone()),
+                state.services.clone(),
+                state.service_ports.clone(),
+                state.singletons.clone(),
+                state.orphans.clone(),
+                state.bootstrap.clone(),
+            )
+        };
+        let mut process_record = |process: &crate::process::ManagedProcess| {
+            let (record, fds) = process.handover()?;
+            kept.fds.extend(fds);
+            Ok::<_, std::io::Error>(record)
+        };
+        let mut release_records = Vec::new();
+        for release in &releases {
+            release_records.push(release_handover(release, &mut process_record)?);
+        }
+        let mut named = |entries: &[(String, Arc<crate::process::ManagedProcess>)]| {
+            entries
+                .iter()
+                .map(|(id, process)| {
+                    Ok(NamedProcessHandover {
+                        id: id.clone(),
+                        release_id: Some(process.definition().release_id),
+                        process: process_record(process)?,
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+        };
+        let services = named(&services)?;
+        let singletons = named(&singletons)?;
+        Ok(Handover {
+            format: handover::HANDOVER_FORMAT,
+            previous: ImageIdentity {
+                version: runtime
+                    .as_ref()
+                    .map(|r| r.version.clone())
+                    .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+                digest: runtime.map(|r| r.digest).unwrap_or_default(),
+            },
+            previous_executable_fd: Some(previous_executable),
+            config_path: self.config_path.clone().unwrap_or_default(),
+            listeners,
+            requester_fd: requester,
+            proxy_bound: self
+                .proxy_bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            releases: release_records,
+            active_release_id: active,
+            services,
+            service_ports: service_ports.into_iter().collect(),
+            singletons,
+            orphans: orphans
+                .iter()
+                .map(|orphan| OrphanHandover {
+                    id: orphan.id.clone(),
+                    pid: orphan.pid,
+                    release_id: orphan.release_id.clone(),
+                    started_at_ms: orphan.started_at_ms,
+                })
+                .collect(),
+            bootstrap: bootstrap.map(|b| BootstrapHandover {
+                config: b.config,
+                release_path: b.release_path,
+                release_id: b.release_id,
+                revision: b.revision,
+                attestation: b.attestation,
+                takeover_owner: b.takeover_owner,
+            }),
+            events: self.events.recent(None),
+        })
+    }
+}
+
+fn release_handover(
+    release: &Release,
+    process_record: &mut impl FnMut(
+        &crate::process::ManagedProcess,
+    ) -> std::io::Result<crate::process::ProcessHandover>,
+) -> std::io::Result<ReleaseHandover> {
+    let meta = release.meta().clone();
+    let mut processes = Vec::new();
+    for entry in release.processes() {
+        processes.push((entry.base_id.clone(), process_record(&entry.process)?));
+    }
+    Ok(ReleaseHandover {
+        id: release.id.clone(),
+        path: release.path.clone(),
+        revision: release.revision.clone(),
+        ports: release.ports.clone(),
+        state: meta.state.as_str().to_string(),
+        activated_at: meta.activated_at,
+        drain_started_at: meta.drain_started_at,
+        stopped_at: meta.stopped_at,
+        processes,
+    })
+}
+
+/// `NOTIFY_SOCKET` and the watchdog settings, which the daemon removed from its
+/// environment at startup, for the new image.
+fn systemd_environment(
+    notifier: Option<&crate::observability::SystemdNotifier>,
+) -> Vec<(String, OsString)> {
+    let Some(notifier) = notifier else {
+        return Vec::new();
+    };
+    let Some(socket) = notifier.socket() else {
+        return Vec::new();
+    };
+    let mut env = vec![("NOTIFY_SOCKET".to_string(), socket.clone())];
+    if let Some(timeout) = notifier.watchdog_timeout() {
+        env.push((
+            "WATCHDOG_USEC".into(),
+            timeout.as_micros().to_string().into(),
+        ));
+        env.push(("WATCHDOG_PID".into(), std::process::id().to_string().into()));
+    }
+    env
+}
+
+/// Starts the proxy on a listener the daemon already holds and records it.
+pub(crate) fn serve_proxy(
+    daemon: &Arc<Daemon>,
+    listener: std::net::TcpListener,
+) -> Result<(), StartError> {
+    let config = daemon.config();
+    let observer = daemon.observability().and_then(|o| o.proxy_observer());
+    let options = ProxyOptions::for_config(&config.proxy, observer);
+    let proxy = ProxyServer::serve_listener_with_options(
+        listener,
+        daemon.router.clone(),
+        daemon.events.clone(),
+        options,
+    )
+    .map_err(StartError::PassedProxy)?;
+    daemon.endpoints().proxy = Some(proxy);
+    Ok(())
+}
