@@ -35,6 +35,10 @@ pub struct Handover {
     /// it when it cannot take over (the file may have been replaced on disk).
     pub previous_executable_fd: Option<RawFd>,
     pub config_path: PathBuf,
+    /// The binary being executed, hashed before the exec (outside the pause).
+    pub next: Option<FileIdentity>,
+    /// When the proxy stopped accepting (ms since the epoch), to report the pause.
+    pub proxy_paused_at_ms: Option<i64>,
     pub listeners: Listeners,
     /// The control connection that asked for the upgrade: answered by the image
     /// that ends up serving.
@@ -49,6 +53,44 @@ pub struct Handover {
     pub bootstrap: Option<BootstrapHandover>,
     /// The event ring, oldest first.
     pub events: Vec<EventRecord>,
+}
+
+/// A file's SHA-256 and what tells whether it is still the same file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub digest: String,
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub modified_ns: i128,
+}
+
+impl FileIdentity {
+    /// Hashes `path` (blocking) and records its identity.
+    pub fn of(path: &std::path::Path) -> std::io::Result<FileIdentity> {
+        let file = std::fs::File::open(path)?;
+        let before = file.metadata()?;
+        let digest = crate::daemon::runtime::digest_file(path)?;
+        Ok(FileIdentity::with(digest, &before))
+    }
+
+    fn with(digest: String, metadata: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            digest,
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        }
+    }
+
+    /// The digest, when `path` is still the file that was hashed.
+    pub fn digest_if_same(&self, path: &std::path::Path) -> Option<String> {
+        let metadata = std::fs::metadata(path).ok()?;
+        (FileIdentity::with(self.digest.clone(), &metadata) == *self).then(|| self.digest.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +275,8 @@ mod tests {
             },
             previous_executable_fd: None,
             config_path: "/etc/app/rollbridge.json".into(),
+            next: None,
+            proxy_paused_at_ms: None,
             listeners: Listeners::default(),
             requester_fd: None,
             proxy_bound: Some(("127.0.0.1".into(), 8080)),

@@ -124,9 +124,12 @@ impl Daemon {
             None => check::default_binary().map_err(UpgradeError::Prepare)?,
         };
         let checked = binary.clone();
-        tokio::task::spawn_blocking(move || check::verify(&checked))
-            .await
-            .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))??;
+        let next = tokio::task::spawn_blocking(move || {
+            check::verify(&checked)?;
+            Ok::<_, BinaryProblem>(handover::FileIdentity::of(&checked).ok())
+        })
+        .await
+        .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))??;
         self.check_config().await?;
         if let Some(release) = self.state().detached.first() {
             return Err(UpgradeError::Detached(release.id.clone()));
@@ -147,6 +150,9 @@ impl Daemon {
                 return Err(UpgradeError::Prepare(error));
             }
         };
+        // Lines still queued for the log writer threads get a moment to land
+        // (nothing the upgrade does logs after this point).
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let (handed_proxy, own_proxy) = match self.pause_proxy(&mut kept).await {
             Ok(copies) => copies,
             Err(error) => {
@@ -164,12 +170,20 @@ impl Daemon {
             self.upgrade_abandoned();
             return Err(busy);
         }
-        let document = self.handover_document(
-            &mut kept,
-            listeners,
-            requester,
-            previous_executable.as_raw_fd(),
-        );
+        let document = self
+            .handover_document(
+                &mut kept,
+                listeners,
+                requester,
+                previous_executable.as_raw_fd(),
+            )
+            .map(|document| Handover {
+                next,
+                proxy_paused_at_ms: Some(
+                    crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
+                ),
+                ..document
+            });
         let memfd = match document.and_then(|document| document.to_memfd()) {
             Ok(memfd) => memfd,
             Err(error) => {
@@ -182,8 +196,6 @@ impl Daemon {
             "upgrade: proxy paused for {:?} before the exec",
             pause_started.elapsed()
         );
-        // Lines still queued for the log writer threads get a moment to land.
-        tokio::time::sleep(Duration::from_millis(10)).await;
         let mut handed = kept.numbers();
         handed.push(previous_executable.as_raw_fd());
         let error = exec::replace_image(
@@ -375,6 +387,8 @@ impl Daemon {
             },
             previous_executable_fd: Some(previous_executable),
             config_path: self.config_path.clone().unwrap_or_default(),
+            next: None,
+            proxy_paused_at_ms: None,
             listeners,
             requester_fd: requester,
             proxy_bound: self

@@ -205,7 +205,12 @@ async fn take_over(
     observability: Arc<DaemonObservability>,
 ) -> Result<i32, StartError> {
     crate::daemon::run::prepare_supervision();
-    let runtime = tokio::task::spawn_blocking(RuntimeIdentity::current)
+    // Hashed by the previous image before the exec, when it is still that file.
+    let known = document
+        .next
+        .as_ref()
+        .and_then(|next| next.digest_if_same(std::path::Path::new("/proc/self/exe")));
+    let runtime = tokio::task::spawn_blocking(move || RuntimeIdentity::current_with_digest(known))
         .await?
         .map_err(StartError::Identity)?;
     let daemon = Daemon::new(
@@ -233,6 +238,13 @@ async fn take_over(
     *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) = document.proxy_bound.clone();
     if let Some(fd) = document.listeners.proxy {
         super::serve_proxy(&daemon, std::net::TcpListener::from(owned(fd)))?;
+    }
+    if let Some(paused_at) = document.proxy_paused_at_ms {
+        tracing::info!(
+            target: "rollbridge::upgrade",
+            "the proxy serves again after a pause of {} ms",
+            crate::util::time::now_ms().saturating_sub(paused_at)
+        );
     }
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
     if let Some(fd) = document.listeners.control {
