@@ -10,6 +10,7 @@ pub mod definition;
 pub mod deploy;
 pub mod drain;
 pub mod errors;
+pub mod fd_store;
 pub mod handler;
 pub mod orphans;
 pub mod ports;

@@ -99,6 +99,7 @@ pub async fn run(
     // there is one): tell systemd.
     let active = daemon.state().active.as_ref().map(|r| r.id.clone());
     observability.ready(active.as_deref());
+    daemon.store_listeners();
     Ok(serve_until_exit(&daemon, signal_outcome).await)
 }
 

@@ -263,6 +263,7 @@ async fn take_over(
     }
     let active = daemon.state().active.as_ref().map(|r| r.id.clone());
     observability.ready(active.as_deref());
+    daemon.store_listeners();
     let reply = match fallback {
         None => {
             daemon.events.emit(Event::DaemonUpgraded {
