@@ -299,23 +299,19 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
     assert_eq!(upgraded.len(), 6);
     assert_eq!(upgraded[5]["data"]["digest"], runtime["digest"]);
 
-    // Supervision is live: a crash restarts with the counter continued, and the
-    // memory limit is still enforced.
+    // Supervision is live on the adopted processes: the memory limit is still
+    // enforced, and a crash restarts with the counter continued.
+    let grower_pid = pid_of(&harness.process_in("v1", "grower").unwrap());
+    unsafe { libc::kill(grower_pid, libc::SIGUSR1) };
+    wait_until(LONG, "a memory restart after the upgrades", || {
+        let grower = harness.process_in("v1", "grower").unwrap();
+        grower["memoryRestarts"] == 1 && grower["logs"].as_array().unwrap().len() == 3
+    });
+    assert_eq!(harness.process_in("v1", "grower").unwrap()["lastStartReason"], "memory");
     let grower_pid = pid_of(&harness.process_in("v1", "grower").unwrap());
     unsafe { libc::kill(grower_pid, libc::SIGKILL) };
     wait_until(LONG, "the grower to be restarted after the upgrades", || {
         harness.process_in("v1", "grower").unwrap()["restarts"] == 2
-    });
-    wait_until(LONG, "the restarted grower to run", || {
-        harness.process_in("v1", "grower").unwrap()["pid"].as_i64().is_some()
-    });
-    let grower_pid = pid_of(&harness.process_in("v1", "grower").unwrap());
-    wait_until(LONG, "the grower to be sampled", || {
-        harness.process_in("v1", "grower").unwrap()["rssBytes"].is_u64()
-    });
-    unsafe { libc::kill(grower_pid, libc::SIGUSR1) };
-    wait_until(LONG, "a memory restart after the upgrades", || {
-        harness.process_in("v1", "grower").unwrap()["memoryRestarts"] == 1
     });
     // New WebSockets and plain requests are served by the new image.
     let mut socket = ws_connect(harness.proxy_port);
@@ -456,4 +452,56 @@ fn ten_upgrades_leak_no_descriptor_thread_or_memory() {
 #[ignore = "soak: 50 upgrades (run with --ignored)"]
 fn fifty_upgrades_leak_no_descriptor_thread_or_memory() {
     repeated_upgrades_leak_nothing(50);
+}
+
+#[test]
+fn under_systemd_an_upgrade_reloads_stores_the_listeners_and_keeps_the_watchdog() {
+    let mut harness = Harness::new(base_config);
+    let notify_path = harness.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let daemon = harness.spawn_with(&[], |command| {
+        command
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "300000");
+    });
+    harness.daemon = Some(daemon);
+    let mut received: Vec<String> = Vec::new();
+    let mut wait_for = |needle: &str, after: usize| -> usize {
+        let found = poll(LONG, || {
+            if let Some(at) = received[after.min(received.len())..]
+                .iter()
+                .position(|m| m.contains(needle))
+            {
+                return Some(after + at);
+            }
+            let mut buffer = [0u8; 4096];
+            if let Ok(len) = notify.recv(&mut buffer) {
+                received.push(String::from_utf8_lossy(&buffer[..len]).into_owned());
+            }
+            None
+        });
+        found.unwrap_or_else(|| panic!("no {needle:?} after message {after}"))
+    };
+    let ready = wait_for("READY=1", 0);
+    wait_for("FDSTORE=1\nFDNAME=proxy", ready);
+    wait_for("FDSTORE=1\nFDNAME=control", ready);
+    harness.deploy("v1");
+    let deployed = wait_for("STATUS=active release v1", ready);
+    let reply = upgrade_ok(&harness, None);
+    assert_eq!(reply["status"], "success");
+    let reloading = wait_for("RELOADING=1\nMONOTONIC_USEC=", deployed);
+    let ready_again = wait_for("READY=1\nSTATUS=active release v1", reloading);
+    wait_for("FDSTORE=1\nFDNAME=proxy", ready_again);
+    // The new image pings the watchdog (WatchdogSec= keeps working).
+    wait_for("WATCHDOG=1", ready_again);
+    // The managed processes still inherit none of systemd's variables.
+    let web = pid_of(&harness.process_in("v1", "web").unwrap());
+    let environment = std::fs::read(format!("/proc/{web}/environ")).unwrap();
+    let environment = String::from_utf8_lossy(&environment);
+    assert!(!environment.contains("NOTIFY_SOCKET="));
+    assert!(!environment.contains("ROLLBRIDGE_HANDOVER"));
+    assert_eq!(harness.shutdown(), 0);
 }
