@@ -232,6 +232,10 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
             && grower["pid"].as_i64().is_some_and(|p| p as i32 != grower_pid)
             && grower["logs"].as_array().unwrap().len() == 2
     });
+    let mut sockets: Vec<Ws> = (0..100).map(|_| ws_connect(harness.proxy_port)).collect();
+    for (index, socket) in sockets.iter_mut().enumerate() {
+        assert_eq!(ws_echo(socket, &format!("hello {index}")), format!("hello {index}"));
+    }
     let before = harness.status();
     let pids_before = process_pids(&before);
     let events_before = events_of(&harness);
@@ -253,6 +257,11 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
         assert_eq!(reply["previousVersion"], env!("CARGO_PKG_VERSION"));
         assert_eq!(reply["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(reply["digest"].as_str().unwrap().len(), 64);
+        // Every WebSocket still echoes, on its original connection.
+        for (index, socket) in sockets.iter_mut().enumerate() {
+            let text = format!("round {round} socket {index}");
+            assert_eq!(ws_echo(socket, &text), text);
+        }
         let served_before = tally.ok.load(Ordering::Relaxed);
         wait_until(LONG, "traffic after the upgrade", || {
             tally.ok.load(Ordering::Relaxed) > served_before + 20
@@ -313,6 +322,11 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
     wait_until(LONG, "the grower to be restarted after the upgrades", || {
         harness.process_in("v1", "grower").unwrap()["restarts"] == 2
     });
+    assert_eq!(
+        after["releases"][0]["connections"]["websocket"], 100,
+        "the handed-over WebSockets are counted"
+    );
+    drop(sockets);
     // New WebSockets and plain requests are served by the new image.
     let mut socket = ws_connect(harness.proxy_port);
     assert_eq!(ws_echo(&mut socket, "after"), "after");

@@ -40,6 +40,7 @@ mod router;
 mod server;
 mod splice;
 mod target;
+mod tunnel_handover;
 mod upgrade;
 mod worker;
 
@@ -49,3 +50,4 @@ pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
 pub use router::Router;
 pub use server::{BODY_TIMEOUT, HEADER_READ_TIMEOUT, ProxyOptions, ProxyServer};
 pub use target::ReleaseTarget;
+pub use tunnel_handover::FrozenTunnel;

@@ -222,6 +222,7 @@ impl ProxyServer {
             trusted_proxies: options.trusted_proxies,
             body_timeout: options.body_timeout,
             allowed_upgrades: options.allowed_upgrades,
+            tunnels: Default::default(),
         });
         let threads = options.threads.max(1);
         // Built up thread by thread: if a later step fails, dropping the partial
@@ -298,6 +299,39 @@ impl ProxyServer {
     /// backlog) outlives this server.
     pub fn listener_fd(&self) -> std::os::fd::RawFd {
         self.listener_fd
+    }
+
+    /// Stops every spliced tunnel and hands over its sockets and unsent bytes
+    /// (live upgrade). Call after [`ProxyServer::pause`].
+    pub async fn freeze_tunnels(&self, limit: Duration) -> Vec<super::FrozenTunnel> {
+        self.shared.tunnels.freeze(limit).await
+    }
+
+    /// Relays a tunnel an earlier image froze, on the calling runtime, counted
+    /// in `count` (its release's WebSocket count) while it lives.
+    pub fn adopt_tunnel(
+        &self,
+        tunnel: super::FrozenTunnel,
+        count: Option<super::ConnectionGuard>,
+    ) -> io::Result<()> {
+        let release_id = tunnel.release_id.clone();
+        let relay = Box::new(super::splice::Relay::resume(tunnel)?);
+        let shared = Arc::clone(&self.shared);
+        self.shared.tasks.spawn(async move {
+            let _live = shared.tunnels.enter();
+            super::tunnel_handover::relay_until_frozen(&shared, relay, release_id).await;
+            drop(count);
+        });
+        Ok(())
+    }
+
+    /// After [`ProxyServer::pause`]: lets what is still open finish on its own,
+    /// however long it takes (an upgrade that did not happen; the proxy serves
+    /// again from another server on the same socket).
+    pub async fn finish(self) {
+        let tasks = self.shared.tasks.clone();
+        tasks.close();
+        tasks.wait().await;
     }
 
     /// Stops accepting (the listening thread lets go of the socket) and ends

@@ -53,6 +53,21 @@ pub struct Handover {
     pub bootstrap: Option<BootstrapHandover>,
     /// The event ring, oldest first.
     pub events: Vec<EventRecord>,
+    /// Upgraded connections (WebSockets), both sides and the bytes in flight.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelHandover>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelHandover {
+    pub release_id: String,
+    pub client_fd: RawFd,
+    pub upstream_fd: RawFd,
+    pub to_upstream: Vec<u8>,
+    pub to_client: Vec<u8>,
+    pub client_finished: bool,
+    pub upstream_finished: bool,
 }
 
 /// A file's SHA-256 and what tells whether it is still the same file.
@@ -197,6 +212,10 @@ impl Handover {
         if let Some(fd) = self.requester_fd {
             named.push((fd, DescriptorKind::Socket, "requesting connection".into()));
         }
+        for tunnel in &self.tunnels {
+            named.push((tunnel.client_fd, DescriptorKind::Socket, "tunnel client".into()));
+            named.push((tunnel.upstream_fd, DescriptorKind::Socket, "tunnel upstream".into()));
+        }
         let processes = self
             .releases
             .iter()
@@ -288,6 +307,7 @@ mod tests {
             orphans: Vec::new(),
             bootstrap: None,
             events: Vec::new(),
+            tunnels: Vec::new(),
         }
     }
 

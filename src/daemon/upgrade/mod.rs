@@ -19,11 +19,11 @@ use super::release::Release;
 use super::state::{Daemon, OperationsGuard};
 use crate::control::server::ConnectionId;
 use crate::process::handover::duplicate;
-use crate::proxy::{ProxyOptions, ProxyServer};
+use crate::proxy::{FrozenTunnel, ProxyOptions, ProxyServer};
 use check::BinaryProblem;
 use handover::{
     BootstrapHandover, Handover, ImageIdentity, Listeners, NamedProcessHandover, OrphanHandover,
-    ReleaseHandover,
+    ReleaseHandover, TunnelHandover,
 };
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -35,10 +35,6 @@ use std::time::Duration;
 /// proxy stopped reading new ones. Past it the upgrade is refused and the
 /// daemon goes on serving.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// How long the previous proxy server keeps serving what it still has when an
-/// upgrade is refused after the proxy paused (its in-flight requests finish).
-const RESUME_GRACE: Duration = Duration::from_secs(60);
 
 /// Why an upgrade did not happen. Every variant leaves the daemon serving.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +74,57 @@ pub enum UpgradeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How long tunnels get to stop relaying and hand over their sockets.
+const TUNNEL_FREEZE_LIMIT: Duration = Duration::from_secs(1);
+
+/// The proxy while an upgrade has it paused.
+#[derive(Default)]
+struct Paused {
+    /// The listening socket's copy for the new image.
+    handed: Option<RawFd>,
+    /// The daemon's own copy, to serve again if the upgrade does not happen.
+    own: Option<OwnedFd>,
+    /// The paused server (its in-flight requests and tunnels).
+    server: Option<ProxyServer>,
+}
+
+/// The frozen tunnels as handover records, their sockets kept.
+fn tunnel_records(kept: &mut Kept, tunnels: &[FrozenTunnel]) -> std::io::Result<Vec<TunnelHandover>> {
+    tunnels
+        .iter()
+        .map(|tunnel| {
+            Ok(TunnelHandover {
+                release_id: tunnel.release_id.clone(),
+                client_fd: kept.keep(tunnel.client.as_raw_fd())?,
+                upstream_fd: kept.keep(tunnel.upstream.as_raw_fd())?,
+                to_upstream: tunnel.to_upstream.clone(),
+                to_client: tunnel.to_client.clone(),
+                client_finished: tunnel.client_finished,
+                upstream_finished: tunnel.upstream_finished,
+            })
+        })
+        .collect()
+}
+
+/// Relays frozen tunnels again on the daemon's proxy, each counted as a
+/// WebSocket of its release.
+pub(crate) fn adopt_tunnels(daemon: &Arc<Daemon>, tunnels: Vec<FrozenTunnel>) {
+    let releases = daemon.state().releases.clone();
+    let endpoints = daemon.endpoints();
+    let Some(proxy) = &endpoints.proxy else {
+        return;
+    };
+    for tunnel in tunnels {
+        let count = releases
+            .iter()
+            .find(|release| release.id == tunnel.release_id)
+            .map(|release| release.counters.track_websocket());
+        if let Err(error) = proxy.adopt_tunnel(tunnel, count) {
+            tracing::warn!("upgrade: a WebSocket could not be resumed: {error}");
+        }
+    }
 }
 
 /// Descriptors the old image keeps open for the new one.
@@ -153,23 +200,27 @@ impl Daemon {
         // Lines still queued for the log writer threads get a moment to land
         // (nothing the upgrade does logs after this point).
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let (handed_proxy, own_proxy) = match self.pause_proxy(&mut kept).await {
-            Ok(copies) => copies,
+        let paused = match self.pause_proxy(&mut kept).await {
+            Ok(paused) => paused,
             Err(error) => {
                 self.upgrade_abandoned();
                 return Err(UpgradeError::Prepare(error));
             }
         };
         let listeners = Listeners {
-            proxy: handed_proxy,
+            proxy: paused.handed,
             ..listeners
         };
         let pause_started = std::time::Instant::now();
         if let Err(busy) = self.wait_requests_done().await {
-            self.resume_proxy(own_proxy);
+            self.resume_proxy(paused, Vec::new());
             self.upgrade_abandoned();
             return Err(busy);
         }
+        let tunnels = match &paused.server {
+            Some(server) => server.freeze_tunnels(TUNNEL_FREEZE_LIMIT).await,
+            None => Vec::new(),
+        };
         let document = self
             .handover_document(
                 &mut kept,
@@ -177,25 +228,24 @@ impl Daemon {
                 requester,
                 previous_executable.as_raw_fd(),
             )
-            .map(|document| Handover {
-                next,
-                proxy_paused_at_ms: Some(
-                    crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
-                ),
-                ..document
+            .and_then(|document| {
+                Ok(Handover {
+                    next,
+                    proxy_paused_at_ms: Some(
+                        crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
+                    ),
+                    tunnels: tunnel_records(&mut kept, &tunnels)?,
+                    ..document
+                })
             });
         let memfd = match document.and_then(|document| document.to_memfd()) {
             Ok(memfd) => memfd,
             Err(error) => {
-                self.resume_proxy(own_proxy);
+                self.resume_proxy(paused, tunnels);
                 self.upgrade_abandoned();
                 return Err(UpgradeError::Prepare(error));
             }
         };
-        tracing::debug!(
-            "upgrade: proxy paused for {:?} before the exec",
-            pause_started.elapsed()
-        );
         let mut handed = kept.numbers();
         handed.push(previous_executable.as_raw_fd());
         let error = exec::replace_image(
@@ -204,7 +254,7 @@ impl Daemon {
             memfd.as_raw_fd(),
             &systemd_environment(notifier.as_ref()),
         );
-        self.resume_proxy(own_proxy);
+        self.resume_proxy(paused, tunnels);
         self.upgrade_abandoned();
         Err(UpgradeError::Exec {
             path: binary,
@@ -270,12 +320,11 @@ impl Daemon {
     }
 
     /// Keeps the proxy's listening socket, then stops the proxy reading new
-    /// requests. Returns the handed copy of the socket and the daemon's own copy,
-    /// which serves again when the upgrade does not happen.
-    async fn pause_proxy(&self, kept: &mut Kept) -> std::io::Result<(Option<RawFd>, Option<OwnedFd>)> {
+    /// requests.
+    async fn pause_proxy(&self, kept: &mut Kept) -> std::io::Result<Paused> {
         let proxy = self.endpoints().proxy.take();
         let Some(mut proxy) = proxy else {
-            return Ok((None, None));
+            return Ok(Paused::default());
         };
         let copies = kept
             .keep(proxy.listener_fd())
@@ -288,9 +337,11 @@ impl Daemon {
             }
         };
         proxy.pause().await;
-        // The paused server finishes its requests in the background.
-        tokio::spawn(proxy.shutdown(tokio::time::Instant::now() + DRAIN_LIMIT + RESUME_GRACE));
-        Ok((Some(handed), Some(own)))
+        Ok(Paused {
+            handed: Some(handed),
+            own: Some(own),
+            server: Some(proxy),
+        })
     }
 
     /// Waits until no HTTP request is in flight in any release.
@@ -316,12 +367,19 @@ impl Daemon {
         }
     }
 
-    /// Serves the proxy again on the daemon's own copy of the listening socket.
-    fn resume_proxy(self: &Arc<Self>, own: Option<OwnedFd>) {
-        let Some(fd) = own else { return };
+    /// Serves the proxy again on the daemon's own copy of the listening socket,
+    /// with the tunnels that were frozen; the paused server finishes what it
+    /// still serves.
+    fn resume_proxy(self: &Arc<Self>, paused: Paused, tunnels: Vec<FrozenTunnel>) {
+        if let Some(server) = paused.server {
+            tokio::spawn(server.finish());
+        }
+        let Some(fd) = paused.own else { return };
         if let Err(error) = serve_proxy(self, std::net::TcpListener::from(fd)) {
             tracing::error!("upgrade: could not serve the proxy again: {error}");
+            return;
         }
+        adopt_tunnels(self, tunnels);
     }
 
     /// Back to normal after an upgrade that did not happen.
@@ -419,6 +477,7 @@ impl Daemon {
                 takeover_owner: b.takeover_owner,
             }),
             events: self.events.recent(None),
+            tunnels: Vec::new(),
         })
     }
 }

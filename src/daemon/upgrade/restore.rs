@@ -246,6 +246,7 @@ async fn take_over(
             crate::util::time::now_ms().saturating_sub(paused_at)
         );
     }
+    super::adopt_tunnels(&daemon, document.tunnels.iter().map(frozen_tunnel).collect());
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
     if let Some(fd) = document.listeners.control {
         let listener = std::os::unix::net::UnixListener::from(owned(fd));
@@ -443,5 +444,18 @@ fn adopt(
             tracing::error!("upgrade: {error}");
             None
         }
+    }
+}
+
+/// A handed-over tunnel, its sockets taken (validated open sockets).
+fn frozen_tunnel(record: &super::handover::TunnelHandover) -> crate::proxy::FrozenTunnel {
+    crate::proxy::FrozenTunnel {
+        release_id: record.release_id.clone(),
+        client: std::net::TcpStream::from(owned(record.client_fd)),
+        upstream: std::net::TcpStream::from(owned(record.upstream_fd)),
+        to_upstream: record.to_upstream.clone(),
+        to_client: record.to_client.clone(),
+        client_finished: record.client_finished,
+        upstream_finished: record.upstream_finished,
     }
 }
