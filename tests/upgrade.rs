@@ -91,7 +91,13 @@ fn stable_status(status: &Value) -> Value {
     fn strip(value: &mut Value) {
         match value {
             Value::Object(map) => {
-                for key in ["daemonRuntime", "logging", "uptimeMs", "rssBytes", "children"] {
+                for key in [
+                    "daemonRuntime",
+                    "logging",
+                    "uptimeMs",
+                    "rssBytes",
+                    "children",
+                ] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);
@@ -106,11 +112,15 @@ fn stable_status(status: &Value) -> Value {
 }
 
 fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 fn thread_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
 }
 
 fn rss_kib(pid: i32) -> u64 {
@@ -165,7 +175,11 @@ impl Tally {
 }
 
 /// Fresh-connection and keep-alive clients until `stop`.
-fn start_load(port: u16, stop: &Arc<AtomicBool>, tally: &Arc<Tally>) -> Vec<std::thread::JoinHandle<()>> {
+fn start_load(
+    port: u16,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<Tally>,
+) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
     for _ in 0..2 {
         let (stop, tally) = (stop.clone(), tally.clone());
@@ -229,12 +243,17 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
     wait_until(LONG, "the grower to be restarted", || {
         let grower = harness.process_in("v1", "grower").unwrap();
         grower["restarts"] == 1
-            && grower["pid"].as_i64().is_some_and(|p| p as i32 != grower_pid)
+            && grower["pid"]
+                .as_i64()
+                .is_some_and(|p| p as i32 != grower_pid)
             && grower["logs"].as_array().unwrap().len() == 2
     });
     let mut sockets: Vec<Ws> = (0..100).map(|_| ws_connect(harness.proxy_port)).collect();
     for (index, socket) in sockets.iter_mut().enumerate() {
-        assert_eq!(ws_echo(socket, &format!("hello {index}")), format!("hello {index}"));
+        assert_eq!(
+            ws_echo(socket, &format!("hello {index}")),
+            format!("hello {index}")
+        );
     }
     let before = harness.status();
     let pids_before = process_pids(&before);
@@ -247,7 +266,9 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let load = start_load(harness.proxy_port, &stop, &tally);
-    wait_until(LONG, "the load to flow", || tally.ok.load(Ordering::Relaxed) > 50);
+    wait_until(LONG, "the load to flow", || {
+        tally.ok.load(Ordering::Relaxed) > 50
+    });
     let mut upgrade_times = Vec::new();
     for round in 0..6 {
         let binary = (round == 5).then_some(copy.as_path());
@@ -283,7 +304,11 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
         upgrade_times
     );
     assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "failed requests");
-    assert_eq!(tally.refused.load(Ordering::Relaxed), 0, "refused connections");
+    assert_eq!(
+        tally.refused.load(Ordering::Relaxed),
+        0,
+        "refused connections"
+    );
 
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), daemon_pid);
     assert!(pid_alive(daemon_pid));
@@ -296,11 +321,17 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
     // The history is kept, plus one `daemon upgraded` per upgrade.
     let events_after = events_of(&harness);
     let messages = |events: &[Value]| -> Vec<String> {
-        events.iter().map(|e| e["message"].as_str().unwrap().to_string()).collect()
+        events
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .collect()
     };
     let before_messages = messages(&events_before);
     let after_messages = messages(&events_after);
-    assert_eq!(&after_messages[..before_messages.len()], &before_messages[..]);
+    assert_eq!(
+        &after_messages[..before_messages.len()],
+        &before_messages[..]
+    );
     let upgraded: Vec<&Value> = events_after
         .iter()
         .filter(|e| e["message"] == "daemon upgraded")
@@ -316,12 +347,17 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
         let grower = harness.process_in("v1", "grower").unwrap();
         grower["memoryRestarts"] == 1 && grower["logs"].as_array().unwrap().len() == 3
     });
-    assert_eq!(harness.process_in("v1", "grower").unwrap()["lastStartReason"], "memory");
+    assert_eq!(
+        harness.process_in("v1", "grower").unwrap()["lastStartReason"],
+        "memory"
+    );
     let grower_pid = pid_of(&harness.process_in("v1", "grower").unwrap());
     unsafe { libc::kill(grower_pid, libc::SIGKILL) };
-    wait_until(LONG, "the grower to be restarted after the upgrades", || {
-        harness.process_in("v1", "grower").unwrap()["restarts"] == 2
-    });
+    wait_until(
+        LONG,
+        "the grower to be restarted after the upgrades",
+        || harness.process_in("v1", "grower").unwrap()["restarts"] == 2,
+    );
     assert_eq!(
         after["releases"][0]["connections"]["websocket"], 100,
         "the handed-over WebSockets are counted"
@@ -354,7 +390,10 @@ fn binaries_that_cannot_take_over_are_refused_and_the_daemon_is_untouched() {
     std::fs::set_permissions(&other_format, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cases: [(&Path, &str); 4] = [
         (&not_executable, "is not executable"),
-        (Path::new("/bin/true"), "is not a rollbridge that can take over"),
+        (
+            Path::new("/bin/true"),
+            "is not a rollbridge that can take over",
+        ),
         (&other_format, "reads handover format 999"),
         (&dir.path().join("missing"), "does not exist"),
     ];
@@ -391,7 +430,10 @@ fn an_upgrade_during_a_deploy_waits_for_it() {
     let release = harness.release("v2");
     let socket = harness.socket.clone();
     let deploy = std::thread::spawn(move || {
-        control(&socket, json!({"command": "deploy", "releasePath": release, "releaseId": "v2"}))
+        control(
+            &socket,
+            json!({"command": "deploy", "releasePath": release, "releaseId": "v2"}),
+        )
     });
     wait_until(LONG, "the deploy to be in progress", || {
         harness.status()["deploying"]["releaseId"] == "v2"
@@ -411,8 +453,14 @@ fn an_upgrade_during_a_deploy_waits_for_it() {
         .iter()
         .map(|e| e["message"].as_str().unwrap().to_string())
         .collect();
-    let switched = messages.iter().rposition(|m| m == "traffic switched").unwrap();
-    let upgraded_at = messages.iter().position(|m| m == "daemon upgraded").unwrap();
+    let switched = messages
+        .iter()
+        .rposition(|m| m == "traffic switched")
+        .unwrap();
+    let upgraded_at = messages
+        .iter()
+        .position(|m| m == "daemon upgraded")
+        .unwrap();
     assert!(switched < upgraded_at, "{messages:?}");
     assert_eq!(harness.get("/release"), (200, "v2".to_string()));
     assert_eq!(harness.shutdown(), 0);
@@ -452,7 +500,10 @@ fn repeated_upgrades_leak_nothing(rounds: usize) {
         "descriptors or threads leaked: fds {fds} -> {fds_after}, threads {threads} -> {threads_after}"
     );
     // Each image starts afresh; growth would only come from the handover itself.
-    assert!(rss_after < rss + 8 * 1024, "memory grew: {rss} -> {rss_after} KiB");
+    assert!(
+        rss_after < rss + 8 * 1024,
+        "memory grew: {rss} -> {rss_after} KiB"
+    );
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), pid);
     assert_eq!(harness.shutdown(), 0);
 }

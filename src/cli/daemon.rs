@@ -42,6 +42,13 @@ pub struct DaemonArgs {
     pub log_level: Option<String>,
 }
 
+/// How this daemon process starts.
+enum Start {
+    /// Re-executed by a live upgrade: take over from the handover.
+    Upgraded(Inherited),
+    Fresh(bootstrap::StartMode),
+}
+
 /// Validates the start options, then runs the daemon on a two-worker tokio
 /// runtime until it is shut down. The process exits as soon as the daemon is
 /// done, without waiting for stray background tasks.
@@ -56,13 +63,11 @@ pub fn run(args: DaemonArgs) -> CliResult {
     };
     // SAFETY: no other thread exists yet, so the environment can be changed.
     // An image started by a live upgrade takes over instead of starting anew.
-    let inherited = match unsafe { Inherited::take() } {
-        Some(inherited) => Some(inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?),
-        None => None,
-    };
-    let mode = match inherited {
-        Some(_) => None,
-        None => Some(bootstrap::validate(&options).map_err(anyhow::Error::msg)?),
+    let start = match unsafe { Inherited::take() } {
+        Some(inherited) => {
+            Start::Upgraded(inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?)
+        }
+        None => Start::Fresh(bootstrap::validate(&options).map_err(anyhow::Error::msg)?),
     };
     let logging = LoggingOptions {
         file: args.log_file,
@@ -85,10 +90,9 @@ pub fn run(args: DaemonArgs) -> CliResult {
         .thread_name("rollbridge-daemon")
         .build()?;
     let code = runtime.block_on(async {
-        let code = match (inherited, mode) {
-            (Some(inherited), _) => restore::run(inherited, observability.clone()).await,
-            (None, Some(mode)) => crate::daemon::run::run(mode, observability.clone()).await,
-            (None, None) => unreachable!("a start mode is validated when nothing was inherited"),
+        let code = match start {
+            Start::Upgraded(inherited) => restore::run(inherited, observability.clone()).await,
+            Start::Fresh(mode) => crate::daemon::run::run(mode, observability.clone()).await,
         };
         observability.close().await;
         code

@@ -24,10 +24,10 @@ pub mod recover;
 pub mod restart;
 pub mod rollback;
 pub mod shutdown;
-pub mod upgrade;
 pub mod status;
 pub mod stop;
 pub mod systemd_unit;
+pub mod upgrade;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};

@@ -205,7 +205,9 @@ impl DaemonObservability {
                 .set_nonblocking(true)
                 .and_then(|()| tokio::net::TcpListener::from_std(listener))
                 .and_then(|listener| MetricsServer::serve_listener(listener, self.metrics.clone()))
-                .map_err(|error| format!("metrics: cannot serve the inherited listener: {error}"))?;
+                .map_err(|error| {
+                    format!("metrics: cannot serve the inherited listener: {error}")
+                })?;
             *self
                 .metrics_server
                 .lock()

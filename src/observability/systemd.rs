@@ -292,11 +292,12 @@ mod tests {
             .flatten()
             .collect();
         let length = received.bytes;
-        drop(iov);
+        let _ = iov;
         let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
         assert_eq!(text, "FDSTORE=1\nFDNAME=proxy\n");
         assert_eq!(passed.len(), 1);
-        let stored = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(passed[0]) };
+        let stored =
+            unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(passed[0]) };
         assert_eq!(stored.local_addr().unwrap(), listener.local_addr().unwrap());
     }
 

@@ -303,12 +303,10 @@ impl ManagedProcess {
             state: record.state.clone(),
         })?;
         if let Some(child) = &record.child {
-            let same = read_one(child.pid).is_some_and(|entry| entry.start_time == child.start_time);
+            let same =
+                read_one(child.pid).is_some_and(|entry| entry.start_time == child.start_time);
             if !same {
-                return Err(AdoptError::NotTheSameProcess {
-                    id,
-                    pid: child.pid,
-                });
+                return Err(AdoptError::NotTheSameProcess { id, pid: child.pid });
             }
         }
         let mut process = ManagedProcess::new(def, supervision);

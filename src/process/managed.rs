@@ -252,12 +252,7 @@ impl ManagedProcess {
     ) {
         let fd = pipe.as_raw_fd();
         self.lock().output_fds.push((stream, fd));
-        tokio::spawn(capture_output(
-            Arc::downgrade(self),
-            pipe,
-            stream,
-            log_file,
-        ));
+        tokio::spawn(capture_output(Arc::downgrade(self), pipe, stream, log_file));
     }
 
     /// Starts using the definition's log file, if it names one. A file that

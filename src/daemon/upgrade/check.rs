@@ -127,10 +127,19 @@ mod tests {
     fn binaries_that_cannot_take_over_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        assert_eq!(verify(&missing), Err(BinaryProblem::Missing(missing.clone())));
-        assert!(matches!(verify(dir.path()), Err(BinaryProblem::NotAFile(_))));
+        assert_eq!(
+            verify(&missing),
+            Err(BinaryProblem::Missing(missing.clone()))
+        );
+        assert!(matches!(
+            verify(dir.path()),
+            Err(BinaryProblem::NotAFile(_))
+        ));
         let plain = script(dir.path(), "plain", "exit 0", 0o644);
-        assert!(matches!(verify(&plain), Err(BinaryProblem::NotExecutable(_))));
+        assert!(matches!(
+            verify(&plain),
+            Err(BinaryProblem::NotExecutable(_))
+        ));
         assert!(matches!(
             verify(Path::new("/bin/true")),
             Err(BinaryProblem::NoHandshake { .. })

@@ -176,9 +176,7 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("the handover document is not valid: {0}")]
     Json(#[from] serde_json::Error),
-    #[error(
-        "the handover document has format {found}; this binary reads format {HANDOVER_FORMAT}"
-    )]
+    #[error("the handover document has format {found}; this binary reads format {HANDOVER_FORMAT}")]
     Format { found: u64 },
 }
 
@@ -213,8 +211,16 @@ impl Handover {
             named.push((fd, DescriptorKind::Socket, "requesting connection".into()));
         }
         for tunnel in &self.tunnels {
-            named.push((tunnel.client_fd, DescriptorKind::Socket, "tunnel client".into()));
-            named.push((tunnel.upstream_fd, DescriptorKind::Socket, "tunnel upstream".into()));
+            named.push((
+                tunnel.client_fd,
+                DescriptorKind::Socket,
+                "tunnel client".into(),
+            ));
+            named.push((
+                tunnel.upstream_fd,
+                DescriptorKind::Socket,
+                "tunnel upstream".into(),
+            ));
         }
         let processes = self
             .releases

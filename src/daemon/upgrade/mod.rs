@@ -91,7 +91,10 @@ struct Paused {
 }
 
 /// The frozen tunnels as handover records, their sockets kept.
-fn tunnel_records(kept: &mut Kept, tunnels: &[FrozenTunnel]) -> std::io::Result<Vec<TunnelHandover>> {
+fn tunnel_records(
+    kept: &mut Kept,
+    tunnels: &[FrozenTunnel],
+) -> std::io::Result<Vec<TunnelHandover>> {
     tunnels
         .iter()
         .map(|tunnel| {

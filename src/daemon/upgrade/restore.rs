@@ -246,7 +246,10 @@ async fn take_over(
             crate::util::time::now_ms().saturating_sub(paused_at)
         );
     }
-    super::adopt_tunnels(&daemon, document.tunnels.iter().map(frozen_tunnel).collect());
+    super::adopt_tunnels(
+        &daemon,
+        document.tunnels.iter().map(frozen_tunnel).collect(),
+    );
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
     if let Some(fd) = document.listeners.control {
         let listener = std::os::unix::net::UnixListener::from(owned(fd));
@@ -365,7 +368,11 @@ fn restore_state(daemon: &Arc<Daemon>, document: &Handover) -> Vec<Arc<Release>>
     if let Some(active) = &active {
         daemon.router.set_active(Some(active.target.clone()));
     }
-    let services = named_processes(&document.services, |_| daemon.service_supervision(&registry), &config);
+    let services = named_processes(
+        &document.services,
+        |_| daemon.service_supervision(&registry),
+        &config,
+    );
     let singletons = named_processes(
         &document.singletons,
         |entry| {
