@@ -570,3 +570,50 @@ fn under_systemd_an_upgrade_reloads_stores_the_listeners_and_keeps_the_watchdog(
     assert!(!environment.contains("ROLLBRIDGE_HANDOVER"));
     assert_eq!(harness.shutdown(), 0);
 }
+
+#[test]
+fn ensure_daemon_sees_the_runtime_the_daemon_was_upgraded_to() {
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    // Another build: the same code with bytes appended (another SHA-256).
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("rollbridge");
+    let mut bytes = std::fs::read(BIN).unwrap();
+    bytes.extend_from_slice(b"another build");
+    std::fs::write(&other, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ensure = |binary: &Path| {
+        Command::new(binary)
+            .arg("ensure-daemon")
+            .arg("-c")
+            .arg(&harness.config_path)
+            .arg("--daemon-log-path")
+            .arg(harness.path("ensure.log"))
+            .arg("--daemon-pid-path")
+            .arg(harness.path("ensure.pid"))
+            .output()
+            .unwrap()
+    };
+    let refused = ensure(&other);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("mismatched runtime"));
+
+    let reply = upgrade_ok(&harness, Some(&other));
+    let status = harness.status();
+    assert_eq!(status["daemonRuntime"]["digest"], reply["digest"]);
+    assert_eq!(status["daemonRuntime"]["path"], dir.path().to_string_lossy().as_ref());
+    let accepted = ensure(&other);
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    assert_eq!(ensure(Path::new(BIN)).status.code(), Some(1));
+    // Rolling back is upgrading again, to the old binary.
+    upgrade_ok(&harness, Some(Path::new(BIN)));
+    assert_eq!(ensure(Path::new(BIN)).status.code(), Some(0));
+    assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+    assert_eq!(harness.shutdown(), 0);
+}
