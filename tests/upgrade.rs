@@ -602,7 +602,10 @@ fn ensure_daemon_sees_the_runtime_the_daemon_was_upgraded_to() {
     let reply = upgrade_ok(&harness, Some(&other));
     let status = harness.status();
     assert_eq!(status["daemonRuntime"]["digest"], reply["digest"]);
-    assert_eq!(status["daemonRuntime"]["path"], dir.path().to_string_lossy().as_ref());
+    assert_eq!(
+        status["daemonRuntime"]["path"],
+        dir.path().to_string_lossy().as_ref()
+    );
     let accepted = ensure(&other);
     assert_eq!(
         accepted.status.code(),

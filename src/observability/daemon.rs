@@ -63,7 +63,7 @@ pub struct DaemonObservability {
     reopen_log: Option<super::log_file::LogFile>,
     notifier: SystemdNotifier,
     sockets: Mutex<ActivatedSockets>,
-    control_activated: bool,
+    control_activated: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
     metrics_server: Mutex<Option<MetricsServer>>,
     /// The metrics listener an earlier image of this daemon handed over (live
@@ -110,7 +110,7 @@ impl DaemonObservability {
             logging: Mutex::new(Some(logging)),
             notifier,
             sockets: Mutex::new(handoff.sockets),
-            control_activated,
+            control_activated: control_activated.into(),
             metrics,
             metrics_server: Mutex::default(),
             inherited_metrics: Mutex::default(),
@@ -162,6 +162,14 @@ impl DaemonObservability {
     /// nor create nor remove the socket file.
     pub fn control_activated(&self) -> bool {
         self.control_activated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The control socket came from systemd to an earlier image of this daemon
+    /// (live upgrade): still systemd's file.
+    pub fn mark_control_activated(&self) {
+        self.control_activated
+            .store(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Opens the access log and starts the metrics listener the config asks for.

@@ -6,7 +6,7 @@
 //! close-on-exec again when it fails, so a process the daemon spawns meanwhile
 //! inherits them for at most that instant.
 
-use super::handover::{FALLBACK_ENV, HANDOVER_FD_ENV};
+use super::handover::{FALLBACK_ENV, HANDOVER_FD_ENV, PREVIOUS_ENV};
 use std::ffi::{CString, OsString};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -41,7 +41,7 @@ pub fn replace_image(
     let replaced: Vec<&str> = extra_env
         .iter()
         .map(|(name, _)| name.as_str())
-        .chain([HANDOVER_FD_ENV, FALLBACK_ENV])
+        .chain([HANDOVER_FD_ENV, FALLBACK_ENV, PREVIOUS_ENV])
         .collect();
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(name, _)| !replaced.iter().any(|r| name.as_bytes() == r.as_bytes()))

@@ -20,6 +20,10 @@ pub const HANDSHAKE_PREFIX: &str = "rollbridge-handover-format ";
 /// The environment variable naming the memfd in the new image.
 pub const HANDOVER_FD_ENV: &str = "ROLLBRIDGE_HANDOVER_FD";
 
+/// The descriptor of the previous image's executable, also outside the
+/// document: a new image that cannot even read the document can still go back.
+pub const PREVIOUS_ENV: &str = "ROLLBRIDGE_HANDOVER_PREVIOUS_FD";
+
 /// Set by a new image that could not take over and gave the daemon back to the
 /// previous binary: why (the previous image answers the upgrade with it).
 pub const FALLBACK_ENV: &str = "ROLLBRIDGE_HANDOVER_FALLBACK";

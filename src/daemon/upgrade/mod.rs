@@ -251,11 +251,16 @@ impl Daemon {
         };
         let mut handed = kept.numbers();
         handed.push(previous_executable.as_raw_fd());
+        let mut environment = systemd_environment(notifier.as_ref());
+        environment.push((
+            handover::PREVIOUS_ENV.to_string(),
+            previous_executable.as_raw_fd().to_string().into(),
+        ));
         let error = exec::replace_image(
             exec::Target::Path(&binary),
             &handed,
             memfd.as_raw_fd(),
-            &systemd_environment(notifier.as_ref()),
+            &environment,
         );
         self.resume_proxy(paused, tunnels);
         self.upgrade_abandoned();

@@ -5,7 +5,7 @@
 //! so a replaced file does not matter), which answers the upgrade with why.
 
 use super::exec::{self, set_inheritable};
-use super::handover::{DescriptorKind, FALLBACK_ENV, Handover, NamedProcessHandover};
+use super::handover::{DescriptorKind, FALLBACK_ENV, Handover, NamedProcessHandover, PREVIOUS_ENV};
 use crate::config::model::Config;
 use crate::control::server::{ControlHandler, ControlServer};
 use crate::daemon::bootstrap::BootstrapRequest;
@@ -41,12 +41,33 @@ impl Inherited {
     pub unsafe fn take() -> Option<Result<Inherited, String>> {
         let fd = std::env::var(super::handover::HANDOVER_FD_ENV).ok()?;
         let fallback = std::env::var(FALLBACK_ENV).ok();
+        let previous = std::env::var(PREVIOUS_ENV).ok();
         // SAFETY: forwarded to the caller.
         unsafe {
             std::env::remove_var(super::handover::HANDOVER_FD_ENV);
             std::env::remove_var(FALLBACK_ENV);
+            std::env::remove_var(PREVIOUS_ENV);
         }
-        Some(Inherited::read(&fd, fallback))
+        let read = Inherited::read(&fd, fallback.clone());
+        if let (Err(reason), None, Some(previous)) = (&read, &fallback, previous) {
+            // Not even the document could be read: the previous binary, which
+            // wrote it, takes the daemon back (every descriptor is still open).
+            if let (Ok(previous), Ok(document)) = (previous.parse::<RawFd>(), fd.parse::<RawFd>()) {
+                eprintln!(
+                    "rollbridge upgrade: cannot read the handover ({reason}); going back to the previous binary"
+                );
+                let error = exec::replace_image(
+                    exec::Target::Descriptor(previous),
+                    &[previous],
+                    document,
+                    &[(FALLBACK_ENV.to_string(), reason.into())],
+                );
+                return Some(Err(format!(
+                    "{reason}; the previous binary could not be executed again: {error}"
+                )));
+            }
+        }
+        Some(read)
     }
 
     fn read(fd: &str, fallback: Option<String>) -> Result<Inherited, String> {
@@ -251,6 +272,9 @@ async fn take_over(
         document.tunnels.iter().map(frozen_tunnel).collect(),
     );
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
+    if document.listeners.control_activated {
+        observability.mark_control_activated();
+    }
     if let Some(fd) = document.listeners.control {
         let listener = std::os::unix::net::UnixListener::from(owned(fd));
         listener.set_nonblocking(true)?;
