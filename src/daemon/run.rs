@@ -196,22 +196,16 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Star
             .await
             .map_err(StartError::Observability)?;
     }
-    let observer = observability.as_ref().and_then(|o| o.proxy_observer());
-    let options = ProxyOptions::for_config(&config.proxy, observer);
     if let Some(listener) = observability
         .as_ref()
         .and_then(|o| o.take_activated_proxy())
     {
-        let proxy = ProxyServer::serve_listener_with_options(
-            listener,
-            daemon.router.clone(),
-            daemon.events.clone(),
-            options,
-        )
-        .map_err(StartError::PassedProxy)?;
+        let proxy = super::upgrade::serve_proxy(daemon, listener)?;
         proxy_bound(daemon, &config, proxy);
         return Ok(());
     }
+    let observer = observability.as_ref().and_then(|o| o.proxy_observer());
+    let options = ProxyOptions::for_config(&config.proxy, observer);
     let proxy = loop {
         let bound = ProxyServer::bind_with_options(
             &config.proxy.host,
@@ -305,18 +299,8 @@ pub(super) fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
         let Some(daemon) = daemon.upgrade() else {
             return Vec::new();
         };
-        let processes: Vec<Arc<crate::process::ManagedProcess>> = {
-            let state = daemon.state();
-            let mut processes: Vec<_> = state
-                .releases
-                .iter()
-                .flat_map(|release| release.processes().into_iter().map(|p| p.process))
-                .collect();
-            processes.extend(state.services.iter().map(|(_, p)| p.clone()));
-            processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
-            processes
-        };
-        processes
+        daemon
+            .every_process()
             .iter()
             .filter_map(|process| {
                 // The wrapper leads its process group, so its pid is the group id.

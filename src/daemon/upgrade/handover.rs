@@ -2,6 +2,8 @@
 //! versioned JSON in a memfd whose descriptor (named by [`HANDOVER_FD_ENV`])
 //! survives `execve` together with the descriptors the document names.
 
+use crate::daemon::bootstrap::BootstrapRequest;
+use crate::daemon::orphans::Orphan;
 use crate::events::EventRecord;
 use crate::process::ProcessHandover;
 use serde::{Deserialize, Serialize};
@@ -53,8 +55,8 @@ pub struct Handover {
     pub services: Vec<NamedProcessHandover>,
     pub service_ports: Vec<(String, u16)>,
     pub singletons: Vec<NamedProcessHandover>,
-    pub orphans: Vec<OrphanHandover>,
-    pub bootstrap: Option<BootstrapHandover>,
+    pub orphans: Vec<Orphan>,
+    pub bootstrap: Option<BootstrapRequest>,
     /// The event ring, oldest first.
     pub events: Vec<EventRecord>,
     /// Upgraded connections (WebSockets), both sides and the bytes in flight.
@@ -153,26 +155,6 @@ pub struct NamedProcessHandover {
     pub process: ProcessHandover,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrphanHandover {
-    pub id: String,
-    pub pid: i32,
-    pub release_id: Option<String>,
-    pub started_at_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BootstrapHandover {
-    pub config: PathBuf,
-    pub release_path: String,
-    pub release_id: String,
-    pub revision: String,
-    pub attestation: Option<String>,
-    pub takeover_owner: bool,
-}
-
 /// Why a handover document could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -196,6 +178,15 @@ impl Handover {
         file.flush()?;
         file.rewind()?;
         Ok(OwnedFd::from(file))
+    }
+
+    /// Every handed-over process: releases', services', singletons'.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessHandover> {
+        self.releases
+            .iter()
+            .flat_map(|r| r.processes.iter().map(|(_, p)| p))
+            .chain(self.services.iter().map(|s| &s.process))
+            .chain(self.singletons.iter().map(|s| &s.process))
     }
 
     /// Every descriptor the document names, with what it must be.
@@ -226,13 +217,7 @@ impl Handover {
                 "tunnel upstream".into(),
             ));
         }
-        let processes = self
-            .releases
-            .iter()
-            .flat_map(|r| r.processes.iter().map(|(_, p)| p))
-            .chain(self.services.iter().map(|s| &s.process))
-            .chain(self.singletons.iter().map(|s| &s.process));
-        for process in processes {
+        for process in self.processes() {
             if let Some(child) = &process.child {
                 let id = &process.definition.instance_id;
                 for (fd, stream) in [(child.stdout_fd, "stdout"), (child.stderr_fd, "stderr")] {

@@ -22,8 +22,7 @@ use crate::process::handover::duplicate;
 use crate::proxy::{FrozenTunnel, ProxyOptions, ProxyServer};
 use check::BinaryProblem;
 use handover::{
-    BootstrapHandover, Handover, ImageIdentity, Listeners, NamedProcessHandover, OrphanHandover,
-    ReleaseHandover, TunnelHandover,
+    Handover, ImageIdentity, Listeners, NamedProcessHandover, ReleaseHandover, TunnelHandover,
 };
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -291,18 +290,6 @@ impl Daemon {
         Ok(())
     }
 
-    fn every_process(&self) -> Vec<Arc<crate::process::ManagedProcess>> {
-        let state = self.state();
-        let mut processes: Vec<_> = state
-            .releases
-            .iter()
-            .flat_map(|release| release.processes().into_iter().map(|p| p.process))
-            .collect();
-        processes.extend(state.services.iter().map(|(_, p)| p.clone()));
-        processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
-        processes
-    }
-
     /// Control and metrics listeners, and the requester's connection.
     fn keep_listeners(
         &self,
@@ -383,9 +370,12 @@ impl Daemon {
             tokio::spawn(server.finish());
         }
         let Some(fd) = paused.own else { return };
-        if let Err(error) = serve_proxy(self, std::net::TcpListener::from(fd)) {
-            tracing::error!("upgrade: could not serve the proxy again: {error}");
-            return;
+        match serve_proxy(self, std::net::TcpListener::from(fd)) {
+            Ok(proxy) => self.endpoints().proxy = Some(proxy),
+            Err(error) => {
+                tracing::error!("upgrade: could not serve the proxy again: {error}");
+                return;
+            }
         }
         adopt_tunnels(self, tunnels);
     }
@@ -467,23 +457,8 @@ impl Daemon {
             services,
             service_ports: service_ports.into_iter().collect(),
             singletons,
-            orphans: orphans
-                .iter()
-                .map(|orphan| OrphanHandover {
-                    id: orphan.id.clone(),
-                    pid: orphan.pid,
-                    release_id: orphan.release_id.clone(),
-                    started_at_ms: orphan.started_at_ms,
-                })
-                .collect(),
-            bootstrap: bootstrap.map(|b| BootstrapHandover {
-                config: b.config,
-                release_path: b.release_path,
-                release_id: b.release_id,
-                revision: b.revision,
-                attestation: b.attestation,
-                takeover_owner: b.takeover_owner,
-            }),
+            orphans,
+            bootstrap,
             events: self.events.recent(None),
             tunnels: Vec::new(),
         })
@@ -536,11 +511,12 @@ fn systemd_environment(
     env
 }
 
-/// Starts the proxy on a listener the daemon already holds and records it.
+/// Starts the proxy on a listener the daemon already holds (passed by systemd,
+/// or kept across an upgrade).
 pub(crate) fn serve_proxy(
     daemon: &Arc<Daemon>,
     listener: std::net::TcpListener,
-) -> Result<(), StartError> {
+) -> Result<ProxyServer, StartError> {
     let config = daemon.config();
     let observer = daemon.observability().and_then(|o| o.proxy_observer());
     let options = ProxyOptions::for_config(&config.proxy, observer);
@@ -551,6 +527,5 @@ pub(crate) fn serve_proxy(
         options,
     )
     .map_err(StartError::PassedProxy)?;
-    daemon.endpoints().proxy = Some(proxy);
-    Ok(())
+    Ok(proxy)
 }

@@ -8,9 +8,7 @@ use super::exec::{self, set_inheritable};
 use super::handover::{DescriptorKind, FALLBACK_ENV, Handover, NamedProcessHandover, PREVIOUS_ENV};
 use crate::config::model::Config;
 use crate::control::server::{ControlHandler, ControlServer};
-use crate::daemon::bootstrap::BootstrapRequest;
 use crate::daemon::errors::StartError;
-use crate::daemon::orphans::Orphan;
 use crate::daemon::release::{Release, ReleaseState};
 use crate::daemon::runtime::RuntimeIdentity;
 use crate::daemon::state::Daemon;
@@ -135,13 +133,7 @@ fn validate(document: &Handover) -> Result<Plan, String> {
     let loaded = crate::config::load(&document.config_path).map_err(|e| e.to_string())?;
     let registry = crate::daemon::setup::registry_for(&loaded).map_err(|e| e.to_string())?;
     let config = loaded.config;
-    let processes = document
-        .releases
-        .iter()
-        .flat_map(|r| r.processes.iter().map(|(_, p)| p))
-        .chain(document.services.iter().map(|s| &s.process))
-        .chain(document.singletons.iter().map(|s| &s.process));
-    for process in processes {
+    for process in document.processes() {
         let def = &process.definition;
         let entry = config
             .processes
@@ -258,7 +250,8 @@ async fn take_over(
         .map_err(StartError::Observability)?;
     *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) = document.proxy_bound.clone();
     if let Some(fd) = document.listeners.proxy {
-        super::serve_proxy(&daemon, std::net::TcpListener::from(owned(fd)))?;
+        let proxy = super::serve_proxy(&daemon, std::net::TcpListener::from(owned(fd)))?;
+        daemon.endpoints().proxy = Some(proxy);
     }
     if let Some(paused_at) = document.proxy_paused_at_ms {
         tracing::info!(
@@ -420,24 +413,8 @@ fn restore_state(daemon: &Arc<Daemon>, document: &Handover) -> Vec<Arc<Release>>
     state.services = services;
     state.service_ports = document.service_ports.iter().cloned().collect();
     state.singletons = singletons;
-    state.orphans = document
-        .orphans
-        .iter()
-        .map(|o| Orphan {
-            id: o.id.clone(),
-            pid: o.pid,
-            release_id: o.release_id.clone(),
-            started_at_ms: o.started_at_ms,
-        })
-        .collect();
-    state.bootstrap = document.bootstrap.as_ref().map(|b| BootstrapRequest {
-        config: b.config.clone(),
-        release_path: b.release_path.clone(),
-        release_id: b.release_id.clone(),
-        revision: b.revision.clone(),
-        attestation: b.attestation.clone(),
-        takeover_owner: b.takeover_owner,
-    });
+    state.orphans = document.orphans.clone();
+    state.bootstrap = document.bootstrap.clone();
     drains
 }
 
