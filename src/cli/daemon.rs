@@ -45,7 +45,7 @@ pub struct DaemonArgs {
 /// How this daemon process starts.
 enum Start {
     /// Re-executed by a live upgrade: take over from the handover.
-    Upgraded(Inherited),
+    Upgraded(Box<Inherited>),
     Fresh(bootstrap::StartMode),
 }
 
@@ -64,9 +64,9 @@ pub fn run(args: DaemonArgs) -> CliResult {
     // SAFETY: no other thread exists yet, so the environment can be changed.
     // An image started by a live upgrade takes over instead of starting anew.
     let start = match unsafe { Inherited::take() } {
-        Some(inherited) => {
-            Start::Upgraded(inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?)
-        }
+        Some(inherited) => Start::Upgraded(Box::new(
+            inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?,
+        )),
         None => Start::Fresh(bootstrap::validate(&options).map_err(anyhow::Error::msg)?),
     };
     let logging = LoggingOptions {
@@ -91,7 +91,7 @@ pub fn run(args: DaemonArgs) -> CliResult {
         .build()?;
     let code = runtime.block_on(async {
         let code = match start {
-            Start::Upgraded(inherited) => restore::run(inherited, observability.clone()).await,
+            Start::Upgraded(inherited) => restore::run(*inherited, observability.clone()).await,
             Start::Fresh(mode) => crate::daemon::run::run(mode, observability.clone()).await,
         };
         observability.close().await;
