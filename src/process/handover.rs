@@ -105,8 +105,6 @@ pub struct LineHandover {
 pub enum AdoptError {
     #[error("process \"{id}\": unknown state \"{state}\"")]
     State { id: String, state: String },
-    #[error("process \"{id}\": pid {pid} is not the process that was handed over")]
-    NotTheSameProcess { id: String, pid: i32 },
     #[error("process \"{id}\": {what}")]
     Definition { id: String, what: String },
 }
@@ -221,6 +219,19 @@ pub fn duplicate(fd: RawFd) -> std::io::Result<OwnedFd> {
     borrowed.as_fd().try_clone_to_owned()
 }
 
+impl ProcessHandover {
+    /// What [`ManagedProcess::adopt`] would refuse, checked up front.
+    pub fn check(&self) -> Result<(), AdoptError> {
+        match state_of(&self.state) {
+            Some(_) => Ok(()),
+            None => Err(AdoptError::State {
+                id: self.definition.instance_id.clone(),
+                state: self.state.clone(),
+            }),
+        }
+    }
+}
+
 impl ManagedProcess {
     /// What the next image needs to take this process over. The output pipes are
     /// duplicated (returned with the record, whose fd numbers are the copies').
@@ -302,13 +313,12 @@ impl ManagedProcess {
             id: id.clone(),
             state: record.state.clone(),
         })?;
-        if let Some(child) = &record.child {
-            let same =
-                read_one(child.pid).is_some_and(|entry| entry.start_time == child.start_time);
-            if !same {
-                return Err(AdoptError::NotTheSameProcess { id, pid: child.pid });
-            }
-        }
+        // A wrapper that exited (and was reaped) in the instant between the
+        // handover and the exec is adopted as exited: its exit is recorded
+        // like any other, and supervision restarts it if it should.
+        let still_there = record.child.as_ref().is_some_and(|child| {
+            read_one(child.pid).is_some_and(|entry| entry.start_time == child.start_time)
+        });
         let mut process = ManagedProcess::new(def, supervision);
         let now = Instant::now();
         // The restart window goes on on the same clock: it reads `clock_ms` now,
@@ -388,13 +398,19 @@ impl ManagedProcess {
                 }
             }
             let generation = process.lock().generation;
-            tokio::spawn(process.clone().watch_adopted_exit(
-                child.pid,
-                child.start_time,
-                generation,
-                exited_tx,
-            ));
-            process.start_sampling(generation);
+            if still_there {
+                tokio::spawn(process.clone().watch_adopted_exit(
+                    child.pid,
+                    child.start_time,
+                    generation,
+                    exited_tx,
+                ));
+                process.start_sampling(generation);
+            } else {
+                process
+                    .clone()
+                    .record_exit(None, None, generation, exited_tx);
+            }
         } else if record.restart_pending && !record.intentional {
             // The crash restart the old image had scheduled: due after the delay.
             let me = process.clone();

@@ -123,7 +123,8 @@ pub async fn run(
     take_over(document, plan, fallback, observability).await
 }
 
-/// Everything that can fail, checked before anything is started.
+/// Everything that can fail, checked before anything is started. (A process
+/// that exited during the exec is not a failure: it is adopted as exited.)
 fn validate(document: &Handover) -> Result<Plan, String> {
     for (fd, kind, what) in document.descriptors() {
         if !kind.matches(fd) {
@@ -141,16 +142,7 @@ fn validate(document: &Handover) -> Result<Plan, String> {
             .find(|p| p.id == def.base_id)
             .ok_or_else(|| format!("process \"{}\" is not in the config", def.base_id))?;
         def.rebuild(entry.clone()).map_err(|e| e.to_string())?;
-        if let Some(child) = &process.child {
-            let same = crate::process::snapshot::read_one(child.pid)
-                .is_some_and(|e| e.start_time == child.start_time);
-            if !same {
-                return Err(format!(
-                    "process \"{}\" (pid {}) is not the one handed over",
-                    def.instance_id, child.pid
-                ));
-            }
-        }
+        process.check().map_err(|e| e.to_string())?;
     }
     for release in &document.releases {
         release_state(&release.state)
