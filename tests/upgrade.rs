@@ -620,3 +620,17 @@ fn ensure_daemon_sees_the_runtime_the_daemon_was_upgraded_to() {
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
     assert_eq!(harness.shutdown(), 0);
 }
+
+#[test]
+fn an_idle_keep_alive_connection_goes_on_in_the_new_image() {
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let mut client = KeepAlive::connect(harness.proxy_port).unwrap();
+    assert_eq!(client.get("/release").unwrap().0, 200);
+    for _ in 0..3 {
+        upgrade_ok(&harness, None);
+        let (status, body, close) = client.get("/release").expect("same connection");
+        assert_eq!((status, body.as_str(), close), (200, "v1", false));
+    }
+    assert_eq!(harness.shutdown(), 0);
+}

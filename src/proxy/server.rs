@@ -301,6 +301,28 @@ impl ProxyServer {
         self.listener_fd
     }
 
+    /// Makes the next [`ProxyServer::pause`] keep idle client connections for
+    /// the next image (see [`ProxyServer::take_idle_connections`]) instead of
+    /// closing them.
+    pub fn hand_over_idle_connections(&self) {
+        self.shared.tunnels.hand_over_idle_connections();
+    }
+
+    /// The idle client connections kept by the pause, once every connection
+    /// task has let go of its socket (at most `limit`).
+    pub async fn take_idle_connections(&self, limit: Duration) -> Vec<std::net::TcpStream> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.shared.tasks.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.shared.tunnels.take_idle()
+    }
+
+    /// Serves a client connection an earlier image handed over.
+    pub fn adopt_connection(&self, connection: std::net::TcpStream) {
+        self.shared.tunnels.adopt(connection);
+    }
+
     /// Stops every spliced tunnel and hands over its sockets and unsent bytes
     /// (live upgrade). Call after [`ProxyServer::pause`].
     pub async fn freeze_tunnels(&self, limit: Duration) -> Vec<super::FrozenTunnel> {

@@ -54,6 +54,14 @@ pub(crate) struct TunnelFreezer {
     live: AtomicUsize,
     changed: Notify,
     frozen: Mutex<Vec<FrozenTunnel>>,
+    /// Set by a live upgrade before the proxy pauses: idle client connections
+    /// are handed over instead of closed.
+    handing_over: std::sync::atomic::AtomicBool,
+    idle: Mutex<Vec<std::net::TcpStream>>,
+    /// Client connections an earlier image handed over, for the listening
+    /// thread to serve.
+    adopted: Mutex<Vec<std::net::TcpStream>>,
+    adopted_ready: Notify,
 }
 
 /// Counts one tunnel task while it lives.
@@ -82,6 +90,51 @@ impl TunnelFreezer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(tunnel);
+    }
+
+    pub(crate) fn hand_over_idle_connections(&self) {
+        self.handing_over.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Acquire)
+    }
+
+    /// Keeps an idle client connection's socket for the next image (a copy of
+    /// the descriptor: the connection itself closes, the socket stays open).
+    pub(crate) fn deposit_idle(&self, socket: std::os::fd::RawFd) {
+        // SAFETY: the connection's socket is open while its task runs.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
+        if let Ok(copy) = borrowed.try_clone_to_owned() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(std::net::TcpStream::from(copy));
+        }
+    }
+
+    pub(crate) fn take_idle(&self) -> Vec<std::net::TcpStream> {
+        std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn adopt(&self, connection: std::net::TcpStream) {
+        self.adopted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(connection);
+        self.adopted_ready.notify_one();
+    }
+
+    /// The next batch of handed-over client connections (waits for one).
+    pub(crate) async fn adopted(&self) -> Vec<std::net::TcpStream> {
+        loop {
+            let batch =
+                std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                return batch;
+            }
+            self.adopted_ready.notified().await;
+        }
     }
 
     /// Stops every tunnel and collects them (at most `limit` for the tasks to

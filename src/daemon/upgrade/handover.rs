@@ -62,6 +62,9 @@ pub struct Handover {
     /// Upgraded connections (WebSockets), both sides and the bytes in flight.
     #[serde(default)]
     pub tunnels: Vec<TunnelHandover>,
+    /// Idle keep-alive client connections (between requests).
+    #[serde(default)]
+    pub connections: Vec<RawFd>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +208,9 @@ impl Handover {
         if let Some(fd) = self.requester_fd {
             named.push((fd, DescriptorKind::Socket, "requesting connection".into()));
         }
+        for fd in &self.connections {
+            named.push((*fd, DescriptorKind::Socket, "client connection".into()));
+        }
         for tunnel in &self.tunnels {
             named.push((
                 tunnel.client_fd,
@@ -303,6 +309,7 @@ mod tests {
             bootstrap: None,
             events: Vec::new(),
             tunnels: Vec::new(),
+            connections: Vec::new(),
         }
     }
 

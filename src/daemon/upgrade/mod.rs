@@ -129,6 +129,15 @@ pub(crate) fn adopt_tunnels(daemon: &Arc<Daemon>, tunnels: Vec<FrozenTunnel>) {
     }
 }
 
+/// Serves idle client connections again on the daemon's proxy.
+pub(crate) fn adopt_connections(daemon: &Arc<Daemon>, connections: Vec<std::net::TcpStream>) {
+    if let Some(proxy) = &daemon.endpoints().proxy {
+        for connection in connections {
+            proxy.adopt_connection(connection);
+        }
+    }
+}
+
 /// Descriptors the old image keeps open for the new one.
 #[derive(Default)]
 struct Kept {
@@ -215,13 +224,20 @@ impl Daemon {
         };
         let pause_started = std::time::Instant::now();
         if let Err(busy) = self.wait_requests_done().await {
-            self.resume_proxy(paused, Vec::new());
+            let idle = match &paused.server {
+                Some(server) => server.take_idle_connections(TUNNEL_FREEZE_LIMIT).await,
+                None => Vec::new(),
+            };
+            self.resume_proxy(paused, Vec::new(), idle);
             self.upgrade_abandoned();
             return Err(busy);
         }
-        let tunnels = match &paused.server {
-            Some(server) => server.freeze_tunnels(TUNNEL_FREEZE_LIMIT).await,
-            None => Vec::new(),
+        let (tunnels, idle) = match &paused.server {
+            Some(server) => (
+                server.freeze_tunnels(TUNNEL_FREEZE_LIMIT).await,
+                server.take_idle_connections(TUNNEL_FREEZE_LIMIT).await,
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         let document = self
             .handover_document(
@@ -237,13 +253,17 @@ impl Daemon {
                         crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
                     ),
                     tunnels: tunnel_records(&mut kept, &tunnels)?,
+                    connections: idle
+                        .iter()
+                        .map(|connection| kept.keep(connection.as_raw_fd()))
+                        .collect::<std::io::Result<_>>()?,
                     ..document
                 })
             });
         let memfd = match document.and_then(|document| document.to_memfd()) {
             Ok(memfd) => memfd,
             Err(error) => {
-                self.resume_proxy(paused, tunnels);
+                self.resume_proxy(paused, tunnels, idle);
                 self.upgrade_abandoned();
                 return Err(UpgradeError::Prepare(error));
             }
@@ -261,7 +281,7 @@ impl Daemon {
             memfd.as_raw_fd(),
             &environment,
         );
-        self.resume_proxy(paused, tunnels);
+        self.resume_proxy(paused, tunnels, idle);
         self.upgrade_abandoned();
         Err(UpgradeError::Exec {
             path: binary,
@@ -331,6 +351,7 @@ impl Daemon {
                 return Err(error);
             }
         };
+        proxy.hand_over_idle_connections();
         proxy.pause().await;
         Ok(Paused {
             handed: Some(handed),
@@ -365,7 +386,12 @@ impl Daemon {
     /// Serves the proxy again on the daemon's own copy of the listening socket,
     /// with the tunnels that were frozen; the paused server finishes what it
     /// still serves.
-    fn resume_proxy(self: &Arc<Self>, paused: Paused, tunnels: Vec<FrozenTunnel>) {
+    fn resume_proxy(
+        self: &Arc<Self>,
+        paused: Paused,
+        tunnels: Vec<FrozenTunnel>,
+        idle: Vec<std::net::TcpStream>,
+    ) {
         if let Some(server) = paused.server {
             tokio::spawn(server.finish());
         }
@@ -378,6 +404,7 @@ impl Daemon {
             }
         }
         adopt_tunnels(self, tunnels);
+        adopt_connections(self, idle);
     }
 
     /// Back to normal after an upgrade that did not happen.
@@ -461,6 +488,7 @@ impl Daemon {
             bootstrap,
             events: self.events.recent(None),
             tunnels: Vec::new(),
+            connections: Vec::new(),
         })
     }
 }

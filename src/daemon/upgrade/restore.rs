@@ -256,6 +256,13 @@ async fn take_over(
         &daemon,
         document.tunnels.iter().map(frozen_tunnel).collect(),
     );
+    let connections = document.connections.iter();
+    super::adopt_connections(
+        &daemon,
+        connections
+            .map(|fd| std::net::TcpStream::from(owned(*fd)))
+            .collect(),
+    );
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
     if document.listeners.control_activated {
         observability.mark_control_activated();
