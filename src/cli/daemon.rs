@@ -2,6 +2,7 @@
 
 use super::{CliResult, ConfigArg};
 use crate::daemon::bootstrap::{self, StartOptions};
+use crate::daemon::upgrade::restore::{self, Inherited};
 use crate::observability::{DaemonObservability, LoggingOptions, Rotation, SystemdHandoff};
 use clap::Args;
 
@@ -41,6 +42,13 @@ pub struct DaemonArgs {
     pub log_level: Option<String>,
 }
 
+/// How this daemon process starts.
+enum Start {
+    /// Re-executed by a live upgrade: take over from the handover.
+    Upgraded(Box<Inherited>),
+    Fresh(bootstrap::StartMode),
+}
+
 /// Validates the start options, then runs the daemon on a two-worker tokio
 /// runtime until it is shut down. The process exits as soon as the daemon is
 /// done, without waiting for stray background tasks.
@@ -53,7 +61,14 @@ pub fn run(args: DaemonArgs) -> CliResult {
         boot_attestation: args.boot_attestation,
         takeover_owner: args.takeover_owner,
     };
-    let mode = bootstrap::validate(&options).map_err(anyhow::Error::msg)?;
+    // SAFETY: no other thread exists yet, so the environment can be changed.
+    // An image started by a live upgrade takes over instead of starting anew.
+    let start = match unsafe { Inherited::take() } {
+        Some(inherited) => Start::Upgraded(Box::new(
+            inherited.map_err(|e| anyhow::anyhow!("live upgrade: {e}"))?,
+        )),
+        None => Start::Fresh(bootstrap::validate(&options).map_err(anyhow::Error::msg)?),
+    };
     let logging = LoggingOptions {
         file: args.log_file,
         rotation: args
@@ -75,7 +90,10 @@ pub fn run(args: DaemonArgs) -> CliResult {
         .thread_name("rollbridge-daemon")
         .build()?;
     let code = runtime.block_on(async {
-        let code = crate::daemon::run::run(mode, observability.clone()).await;
+        let code = match start {
+            Start::Upgraded(inherited) => restore::run(*inherited, observability.clone()).await,
+            Start::Fresh(mode) => crate::daemon::run::run(mode, observability.clone()).await,
+        };
         observability.close().await;
         code
     });

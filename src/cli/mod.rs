@@ -32,6 +32,7 @@ pub mod status;
 pub mod stop;
 pub mod systemd_unit;
 pub mod traffic;
+pub mod upgrade;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -84,6 +85,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop every managed process and the daemon.
     Shutdown(shutdown::ShutdownArgs),
+    /// Replace the running daemon's binary in place; the app keeps running.
+    Upgrade(upgrade::UpgradeArgs),
     /// Check a config file and report every problem with a fix.
     Validate(validate::ValidateArgs),
     /// Check the config and this host (socket, port, state path, release templates).
@@ -115,6 +118,9 @@ pub enum Command {
     /// The config's process ids, one per line (used by the completion scripts).
     #[command(hide = true)]
     ProcessIds(completion::ProcessIdsArgs),
+    /// The handover format this binary reads (the live upgrade handshake).
+    #[command(hide = true)]
+    HandoverFormat,
 }
 
 /// Entry point of the `rollbridge` binary.
@@ -139,6 +145,8 @@ pub fn main() -> ExitCode {
         Command::Pause(args) => traffic::pause(args),
         Command::Resume(args) => traffic::resume(args),
         Command::Maintenance(args) => traffic::maintenance(args),
+        Command::Upgrade(args) => upgrade::run(args),
+        Command::HandoverFormat => upgrade::handover_format(),
         Command::Validate(args) => validate::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Logs(args) => logs::run(args),

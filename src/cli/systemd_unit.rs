@@ -191,6 +191,11 @@ fn service_unit(unit: &UnitInput, name: &str) -> String {
     let _ = writeln!(text, "ExecReload=/bin/kill -HUP $MAINPID");
     let _ = writeln!(
         text,
+        "# The daemon stores its proxy and control listeners here (FDSTORE=1): a restart queues\n# connections instead of refusing them. `rollbridge upgrade` keeps the main pid."
+    );
+    let _ = writeln!(text, "FileDescriptorStoreMax=4");
+    let _ = writeln!(
+        text,
         "# SIGTERM to the daemon alone: it stops every process gracefully in its own group."
     );
     let _ = writeln!(text, "KillMode=mixed\nKillSignal=SIGTERM");

@@ -67,6 +67,11 @@ pub enum Request {
     /// `events` or `logs` with `"follow": true`: a stream of lines until the
     /// client closes (see `follow.rs`).
     Follow(super::follow::FollowRequest),
+    /// Re-execute the daemon in place from `binary` (default: its own
+    /// executable's path), keeping processes, listeners and state.
+    Upgrade {
+        binary: Option<String>,
+    },
 }
 
 /// A request that could not be turned into a [`Request`]. The Display text is the
@@ -93,7 +98,7 @@ pub enum RequestError {
 }
 
 /// Every command name the daemon knows.
-pub const COMMAND_NAMES: [&str; 13] = [
+pub const COMMAND_NAMES: [&str; 14] = [
     "status",
     "events",
     "deploy",
@@ -107,6 +112,7 @@ pub const COMMAND_NAMES: [&str; 13] = [
     "pause",
     "resume",
     "maintenance",
+    "upgrade",
 ];
 
 crate::util::names::wire_names! {
@@ -208,6 +214,9 @@ impl Request {
             "retire-owner" => Request::RetireOwner {
                 attestation: required_string(object, "attestation")?,
             },
+            "upgrade" => Request::Upgrade {
+                binary: non_empty(optional_string(object, "binary")?),
+            },
             _ => unreachable!("every name in COMMAND_NAMES is handled"),
         })
     }
@@ -228,6 +237,7 @@ impl Request {
             Request::Pause { .. } => "pause",
             Request::Resume => "resume",
             Request::Maintenance { .. } => "maintenance",
+            Request::Upgrade { .. } => "upgrade",
         }
     }
 
@@ -298,6 +308,7 @@ impl Request {
                 );
             }
             Request::Follow(follow) => follow.put_fields(&mut map),
+            Request::Upgrade { binary } => put(&mut map, "binary", text(binary)),
         }
         Value::Object(map)
     }
@@ -309,8 +320,9 @@ impl Request {
         line
     }
 
-    /// Commands that change releases or processes: the daemon runs them one at a
-    /// time, each holding the operations lock for its whole run. `shutdown` and
+    /// Commands that change releases or processes (and `upgrade`, which replaces
+    /// the daemon under them): the daemon runs them one at a time, each holding
+    /// the operations lock for its whole run. `shutdown` and
     /// `retire-owner` also end under that lock, but they take it themselves after
     /// telling a running operation to give up, so they are not in this list.
     pub fn waits_for_operations(&self) -> bool {
@@ -320,6 +332,7 @@ impl Request {
                 | Request::Rollback { .. }
                 | Request::Stop { .. }
                 | Request::Restart { .. }
+                | Request::Upgrade { .. }
         )
     }
 }

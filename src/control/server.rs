@@ -119,6 +119,8 @@ pub fn connection_cap() -> usize {
 struct Connection {
     /// Cancelled to drop the connection at once.
     token: CancellationToken,
+    /// The stream's descriptor (a live upgrade answers on it from the new image).
+    fd: std::os::fd::RawFd,
     activity: Arc<Activity>,
 }
 
@@ -164,6 +166,8 @@ impl Activity {
 /// Shared state between the accept loop, the connections and the daemon.
 struct Shared {
     path: PathBuf,
+    /// The listening socket's descriptor, open until the accept loop ends.
+    listener_fd: std::os::fd::RawFd,
     events: EventSink,
     next_id: AtomicU64,
     /// Open connections, oldest first.
@@ -207,6 +211,7 @@ impl ControlServer {
         events: EventSink,
     ) -> ControlServer {
         let shared = Arc::new(Shared {
+            listener_fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
             path,
             events,
             next_id: AtomicU64::new(1),
@@ -293,6 +298,26 @@ impl ControlServer {
         let mut requested = self.shared.exit_requested.subscribe();
         let _ = requested.wait_for(|requested| *requested).await;
     }
+
+    /// The listening socket's descriptor (valid while the server accepts).
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.shared.listener_fd
+    }
+
+    /// The descriptor of open connection `id`, if it is still open.
+    pub fn connection_fd(&self, id: ConnectionId) -> Option<std::os::fd::RawFd> {
+        self.shared
+            .connections
+            .lock()
+            .unpoisoned()
+            .get(&id)
+            .map(|connection| connection.fd)
+    }
+
+    /// How many control connections are open right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.lock().unpoisoned().len()
+    }
 }
 
 async fn accept_loop(
@@ -322,6 +347,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, _)) => {
                 let open = OpenStream::new(&shared);
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                 let token = CancellationToken::new();
                 let activity = Activity::new();
@@ -334,6 +360,7 @@ async fn accept_loop(
                             id,
                             Connection {
                                 token: token.clone(),
+                                fd,
                                 activity: activity.clone(),
                             },
                         );

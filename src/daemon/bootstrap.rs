@@ -15,8 +15,9 @@ pub enum StartMode {
     Bootstrap(BootstrapRequest),
 }
 
-/// A validated known-release bootstrap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated known-release bootstrap (also carried by a live upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BootstrapRequest {
     /// Absolute and normalized.
     pub config: PathBuf,

@@ -329,6 +329,9 @@ pub enum StartError {
     /// The access log or metrics listener (already a full message).
     #[error(transparent)]
     Observability(#[from] crate::observability::ConfigureError),
+    /// A new image that could not take over a live upgrade (a full message).
+    #[error("{0}")]
+    Takeover(String),
     #[error("Could not serve the proxy socket systemd passed: {0}")]
     PassedProxy(#[source] std::io::Error),
     #[error(transparent)]

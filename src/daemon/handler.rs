@@ -136,6 +136,9 @@ impl Daemon {
                         .await
                         .map(Reply::ok)
                         .unwrap_or_else(error_reply),
+                    Request::Upgrade { binary } => {
+                        error_reply(self.upgrade_locked(&operations, binary, origin).await)
+                    }
                     Request::Restart { process_id, policy } => self
                         .restart_locked(&operations, process_id, policy)
                         .await

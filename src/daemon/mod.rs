@@ -10,6 +10,7 @@ pub mod definition;
 pub mod deploy;
 pub mod drain;
 pub mod errors;
+pub mod fd_store;
 pub mod handler;
 mod hook_warnings;
 pub mod orphans;
@@ -33,6 +34,7 @@ pub mod state_writer;
 pub mod status;
 pub mod stop;
 pub mod traffic;
+pub mod upgrade;
 
 pub use deploy::{DeployOutcome, DeployRequest};
 pub use state::Daemon;

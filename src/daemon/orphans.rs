@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 /// original is not a realistic case.
 const START_TIME_TOLERANCE_MS: i64 = 5_000;
 
-/// One process recorded in a state file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One process recorded in a state file (also carried by a live upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Orphan {
     /// Instance id for release processes, entry id for services and singletons.
     pub id: String,

@@ -100,7 +100,16 @@ pub async fn run(
     // there is one): tell systemd.
     let active = daemon.state().active.as_ref().map(|r| r.id.clone());
     observability.ready(active.as_deref());
+    daemon.store_listeners();
+    Ok(serve_until_exit(&daemon, signal_outcome).await)
+}
 
+/// Serves until a signal, a control-driven shutdown or a retirement ends the
+/// daemon; the exit code.
+pub(super) async fn serve_until_exit(
+    daemon: &Arc<Daemon>,
+    signal_outcome: oneshot::Receiver<Result<(), ShutdownError>>,
+) -> i32 {
     let control = daemon.endpoints().control.clone();
     let control_exit = async {
         match control {
@@ -109,9 +118,9 @@ pub async fn run(
         }
     };
     tokio::select! {
-        outcome = signal_outcome => Ok(signal_exit_code(outcome)),
-        _ = control_exit => Ok(0),
-        _ = daemon.retired.notified() => Ok(0),
+        outcome = signal_outcome => signal_exit_code(outcome),
+        _ = control_exit => 0,
+        _ = daemon.retired.notified() => 0,
     }
 }
 
@@ -126,7 +135,7 @@ fn report_non_utf8_environment(daemon: &Daemon) {
 /// Makes the daemon a child subreaper (orphans of its processes are reparented
 /// to it, so stops still find them) and decides whether each managed process gets
 /// a cgroup of its own (docs/processes.md, "Whole-tree stops").
-fn prepare_supervision() {
+pub(super) fn prepare_supervision() {
     if let Err(error) = crate::process::sampler::become_subreaper() {
         tracing::warn!(
             "cannot become a child subreaper ({error}); processes that leave their group are found only while their parent lives"
@@ -189,22 +198,16 @@ async fn bind_proxy(daemon: &Arc<Daemon>, patience: Duration) -> Result<(), Star
             .configure(&config, daemon.router.clone(), patience)
             .await?;
     }
-    let observer = observability.as_ref().and_then(|o| o.proxy_observer());
-    let options = ProxyOptions::for_config(&config.proxy, observer);
     if let Some(listener) = observability
         .as_ref()
         .and_then(|o| o.take_activated_proxy())
     {
-        let proxy = ProxyServer::serve_listener_with_options(
-            listener,
-            daemon.router.clone(),
-            daemon.events.clone(),
-            options,
-        )
-        .map_err(StartError::PassedProxy)?;
+        let proxy = super::upgrade::serve_proxy(daemon, listener)?;
         proxy_bound(daemon, &config, proxy);
         return Ok(());
     }
+    let observer = observability.as_ref().and_then(|o| o.proxy_observer());
+    let options = ProxyOptions::for_config(&config.proxy, observer);
     let proxy = loop {
         let bound = ProxyServer::bind_with_options(
             &config.proxy.host,
@@ -289,24 +292,14 @@ async fn retire_current_owner(path: &Path, attestation: &str) -> Result<(), Star
 }
 
 /// The running managed processes, for the RSS gauge (read at scrape time).
-fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
+pub(super) fn process_source(daemon: &Arc<Daemon>) -> ProcessSource {
     let daemon = Arc::downgrade(daemon);
     Arc::new(move || {
         let Some(daemon) = daemon.upgrade() else {
             return Vec::new();
         };
-        let processes: Vec<Arc<crate::process::ManagedProcess>> = {
-            let state = daemon.state();
-            let mut processes: Vec<_> = state
-                .releases
-                .iter()
-                .flat_map(|release| release.processes().into_iter().map(|p| p.process))
-                .collect();
-            processes.extend(state.services.iter().map(|(_, p)| p.clone()));
-            processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
-            processes
-        };
-        processes
+        daemon
+            .every_process()
             .iter()
             .filter_map(|process| {
                 // The wrapper leads its process group, so its pid is the group id.

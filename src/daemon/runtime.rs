@@ -18,13 +18,19 @@ pub use crate::control::status::RuntimeIdentity;
 impl RuntimeIdentity {
     /// The identity of the running executable.
     pub fn current() -> std::io::Result<RuntimeIdentity> {
+        RuntimeIdentity::current_with_digest(None)
+    }
+
+    /// [`RuntimeIdentity::current`], with the digest already known (a live
+    /// upgrade hashed the new binary before executing it).
+    pub fn current_with_digest(known: Option<String>) -> std::io::Result<RuntimeIdentity> {
         // `/proc/self/exe` still opens the running image after the file on disk was
         // replaced; `current_exe` gives the path it was started from.
         let image = Path::new("/proc/self/exe");
-        let digest = if image.exists() {
-            digest_file(image)?
-        } else {
-            digest_file(&std::env::current_exe()?)?
+        let digest = match known {
+            Some(digest) => digest,
+            None if image.exists() => digest_file(image)?,
+            None => digest_file(&std::env::current_exe()?)?,
         };
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rollbridge"));
         let exe_text = exe.to_string_lossy();

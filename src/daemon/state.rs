@@ -279,6 +279,19 @@ impl Daemon {
             .is_some_and(|observability| observability.control_activated())
     }
 
+    /// Every managed process: releases', services', singletons'.
+    pub fn every_process(&self) -> Vec<Arc<ManagedProcess>> {
+        let state = self.state();
+        let mut processes: Vec<_> = state
+            .releases
+            .iter()
+            .flat_map(|release| release.processes().into_iter().map(|p| p.process))
+            .collect();
+        processes.extend(state.services.iter().map(|(_, p)| p.clone()));
+        processes.extend(state.singletons.iter().map(|(_, p)| p.clone()));
+        processes
+    }
+
     pub fn endpoints(&self) -> MutexGuard<'_, Endpoints> {
         self.endpoints.lock().unpoisoned()
     }

@@ -52,6 +52,17 @@ fn daemon_events_keep_their_names_and_data_keys() {
             golden(r#"{"host":"127.0.0.1","port":9100}"#, "metrics listening"),
         ),
         (
+            Event::DaemonUpgraded {
+                previous_version: s("0.2.0"),
+                version: s("0.2.1"),
+                digest: s("ab12"),
+            },
+            golden(
+                r#"{"digest":"ab12","previousVersion":"0.2.0","version":"0.2.1"}"#,
+                "daemon upgraded",
+            ),
+        ),
+        (
             Event::ProxyError {
                 error: s("connect ECONNREFUSED 127.0.0.1:1"),
                 suppressed: 0,

@@ -45,6 +45,13 @@ pub enum Event {
         host: String,
         port: u16,
     },
+    /// rollbridge's own: the daemon re-executed itself in place (live upgrade);
+    /// emitted by the new image once it serves.
+    DaemonUpgraded {
+        previous_version: String,
+        version: String,
+        digest: String,
+    },
     /// `suppressed` (reports held back since the last one) is left out when 0.
     ProxyError {
         error: String,
@@ -265,6 +272,18 @@ impl Event {
             Event::MetricsListening { host, port } => (
                 "metrics listening",
                 data! { "host" => host, "port" => port },
+            ),
+            Event::DaemonUpgraded {
+                previous_version,
+                version,
+                digest,
+            } => (
+                "daemon upgraded",
+                data! {
+                    "digest" => digest,
+                    "previousVersion" => previous_version,
+                    "version" => version,
+                },
             ),
             Event::ProxyError { error, suppressed } => {
                 let mut data = data! { "error" => error };

@@ -40,6 +40,21 @@ impl EventRing {
         events.push_back(event);
     }
 
+    /// Puts events recorded by an earlier image of this daemon (live upgrade)
+    /// in front of the ones recorded since; their lines were written already.
+    pub fn restore(&self, earlier: Vec<EventRecord>) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let since: Vec<EventRecord> = events.drain(..).collect();
+        for event in earlier.into_iter().chain(since) {
+            if events.len() == self.capacity {
+                events.pop_front();
+            }
+            if self.capacity > 0 {
+                events.push_back(event);
+            }
+        }
+    }
+
     /// The most recent events, oldest first. `limit` follows the protocol: only a
     /// finite number greater than 0 and smaller than the stored count slices; a
     /// fractional limit is truncated at the slice start (2.5 gives 3 events).

@@ -167,6 +167,11 @@ impl EventSink {
         self.inner.recorder.record(record);
     }
 
+    /// Puts an earlier image's history in front of the ring (live upgrade).
+    pub fn restore(&self, earlier: Vec<EventRecord>) {
+        self.inner.ring.restore(earlier);
+    }
+
     /// The most recent events, oldest first (see [`EventRing::recent`]).
     pub fn recent(&self, limit: Option<f64>) -> Vec<EventRecord> {
         self.inner.ring.recent(limit)

@@ -39,6 +39,9 @@ pub enum ConfigureError {
     AccessLog(#[source] LogFileError),
     #[error(transparent)]
     Metrics(#[from] MetricsServerError),
+    /// After a live upgrade: the metrics listener the previous image handed over.
+    #[error("metrics: cannot serve the inherited listener: {0}")]
+    InheritedMetrics(#[source] std::io::Error),
 }
 
 /// What systemd passed to this process.
@@ -74,9 +77,12 @@ pub struct DaemonObservability {
     reopen_log: Option<super::log_file::LogFile>,
     notifier: SystemdNotifier,
     sockets: Mutex<ActivatedSockets>,
-    control_activated: bool,
+    control_activated: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
     metrics_server: Mutex<Option<MetricsServer>>,
+    /// The metrics listener an earlier image of this daemon handed over (live
+    /// upgrade): served instead of binding one.
+    inherited_metrics: Mutex<Option<TcpListener>>,
     access_log: Mutex<Option<(AccessLog, AccessLogWriter)>>,
     observer: OnceLock<Arc<ProxyObserver>>,
     process_logs: ProcessLogFiles,
@@ -118,9 +124,10 @@ impl DaemonObservability {
             logging: Mutex::new(Some(logging)),
             notifier,
             sockets: Mutex::new(handoff.sockets),
-            control_activated,
+            control_activated: control_activated.into(),
             metrics,
             metrics_server: Mutex::default(),
+            inherited_metrics: Mutex::default(),
             access_log: Mutex::default(),
             observer: OnceLock::new(),
             process_logs,
@@ -155,6 +162,14 @@ impl DaemonObservability {
     /// nor create nor remove the socket file.
     pub fn control_activated(&self) -> bool {
         self.control_activated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The control socket came from systemd to an earlier image of this daemon
+    /// (live upgrade): still systemd's file.
+    pub fn mark_control_activated(&self) {
+        self.control_activated
+            .store(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Opens the access log and starts the metrics listener the config asks for.
@@ -188,7 +203,23 @@ impl DaemonObservability {
         let _ = self
             .observer
             .set(Arc::new(ProxyObserver::new(metrics, access)));
-        if let Some(settings) = &config.metrics {
+        let inherited = self
+            .inherited_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(listener), Some(_)) = (inherited, &config.metrics) {
+            // Already listening since the earlier image: no new event.
+            let server = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                .and_then(|listener| MetricsServer::serve_listener(listener, self.metrics.clone()))
+                .map_err(ConfigureError::InheritedMetrics)?;
+            *self
+                .metrics_server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+        } else if let Some(settings) = &config.metrics {
             let deadline = tokio::time::Instant::now() + patience;
             let server = loop {
                 match MetricsServer::bind(&settings.host, settings.port, self.metrics.clone()).await
@@ -210,6 +241,24 @@ impl DaemonObservability {
             *self.metrics_server.lock().unpoisoned() = Some(server);
         }
         Ok(())
+    }
+
+    /// Serves this listener for `/metrics` instead of binding one (live upgrade);
+    /// call before [`DaemonObservability::configure`].
+    pub fn inherit_metrics_listener(&self, listener: TcpListener) {
+        *self
+            .inherited_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
+    /// The metrics listener's descriptor while it serves.
+    pub fn metrics_listener_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.metrics_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(MetricsServer::listener_fd)
     }
 
     /// What the proxy records per request; `None` when neither metrics nor the

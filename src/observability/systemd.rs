@@ -66,6 +66,11 @@ impl SystemdNotifier {
         }
     }
 
+    /// `NOTIFY_SOCKET` as read at startup (a live upgrade passes it on).
+    pub fn socket(&self) -> Option<&OsString> {
+        self.socket.as_ref()
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.socket.is_some()
     }
@@ -92,6 +97,29 @@ impl SystemdNotifier {
             Ok(now) => self.send(&[NotifyState::Reloading, now]),
             Err(_) => self.send(&[NotifyState::Reloading]),
         }
+    }
+
+    /// Stores each listener in systemd's file descriptor store (`FDSTORE=1`
+    /// with `FDNAME=<name>`), so a restart of the service gets them back in
+    /// `LISTEN_FDS` and clients queue in their backlog meanwhile. Needs
+    /// `FileDescriptorStoreMax=` in the unit; without it systemd drops them.
+    pub fn store_fds(&self, named: &[(&str, std::os::fd::RawFd)]) {
+        let Some(socket) = &self.socket else { return };
+        for (name, fd) in named {
+            let message = format!("FDSTORE=1\nFDNAME={name}\n");
+            if let Err(error) = send_with_fd(socket, message.as_bytes(), *fd) {
+                tracing::warn!(
+                    target: "rollbridge::systemd",
+                    error = %error,
+                    "could not store the {name} listener with the service manager"
+                );
+            }
+        }
+    }
+
+    /// The watchdog period systemd expects pings within (`WatchdogSec=`).
+    pub fn watchdog_timeout(&self) -> Option<Duration> {
+        self.watchdog
     }
 
     /// With a watchdog configured, pings at half its period from a task on the
@@ -125,6 +153,37 @@ impl SystemdNotifier {
             }
         }
     }
+}
+
+/// One datagram carrying `fd` (SCM_RIGHTS) to the notify socket.
+fn send_with_fd(target: &OsString, message: &[u8], fd: std::os::fd::RawFd) -> io::Result<()> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socket,
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = target.as_bytes();
+    let address = match bytes.strip_prefix(b"@") {
+        Some(name) => UnixAddr::new_abstract(name)?,
+        None => UnixAddr::new(bytes)?,
+    };
+    let datagram = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let fds = [fd];
+    let iov = [io::IoSlice::new(message)];
+    let control = [ControlMessage::ScmRights(&fds)];
+    use std::os::fd::AsRawFd;
+    sendmsg(
+        datagram.as_raw_fd(),
+        &iov,
+        &control,
+        MsgFlags::empty(),
+        Some(&address),
+    )?;
+    Ok(())
 }
 
 fn send_datagram(socket: &OsString, states: &[NotifyState<'_>]) -> io::Result<()> {
@@ -201,6 +260,45 @@ mod tests {
 
         SystemdNotifier::to_socket("/nonexistent/notify.sock").ready("x");
         SystemdNotifier::disabled().ready("x");
+    }
+
+    #[test]
+    fn listeners_go_to_the_descriptor_store_with_their_names() {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let notifier = SystemdNotifier::to_socket(path.as_os_str());
+        notifier.store_fds(&[("proxy", listener.as_raw_fd())]);
+        let mut buffer = [0u8; 256];
+        let mut iov = [io::IoSliceMut::new(&mut buffer)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let received = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let passed: Vec<_> = received
+            .cmsgs()
+            .unwrap()
+            .filter_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => Some(fds),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let length = received.bytes;
+        let _ = iov;
+        let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        assert_eq!(text, "FDSTORE=1\nFDNAME=proxy\n");
+        assert_eq!(passed.len(), 1);
+        let stored =
+            unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(passed[0]) };
+        assert_eq!(stored.local_addr().unwrap(), listener.local_addr().unwrap());
     }
 
     #[tokio::test]

@@ -137,11 +137,19 @@ impl CgroupRoot {
     /// Creates the cgroup of the next process, with its `cgroup.procs` opened for
     /// the child to join between `fork` and `exec`.
     pub fn create(&self) -> io::Result<(ProcessCgroup, File)> {
-        let number = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .dir
-            .join(format!("{PREFIX}{}-{number}", std::process::id()));
-        fs::create_dir(&dir)?;
+        // After a live upgrade (same pid, counter back at 0) the numbers of the
+        // processes handed over are taken: skip them.
+        let dir = loop {
+            let number = self.sequence.fetch_add(1, Ordering::Relaxed);
+            let dir = self
+                .dir
+                .join(format!("{PREFIX}{}-{number}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
         match OpenOptions::new()
             .write(true)
             .open(dir.join("cgroup.procs"))

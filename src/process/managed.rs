@@ -85,6 +85,9 @@ pub(super) struct Inner {
     /// Resolves the hooks of `def`. It changes together with `def`: a Lua hook
     /// value only makes sense in the registry built from the same loaded config.
     pub(super) registry: Registry,
+    /// The output pipes of the current wrapper still being read, by descriptor
+    /// number: what a live upgrade hands to the next image (`handover.rs`).
+    pub(super) output_fds: Vec<(Stream, std::os::fd::RawFd)>,
 }
 
 /// One supervised process. Cheap to share (`Arc`); every method is safe to call
@@ -93,7 +96,7 @@ pub struct ManagedProcess {
     pub(super) inner: Mutex<Inner>,
     pub(super) supervision: Supervision,
     /// Origin of the monotonic clock used by the restart window.
-    clock_origin: Instant,
+    pub(super) clock_origin: Instant,
 }
 
 impl std::fmt::Debug for ManagedProcess {
@@ -134,6 +137,7 @@ impl ManagedProcess {
                 stop_run: None,
                 generation: 0,
                 registry: supervision.registry.clone(),
+                output_fds: Vec::new(),
             }),
             supervision,
             clock_origin: Instant::now(),
@@ -223,20 +227,10 @@ impl ManagedProcess {
         // output ends, which may be after the wrapper exits.
         let log_file = self.attach_log_file(&def).map(Arc::new);
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(capture_output(
-                Arc::downgrade(self),
-                stdout,
-                Stream::Stdout,
-                log_file.clone(),
-            ));
+            self.capture(stdout, Stream::Stdout, log_file.clone());
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(capture_output(
-                Arc::downgrade(self),
-                stderr,
-                Stream::Stderr,
-                log_file,
-            ));
+            self.capture(stderr, Stream::Stderr, log_file);
         }
         self.emit(ProcessEvent::Started {
             command: def.command.clone(),
@@ -249,10 +243,23 @@ impl ManagedProcess {
         Ok(())
     }
 
+    /// Reads one output pipe of the current wrapper in a task of its own; its
+    /// descriptor is listed in `output_fds` for as long as the task reads it.
+    pub(super) fn capture(
+        self: &Arc<Self>,
+        pipe: impl AsyncRead + std::os::fd::AsRawFd + Unpin + Send + 'static,
+        stream: Stream,
+        log_file: Option<Arc<ProcessLog>>,
+    ) {
+        let fd = pipe.as_raw_fd();
+        self.lock().output_fds.push((stream, fd));
+        tokio::spawn(capture_output(Arc::downgrade(self), pipe, stream, log_file));
+    }
+
     /// Starts using the definition's log file, if it names one. A file that
     /// cannot be opened is reported as `process log file failed`; the output
     /// still reaches the ring.
-    fn attach_log_file(self: &Arc<Self>, def: &ProcessDefinition) -> Option<ProcessLog> {
+    pub(super) fn attach_log_file(self: &Arc<Self>, def: &ProcessDefinition) -> Option<ProcessLog> {
         let target = def.log_file.as_ref()?;
         let process = Arc::downgrade(self);
         let id = def.instance_id.clone();
@@ -279,16 +286,21 @@ impl ManagedProcess {
     ) {
         let status = child.wait().await;
         let (code, signal) = match status {
-            Ok(status) => (
-                status.code(),
-                status.signal().map(|n| {
-                    signal_name_from_number(n)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("SIG{n}"))
-                }),
-            ),
+            Ok(status) => (status.code(), status.signal().map(signal_text)),
             Err(_) => (None, None),
         };
+        self.record_exit(code, signal, generation, exited_tx);
+    }
+
+    /// Records how the wrapper of `generation` ended, releases the waiters and
+    /// decides on a crash restart.
+    pub(super) fn record_exit(
+        self: Arc<Self>,
+        code: Option<i32>,
+        signal: Option<String>,
+        generation: u64,
+        exited_tx: watch::Sender<bool>,
+    ) {
         let (unexpected, id) = {
             let mut inner = self.lock();
             if inner.generation != generation {
@@ -319,7 +331,7 @@ impl ManagedProcess {
         u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn schedule_crash_restart(self: &Arc<Self>) {
+    pub(super) fn schedule_crash_restart(self: &Arc<Self>) {
         let now_ms = self.clock_ms();
         let (decision, def) = {
             let mut inner = self.lock();
@@ -354,7 +366,7 @@ impl ManagedProcess {
         }
     }
 
-    async fn fire_crash_restart(self: Arc<Self>) {
+    pub(super) async fn fire_crash_restart(self: Arc<Self>) {
         {
             let mut inner = self.lock();
             inner.restart_timer = None;
@@ -488,11 +500,19 @@ impl ManagedProcess {
     }
 }
 
+/// `SIGTERM` for 15; `SIG<n>` for a number without a name.
+pub(super) fn signal_text(number: i32) -> String {
+    signal_name_from_number(number)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("SIG{number}"))
+}
+
 /// Reads one pipe until EOF (which may come long after the wrapper exits, when a
-/// grandchild keeps the pipe open).
+/// grandchild keeps the pipe open). The pipe leaves `output_fds` before it is
+/// closed, so its number is never handed over after it was reused.
 async fn capture_output(
     process: Weak<ManagedProcess>,
-    mut pipe: impl AsyncRead + Unpin,
+    mut pipe: impl AsyncRead + std::os::fd::AsRawFd + Unpin,
     stream: Stream,
     log_file: Option<Arc<ProcessLog>>,
 ) {
@@ -513,4 +533,9 @@ async fn capture_output(
     if let (Some(line), Some(process)) = (splitter.finish(), process.upgrade()) {
         process.push_lines(vec![line], stream, log_file.as_deref());
     }
+    if let Some(process) = process.upgrade() {
+        let fd = pipe.as_raw_fd();
+        process.lock().output_fds.retain(|(_, open)| *open != fd);
+    }
+    drop(pipe);
 }

@@ -17,6 +17,7 @@ pub mod adoption;
 pub mod cgroup;
 pub mod definition;
 pub mod group;
+pub mod handover;
 pub mod health;
 pub mod leftovers;
 pub mod managed;
@@ -34,6 +35,7 @@ pub mod tree;
 
 pub use definition::{ProcessDefinition, ProcessState, StartReason};
 pub use group::{ProcessGroup, group_alive};
+pub use handover::ProcessHandover;
 pub use health::{HealthError, health_deadline, wait_healthy};
 pub use managed::{ManagedProcess, Supervision};
 pub use output::{LogLine, Stream};

@@ -51,6 +51,17 @@ pub struct RestartHistory {
 }
 
 impl RestartHistory {
+    /// A history carried over from an earlier daemon image (live upgrade), on
+    /// the same clock.
+    pub fn from_recent(recent: Vec<u64>) -> RestartHistory {
+        RestartHistory { recent }
+    }
+
+    /// The restart times kept, oldest first.
+    pub fn recent(&self) -> &[u64] {
+        &self.recent
+    }
+
     pub fn len(&self) -> usize {
         self.recent.len()
     }

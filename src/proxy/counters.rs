@@ -109,6 +109,16 @@ impl ConnectionCounters {
         Some(guard)
     }
 
+    /// Counts an upgraded connection handed over by an earlier image of the
+    /// daemon (live upgrade), closed or not: it was admitted back then.
+    pub fn track_websocket(self: &Arc<Self>) -> ConnectionGuard {
+        self.packed.fetch_add(WEBSOCKET_UNIT, Ordering::AcqRel);
+        ConnectionGuard {
+            counters: Arc::clone(self),
+            unit: WEBSOCKET_UNIT,
+        }
+    }
+
     fn release(&self, unit: u64) {
         let before = self.packed.fetch_sub(unit, Ordering::AcqRel);
         debug_assert!(

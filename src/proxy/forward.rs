@@ -50,6 +50,8 @@ pub(crate) struct ServerShared {
     pub(crate) body_timeout: Option<Duration>,
     /// `proxy.allowedUpgrades`: tunnelled besides `websocket`, lower case.
     pub(crate) allowed_upgrades: Vec<String>,
+    /// Where a live upgrade collects the tunnels.
+    pub(crate) tunnels: super::tunnel_handover::TunnelFreezer,
 }
 
 /// What one client connection's requests share.

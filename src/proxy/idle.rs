@@ -204,6 +204,7 @@ mod tests {
             trusted_proxies: Vec::new(),
             body_timeout: None,
             allowed_upgrades: Vec::new(),
+            tunnels: Default::default(),
         });
         Arc::new(ConnectionContext {
             server,

@@ -45,6 +45,7 @@ mod stats;
 mod target;
 mod traffic;
 mod traffic_answers;
+mod tunnel_handover;
 mod upgrade;
 mod worker;
 
@@ -57,3 +58,4 @@ pub use stats::{LATENCY_BOUNDS_MS, StatsSnapshot, TrafficStats};
 pub use target::ReleaseTarget;
 pub use traffic::{Canary, Hold, RoutingTable, StickyBy};
 pub use traffic_answers::RETRY_AFTER_SECONDS;
+pub use tunnel_handover::FrozenTunnel;

@@ -104,6 +104,8 @@ struct Worker {
 #[derive(Debug)]
 pub struct ProxyServer {
     local_addr: SocketAddr,
+    /// The listening socket's descriptor (owned by the listening thread).
+    listener_fd: std::os::fd::RawFd,
     shared: Arc<ServerShared>,
     stop_accepting: CancellationToken,
     workers: Vec<Worker>,
@@ -173,6 +175,7 @@ impl ProxyServer {
     ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
         // saves one system call per client connection.
         let _ = socket2::SockRef::from(&listener).set_nodelay(true);
@@ -188,12 +191,14 @@ impl ProxyServer {
             trusted_proxies: options.trusted_proxies,
             body_timeout: options.body_timeout,
             allowed_upgrades: options.allowed_upgrades,
+            tunnels: Default::default(),
         });
         let threads = options.threads.max(1);
         // Built up thread by thread: if a later step fails, dropping the partial
         // server stops the threads already running.
         let mut server = ProxyServer {
             local_addr,
+            listener_fd,
             shared,
             stop_accepting: CancellationToken::new(),
             workers: Vec::with_capacity(threads),
@@ -256,6 +261,80 @@ impl ProxyServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The listening socket's descriptor, open until accepting stops; a live
+    /// upgrade duplicates it before [`ProxyServer::pause`] so the socket (and its
+    /// backlog) outlives this server.
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener_fd
+    }
+
+    /// Makes the next [`ProxyServer::pause`] keep idle client connections for
+    /// the next image (see [`ProxyServer::take_idle_connections`]) instead of
+    /// closing them.
+    pub fn hand_over_idle_connections(&self) {
+        self.shared.tunnels.hand_over_idle_connections();
+    }
+
+    /// The idle client connections kept by the pause, once every connection
+    /// task has let go of its socket (at most `limit`).
+    pub async fn take_idle_connections(&self, limit: Duration) -> Vec<std::net::TcpStream> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.shared.tasks.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.shared.tunnels.take_idle()
+    }
+
+    /// Serves a client connection an earlier image handed over.
+    pub fn adopt_connection(&self, connection: std::net::TcpStream) {
+        self.shared.tunnels.adopt(connection);
+    }
+
+    /// Stops every spliced tunnel and hands over its sockets and unsent bytes
+    /// (live upgrade). Call after [`ProxyServer::pause`].
+    pub async fn freeze_tunnels(&self, limit: Duration) -> Vec<super::FrozenTunnel> {
+        self.shared.tunnels.freeze(limit).await
+    }
+
+    /// Relays a tunnel an earlier image froze, on the calling runtime, counted
+    /// in `count` (its release's WebSocket count) while it lives.
+    pub fn adopt_tunnel(
+        &self,
+        tunnel: super::FrozenTunnel,
+        count: Option<super::ConnectionGuard>,
+    ) -> io::Result<()> {
+        let release_id = tunnel.release_id.clone();
+        let relay = Box::new(super::splice::Relay::resume(tunnel)?);
+        let shared = Arc::clone(&self.shared);
+        self.shared.tasks.spawn(async move {
+            let _live = shared.tunnels.enter();
+            super::tunnel_handover::relay_until_frozen(&shared, relay, release_id).await;
+            drop(count);
+        });
+        Ok(())
+    }
+
+    /// After [`ProxyServer::pause`]: lets what is still open finish on its own,
+    /// however long it takes (an upgrade that did not happen; the proxy serves
+    /// again from another server on the same socket).
+    pub async fn finish(self) {
+        let tasks = self.shared.tasks.clone();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Stops accepting (the listening thread lets go of the socket) and ends
+    /// idle keep-alive connections; requests in flight go on and their
+    /// connections close after the response. Returns once no thread accepts.
+    pub async fn pause(&mut self) {
+        self.stop_accepting.cancel();
+        for worker in &mut self.workers {
+            if let Some(accept_stopped) = worker.accept_stopped.take() {
+                let _ = accept_stopped.await;
+            }
+        }
     }
 
     /// Stops accepting at once (the listening socket is closed before this returns

@@ -49,6 +49,44 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Stops relaying (between two polls) and gives both sockets back with what
+    /// each direction had read but not yet written (live upgrade).
+    pub(crate) fn freeze(self, release_id: String) -> io::Result<super::FrozenTunnel> {
+        let Relay {
+            client,
+            upstream,
+            to_upstream,
+            to_client,
+        } = self;
+        Ok(super::FrozenTunnel {
+            release_id,
+            client_finished: to_upstream.finished,
+            upstream_finished: to_client.finished,
+            to_upstream: to_upstream.unsent(),
+            to_client: to_client.unsent(),
+            client: client.into_std()?,
+            upstream: upstream.into_std()?,
+        })
+    }
+
+    /// A frozen tunnel relaying again (on the current runtime).
+    pub(crate) fn resume(tunnel: super::FrozenTunnel) -> io::Result<Relay> {
+        tunnel.client.set_nonblocking(true)?;
+        tunnel.upstream.set_nonblocking(true)?;
+        let mut to_upstream = Direction::new(Bytes::from(tunnel.to_upstream));
+        to_upstream.finished = tunnel.client_finished;
+        let mut to_client = Direction::new(Bytes::from(tunnel.to_client));
+        to_client.finished = tunnel.upstream_finished;
+        Ok(Relay {
+            client: TcpStream::from_std(tunnel.client)?,
+            upstream: TcpStream::from_std(tunnel.upstream)?,
+            to_upstream,
+            to_client,
+        })
+    }
+}
+
 impl Future for Relay {
     type Output = io::Result<()>;
 
@@ -87,6 +125,15 @@ impl Direction {
             pending: 0..0,
             finished: false,
         }
+    }
+
+    /// The bytes read and not yet written, in order.
+    fn unsent(&self) -> Vec<u8> {
+        let mut unsent = self.early.to_vec();
+        if let Some(buffer) = &self.buffer {
+            unsent.extend_from_slice(&buffer[self.pending.clone()]);
+        }
+        unsent
     }
 
     fn poll(

@@ -11,6 +11,7 @@ use super::idle::ActiveRequest;
 use super::quickack::QuickAckStream;
 use super::splice::{Relay, Side};
 use super::target::ReleaseTarget;
+use super::tunnel_handover::relay_until_frozen;
 use bytes::Bytes;
 use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -105,9 +106,12 @@ pub(crate) async fn forward(
     let reporter = Arc::clone(&server.reporter);
     let authority = target.upstream_authority().to_string();
     let hard_stop = server.hard_stop.clone();
+    let release_id = target.release_id().to_string();
+    let shared = Arc::clone(server);
     // This task lives as long as the WebSocket, so it is kept small: the relay is
     // boxed on its own and nothing else big is held while it runs.
     server.tasks.spawn(async move {
+        let _live = shared.tunnels.enter();
         let Some((client, upstream)) = both_switched(client_side, upstream_side, &hard_stop).await
         else {
             return;
@@ -125,10 +129,15 @@ pub(crate) async fn forward(
                 return;
             }
         };
-        tokio::select! {
-            // A reset on either side simply ends the session.
-            _ = relay => {}
-            _ = hard_stop.cancelled() => {}
+        match relay {
+            // A live upgrade can hand a spliced tunnel to the next image.
+            Relaying::Spliced(relay) => relay_until_frozen(&shared, relay, release_id).await,
+            Relaying::Generic(relay) => {
+                tokio::select! {
+                    _ = relay => {}
+                    _ = hard_stop.cancelled() => {}
+                }
+            }
         }
         drop(websocket_count);
     });
@@ -198,29 +207,36 @@ async fn both_switched(
 
 type RelayFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
+/// A tunnel's relay: spliced between two TCP sockets (handed over by a live
+/// upgrade), or tokio's copy for other stream types.
+enum Relaying {
+    Spliced(Box<Relay>),
+    Generic(RelayFuture),
+}
+
 /// The byte relay between both sides, until both directions are closed.
 ///
 /// Both sides are plain TCP sockets underneath (the server hands hyper a
 /// `TokioIo<TcpStream>`, the upstream pool a `TokioIo<QuickAckStream>`). Getting the sockets back lets an idle
 /// session wait without holding any copy buffer; see `splice`.
-fn relay_between(client: Upgraded, upstream: Upgraded) -> RelayFuture {
+fn relay_between(client: Upgraded, upstream: Upgraded) -> Relaying {
     let client = match client.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => tcp_side(parts),
         Err(client) => {
-            return Box::pin(copy_generic(
+            return Relaying::Generic(Box::pin(copy_generic(
                 TokioIo::new(client),
                 TokioIo::new(upstream),
                 Bytes::new(),
-            ));
+            )));
         }
     };
     match upstream.downcast::<TokioIo<QuickAckStream>>() {
-        Ok(parts) => Box::pin(Relay::new(client, upstream_side(parts))),
-        Err(upstream) => Box::pin(copy_generic(
+        Ok(parts) => Relaying::Spliced(Box::new(Relay::new(client, upstream_side(parts)))),
+        Err(upstream) => Relaying::Generic(Box::pin(copy_generic(
             client.socket,
             TokioIo::new(upstream),
             client.early_bytes,
-        )),
+        ))),
     }
 }
 

@@ -77,7 +77,27 @@ pub(crate) async fn run_worker(setup: WorkerSetup) {
     };
     match source {
         ConnectionSource::Listener { listener, others } => match TcpListener::from_std(listener) {
-            Ok(listener) => accept_loop(listener, index, &loads, &others, &serve).await,
+            Ok(listener) => {
+                // Client connections an earlier image handed over are served
+                // like accepted ones.
+                let adopting = async {
+                    loop {
+                        for stream in serve.shared.tunnels.adopted().await {
+                            let peer = stream.peer_addr();
+                            let stream = stream
+                                .set_nonblocking(true)
+                                .and_then(|()| TcpStream::from_std(stream));
+                            if let (Ok(stream), Ok(peer)) = (stream, peer) {
+                                serve.serve(stream, peer, loads.assign(index));
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = accept_loop(listener, index, &loads, &others, &serve) => {}
+                    _ = adopting => {}
+                }
+            }
             Err(error) => shared.reporter.report(&format!(
                 "the proxy cannot watch its listening socket: {error}"
             )),
@@ -253,7 +273,15 @@ async fn serve_client(
             biased;
             _ = connection.as_mut() => return,
             _ = stop.everything.cancelled() => return,
-            _ = stop.accepting.cancelled() => break,
+            _ = stop.accepting.cancelled() => {
+                // A live upgrade: an idle connection goes on in the next image.
+                let shared = &watched.server;
+                if shared.tunnels.handing_over() && !watched.activity.has_request_in_progress() {
+                    shared.tunnels.deposit_idle(watched.client_socket);
+                    return;
+                }
+                break;
+            }
             _ = watched.activity.expired() => {
                 // A request may have started right after the sweeper looked.
                 if !watched.activity.has_request_in_progress() {

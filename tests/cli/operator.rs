@@ -81,6 +81,7 @@ fn systemd_unit_is_ready_to_install_with_timeouts_from_the_config() {
     assert_eq!(unit_value(unit, "NotifyAccess"), ["main"]);
     assert_eq!(unit_value(unit, "KillMode"), ["mixed"]);
     assert_eq!(unit_value(unit, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(unit_value(unit, "FileDescriptorStoreMax"), ["4"]);
     assert_eq!(unit_value(unit, "WatchdogSec"), ["30"]);
     // jobs: quiet (10 s) + drain 20 s + stop 10 s + 5 s SIGKILL, + 5 s proxy close.
     assert_eq!(unit_value(unit, "TimeoutStopSec"), ["50"]);

@@ -16,4 +16,5 @@ mod rollout;
 mod services;
 mod supervision;
 mod traffic;
+mod upgrade;
 mod zero_downtime;

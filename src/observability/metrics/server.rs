@@ -33,6 +33,7 @@ pub struct MetricsServerError {
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
+    listener_fd: std::os::fd::RawFd,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -51,14 +52,29 @@ impl MetricsServer {
             source,
         };
         let listener = TcpListener::bind((bare, port)).await.map_err(fail)?;
-        let local_addr = listener.local_addr().map_err(fail)?;
+        MetricsServer::serve_listener(listener, metrics).map_err(fail)
+    }
+
+    /// Serves `metrics` on a listener bound elsewhere (a live upgrade's).
+    pub fn serve_listener(
+        listener: TcpListener,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<MetricsServer> {
+        let local_addr = listener.local_addr()?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, metrics, stop.clone()));
         Ok(MetricsServer {
             local_addr,
+            listener_fd,
             stop,
             task: Some(task),
         })
+    }
+
+    /// The listening socket's descriptor (open while the server runs).
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener_fd
     }
 
     pub fn local_addr(&self) -> SocketAddr {
