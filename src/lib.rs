@@ -85,4 +85,39 @@ mod layering {
             }
         }
     }
+
+    /// Every `.rs` file under `dir` with its text.
+    fn sources(dir: &Path) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_daemon_returns_typed_errors_not_strings() {
+        for (file, text) in sources(&src("daemon")) {
+            for line in text.lines() {
+                let stringly = line.match_indices("Result<").any(|(at, _)| {
+                    line[at..]
+                        .split('>')
+                        .next()
+                        .is_some_and(|r| r.ends_with(", String"))
+                });
+                assert!(
+                    !stringly,
+                    "{file}: {line}: use a typed error (daemon/errors.rs)"
+                );
+            }
+        }
+    }
 }

@@ -85,8 +85,6 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Stop every managed process and the daemon.
     Shutdown(shutdown::ShutdownArgs),
-    /// Replace the running daemon's binary in place; the app keeps running.
-    Upgrade(upgrade::UpgradeArgs),
     /// Check a config file and report every problem with a fix.
     Validate(validate::ValidateArgs),
     /// Check the config and this host (socket, port, state path, release templates).
@@ -109,6 +107,8 @@ pub enum Command {
     Resume(traffic::ResumeArgs),
     /// Answer every request with 503 and a message (`on`), or route again (`off`).
     Maintenance(traffic::MaintenanceArgs),
+    /// Replace the running daemon's binary in place; the app keeps running.
+    Upgrade(upgrade::UpgradeArgs),
     /// Write the Lua annotation files (config, ctx, library) for an editor's language server.
     LuaTypes(lua_types::LuaTypesArgs),
     /// Print a systemd unit for this config (Type=notify, timeouts from its stop windows).

@@ -38,8 +38,9 @@ struct Probe {
 }
 
 impl Probe {
-    /// `Ok(())` when healthy / ok, else why not.
-    async fn ask(&self, options: Map<String, Value>, bound: Duration) -> Result<(), String> {
+    /// `None` when healthy / ok, else why not (a verdict, not an error: the
+    /// reason goes into the rollout's failure message).
+    async fn ask(&self, options: Map<String, Value>, bound: Duration) -> Option<String> {
         let call = HookCall {
             stage: Stage::Health,
             process: self.process.clone(),
@@ -49,10 +50,10 @@ impl Probe {
         };
         match tokio::time::timeout(bound + Duration::from_millis(25), self.plugin.probe(call)).await
         {
-            Ok(Ok(HealthVerdict::Healthy)) => Ok(()),
-            Ok(Ok(HealthVerdict::NotYet(detail))) => Err(detail),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", bound.as_millis())),
+            Ok(Ok(HealthVerdict::Healthy)) => None,
+            Ok(Ok(HealthVerdict::NotYet(detail))) => Some(detail),
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {} ms", bound.as_millis())),
         }
     }
 }
@@ -164,8 +165,8 @@ impl Daemon {
             {
                 last_probe = Some(Instant::now());
                 match probe.ask(probe.options.clone(), WATCH_TICK).await {
-                    Ok(()) => health_failures = 0,
-                    Err(detail) => {
+                    None => health_failures = 0,
+                    Some(detail) => {
                         health_failures += 1;
                         if health_failures >= rules.health_failures {
                             return WatchEnd::Failed {
@@ -182,7 +183,7 @@ impl Daemon {
             if let Some(probe) = &check {
                 let mut options = probe.options.clone();
                 options.insert("stats".into(), stats_value(&window, started.elapsed()));
-                if let Err(reason) = probe.ask(options, CHECK_TIMEOUT).await {
+                if let Some(reason) = probe.ask(options, CHECK_TIMEOUT).await {
                     return WatchEnd::Failed {
                         reason: format!("rollout.check: {reason}"),
                         automatic: true,

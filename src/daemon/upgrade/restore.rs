@@ -36,7 +36,7 @@ impl Inherited {
     ///
     /// # Safety
     /// Changes the environment: call while the process has a single thread.
-    pub unsafe fn take() -> Option<Result<Inherited, String>> {
+    pub unsafe fn take() -> Option<Result<Inherited, TakeoverError>> {
         let fd = std::env::var(super::handover::HANDOVER_FD_ENV).ok()?;
         let fallback = std::env::var(FALLBACK_ENV).ok();
         let previous = std::env::var(PREVIOUS_ENV).ok();
@@ -58,27 +58,28 @@ impl Inherited {
                     exec::Target::Descriptor(previous),
                     &[previous],
                     document,
-                    &[(FALLBACK_ENV.to_string(), reason.into())],
+                    &[(FALLBACK_ENV.to_string(), reason.to_string().into())],
                 );
-                return Some(Err(format!(
-                    "{reason}; the previous binary could not be executed again: {error}"
-                )));
+                return Some(Err(TakeoverError::NoWayBack {
+                    reason: Box::new(read.err().expect("matched an error above")),
+                    error,
+                }));
             }
         }
         Some(read)
     }
 
-    fn read(fd: &str, fallback: Option<String>) -> Result<Inherited, String> {
+    fn read(fd: &str, fallback: Option<String>) -> Result<Inherited, TakeoverError> {
         let number: RawFd = fd
             .parse()
-            .map_err(|_| format!("the handover variable names no descriptor ({fd})"))?;
+            .map_err(|_| TakeoverError::NoDescriptor(fd.to_string()))?;
         if !DescriptorKind::Memfd.matches(number) {
-            return Err(format!("descriptor {number} is not a handover document"));
+            return Err(TakeoverError::NotADocument(number));
         }
         set_inheritable(number, false);
         // SAFETY: the previous image passed this descriptor for this image alone.
         let memfd = unsafe { OwnedFd::from_raw_fd(number) };
-        let document = super::handover::read_document(&memfd).map_err(|e| e.to_string())?;
+        let document = super::handover::read_document(&memfd)?;
         for (fd, _, _) in document.descriptors() {
             set_inheritable(fd, false);
         }
@@ -91,6 +92,35 @@ impl Inherited {
             fallback,
         })
     }
+}
+
+/// Why this image cannot take over the handover it was given. Its Display is
+/// the reason the fallback and the upgrade's refusal report.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoverError {
+    #[error("the handover variable names no descriptor ({0})")]
+    NoDescriptor(String),
+    #[error("descriptor {0} is not a handover document")]
+    NotADocument(RawFd),
+    #[error(transparent)]
+    Document(#[from] super::handover::ReadError),
+    #[error("the {what} (descriptor {fd}) did not arrive")]
+    MissingDescriptor { what: String, fd: RawFd },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] crate::daemon::errors::SetupError),
+    #[error("process \"{0}\" is not in the config")]
+    UnknownProcess(String),
+    #[error(transparent)]
+    Process(#[from] crate::process::handover::AdoptError),
+    #[error("release \"{id}\" has state \"{state}\"")]
+    UnknownReleaseState { id: String, state: String },
+    #[error("{reason}; the previous binary could not be executed again: {error}")]
+    NoWayBack {
+        reason: Box<TakeoverError>,
+        error: std::io::Error,
+    },
 }
 
 /// What validation built: everything needed to take over, with nothing started.
@@ -108,7 +138,7 @@ pub async fn run(
 ) -> Result<i32, StartError> {
     let plan = match validate(&inherited.document) {
         Ok(plan) => plan,
-        Err(reason) => return Err(fall_back(&inherited, &reason)),
+        Err(reason) => return Err(fall_back(&inherited, &reason.to_string())),
     };
     let Inherited {
         document,
@@ -125,14 +155,14 @@ pub async fn run(
 
 /// Everything that can fail, checked before anything is started. (A process
 /// that exited during the exec is not a failure: it is adopted as exited.)
-fn validate(document: &Handover) -> Result<Plan, String> {
+fn validate(document: &Handover) -> Result<Plan, TakeoverError> {
     for (fd, kind, what) in document.descriptors() {
         if !kind.matches(fd) {
-            return Err(format!("the {what} (descriptor {fd}) did not arrive"));
+            return Err(TakeoverError::MissingDescriptor { what, fd });
         }
     }
-    let loaded = crate::config::load(&document.config_path).map_err(|e| e.to_string())?;
-    let registry = crate::daemon::setup::registry_for(&loaded).map_err(|e| e.to_string())?;
+    let loaded = crate::config::load(&document.config_path)?;
+    let registry = crate::daemon::setup::registry_for(&loaded)?;
     let config = loaded.config;
     for process in document.processes() {
         let def = &process.definition;
@@ -140,13 +170,15 @@ fn validate(document: &Handover) -> Result<Plan, String> {
             .processes
             .iter()
             .find(|p| p.id == def.base_id)
-            .ok_or_else(|| format!("process \"{}\" is not in the config", def.base_id))?;
-        def.rebuild(entry.clone()).map_err(|e| e.to_string())?;
-        process.check().map_err(|e| e.to_string())?;
+            .ok_or_else(|| TakeoverError::UnknownProcess(def.base_id.clone()))?;
+        def.rebuild(entry.clone())?;
+        process.check()?;
     }
     for release in &document.releases {
-        release_state(&release.state)
-            .ok_or_else(|| format!("release \"{}\" has state \"{}\"", release.id, release.state))?;
+        ReleaseState::parse(&release.state).ok_or_else(|| TakeoverError::UnknownReleaseState {
+            id: release.id.clone(),
+            state: release.state.clone(),
+        })?;
     }
     Ok(Plan { config, registry })
 }
@@ -182,18 +214,6 @@ fn fall_back(inherited: &Inherited, reason: &str) -> StartError {
     StartError::Takeover(format!(
         "the handover could not be taken over ({reason}), and the previous binary could not be executed again: {error}"
     ))
-}
-
-fn release_state(text: &str) -> Option<ReleaseState> {
-    [
-        ReleaseState::Starting,
-        ReleaseState::Active,
-        ReleaseState::Draining,
-        ReleaseState::Stopped,
-        ReleaseState::Failed,
-    ]
-    .into_iter()
-    .find(|state| state.as_str() == text)
 }
 
 /// Takes a descriptor the document names (validated open and of its kind).
@@ -363,7 +383,7 @@ fn restore_state(daemon: &Arc<Daemon>, document: &Handover) -> Vec<Arc<Release>>
         );
         {
             let mut meta = release.meta();
-            meta.state = release_state(&record.state).unwrap_or(ReleaseState::Stopped);
+            meta.state = ReleaseState::parse(&record.state).unwrap_or(ReleaseState::Stopped);
             meta.activated_at = record.activated_at.clone();
             meta.drain_started_at = record.drain_started_at.clone();
             meta.stopped_at = record.stopped_at.clone();
