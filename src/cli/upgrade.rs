@@ -1,7 +1,8 @@
 //! `rollbridge upgrade`: re-execute the running daemon in place from a new
 //! binary, keeping its processes, listeners and state (docs/upgrade.md).
 
-use super::common::{load_config, print_reply, send};
+use super::common::{load_config, send};
+use super::human::{OutputArgs, print_reply, replies};
 use super::{CliResult, ConfigArg};
 use crate::control::protocol::Request;
 use clap::Args;
@@ -17,6 +18,8 @@ pub struct UpgradeArgs {
     /// directory.
     #[arg(long = "binary", value_name = "path")]
     pub binary: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub fn run(args: UpgradeArgs) -> CliResult {
@@ -29,7 +32,8 @@ pub fn run(args: UpgradeArgs) -> CliResult {
         binary: binary.map(|path| path.to_string_lossy().into_owned()),
     };
     // An upgrade waits for a running deploy first: no timeout.
-    print_reply(send(&config, &request, None)?)
+    let reply = send(&config, &request, None)?;
+    print_reply(reply, args.output.mode(), replies::upgraded)
 }
 
 /// `rollbridge handover-format` (hidden): the handshake an upgrading daemon runs

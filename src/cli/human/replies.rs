@@ -87,6 +87,19 @@ pub fn rollout(reply: &Map<String, Value>, paint: Paint) -> String {
     }
 }
 
+/// `upgrade`: the versions before and after (the app kept running).
+pub fn upgraded(reply: &Map<String, Value>, paint: Paint) -> String {
+    let text = |key: &str| reply.get(key).and_then(Value::as_str).unwrap_or("-");
+    let digest: String = text("digest").chars().take(12).collect();
+    format!(
+        "{} Upgraded the daemon in place: rollbridge {} -> {} (sha256 {}); every process kept running.",
+        paint.green("✓"),
+        text("previousVersion"),
+        paint.bold(text("version")),
+        digest,
+    )
+}
+
 /// `pause`, `resume` and `maintenance`: the traffic state now.
 pub fn traffic(reply: &Map<String, Value>, paint: Paint) -> String {
     let number = |key: &str| reply.get(key).and_then(Value::as_u64).unwrap_or(0);
@@ -206,6 +219,42 @@ mod tests {
         assert_eq!(
             deployed(&first, Paint::NONE),
             "✓ Deployed v1: it serves the proxy port now."
+        );
+    }
+
+    #[test]
+    fn canary_rollout_traffic_and_upgrade_sentences() {
+        let canary = map(json!({"activeReleaseId": "v1", "canaryReleaseId": "v2", "percent": 20}));
+        assert_eq!(
+            deployed(&canary, Paint::NONE),
+            "✓ Canary v2 gets 20% of new requests; v1 serves the rest. Next: \"rollbridge rollout promote\" or \"rollbridge rollout abort\"."
+        );
+        let aborted = map(json!({"activeReleaseId": "v1", "abortedReleaseId": "v2"}));
+        assert_eq!(
+            rollout(&aborted, Paint::NONE),
+            "✓ Canary v2 aborted: v1 serves every request; the canary drains and stops."
+        );
+        let promoted = map(json!({"activeReleaseId": "v2", "previousReleaseId": "v1"}));
+        assert_eq!(
+            rollout(&promoted, Paint::NONE),
+            "✓ Promoted v2: traffic switched from v1, which drains and stops."
+        );
+        assert_eq!(
+            traffic(&map(json!({"paused": false, "held": 1})), Paint::NONE),
+            "✓ Resumed: 1 held request let through in arrival order."
+        );
+        assert_eq!(
+            traffic(
+                &map(json!({"maintenance": true, "message": "Back at 3"})),
+                Paint::NONE
+            ),
+            "! Maintenance on: every request gets 503 with \"Back at 3\"."
+        );
+        let upgrade = map(json!({"previousVersion": "0.2.0", "version": "0.3.0",
+            "digest": "0123456789abcdef0123"}));
+        assert_eq!(
+            upgraded(&upgrade, Paint::NONE),
+            "✓ Upgraded the daemon in place: rollbridge 0.2.0 -> 0.3.0 (sha256 0123456789ab); every process kept running."
         );
     }
 
