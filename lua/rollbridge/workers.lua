@@ -51,16 +51,23 @@ local function busy_jobs(ctx)
 end
 
 -- Drain: wait until no job is busy (see busy_jobs), polling every `intervalMs`
--- (default 1000), or until the group exits. Without a way to count jobs it waits
+-- (default 1000), or until the group exits. The first time jobs are busy it
+-- records the event `waiting for busy jobs {busy}`. Without a way to count jobs it waits
 -- for the group to exit or the drain window to close. Returns near the end of the
 -- window instead of being cut off.
 function M.drain(ctx)
   local interval = options.millis(ctx, "intervalMs", 1000)
+  local reported = false
   while true do
     local left = ctx:remaining_ms() - MARGIN_MS
     if left <= 0 then return "window closed" end
     local busy = busy_jobs(ctx)
     if busy ~= nil and busy <= 0 then return "idle" end
+    -- Once per drain, so `events` and deploy progress say why the stop waits.
+    if busy ~= nil and not reported then
+      ctx:event("waiting for busy jobs", { busy = busy })
+      reported = true
+    end
     if ctx:wait_exit(math.min(interval, left)) then return "exited" end
   end
 end

@@ -888,6 +888,7 @@ async fn quiet_and_drain_hooks_run_in_order_before_the_stop_signal() {
                lifecycle = {{
                  quiet = function(ctx) ctx:signal("TSTP") end,
                  drain = function(ctx)
+                   ctx:event("draining")
                    repeat ctx:sleep(10) until ctx:file_exists("drained")
                    ctx:event("drained")
                  end,
@@ -915,8 +916,11 @@ async fn quiet_and_drain_hooks_run_in_order_before_the_stop_signal() {
         read_lines(&quiet).contains(&"SIGTSTP".to_string())
     })
     .await;
-    // The drain hook holds the stop signal back until the marker appears.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The drain hook runs and holds the stop signal back until the marker appears.
+    eventually("the drain hook to start", || {
+        !world.events_named("draining").is_empty()
+    })
+    .await;
     assert_eq!(read_lines(&marks), vec!["ready", "SIGTSTP"]);
     world.write("drained", "");
     tokio::time::timeout(PATIENCE, stopping)
@@ -1327,11 +1331,11 @@ async fn a_command_started_by_a_hook_ends_when_the_caller_gives_up() {
     let gave_up = tokio::time::timeout(PATIENCE, async {
         tokio::select! {
             _ = running => panic!("the hook cannot finish on its own"),
-            _ = async {
-                while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            } => {}
+            _ = poll_async(PATIENCE, || {
+                std::fs::read_to_string(&pid_file)
+                    .is_ok_and(|text| !text.trim().is_empty())
+                    .then_some(())
+            }) => {}
         }
     })
     .await;

@@ -315,8 +315,15 @@ async fn tstp_then_term_quiets_drains_busy_jobs_and_stops() {
         read_lines(&marks).contains(&"SIGTSTP".to_string())
     })
     .await;
-    // Two jobs are still busy: the drain holds the stop back.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two jobs are still busy: the drain has seen them and holds the stop back.
+    eventually("the drain to find busy jobs", || {
+        !world.events_named("waiting for busy jobs").is_empty()
+    })
+    .await;
+    assert_eq!(
+        world.events_named("waiting for busy jobs")[0].data["busy"],
+        2
+    );
     assert_eq!(read_lines(&marks), vec!["ready", "SIGTSTP"]);
     world.write("busy", "0\n");
     tokio::time::timeout(PATIENCE, stopping)
