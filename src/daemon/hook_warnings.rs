@@ -5,6 +5,7 @@
 
 use crate::control::server::Reply;
 use crate::events::{Event, EventRecord, EventSink, ListenerGuard, ProcessEvent};
+use crate::util::sync::Unpoisoned;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
@@ -21,10 +22,7 @@ impl HookWarnings {
             let collected = collected.clone();
             Arc::new(move |event: &Event, record: &EventRecord| {
                 if let Some(warning) = warning(event, record) {
-                    collected
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(warning);
+                    collected.lock().unpoisoned().push(warning);
                 }
             })
         });
@@ -36,8 +34,7 @@ impl HookWarnings {
 
     /// Adds `"warnings": [...]` to a successful reply when a hook failed.
     pub fn attach(self, mut reply: Reply) -> Reply {
-        let warnings =
-            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let warnings = std::mem::take(&mut *self.collected.lock().unpoisoned());
         if let (Ok(payload), false) = (&mut reply.result, warnings.is_empty()) {
             payload.insert(
                 "warnings".into(),

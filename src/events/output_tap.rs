@@ -4,6 +4,7 @@
 //! travel through the sink because every process already holds one.
 
 use super::sink::EventSink;
+use crate::util::sync::Unpoisoned;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -62,7 +63,7 @@ impl OutputSubscription {
 impl Drop for OutputSubscription {
     fn drop(&mut self) {
         let tap = &self.sink.inner_output();
-        let mut followers = tap.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut followers = tap.followers.lock().unpoisoned();
         followers.retain(|follower| follower.id != self.id);
         tap.count.store(followers.len(), Ordering::Release);
     }
@@ -77,7 +78,7 @@ impl EventSink {
     /// Hands captured lines to every follower without waiting.
     pub fn publish_output(&self, lines: impl IntoIterator<Item = OutputLine>) {
         let tap = self.inner_output();
-        let followers = tap.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let followers = tap.followers.lock().unpoisoned();
         for line in lines {
             for follower in followers.iter() {
                 if follower.queue.try_send(line.clone()).is_err() {
@@ -93,7 +94,7 @@ impl EventSink {
         let missed = Arc::new(AtomicU64::new(0));
         let tap = self.inner_output();
         let id = tap.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut followers = tap.followers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut followers = tap.followers.lock().unpoisoned();
         followers.push(Follower {
             id,
             queue: queue_sender,

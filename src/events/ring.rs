@@ -43,7 +43,7 @@ impl EventRing {
     /// Puts events recorded by an earlier image of this daemon (live upgrade)
     /// in front of the ones recorded since; their lines were written already.
     pub fn restore(&self, earlier: Vec<EventRecord>) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = self.events.lock().unpoisoned();
         let since: Vec<EventRecord> = events.drain(..).collect();
         for event in earlier.into_iter().chain(since) {
             if events.len() == self.capacity {

@@ -203,11 +203,7 @@ impl DaemonObservability {
         let _ = self
             .observer
             .set(Arc::new(ProxyObserver::new(metrics, access)));
-        let inherited = self
-            .inherited_metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let inherited = self.inherited_metrics.lock().unpoisoned().take();
         if let (Some(listener), Some(_)) = (inherited, &config.metrics) {
             // Already listening since the earlier image: no new event.
             let server = listener
@@ -215,10 +211,7 @@ impl DaemonObservability {
                 .and_then(|()| tokio::net::TcpListener::from_std(listener))
                 .and_then(|listener| MetricsServer::serve_listener(listener, self.metrics.clone()))
                 .map_err(ConfigureError::InheritedMetrics)?;
-            *self
-                .metrics_server
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(server);
+            *self.metrics_server.lock().unpoisoned() = Some(server);
         } else if let Some(settings) = &config.metrics {
             let deadline = tokio::time::Instant::now() + patience;
             let server = loop {
@@ -246,17 +239,14 @@ impl DaemonObservability {
     /// Serves this listener for `/metrics` instead of binding one (live upgrade);
     /// call before [`DaemonObservability::configure`].
     pub fn inherit_metrics_listener(&self, listener: TcpListener) {
-        *self
-            .inherited_metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        *self.inherited_metrics.lock().unpoisoned() = Some(listener);
     }
 
     /// The metrics listener's descriptor while it serves.
     pub fn metrics_listener_fd(&self) -> Option<std::os::fd::RawFd> {
         self.metrics_server
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unpoisoned()
             .as_ref()
             .map(MetricsServer::listener_fd)
     }

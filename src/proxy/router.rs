@@ -4,6 +4,7 @@
 use super::counters::ConnectionGuard;
 use super::target::ReleaseTarget;
 use super::traffic::{Canary, Hold, RoutingTable};
+use crate::util::sync::Unpoisoned;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -47,7 +48,7 @@ impl Router {
 
     /// Changes the table with `change` as one swap; returns the previous table.
     pub fn update(&self, change: impl FnOnce(&mut RoutingTable)) -> Arc<RoutingTable> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self.writer.lock().unpoisoned();
         let mut next = RoutingTable::clone(&self.table.load());
         change(&mut next);
         self.table.swap(Arc::new(next))

@@ -3,6 +3,7 @@
 //! answer. They sit in the one routing table the router loads per request.
 
 use super::target::ReleaseTarget;
+use crate::util::sync::Unpoisoned;
 use bytes::Bytes;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderName};
@@ -135,7 +136,7 @@ impl Hold {
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, HoldQueue> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+        self.waiting.lock().unpoisoned()
     }
 
     /// Waits until released (`Some`: route the request again, keeping the ticket

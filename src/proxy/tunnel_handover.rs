@@ -6,6 +6,7 @@
 
 use super::forward::ServerShared;
 use super::splice::Relay;
+use crate::util::sync::Unpoisoned;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -86,10 +87,7 @@ impl TunnelFreezer {
     }
 
     pub(crate) fn deposit(&self, tunnel: FrozenTunnel) {
-        self.frozen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tunnel);
+        self.frozen.lock().unpoisoned().push(tunnel);
     }
 
     pub(crate) fn hand_over_idle_connections(&self) {
@@ -108,28 +106,24 @@ impl TunnelFreezer {
         if let Ok(copy) = borrowed.try_clone_to_owned() {
             self.idle
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unpoisoned()
                 .push(std::net::TcpStream::from(copy));
         }
     }
 
     pub(crate) fn take_idle(&self) -> Vec<std::net::TcpStream> {
-        std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.idle.lock().unpoisoned())
     }
 
     pub(crate) fn adopt(&self, connection: std::net::TcpStream) {
-        self.adopted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(connection);
+        self.adopted.lock().unpoisoned().push(connection);
         self.adopted_ready.notify_one();
     }
 
     /// The next batch of handed-over client connections (waits for one).
     pub(crate) async fn adopted(&self) -> Vec<std::net::TcpStream> {
         loop {
-            let batch =
-                std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|e| e.into_inner()));
+            let batch = std::mem::take(&mut *self.adopted.lock().unpoisoned());
             if !batch.is_empty() {
                 return batch;
             }
@@ -153,6 +147,6 @@ impl TunnelFreezer {
                 break;
             }
         }
-        std::mem::take(&mut *self.frozen.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.frozen.lock().unpoisoned())
     }
 }

@@ -19,6 +19,7 @@ use crate::control::status::RolloutStatus;
 use crate::events::{Event, TrafficEvent};
 use crate::plugins::Registry;
 use crate::proxy::StatsSnapshot;
+use crate::util::sync::Unpoisoned;
 use crate::util::time::iso_now;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,7 +92,7 @@ impl RolloutRun {
     }
 
     pub fn phase(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+        *self.phase.lock().unpoisoned()
     }
 
     pub fn percent(&self) -> u8 {
@@ -105,15 +106,12 @@ impl RolloutRun {
 
     /// Stops the watch; with a reason, the rollout goes back to the previous release.
     pub fn interrupt(&self, reason: Option<String>) {
-        *self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+        *self.stop_reason.lock().unpoisoned() = reason;
         self.stop.cancel();
     }
 
     fn stop_reason(&self) -> Option<String> {
-        self.stop_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.stop_reason.lock().unpoisoned().clone()
     }
 
     /// `status.rollout`.

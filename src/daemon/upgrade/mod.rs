@@ -20,6 +20,7 @@ use super::state::{Daemon, OperationsGuard};
 use crate::control::server::ConnectionId;
 use crate::process::handover::duplicate;
 use crate::proxy::{FrozenTunnel, ProxyOptions, ProxyServer};
+use crate::util::sync::Unpoisoned;
 use check::BinaryProblem;
 use handover::{
     Handover, ImageIdentity, Listeners, NamedProcessHandover, ReleaseHandover, TunnelHandover,
@@ -489,11 +490,7 @@ impl Daemon {
             proxy_paused_at_ms: None,
             listeners,
             requester_fd: requester,
-            proxy_bound: self
-                .proxy_bound
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            proxy_bound: self.proxy_bound.lock().unpoisoned().clone(),
             releases: release_records,
             active_release_id: active,
             services,

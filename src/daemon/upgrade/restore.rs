@@ -16,6 +16,7 @@ use crate::events::Event;
 use crate::observability::DaemonObservability;
 use crate::plugins::Registry;
 use crate::process::{ManagedProcess, ProcessHandover, Supervision};
+use crate::util::sync::Unpoisoned;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -260,7 +261,7 @@ async fn take_over(
         .configure(&config, daemon.router.clone(), std::time::Duration::ZERO)
         .await
         .map_err(StartError::Observability)?;
-    *daemon.proxy_bound.lock().unwrap_or_else(|e| e.into_inner()) = document.proxy_bound.clone();
+    *daemon.proxy_bound.lock().unpoisoned() = document.proxy_bound.clone();
     if let Some(fd) = document.listeners.proxy {
         let proxy = super::serve_proxy(&daemon, std::net::TcpListener::from(owned(fd)))?;
         daemon.endpoints().proxy = Some(proxy);

@@ -1,6 +1,7 @@
 //! Rollout gauges: which phase a rollout is in and the new release's share.
 
 use super::text::{Kind, TextWriter};
+use crate::util::sync::Unpoisoned;
 use std::sync::Mutex;
 
 /// The rollout as the daemon last reported it.
@@ -15,11 +16,11 @@ const PHASES: [&str; 2] = ["canary", "watching"];
 impl RolloutGauges {
     /// `None` when no rollout runs.
     pub fn set(&self, phase: Option<&'static str>, percent: u8) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = phase.map(|p| (p, percent));
+        *self.current.lock().unpoisoned() = phase.map(|p| (p, percent));
     }
 
     pub fn write(&self, writer: &mut TextWriter) {
-        let current = *self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let current = *self.current.lock().unpoisoned();
         writer.family(
             "rollbridge_rollout_phase",
             Kind::Gauge,
