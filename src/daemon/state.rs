@@ -159,12 +159,9 @@ impl Daemon {
         events: EventSink,
     ) -> Arc<Daemon> {
         let state_file = config.state_path.as_ref().map(StateFile::new);
-        let router = Router::new();
-        let readiness = config.proxy.readiness_path.as_deref().map(Arc::from);
-        router.update(|table| table.readiness_path = readiness);
-        Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             events,
-            router,
+            router: Router::new(),
             config_path,
             runtime,
             state: Mutex::new(State {
@@ -193,7 +190,11 @@ impl Daemon {
             shutdown_outcome: tokio::sync::OnceCell::new(),
             retired: Arc::new(Notify::new()),
             observability: OnceLock::new(),
-        })
+        });
+        // The config's part of the routing table (the readiness path), set the
+        // same way every deploy sets it after a config reload.
+        daemon.apply_traffic_config(&daemon.config());
+        daemon
     }
 
     /// Waits for the operation in progress, then holds the operations lock.
