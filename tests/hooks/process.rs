@@ -308,6 +308,11 @@ async fn exit_code_is_recorded_and_reported() {
     assert!(status.get("pid").is_none());
     assert!(status.get("uptimeMs").is_none());
     assert!(status.get("startedAt").is_some());
+    // The state is published a moment before its event is recorded.
+    eventually("the exit event", || {
+        !h.events_named("process exited").is_empty()
+    })
+    .await;
     let exited = h.events_named("process exited");
     assert_eq!(
         Value::Object(exited[0].data.clone()),
@@ -1029,6 +1034,15 @@ async fn exceeding_the_memory_limit_restarts_the_process() {
         status["restarts"], 0,
         "memory restarts are not crash restarts"
     );
+    // The restarted process is running a moment before its start is recorded.
+    eventually("the restart's events", || {
+        let messages = h.messages();
+        messages
+            .iter()
+            .position(|m| m == "memory limit exceeded")
+            .is_some_and(|at| messages.len() >= at + 3)
+    })
+    .await;
     let messages = h.messages();
     let at = messages
         .iter()
