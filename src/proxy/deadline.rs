@@ -4,11 +4,13 @@
 //! client's request body on its way upstream, which also tells a stalled body
 //! from a malformed one so the client gets 408 or 400.
 
+use super::client_io::HandoverState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -89,14 +91,32 @@ pub(crate) struct ClientBody {
     deadline: ProgressDeadline,
     /// Bytes received since the deadline last started again.
     since_progress: usize,
+    /// Told while the body is not read to its end (see `client_io`).
+    connection: Option<Arc<HandoverState>>,
 }
 
 impl ClientBody {
-    pub(crate) fn new(inner: Incoming, limit: Option<Duration>) -> ClientBody {
+    /// `connection`: the client connection's state, told until the body ended.
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: Option<Duration>,
+        connection: Option<&Arc<HandoverState>>,
+    ) -> ClientBody {
+        let connection = connection.filter(|_| !inner.is_end_stream()).cloned();
+        if let Some(connection) = &connection {
+            connection.body_started();
+        }
         ClientBody {
             inner,
             deadline: ProgressDeadline::new(limit),
             since_progress: 0,
+            connection,
+        }
+    }
+
+    fn ended(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.body_finished();
         }
     }
 
@@ -125,10 +145,16 @@ impl Body for ClientBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.received(&frame);
+                if this.inner.is_end_stream() {
+                    this.ended();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(ClientBodyError::Malformed))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.ended();
+                Poll::Ready(None)
+            }
             Poll::Pending => match this.deadline.poll_expired(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled))),
                 Poll::Pending => Poll::Pending,

@@ -216,6 +216,7 @@ mod tests {
             ),
             client_socket: -1,
             activity: ConnectionActivity::default(),
+            handover: Default::default(),
         })
     }
 

@@ -17,7 +17,9 @@
 //! (streamed response bodies holding the drain count), `pool` (upstream keep-alive
 //! connections), `quickack` (no delayed-ACK stall on pooled connections),
 //! `relay` (the direct upstream exchange for requests without a body), `idle` (closing idle and slow client connections), `counters`,
-//! `router`, `target`, `traffic` (canary, pause, maintenance, readiness rules),
+//! `client_io` (the client socket as hyper sees it, and what a live upgrade
+//! needs to take it between requests), `tunnel_handover` (connections handed to
+//! the next image), `router`, `target`, `traffic` (canary, pause, maintenance, readiness rules),
 //! `traffic_answers` (the proxy's own answers under those rules), `stats`
 //! (per-release responses for rollouts), `errors`.
 //!
@@ -27,6 +29,7 @@
 //! hop between threads. The public types are safe to use from any thread/runtime.
 
 mod body;
+mod client_io;
 mod counters;
 mod deadline;
 mod distribute;
@@ -58,4 +61,4 @@ pub use stats::{LATENCY_BOUNDS_MS, StatsSnapshot, TrafficStats};
 pub use target::ReleaseTarget;
 pub use traffic::{Canary, Hold, RoutingTable, StickyBy};
 pub use traffic_answers::RETRY_AFTER_SECONDS;
-pub use tunnel_handover::FrozenTunnel;
+pub use tunnel_handover::{FrozenTunnel, IdleConnection};

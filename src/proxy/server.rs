@@ -270,25 +270,31 @@ impl ProxyServer {
         self.listener_fd
     }
 
-    /// Makes the next [`ProxyServer::pause`] keep idle client connections for
-    /// the next image (see [`ProxyServer::take_idle_connections`]) instead of
-    /// closing them.
+    /// Makes the next [`ProxyServer::pause`] keep client connections for the
+    /// next image (see [`ProxyServer::take_idle_connections`]) instead of
+    /// closing them: idle ones at once, the others once their request is done.
     pub fn hand_over_idle_connections(&self) {
         self.shared.tunnels.hand_over_idle_connections();
     }
 
-    /// The idle client connections kept by the pause, once every connection
-    /// task has let go of its socket (at most `limit`).
-    pub async fn take_idle_connections(&self, limit: Duration) -> Vec<std::net::TcpStream> {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// The client connections kept by the pause, once every connection task has
+    /// let go of its socket (waits until `deadline` at most), and how many
+    /// connections this server still serves then (a response still being
+    /// written). From now on connections that reach a request boundary close as
+    /// usual.
+    pub async fn take_idle_connections(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> (Vec<super::IdleConnection>, usize) {
         while !self.shared.tasks.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.shared.tunnels.take_idle()
+        let idle = self.shared.tunnels.take_idle();
+        (idle, self.shared.tasks.len())
     }
 
     /// Serves a client connection an earlier image handed over.
-    pub fn adopt_connection(&self, connection: std::net::TcpStream) {
+    pub fn adopt_connection(&self, connection: super::IdleConnection) {
         self.shared.tunnels.adopt(connection);
     }
 

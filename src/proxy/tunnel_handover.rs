@@ -47,6 +47,16 @@ pub struct FrozenTunnel {
     pub upstream_finished: bool,
 }
 
+/// A keep-alive client connection between two requests, handed from one image
+/// to the next.
+#[derive(Debug)]
+pub struct IdleConnection {
+    pub socket: std::net::TcpStream,
+    /// Read from the client and not yet parsed (the start of its next request),
+    /// to be served before what the socket delivers.
+    pub unread: bytes::Bytes,
+}
+
 /// The tunnels of one proxy server, as a freeze sees them.
 #[derive(Debug, Default)]
 pub(crate) struct TunnelFreezer {
@@ -58,10 +68,10 @@ pub(crate) struct TunnelFreezer {
     /// Set by a live upgrade before the proxy pauses: idle client connections
     /// are handed over instead of closed.
     handing_over: std::sync::atomic::AtomicBool,
-    idle: Mutex<Vec<std::net::TcpStream>>,
+    idle: Mutex<Vec<IdleConnection>>,
     /// Client connections an earlier image handed over, for the listening
     /// thread to serve.
-    adopted: Mutex<Vec<std::net::TcpStream>>,
+    adopted: Mutex<Vec<IdleConnection>>,
     adopted_ready: Notify,
 }
 
@@ -98,30 +108,30 @@ impl TunnelFreezer {
         self.handing_over.load(Ordering::Acquire)
     }
 
-    /// Keeps an idle client connection's socket for the next image (a copy of
-    /// the descriptor: the connection itself closes, the socket stays open).
-    pub(crate) fn deposit_idle(&self, socket: std::os::fd::RawFd) {
-        // SAFETY: the connection's socket is open while its task runs.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
-        if let Ok(copy) = borrowed.try_clone_to_owned() {
-            self.idle
-                .lock()
-                .unpoisoned()
-                .push(std::net::TcpStream::from(copy));
+    /// Keeps a client connection taken from hyper between two requests for the
+    /// next image. After [`TunnelFreezer::take_idle`] (an upgrade that is over)
+    /// the connection is simply closed, as any idle keep-alive connection may be.
+    pub(crate) fn deposit_idle(&self, connection: IdleConnection) {
+        let mut idle = self.idle.lock().unpoisoned();
+        if self.handing_over() {
+            idle.push(connection);
         }
     }
 
-    pub(crate) fn take_idle(&self) -> Vec<std::net::TcpStream> {
-        std::mem::take(&mut *self.idle.lock().unpoisoned())
+    /// The connections kept so far; from now on connections close as usual.
+    pub(crate) fn take_idle(&self) -> Vec<IdleConnection> {
+        let mut idle = self.idle.lock().unpoisoned();
+        self.handing_over.store(false, Ordering::Release);
+        std::mem::take(&mut *idle)
     }
 
-    pub(crate) fn adopt(&self, connection: std::net::TcpStream) {
+    pub(crate) fn adopt(&self, connection: IdleConnection) {
         self.adopted.lock().unpoisoned().push(connection);
         self.adopted_ready.notify_one();
     }
 
     /// The next batch of handed-over client connections (waits for one).
-    pub(crate) async fn adopted(&self) -> Vec<std::net::TcpStream> {
+    pub(crate) async fn adopted(&self) -> Vec<IdleConnection> {
         loop {
             let batch = std::mem::take(&mut *self.adopted.lock().unpoisoned());
             if !batch.is_empty() {

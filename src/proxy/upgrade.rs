@@ -2,6 +2,7 @@
 //! relay the upstream's answer, and once both sides switched, copy bytes both ways.
 
 use super::body::ProxyBody;
+use super::client_io::ClientIo;
 use super::counters::ConnectionGuard;
 use super::deadline::ClientBody;
 use super::errors::UpstreamError;
@@ -22,7 +23,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const WEBSOCKET_NEEDS_GET_BODY: &str = "WebSocket upgrade requests must use GET\n";
@@ -69,7 +69,7 @@ pub(crate) async fn forward(
     }
     let context = active.context();
     let server = &context.server;
-    let mut request = request.map(|body| ClientBody::new(body, server.body_timeout));
+    let mut request = request.map(|body| ClientBody::new(body, server.body_timeout, None));
     let client_side = hyper::upgrade::on(&mut request);
     forward::prepare_upstream_request(&mut request, &context.client, true);
     // Only what may be tunnelled is asked for.
@@ -217,10 +217,10 @@ enum Relaying {
 /// The byte relay between both sides, until both directions are closed.
 ///
 /// Both sides are plain TCP sockets underneath (the server hands hyper a
-/// `TokioIo<TcpStream>`, the upstream pool a `TokioIo<QuickAckStream>`). Getting the sockets back lets an idle
+/// `ClientIo`, the upstream pool a `TokioIo<QuickAckStream>`). Getting the sockets back lets an idle
 /// session wait without holding any copy buffer; see `splice`.
 fn relay_between(client: Upgraded, upstream: Upgraded) -> Relaying {
-    let client = match client.downcast::<TokioIo<TcpStream>>() {
+    let client = match client.downcast::<ClientIo>() {
         Ok(parts) => tcp_side(parts),
         Err(client) => {
             return Relaying::Generic(Box::pin(copy_generic(
@@ -240,10 +240,11 @@ fn relay_between(client: Upgraded, upstream: Upgraded) -> Relaying {
     }
 }
 
-fn tcp_side(parts: Parts<TokioIo<TcpStream>>) -> Side {
+fn tcp_side(parts: Parts<ClientIo>) -> Side {
+    let (socket, early_bytes) = parts.io.into_socket(parts.read_buf);
     Side {
-        socket: parts.io.into_inner(),
-        early_bytes: parts.read_buf,
+        socket,
+        early_bytes,
     }
 }
 
@@ -283,6 +284,7 @@ mod tests {
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+    use tokio::net::TcpStream;
 
     async fn read_head(socket: &mut TcpStream) -> String {
         let mut head = Vec::new();

@@ -3,17 +3,22 @@
 //! connection, and how a connection ends (done, idle too long, graceful or hard
 //! stop).
 
+use super::client_io::ClientIo;
 use super::distribute::{Accepted, ConnectionLoad, Handoff, Inbox, ThreadLoads};
 use super::forward::{self, ConnectionContext, ServerShared};
 use super::headers::ClientInfo;
 use super::idle::IdleSweeper;
+use super::tunnel_handover::IdleConnection;
+use bytes::Bytes;
 use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -22,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Pause after an accept error that is not about one connection (such as running out
 /// of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often a connection with a request in progress looks again whether it
+/// reached a request boundary while a live upgrade waits for it.
+const HANDOVER_TICK: Duration = Duration::from_millis(2);
 
 /// Where one proxy thread gets its client connections.
 pub(crate) enum ConnectionSource {
@@ -82,13 +91,14 @@ pub(crate) async fn run_worker(setup: WorkerSetup) {
                 // like accepted ones.
                 let adopting = async {
                     loop {
-                        for stream in serve.shared.tunnels.adopted().await {
-                            let peer = stream.peer_addr();
-                            let stream = stream
+                        for adopted in serve.shared.tunnels.adopted().await {
+                            let IdleConnection { socket, unread } = adopted;
+                            let peer = socket.peer_addr();
+                            let stream = socket
                                 .set_nonblocking(true)
-                                .and_then(|()| TcpStream::from_std(stream));
+                                .and_then(|()| TcpStream::from_std(socket));
                             if let (Ok(stream), Ok(peer)) = (stream, peer) {
-                                serve.serve(stream, peer, loads.assign(index));
+                                serve.serve(stream, unread, peer, loads.assign(index));
                             }
                         }
                     }
@@ -141,7 +151,9 @@ struct ThreadServe {
 }
 
 impl ThreadServe {
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, load: ConnectionLoad) {
+    /// Serves a client connection; `unread` is what an earlier image had read
+    /// from it and not yet parsed (empty for a new connection).
+    fn serve(&self, stream: TcpStream, unread: Bytes, peer: SocketAddr, load: ConnectionLoad) {
         let peer = peer.ip();
         let trusted = self
             .shared
@@ -154,9 +166,11 @@ impl ThreadServe {
             client: ClientInfo::new(peer, self.local_port.clone(), trusted),
             client_socket: std::os::fd::AsRawFd::as_raw_fd(&stream),
             activity: Default::default(),
+            handover: Default::default(),
         });
         self.shared.tasks.spawn(serve_client(
             stream,
+            unread,
             context,
             Arc::clone(&self.builder),
             self.stop.clone(),
@@ -182,7 +196,7 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let load = loads.assign(index);
                 match others.get(load.thread()).and_then(Option::as_ref) {
-                    None => serve.serve(stream, peer, load),
+                    None => serve.serve(stream, Bytes::new(), peer, load),
                     Some(handoff) => hand_off(handoff, stream, peer, load, serve),
                 }
             }
@@ -217,7 +231,7 @@ fn hand_off(
     if let Err(returned) = handoff.send((accepted, load)) {
         let ((std_stream, peer), load) = returned.0;
         if let Ok(stream) = TcpStream::from_std(std_stream) {
-            serve.serve(stream, peer, load);
+            serve.serve(stream, Bytes::new(), peer, load);
         }
     }
 }
@@ -234,7 +248,7 @@ async fn receive_loop(mut inbox: Inbox, serve: &ThreadServe) {
         };
         // Registering with this thread's runtime; a failure loses only this socket.
         if let Ok(stream) = TcpStream::from_std(std_stream) {
-            serve.serve(stream, peer, load);
+            serve.serve(stream, Bytes::new(), peer, load);
         }
     }
 }
@@ -252,6 +266,7 @@ fn is_per_connection(error: &io::Error) -> bool {
 
 async fn serve_client(
     stream: TcpStream,
+    unread: Bytes,
     context: Arc<ConnectionContext>,
     builder: Arc<http1::Builder>,
     stop: ThreadStop,
@@ -263,25 +278,15 @@ async fn serve_client(
     }
     let _registration = context.sweeper.register(&context);
     let watched = Arc::clone(&context);
+    let io = ClientIo::new(stream, unread, Arc::clone(&context.handover));
     let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
+    let mut connection = builder.serve_connection(io, service).with_upgrades();
     loop {
         tokio::select! {
             biased;
-            _ = connection.as_mut() => return,
+            _ = &mut connection => return,
             _ = stop.everything.cancelled() => return,
-            _ = stop.accepting.cancelled() => {
-                // A live upgrade: an idle connection goes on in the next image.
-                let shared = &watched.server;
-                if shared.tunnels.handing_over() && !watched.activity.has_request_in_progress() {
-                    shared.tunnels.deposit_idle(watched.client_socket);
-                    return;
-                }
-                break;
-            }
+            _ = stop.accepting.cancelled() => break,
             _ = watched.activity.expired() => {
                 // A request may have started right after the sweeper looked.
                 if !watched.activity.has_request_in_progress() {
@@ -290,11 +295,46 @@ async fn serve_client(
             }
         }
     }
+    // A live upgrade: once between requests, the connection goes on in the next
+    // image (the request in progress finishes here first, kept alive).
+    let tunnels = &watched.server.tunnels;
+    while tunnels.handing_over() {
+        if !watched.activity.has_request_in_progress() && watched.handover.at_boundary() {
+            watched.handover.keep_socket();
+            Pin::new(&mut connection).graceful_shutdown();
+            // Between requests hyper closes on the very next poll; needing more
+            // means it is finishing a response after all, and closes as usual.
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut connection).poll(cx))).await {
+                Poll::Ready(Ok(())) => {
+                    if let Some(parts) = connection.into_parts() {
+                        let (socket, unread) = parts.io.into_socket(parts.read_buf);
+                        if let Ok(socket) = socket.into_std() {
+                            tunnels.deposit_idle(IdleConnection { socket, unread });
+                        }
+                    }
+                    return;
+                }
+                Poll::Ready(Err(_)) => return,
+                Poll::Pending => {
+                    watched.handover.release_socket();
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = &mut connection => return,
+            _ = stop.everything.cancelled() => return,
+            // The request's end is seen when the connection is polled; a request
+            // body finishing is noticed on the next tick.
+            _ = tokio::time::sleep(HANDOVER_TICK) => {}
+        }
+    }
     // Graceful: finish the request in progress, then close instead of keeping alive.
-    connection.as_mut().graceful_shutdown();
+    Pin::new(&mut connection).graceful_shutdown();
     tokio::select! {
         biased;
-        _ = connection.as_mut() => {}
+        _ = &mut connection => {}
         _ = stop.everything.cancelled() => {}
     }
 }

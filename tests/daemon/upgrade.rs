@@ -300,6 +300,13 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
         upgrade_times
     );
     assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "failed requests");
+    // Keep-alive connections go on in the new image, also those with a
+    // request in flight when the proxy paused.
+    assert_eq!(
+        tally.reconnects.load(Ordering::Relaxed),
+        0,
+        "keep-alive connections closed"
+    );
     assert_eq!(
         tally.refused.load(Ordering::Relaxed),
         0,
@@ -659,5 +666,137 @@ fn an_idle_keep_alive_connection_goes_on_in_the_new_image() {
         let (status, body, close) = client.get("/release").expect("same connection");
         assert_eq!((status, body.as_str(), close), (200, "v1", false));
     }
+    assert_eq!(harness.shutdown(), 0);
+}
+
+/// Reads one response with a Content-Length body: (status, body, `Connection: close`).
+fn read_response(reader: &mut std::io::BufReader<TcpStream>) -> (u16, String, bool) {
+    use std::io::{BufRead, Read};
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).expect("read a response line");
+        assert!(read > 0, "connection closed in a response head: {head:?}");
+        if line.trim_end().is_empty() {
+            break;
+        }
+        head.push(line.trim_end().to_ascii_lowercase());
+    }
+    let status = head[0].split(' ').nth(1).unwrap().parse().unwrap();
+    let header = |name: &str| {
+        head.iter()
+            .find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    let length: usize = header("content-length:").map_or(0, |v| v.parse().unwrap());
+    let close = header("connection:").is_some_and(|v| v.contains("close"));
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).expect("read a response body");
+    (status, String::from_utf8(body).unwrap(), close)
+}
+
+/// A client connection on which requests are written by hand.
+fn raw_client(port: u16) -> (TcpStream, std::io::BufReader<TcpStream>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    (stream, reader)
+}
+
+/// Runs `rollbridge upgrade` on a thread; the handle yields its reply and when
+/// it returned.
+fn upgrade_in_background(harness: &Harness) -> std::thread::JoinHandle<(Value, Instant)> {
+    let config = harness.config_path.clone();
+    std::thread::spawn(move || {
+        let output = Command::new(BIN)
+            .arg("upgrade")
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .expect("run rollbridge upgrade");
+        let finished = Instant::now();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "upgrade failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (serde_json::from_slice(&output.stdout).unwrap(), finished)
+    })
+}
+
+#[test]
+fn a_request_in_flight_finishes_and_its_connection_goes_on_in_the_new_image() {
+    use std::io::Write;
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let pid = harness.daemon.as_ref().unwrap().pid();
+    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    stream
+        .write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let upgrading = upgrade_in_background(&harness);
+    let (status, body, close) = read_response(&mut reader);
+    let answered = Instant::now();
+    assert_eq!((status, body.as_str(), close), (200, "v1", false));
+    let (reply, upgraded) = upgrading.join().unwrap();
+    assert_eq!(reply["status"], "success", "{reply}");
+    // The upgrade waited for the request in flight.
+    assert!(
+        upgraded >= answered,
+        "the upgrade did not wait for the request"
+    );
+    // The same connection is served by the new image.
+    stream
+        .write_all(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
+    assert_eq!(harness.daemon.as_ref().unwrap().pid(), pid);
+    assert_eq!(harness.shutdown(), 0);
+}
+
+#[test]
+fn a_request_body_still_arriving_finishes_and_its_connection_goes_on() {
+    use std::io::Write;
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello")
+        .unwrap();
+    let upgrading = upgrade_in_background(&harness);
+    // The rest of the body comes while the upgrade waits for this request
+    // (its checks of the binary take longer than this).
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(b"world").unwrap();
+    assert_eq!(
+        read_response(&mut reader),
+        (200, "v1:10".to_string(), false)
+    );
+    let (reply, _) = upgrading.join().unwrap();
+    assert_eq!(reply["status"], "success", "{reply}");
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(read_response(&mut reader), (200, "v1:3".to_string(), false));
+    assert_eq!(harness.shutdown(), 0);
+}
+
+#[test]
+fn the_start_of_a_request_read_before_an_upgrade_is_not_lost() {
+    use std::io::Write;
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    stream
+        .write_all(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
+    // Half a request head: the proxy reads it and waits for the rest.
+    stream.write_all(b"GET /release HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    upgrade_ok(&harness, None);
+    stream.write_all(b"st: 127.0.0.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
     assert_eq!(harness.shutdown(), 0);
 }

@@ -62,9 +62,14 @@ pub struct Handover {
     /// Upgraded connections (WebSockets), both sides and the bytes in flight.
     #[serde(default)]
     pub tunnels: Vec<TunnelHandover>,
-    /// Idle keep-alive client connections (between requests).
+    /// Keep-alive client connections between two requests.
     #[serde(default)]
     pub connections: Vec<RawFd>,
+    /// The start of a next request some of those connections had sent, read
+    /// but not yet parsed (only connections that have any; an image that does
+    /// not know this field loses those bytes, nothing else).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections_unread: Vec<UnreadBytes>,
     /// The maintenance answer while maintenance is on (docs/rollouts.md): it
     /// stays on across the upgrade.
     #[serde(default)]
@@ -81,6 +86,13 @@ pub struct TunnelHandover {
     pub to_client: Vec<u8>,
     pub client_finished: bool,
     pub upstream_finished: bool,
+}
+
+/// Bytes read from the client connection `fd` that the next image serves first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadBytes {
+    pub fd: RawFd,
+    pub bytes: Vec<u8>,
 }
 
 /// A file's SHA-256 and what tells whether it is still the same file.
@@ -313,7 +325,11 @@ mod tests {
             bootstrap: None,
             events: Vec::new(),
             tunnels: Vec::new(),
-            connections: Vec::new(),
+            connections: vec![7],
+            connections_unread: vec![UnreadBytes {
+                fd: 7,
+                bytes: b"GET / HTTP/1.1\r\nHo".to_vec(),
+            }],
             maintenance: Some("Back at 10:00\n".into()),
         }
     }

@@ -19,11 +19,12 @@ use super::release::Release;
 use super::state::{Daemon, OperationsGuard};
 use crate::control::server::ConnectionId;
 use crate::process::handover::duplicate;
-use crate::proxy::{FrozenTunnel, ProxyOptions, ProxyServer};
+use crate::proxy::{FrozenTunnel, IdleConnection, ProxyOptions, ProxyServer};
 use crate::util::sync::Unpoisoned;
 use check::BinaryProblem;
 use handover::{
     Handover, ImageIdentity, Listeners, NamedProcessHandover, ReleaseHandover, TunnelHandover,
+    UnreadBytes,
 };
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -119,6 +120,25 @@ fn tunnel_records(
         .collect()
 }
 
+/// The kept client connections into the document, their sockets kept.
+fn connection_records(
+    kept: &mut Kept,
+    idle: &[IdleConnection],
+    mut document: Handover,
+) -> std::io::Result<Handover> {
+    for connection in idle {
+        let fd = kept.keep(connection.socket.as_raw_fd())?;
+        document.connections.push(fd);
+        if !connection.unread.is_empty() {
+            document.connections_unread.push(UnreadBytes {
+                fd,
+                bytes: connection.unread.to_vec(),
+            });
+        }
+    }
+    Ok(document)
+}
+
 /// Relays frozen tunnels again on the daemon's proxy, each counted as a
 /// WebSocket of its release.
 pub(crate) fn adopt_tunnels(daemon: &Arc<Daemon>, tunnels: Vec<FrozenTunnel>) {
@@ -138,8 +158,8 @@ pub(crate) fn adopt_tunnels(daemon: &Arc<Daemon>, tunnels: Vec<FrozenTunnel>) {
     }
 }
 
-/// Serves idle client connections again on the daemon's proxy.
-pub(crate) fn adopt_connections(daemon: &Arc<Daemon>, connections: Vec<std::net::TcpStream>) {
+/// Serves kept client connections again on the daemon's proxy.
+pub(crate) fn adopt_connections(daemon: &Arc<Daemon>, connections: Vec<IdleConnection>) {
     if let Some(proxy) = &daemon.endpoints().proxy {
         for connection in connections {
             proxy.adopt_connection(connection);
@@ -239,22 +259,33 @@ impl Daemon {
             ..listeners
         };
         let pause_started = std::time::Instant::now();
-        if let Err(busy) = self.wait_requests_done().await {
+        let drain_deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        if let Err(busy) = self.wait_requests_done(drain_deadline).await {
             let idle = match &paused.server {
-                Some(server) => server.take_idle_connections(TUNNEL_FREEZE_LIMIT).await,
+                Some(server) => server.take_idle_connections(drain_deadline).await.0,
                 None => Vec::new(),
             };
             self.resume_proxy(paused, Vec::new(), idle);
             self.upgrade_abandoned();
             return Err(busy);
         }
-        let (tunnels, idle) = match &paused.server {
-            Some(server) => (
-                server.freeze_tunnels(TUNNEL_FREEZE_LIMIT).await,
-                server.take_idle_connections(TUNNEL_FREEZE_LIMIT).await,
-            ),
-            None => (Vec::new(), Vec::new()),
+        let (tunnels, idle, still_serving) = match &paused.server {
+            Some(server) => {
+                let tunnels = server.freeze_tunnels(TUNNEL_FREEZE_LIMIT).await;
+                let (idle, still_serving) = server.take_idle_connections(drain_deadline).await;
+                (tunnels, idle, still_serving)
+            }
+            None => (Vec::new(), Vec::new(), 0),
         };
+        // A response still being written (to a client reading slowly) would be
+        // cut off by the exec.
+        if still_serving > 0 {
+            self.resume_proxy(paused, tunnels, idle);
+            self.upgrade_abandoned();
+            return Err(UpgradeError::Busy {
+                count: still_serving,
+            });
+        }
         let document = self
             .handover_document(
                 &mut kept,
@@ -269,11 +300,7 @@ impl Daemon {
                         crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
                     ),
                     tunnels: tunnel_records(&mut kept, &tunnels)?,
-                    connections: idle
-                        .iter()
-                        .map(|connection| kept.keep(connection.as_raw_fd()))
-                        .collect::<std::io::Result<_>>()?,
-                    ..document
+                    ..connection_records(&mut kept, &idle, document)?
                 })
             });
         let memfd = match document.and_then(|document| document.to_memfd()) {
@@ -376,9 +403,9 @@ impl Daemon {
         })
     }
 
-    /// Waits until no HTTP request is in flight in any release.
-    async fn wait_requests_done(&self) -> Result<(), UpgradeError> {
-        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    /// Waits until no HTTP request is in flight in any release (at most until
+    /// `deadline`).
+    async fn wait_requests_done(&self, deadline: tokio::time::Instant) -> Result<(), UpgradeError> {
         loop {
             let in_flight: usize = {
                 let state = self.state();
@@ -406,7 +433,7 @@ impl Daemon {
         self: &Arc<Self>,
         paused: Paused,
         tunnels: Vec<FrozenTunnel>,
-        idle: Vec<std::net::TcpStream>,
+        idle: Vec<IdleConnection>,
     ) {
         if let Some(server) = paused.server {
             tokio::spawn(server.finish());
@@ -501,6 +528,7 @@ impl Daemon {
             events: self.events.recent(None),
             tunnels: Vec::new(),
             connections: Vec::new(),
+            connections_unread: Vec::new(),
             maintenance: self
                 .router
                 .table()

@@ -16,6 +16,7 @@ use crate::events::Event;
 use crate::observability::DaemonObservability;
 use crate::plugins::Registry;
 use crate::process::{ManagedProcess, ProcessHandover, Supervision};
+use crate::proxy::IdleConnection;
 use crate::util::sync::Unpoisoned;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -277,13 +278,19 @@ async fn take_over(
         &daemon,
         document.tunnels.iter().map(frozen_tunnel).collect(),
     );
-    let connections = document.connections.iter();
-    super::adopt_connections(
-        &daemon,
-        connections
-            .map(|fd| std::net::TcpStream::from(owned(*fd)))
-            .collect(),
-    );
+    let connections = document.connections.iter().map(|&fd| {
+        let unread = document
+            .connections_unread
+            .iter()
+            .find(|unread| unread.fd == fd)
+            .map(|unread| bytes::Bytes::from(unread.bytes.clone()))
+            .unwrap_or_default();
+        IdleConnection {
+            socket: std::net::TcpStream::from(owned(fd)),
+            unread,
+        }
+    });
+    super::adopt_connections(&daemon, connections.collect());
     let signal_outcome = crate::daemon::signals::install(&daemon)?;
     if document.listeners.control_activated {
         observability.mark_control_activated();
