@@ -9,6 +9,7 @@
 //! has not taken yet. With none of them, a graceful shutdown closes the
 //! connection at once, at a boundary (see `worker::serve_client`).
 
+use super::forward::ConnectionContext;
 use bytes::Bytes;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
@@ -64,17 +65,22 @@ pub(crate) struct ClientIo {
     socket: TokioIo<TcpStream>,
     /// Read by an earlier image and not yet parsed: served before the socket's.
     unread: Bytes,
-    state: Arc<HandoverState>,
+    /// The connection's context (its `handover` state).
+    context: Arc<ConnectionContext>,
     /// The last value stored in `state.write_blocked` (stores only on change).
     write_blocked: bool,
 }
 
 impl ClientIo {
-    pub(crate) fn new(socket: TcpStream, unread: Bytes, state: Arc<HandoverState>) -> ClientIo {
+    pub(crate) fn new(
+        socket: TcpStream,
+        unread: Bytes,
+        context: Arc<ConnectionContext>,
+    ) -> ClientIo {
         ClientIo {
             socket: TokioIo::new(socket),
             unread,
-            state,
+            context,
             write_blocked: false,
         }
     }
@@ -99,7 +105,8 @@ impl ClientIo {
         let blocked = poll.is_pending();
         if blocked != self.write_blocked {
             self.write_blocked = blocked;
-            self.state.write_blocked.store(blocked, Ordering::Relaxed);
+            let state = &self.context.handover;
+            state.write_blocked.store(blocked, Ordering::Relaxed);
         }
     }
 }
@@ -150,7 +157,7 @@ impl Write for ClientIo {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.state.keep_socket.load(Ordering::Relaxed) {
+        if self.context.handover.keep_socket.load(Ordering::Relaxed) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.socket).poll_shutdown(cx)
@@ -160,7 +167,13 @@ impl Write for ClientIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::idle::IdleSweeper;
+    use crate::proxy::idle::tests::connection;
     use tokio::io::AsyncWriteExt;
+
+    fn context() -> Arc<ConnectionContext> {
+        connection(&IdleSweeper::new(std::time::Duration::from_secs(30)))
+    }
 
     #[tokio::test]
     async fn replays_the_unread_bytes_before_the_socket() {
@@ -169,7 +182,7 @@ mod tests {
         let mut client = TcpStream::connect(address).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         client.write_all(b" world").await.unwrap();
-        let io = ClientIo::new(server, Bytes::from_static(b"hello"), Arc::default());
+        let io = ClientIo::new(server, Bytes::from_static(b"hello"), context());
         let mut io = TokioIo::new(io);
         let mut read = Vec::new();
         while read.len() < 11 {
@@ -188,7 +201,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let _client = TcpStream::connect(address).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let io = ClientIo::new(server, Bytes::from_static(b"tail"), Arc::default());
+        let io = ClientIo::new(server, Bytes::from_static(b"tail"), context());
         let (_, unread) = io.into_socket(Bytes::from_static(b"head "));
         assert_eq!(&unread[..], b"head tail");
     }

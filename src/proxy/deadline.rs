@@ -4,7 +4,7 @@
 //! client's request body on its way upstream, which also tells a stalled body
 //! from a malformed one so the client gets 408 or 400.
 
-use super::client_io::HandoverState;
+use super::forward::ConnectionContext;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -92,7 +92,7 @@ pub(crate) struct ClientBody {
     /// Bytes received since the deadline last started again.
     since_progress: usize,
     /// Told while the body is not read to its end (see `client_io`).
-    connection: Option<Arc<HandoverState>>,
+    connection: Option<Arc<ConnectionContext>>,
 }
 
 impl ClientBody {
@@ -100,11 +100,11 @@ impl ClientBody {
     pub(crate) fn new(
         inner: Incoming,
         limit: Option<Duration>,
-        connection: Option<&Arc<HandoverState>>,
+        connection: Option<&Arc<ConnectionContext>>,
     ) -> ClientBody {
         let connection = connection.filter(|_| !inner.is_end_stream()).cloned();
         if let Some(connection) = &connection {
-            connection.body_started();
+            connection.handover.body_started();
         }
         ClientBody {
             inner,
@@ -116,7 +116,7 @@ impl ClientBody {
 
     fn ended(&mut self) {
         if let Some(connection) = self.connection.take() {
-            connection.body_finished();
+            connection.handover.body_finished();
         }
     }
 

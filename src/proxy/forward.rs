@@ -67,7 +67,7 @@ pub(crate) struct ConnectionContext {
     pub(crate) activity: ConnectionActivity,
     /// What a live upgrade needs to know to take the connection between
     /// requests (shared with the connection's socket, see `client_io`).
-    pub(crate) handover: Arc<super::client_io::HandoverState>,
+    pub(crate) handover: super::client_io::HandoverState,
 }
 
 pub(crate) async fn handle(
@@ -161,8 +161,8 @@ async fn route(
         };
     }
     let body_timeout = context.server.body_timeout;
-    let handover = Some(&context.handover);
-    let request = request.map(|body| ClientBody::new(body, body_timeout, handover));
+    let connection = Some(active.shared_context());
+    let request = request.map(|body| ClientBody::new(body, body_timeout, connection));
     match target.pool().send(request).await {
         Ok((response, _)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             // Never a tunnel the request did not ask for (and the proxy allowed).

@@ -54,6 +54,11 @@ impl ActiveRequest {
     pub(crate) fn context(&self) -> &ConnectionContext {
         &self.context
     }
+
+    /// The connection context, to keep beyond this request's handling.
+    pub(crate) fn shared_context(&self) -> &Arc<ConnectionContext> {
+        &self.context
+    }
 }
 
 impl Drop for ActiveRequest {
@@ -185,7 +190,7 @@ impl IdleSweeper {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::events::EventSink;
     use crate::proxy::errors::ErrorReporter;
@@ -193,7 +198,8 @@ mod tests {
     use crate::proxy::headers::ClientInfo;
     use futures_util::FutureExt;
 
-    fn connection(sweeper: &Arc<IdleSweeper>) -> Arc<ConnectionContext> {
+    /// A client connection's context on a server of its own (no socket).
+    pub(crate) fn connection(sweeper: &Arc<IdleSweeper>) -> Arc<ConnectionContext> {
         let server = Arc::new(ServerShared {
             router: crate::proxy::Router::new(),
             reporter: Arc::new(ErrorReporter::new(EventSink::silent())),

@@ -278,7 +278,7 @@ async fn serve_client(
     }
     let _registration = context.sweeper.register(&context);
     let watched = Arc::clone(&context);
-    let io = ClientIo::new(stream, unread, Arc::clone(&context.handover));
+    let io = ClientIo::new(stream, unread, Arc::clone(&context));
     let service = service_fn(move |request| forward::handle(Arc::clone(&context), request));
     let mut connection = builder.serve_connection(io, service).with_upgrades();
     loop {

@@ -800,3 +800,40 @@ fn the_start_of_a_request_read_before_an_upgrade_is_not_lost() {
     assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
     assert_eq!(harness.shutdown(), 0);
 }
+
+#[test]
+fn a_response_a_client_is_slow_to_read_refuses_the_upgrade_and_arrives_whole() {
+    use std::io::{Read, Write};
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let pid = harness.daemon.as_ref().unwrap().pid();
+    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    // Far more than the socket buffers hold: the proxy is still writing it
+    // while this client reads nothing.
+    const SIZE: usize = 64 << 20;
+    stream
+        .write_all(format!("GET /big?bytes={SIZE} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let (code, _, stderr) = upgrade(&harness, None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("Upgrade refused: ") && stderr.contains("still in flight"),
+        "{stderr}"
+    );
+    // The response was not cut off.
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).unwrap();
+        head.push(byte[0] as char);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; SIZE];
+    reader.read_exact(&mut body).unwrap();
+    assert!(body.iter().all(|&b| b == b'x'));
+    // The daemon was untouched and upgrades once the response is delivered.
+    assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+    upgrade_ok(&harness, None);
+    assert_eq!(harness.daemon.as_ref().unwrap().pid(), pid);
+    assert_eq!(harness.shutdown(), 0);
+}
