@@ -69,6 +69,10 @@ pub struct Handover {
     /// stays on across the upgrade.
     #[serde(default)]
     pub maintenance: Option<String>,
+    /// Counters and histograms of `/metrics` and `status.logging`: the new
+    /// image continues them.
+    #[serde(default)]
+    pub counters: crate::observability::CounterSnapshot,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +319,7 @@ mod tests {
             tunnels: Vec::new(),
             connections: Vec::new(),
             maintenance: Some("Back at 10:00\n".into()),
+            counters: Default::default(),
         }
     }
 
@@ -326,6 +331,14 @@ mod tests {
         assert_eq!(read_document(&fd).unwrap(), document);
         // Read again from the start (a fallback passes the same memfd on).
         assert_eq!(read_document(&fd).unwrap(), document);
+    }
+
+    #[test]
+    fn a_document_without_counters_still_loads() {
+        let mut value = serde_json::to_value(empty()).unwrap();
+        value.as_object_mut().unwrap().remove("counters");
+        let document: Handover = serde_json::from_value(value).unwrap();
+        assert_eq!(document, empty());
     }
 
     #[test]

@@ -507,6 +507,10 @@ impl Daemon {
                 .maintenance
                 .as_ref()
                 .map(|body| String::from_utf8_lossy(body).into_owned()),
+            counters: self
+                .observability()
+                .map(|o| o.metrics().snapshot())
+                .unwrap_or_default(),
         })
     }
 }

@@ -253,6 +253,14 @@ async fn take_over(
         .spawn_reopen_on_sighup()
         .map_err(StartError::Sighup)?;
     let drains = restore_state(&daemon, &document);
+    let releases = daemon.state().releases.clone();
+    let counters_of = move |id: &str| match releases.iter().find(|r| r.id == id) {
+        Some(release) => release.counters.clone(),
+        None => crate::proxy::ConnectionCounters::new(),
+    };
+    observability
+        .metrics()
+        .continue_from(&document.counters, &counters_of);
     if let Some(fd) = document.listeners.metrics {
         observability.inherit_metrics_listener(std::net::TcpListener::from(owned(fd)));
     }
