@@ -36,7 +36,7 @@ fn load_config(dir: &Path, port: u16) -> Value {
 }
 
 /// `rollbridge upgrade -c <config> [--binary path]`: exit code, stdout, stderr.
-fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
+pub(super) fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
     let mut command = Command::new(BIN);
     command.arg("upgrade").arg("-c").arg(&harness.config_path);
     if let Some(binary) = binary {
@@ -51,7 +51,7 @@ fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
 }
 
 /// An upgrade that must succeed; returns its reply.
-fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
+pub(super) fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
     let (code, stdout, stderr) = upgrade(harness, binary);
     assert_eq!(code, 0, "upgrade failed: {stdout}{stderr}");
     let reply: Value = serde_json::from_str(&stdout).expect("upgrade prints JSON");
@@ -60,7 +60,7 @@ fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
 }
 
 /// `pid` of every managed process, by release/entry and id.
-fn process_pids(status: &Value) -> Vec<(String, i64)> {
+pub(super) fn process_pids(status: &Value) -> Vec<(String, i64)> {
     let mut pids = Vec::new();
     for release in status["releases"].as_array().unwrap() {
         for process in release["processes"].as_array().unwrap() {
@@ -130,10 +130,10 @@ fn rss_kib(pid: i32) -> u64 {
 
 /// What the load clients saw.
 #[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    refused: AtomicU64,
+pub(super) struct Tally {
+    pub(super) ok: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) refused: AtomicU64,
     /// Keep-alive connections the proxy closed between requests (the client
     /// reconnects, as HTTP clients do for an idempotent request).
     reconnects: AtomicU64,
@@ -171,7 +171,7 @@ impl Tally {
 }
 
 /// Fresh-connection and keep-alive clients until `stop`.
-fn start_load(
+pub(super) fn start_load(
     port: u16,
     stop: &Arc<AtomicBool>,
     tally: &Arc<Tally>,

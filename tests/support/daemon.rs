@@ -338,6 +338,28 @@ impl Harness {
         unsafe { libc::kill(pid, signal) };
     }
 
+    /// Remembers every running managed process so the harness kills its group
+    /// even when the daemon logs to a file (and `process started` is not on
+    /// stdout).
+    pub fn track_processes(&self) {
+        let status = self.status();
+        let mut pids = Vec::new();
+        for release in status["releases"].as_array().unwrap() {
+            for process in release["processes"].as_array().unwrap() {
+                pids.extend(process["pid"].as_i64());
+            }
+        }
+        for section in ["services", "singletons"] {
+            for entry in status[section].as_array().unwrap() {
+                pids.extend(entry["process"]["pid"].as_i64());
+            }
+        }
+        self.extra_pids
+            .lock()
+            .unwrap()
+            .extend(pids.into_iter().map(|pid| pid as i32));
+    }
+
     /// Every pid the daemon reported starting (for leak checks).
     pub fn started_pids(&self) -> Vec<i32> {
         self.daemon

@@ -41,6 +41,11 @@ pub struct Handover {
     /// it when it cannot take over (the file may have been replaced on disk).
     pub previous_executable_fd: Option<RawFd>,
     pub config_path: PathBuf,
+    /// The config file's text as the previous image checked it before the exec:
+    /// when the new image cannot take over, the previous binary takes the
+    /// daemon back with it, even if the file changed or went away meanwhile.
+    #[serde(default)]
+    pub config_source: Option<String>,
     /// The binary being executed, hashed before the exec (outside the pause).
     pub next: Option<FileIdentity>,
     /// When the proxy stopped accepting (ms since the epoch), to report the pause.
@@ -303,6 +308,7 @@ mod tests {
             },
             previous_executable_fd: None,
             config_path: "/etc/app/rollbridge.json".into(),
+            config_source: None,
             next: None,
             proxy_paused_at_ms: None,
             listeners: Listeners::default(),
