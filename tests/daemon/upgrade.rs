@@ -550,45 +550,25 @@ fn fifty_upgrades_leak_no_descriptor_thread_or_memory() {
 fn under_systemd_an_upgrade_reloads_stores_the_listeners_and_keeps_the_watchdog() {
     let mut harness = Harness::new(base_config);
     let notify_path = harness.path("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let notify = NotifySocket::bind(&notify_path);
     let daemon = harness.spawn_with(&[], |command| {
         command
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "300000");
     });
     harness.daemon = Some(daemon);
-    let mut received: Vec<String> = Vec::new();
-    let mut wait_for = |needle: &str, after: usize| -> usize {
-        let found = poll(LONG_PATIENCE, || {
-            if let Some(at) = received[after.min(received.len())..]
-                .iter()
-                .position(|m| m.contains(needle))
-            {
-                return Some(after + at);
-            }
-            let mut buffer = [0u8; 4096];
-            if let Ok(len) = notify.recv(&mut buffer) {
-                received.push(String::from_utf8_lossy(&buffer[..len]).into_owned());
-            }
-            None
-        });
-        found.unwrap_or_else(|| panic!("no {needle:?} after message {after}"))
-    };
-    let ready = wait_for("READY=1", 0);
-    wait_for("FDSTORE=1\nFDNAME=proxy", ready);
-    wait_for("FDSTORE=1\nFDNAME=control", ready);
+    let ready = notify.wait_for("READY=1", 0);
+    notify.wait_for("FDSTORE=1\nFDNAME=proxy", ready);
+    notify.wait_for("FDSTORE=1\nFDNAME=control", ready);
     harness.deploy("v1");
-    let deployed = wait_for("STATUS=active release v1", ready);
+    let deployed = notify.wait_for("STATUS=active release v1", ready);
     let reply = upgrade_ok(&harness, None);
     assert_eq!(reply["status"], "success");
-    let reloading = wait_for("RELOADING=1\nMONOTONIC_USEC=", deployed);
-    let ready_again = wait_for("READY=1\nSTATUS=active release v1", reloading);
-    wait_for("FDSTORE=1\nFDNAME=proxy", ready_again);
+    let reloading = notify.wait_for("RELOADING=1\nMONOTONIC_USEC=", deployed);
+    let ready_again = notify.wait_for("READY=1\nSTATUS=active release v1", reloading);
+    notify.wait_for("FDSTORE=1\nFDNAME=proxy", ready_again);
     // The new image pings the watchdog (WatchdogSec= keeps working).
-    wait_for("WATCHDOG=1", ready_again);
+    notify.wait_for("WATCHDOG=1", ready_again);
     // The managed processes still inherit none of systemd's variables.
     let web = pid_of(&harness.process_in("v1", "web").unwrap());
     let environment = std::fs::read(format!("/proc/{web}/environ")).unwrap();

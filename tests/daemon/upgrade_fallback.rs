@@ -9,11 +9,9 @@ use super::upgrade::{Tally, process_pids, start_load, upgrade, upgrade_ok};
 use crate::support::daemon::*;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The script: `handover-format` goes straight to the real binary (the check
 /// passes); the real run moves `config` to `<config>.away` first.
@@ -33,49 +31,6 @@ fn config_moving_binary(dir: &Path, config: &Path) -> PathBuf {
     script
 }
 
-/// What systemd would receive on `NOTIFY_SOCKET`, read all the time as systemd
-/// does (a full datagram queue would block the daemon's next notification).
-struct Notifications {
-    received: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Notifications {
-    fn bind(path: &Path) -> Notifications {
-        let socket = UnixDatagram::bind(path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (into, stopped) = (received.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok(length) = socket.recv(&mut buffer) {
-                    let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
-                    into.lock().unwrap().push(message);
-                }
-            }
-        });
-        Notifications { received, stop }
-    }
-
-    /// Waits until `seen` holds for what arrived so far.
-    fn until(&self, what: &str, seen: impl Fn(&[String]) -> bool) {
-        let found = poll(LONG_PATIENCE, || {
-            seen(&self.received.lock().unwrap()).then_some(())
-        });
-        assert!(found.is_some(), "{what}; received {:?}", self.received);
-    }
-}
-
-impl Drop for Notifications {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The position of the last message containing `needle`.
 fn last(messages: &[String], needle: &str) -> Option<usize> {
     messages.iter().rposition(|m| m.contains(needle))
@@ -92,7 +47,7 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
         config
     });
     let notify_path = harness.path("notify.sock");
-    let notifications = Notifications::bind(&notify_path);
+    let notifications = NotifySocket::bind(&notify_path);
     let daemon = harness.spawn_with(&[], |command| {
         command
             .env("NOTIFY_SOCKET", &notify_path)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub use super::host::*;
+pub use super::notify::NotifySocket;
 pub use super::wait::*;
 pub use super::ws::*;
 
