@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// Samples of `/metrics` by series (`name{labels}`).
-type Samples = BTreeMap<String, f64>;
+pub(super) type Samples = BTreeMap<String, f64>;
 
 /// Series that are gauges: read from live state, not carried.
 const GAUGES: [&str; 6] = [
@@ -29,7 +29,7 @@ const MOVING: [&str; 2] = [
     "rollbridge_log_lines_dropped_total{log=\"daemon\"}",
 ];
 
-fn scrape(port: u16) -> Samples {
+pub(super) fn scrape(port: u16) -> Samples {
     let (code, body) = http_get(port, "/metrics").expect("scrape /metrics");
     assert_eq!(code, 200, "{body}");
     body.lines()
@@ -49,7 +49,7 @@ fn counters(samples: &Samples) -> Samples {
         .collect()
 }
 
-fn sample(samples: &Samples, series: &str) -> f64 {
+pub(super) fn sample(samples: &Samples, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or(0.0)
 }
 

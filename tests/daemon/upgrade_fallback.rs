@@ -6,6 +6,7 @@
 //! config file away (the new image must load it) and then runs the real binary.
 
 use super::upgrade::{Tally, process_pids, start_load, upgrade, upgrade_ok};
+use super::upgrade_counters::{sample, scrape};
 use crate::support::daemon::*;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
@@ -40,6 +41,7 @@ fn last(messages: &[String], needle: &str) -> Option<usize> {
 fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binary() {
     let mut harness = Harness::new(|dir, port| {
         let mut config = base_config(dir, port);
+        config["metrics"] = json!({"host": "127.0.0.1", "port": 0});
         config["processes"]
             .as_array_mut()
             .unwrap()
@@ -74,13 +76,17 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
         tally.ok.load(Ordering::Relaxed) > 50
     });
 
+    let metrics = metrics_port(&harness);
+    let ok_series = "rollbridge_http_requests_total{release=\"v1\",class=\"2xx\"}";
+    assert!(sample(&scrape(metrics), ok_series) > 0.0);
+
     let binary = config_moving_binary(harness.dir.path(), &harness.config_path);
     let (code, stdout, stderr) = upgrade(&harness, Some(&binary));
     assert_eq!(code, 1, "{stdout}{stderr}");
     let config = harness.config_path.display().to_string();
     assert!(
         stderr.contains("Upgrade refused: the new binary could not take over (")
-            && stderr.contains(&config)
+            && stderr.contains(&format!("(Cannot read config file {config}: "))
             && stderr.contains(&format!(
                 "the daemon went back to rollbridge {}",
                 env!("CARGO_PKG_VERSION")
@@ -110,6 +116,12 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
         "refused connections"
     );
     assert_eq!(ws_echo(&mut socket, "after"), "after");
+    // The previous binary continues the counters too: every answer the
+    // clients got is counted once.
+    let answered = tally.ok.load(Ordering::Relaxed) as f64;
+    wait_until(PATIENCE, "every answer to be counted", || {
+        sample(&scrape(metrics), ok_series) == answered
+    });
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), daemon_pid);
     assert!(pid_alive(daemon_pid));
     let after = harness.status();
