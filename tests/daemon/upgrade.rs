@@ -160,6 +160,15 @@ impl Tally {
         }
     }
 
+    /// Waits until more than `more` requests past the ones answered so far were
+    /// answered.
+    pub(super) fn wait_for_more(&self, what: &str, more: u64) {
+        let served = self.ok.load(Ordering::Relaxed);
+        wait_until(LONG_PATIENCE, what, || {
+            self.ok.load(Ordering::Relaxed) > served + more
+        });
+    }
+
     fn percentile(&self, p: f64) -> u64 {
         let mut all = self.latencies_us.lock().unwrap().clone();
         all.sort_unstable();
@@ -279,10 +288,7 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
             let text = format!("round {round} socket {index}");
             assert_eq!(ws_echo(socket, &text), text);
         }
-        let served_before = tally.ok.load(Ordering::Relaxed);
-        wait_until(LONG_PATIENCE, "traffic after the upgrade", || {
-            tally.ok.load(Ordering::Relaxed) > served_before + 20
-        });
+        tally.wait_for_more("traffic after the upgrade", 20);
     }
     stop.store(true, Ordering::Relaxed);
     for thread in load {
@@ -549,14 +555,7 @@ fn fifty_upgrades_leak_no_descriptor_thread_or_memory() {
 #[test]
 fn under_systemd_an_upgrade_reloads_stores_the_listeners_and_keeps_the_watchdog() {
     let mut harness = Harness::new(base_config);
-    let notify_path = harness.path("notify.sock");
-    let notify = NotifySocket::bind(&notify_path);
-    let daemon = harness.spawn_with(&[], |command| {
-        command
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", "300000");
-    });
-    harness.daemon = Some(daemon);
+    let notify = harness.spawn_under_systemd();
     let ready = notify.wait_for("READY=1", 0);
     notify.wait_for("FDSTORE=1\nFDNAME=proxy", ready);
     notify.wait_for("FDSTORE=1\nFDNAME=control", ready);

@@ -48,15 +48,8 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
             .push(json!({"id": "sleeper", "policy": "companion", "command": "exec sleep 1000"}));
         config
     });
-    let notify_path = harness.path("notify.sock");
-    let notifications = NotifySocket::bind(&notify_path);
-    let daemon = harness.spawn_with(&[], |command| {
-        command
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", "300000");
-    });
-    daemon.wait_ready(PATIENCE);
-    harness.daemon = Some(daemon);
+    let notifications = harness.spawn_under_systemd();
+    harness.daemon.as_ref().unwrap().wait_ready(PATIENCE);
     harness.deploy("v1");
     notifications.until("READY=1 after the start", |m| last(m, "READY=1").is_some());
     let daemon_pid = harness.daemon.as_ref().unwrap().pid();
@@ -101,10 +94,7 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
     );
 
     // Served throughout, by the same process, with the same app.
-    let served = tally.ok.load(Ordering::Relaxed);
-    wait_until(LONG_PATIENCE, "traffic after the fallback", || {
-        tally.ok.load(Ordering::Relaxed) > served + 20
-    });
+    tally.wait_for_more("traffic after the fallback", 20);
     stop.store(true, Ordering::Relaxed);
     for thread in load {
         thread.join().unwrap();

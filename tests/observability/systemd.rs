@@ -41,14 +41,7 @@ fn web_pid(harness: &Harness, release: &str) -> i32 {
 #[test]
 fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
     let mut harness = Harness::new(base_config);
-    let notify_path = harness.path("notify.sock");
-    let notify = NotifySocket::bind(&notify_path);
-    let daemon = harness.spawn_with(&[], |command| {
-        command
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", "300000");
-    });
-    harness.daemon = Some(daemon);
+    let notify = harness.spawn_under_systemd();
 
     let ready = notify.wait_for("READY=1", 0);
     assert_eq!(

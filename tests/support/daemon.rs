@@ -229,6 +229,21 @@ impl Harness {
         }
     }
 
+    /// Spawns the daemon the way systemd runs a `Type=notify` unit with a
+    /// watchdog (`WATCHDOG_USEC` 0.3 s); its notifications go to the returned
+    /// fake `NOTIFY_SOCKET`. Does not wait for readiness.
+    pub fn spawn_under_systemd(&mut self) -> NotifySocket {
+        let path = self.path("notify.sock");
+        let notify = NotifySocket::bind(&path);
+        let daemon = self.spawn_with(&[], |command| {
+            command
+                .env("NOTIFY_SOCKET", &path)
+                .env("WATCHDOG_USEC", "300000");
+        });
+        self.daemon = Some(daemon);
+        notify
+    }
+
     /// Starts the daemon and waits for its readiness line.
     pub fn start(&mut self) {
         self.start_with_env(&[]);
