@@ -52,6 +52,9 @@ pub struct LoadOptions {
     /// `validate` does. Off for loading: a running setup keeps starting, and
     /// `doctor --release-path` reports them among the release checks.
     pub strict_placeholders: bool,
+    /// The config's text as it was read earlier, used instead of reading the
+    /// file again (Lua and JSON; node always reads a JavaScript config itself).
+    pub source: Option<String>,
 }
 
 impl LoadOptions {
@@ -82,6 +85,17 @@ pub fn resolve_config_path(explicit: Option<&Path>, cwd: &Path) -> Result<PathBu
 /// Loads and fully validates a config.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     load_with(path, &LoadOptions::standard())
+}
+
+/// Loads and fully validates a config from `source`, the text of the file at
+/// `path` as it was read earlier (a live upgrade's fallback: the file may have
+/// changed since). Relative paths in it are still taken from `path`'s folder.
+pub fn load_source(path: &Path, source: String) -> Result<LoadedConfig, ConfigError> {
+    let options = LoadOptions {
+        source: Some(source),
+        ..LoadOptions::standard()
+    };
+    load_with(path, &options)
 }
 
 pub fn load_with(path: &Path, options: &LoadOptions) -> Result<LoadedConfig, ConfigError> {
@@ -155,13 +169,18 @@ fn evaluate(
     }
     ctx.native_inspector = options.native_inspector.clone();
 
+    let text = || match &options.source {
+        Some(source) => Ok(source.clone()),
+        None => read_config(path),
+    };
     let mut builder: Option<RuntimeBuilder> = None;
     let mut issues: Vec<Issue> = Vec::new();
     let value = match format {
-        Format::Json => parse_json(path, &read_config(path)?)?,
+        Format::Json => parse_json(path, &text()?)?,
         Format::JavaScript => js::evaluate(path)?,
         Format::Lua => {
-            let evaluated = lua_source::evaluate(path, &ctx.config_dir, options.lua_limits)?;
+            let evaluated =
+                lua_source::evaluate(path, &ctx.config_dir, text()?, options.lua_limits)?;
             ctx.lua_function_ids = evaluated.builder.function_ids();
             ctx.lenient_empty_tables = true;
             issues.extend(evaluated.issues);
@@ -208,7 +227,7 @@ fn evaluate(
 
     if format == Format::Lua
         && !issues.is_empty()
-        && let Ok(source) = read_config(path)
+        && let Ok(source) = text()
     {
         let file_name = path
             .file_name()

@@ -27,12 +27,13 @@ pub(crate) struct EvaluatedLua {
     pub builder: RuntimeBuilder,
 }
 
+/// Runs `source`, the text of the Lua config at `path`.
 pub(crate) fn evaluate(
     path: &Path,
     config_dir: &Path,
+    source: String,
     limits: Limits,
 ) -> Result<EvaluatedLua, ConfigError> {
-    let source = super::load::read_config(path)?;
     let (sender, receiver) = mpsc::channel();
     let shown = path.to_path_buf();
     let dir = config_dir.to_path_buf();

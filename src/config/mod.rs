@@ -18,7 +18,7 @@ pub mod validate;
 pub use error::{ConfigError, Issue};
 pub use load::{
     LoadOptions, LoadedConfig, MAX_CONFIG_BYTES, check, check_strictly, check_with, load,
-    load_with, resolve_config_path,
+    load_source, load_with, resolve_config_path,
 };
 pub use validate::{
     HookKind, KnownPlugins, NativeInspector, Syntax, ValidationContext, ValidationReport,

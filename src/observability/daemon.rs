@@ -17,7 +17,7 @@ use super::access_log::{AccessLog, AccessLogWriter};
 use super::activation::{ActivatedSockets, ActivationError};
 use super::events_layer::EventObserver;
 use super::log_file::LogFileError;
-use super::logging::{Logging, LoggingError, LoggingOptions, LoggingStats};
+use super::logging::{Logging, LoggingError, LoggingOptions};
 use super::metrics::{Metrics, MetricsServer, MetricsServerError, ProcessSource};
 use super::process_logs::ProcessLogFiles;
 use super::request_observer::ProxyObserver;
@@ -73,7 +73,6 @@ impl SystemdHandoff {
 pub struct DaemonObservability {
     logging: Mutex<Option<Logging>>,
     events: EventSink,
-    stats: LoggingStats,
     reopen_log: Option<super::log_file::LogFile>,
     notifier: SystemdNotifier,
     sockets: Mutex<ActivatedSockets>,
@@ -119,7 +118,6 @@ impl DaemonObservability {
             .add_dropped_lines_source("process", Arc::new(move || process_stats.dropped_lines()));
         Ok(Arc::new(DaemonObservability {
             events: logging.events(),
-            stats: logging.stats(),
             reopen_log: logging.reopener(),
             logging: Mutex::new(Some(logging)),
             notifier,
@@ -337,11 +335,13 @@ impl DaemonObservability {
         self.notifier.stopping();
     }
 
-    /// `status.logging`: lines the daemon log and the process log files dropped.
+    /// `status.logging`: lines the daemon log and the process log files dropped
+    /// (the same counts as `rollbridge_log_lines_dropped_total`, earlier images
+    /// of this daemon included).
     pub fn logging_status(&self) -> crate::control::status::LoggingStatus {
         crate::control::status::LoggingStatus {
-            dropped_lines: self.stats.dropped_lines(),
-            process_dropped_lines: self.process_logs.dropped_lines(),
+            dropped_lines: self.metrics.dropped_lines("daemon"),
+            process_dropped_lines: self.metrics.dropped_lines("process"),
         }
     }
 

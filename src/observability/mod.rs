@@ -43,6 +43,7 @@ pub use events_layer::{
 };
 pub use log_file::{LogFile, LogFileError, Rotation, rolled_files};
 pub use logging::{LOG_QUEUE_LINES, Logging, LoggingError, LoggingOptions, LoggingStats};
+pub use metrics::CounterSnapshot;
 pub use output::LineOutput;
 pub use process_logs::{
     OpenFailure, PROCESS_LOG_QUEUE_BYTES, ProcessLog, ProcessLogFiles, ProcessLogTarget,

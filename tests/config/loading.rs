@@ -209,3 +209,25 @@ fn lua_limits_can_be_tightened_through_load_options() {
         format!("Lua config {} did not finish within 100 ms", path.display())
     );
 }
+
+#[test]
+fn a_config_loads_from_text_read_earlier_even_when_the_file_changed() {
+    // What a live upgrade's fallback does (docs/upgrade.md): the previous
+    // binary loads the text checked before the exec, whatever the file is now.
+    let root = repo_root().join("examples");
+    for name in ["rollbridge.lua", "rollbridge.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let original = std::fs::read_to_string(root.join(name)).unwrap();
+        let path = write(dir.path(), name, "this is not a config");
+        assert!(load(&path).is_err());
+        let from_text = config::load_source(&path, original).unwrap();
+        assert_eq!(from_text.config, load(&root.join(name)).unwrap().config);
+        assert_eq!(from_text.path, path);
+        std::fs::remove_file(&path).unwrap();
+        let source = std::fs::read_to_string(root.join(name)).unwrap();
+        assert!(
+            config::load_source(&path, source).is_ok(),
+            "{name} without its file"
+        );
+    }
+}

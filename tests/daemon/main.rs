@@ -17,4 +17,6 @@ mod services;
 mod supervision;
 mod traffic;
 mod upgrade;
+mod upgrade_counters;
+mod upgrade_fallback;
 mod zero_downtime;

@@ -36,7 +36,7 @@ fn load_config(dir: &Path, port: u16) -> Value {
 }
 
 /// `rollbridge upgrade -c <config> [--binary path]`: exit code, stdout, stderr.
-fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
+pub(super) fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
     let mut command = Command::new(BIN);
     command.arg("upgrade").arg("-c").arg(&harness.config_path);
     if let Some(binary) = binary {
@@ -51,7 +51,7 @@ fn upgrade(harness: &Harness, binary: Option<&Path>) -> (i32, String, String) {
 }
 
 /// An upgrade that must succeed; returns its reply.
-fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
+pub(super) fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
     let (code, stdout, stderr) = upgrade(harness, binary);
     assert_eq!(code, 0, "upgrade failed: {stdout}{stderr}");
     let reply: Value = serde_json::from_str(&stdout).expect("upgrade prints JSON");
@@ -60,7 +60,7 @@ fn upgrade_ok(harness: &Harness, binary: Option<&Path>) -> Value {
 }
 
 /// `pid` of every managed process, by release/entry and id.
-fn process_pids(status: &Value) -> Vec<(String, i64)> {
+pub(super) fn process_pids(status: &Value) -> Vec<(String, i64)> {
     let mut pids = Vec::new();
     for release in status["releases"].as_array().unwrap() {
         for process in release["processes"].as_array().unwrap() {
@@ -130,10 +130,10 @@ fn rss_kib(pid: i32) -> u64 {
 
 /// What the load clients saw.
 #[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    refused: AtomicU64,
+pub(super) struct Tally {
+    pub(super) ok: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) refused: AtomicU64,
     /// Keep-alive connections the proxy closed between requests (the client
     /// reconnects, as HTTP clients do for an idempotent request).
     reconnects: AtomicU64,
@@ -160,6 +160,15 @@ impl Tally {
         }
     }
 
+    /// Waits until more than `more` requests past the ones answered so far were
+    /// answered.
+    pub(super) fn wait_for_more(&self, what: &str, more: u64) {
+        let served = self.ok.load(Ordering::Relaxed);
+        wait_until(LONG_PATIENCE, what, || {
+            self.ok.load(Ordering::Relaxed) > served + more
+        });
+    }
+
     fn percentile(&self, p: f64) -> u64 {
         let mut all = self.latencies_us.lock().unwrap().clone();
         all.sort_unstable();
@@ -171,7 +180,7 @@ impl Tally {
 }
 
 /// Fresh-connection and keep-alive clients until `stop`.
-fn start_load(
+pub(super) fn start_load(
     port: u16,
     stop: &Arc<AtomicBool>,
     tally: &Arc<Tally>,
@@ -279,10 +288,7 @@ fn upgrades_under_load_keep_the_app_the_pid_the_state_and_every_request() {
             let text = format!("round {round} socket {index}");
             assert_eq!(ws_echo(socket, &text), text);
         }
-        let served_before = tally.ok.load(Ordering::Relaxed);
-        wait_until(LONG_PATIENCE, "traffic after the upgrade", || {
-            tally.ok.load(Ordering::Relaxed) > served_before + 20
-        });
+        tally.wait_for_more("traffic after the upgrade", 20);
     }
     stop.store(true, Ordering::Relaxed);
     for thread in load {
@@ -556,46 +562,19 @@ fn fifty_upgrades_leak_no_descriptor_thread_or_memory() {
 #[test]
 fn under_systemd_an_upgrade_reloads_stores_the_listeners_and_keeps_the_watchdog() {
     let mut harness = Harness::new(base_config);
-    let notify_path = harness.path("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let daemon = harness.spawn_with(&[], |command| {
-        command
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", "300000");
-    });
-    harness.daemon = Some(daemon);
-    let mut received: Vec<String> = Vec::new();
-    let mut wait_for = |needle: &str, after: usize| -> usize {
-        let found = poll(LONG_PATIENCE, || {
-            if let Some(at) = received[after.min(received.len())..]
-                .iter()
-                .position(|m| m.contains(needle))
-            {
-                return Some(after + at);
-            }
-            let mut buffer = [0u8; 4096];
-            if let Ok(len) = notify.recv(&mut buffer) {
-                received.push(String::from_utf8_lossy(&buffer[..len]).into_owned());
-            }
-            None
-        });
-        found.unwrap_or_else(|| panic!("no {needle:?} after message {after}"))
-    };
-    let ready = wait_for("READY=1", 0);
-    wait_for("FDSTORE=1\nFDNAME=proxy", ready);
-    wait_for("FDSTORE=1\nFDNAME=control", ready);
+    let notify = harness.spawn_under_systemd();
+    let ready = notify.wait_for("READY=1", 0);
+    notify.wait_for("FDSTORE=1\nFDNAME=proxy", ready);
+    notify.wait_for("FDSTORE=1\nFDNAME=control", ready);
     harness.deploy("v1");
-    let deployed = wait_for("STATUS=active release v1", ready);
+    let deployed = notify.wait_for("STATUS=active release v1", ready);
     let reply = upgrade_ok(&harness, None);
     assert_eq!(reply["status"], "success");
-    let reloading = wait_for("RELOADING=1\nMONOTONIC_USEC=", deployed);
-    let ready_again = wait_for("READY=1\nSTATUS=active release v1", reloading);
-    wait_for("FDSTORE=1\nFDNAME=proxy", ready_again);
+    let reloading = notify.wait_for("RELOADING=1\nMONOTONIC_USEC=", deployed);
+    let ready_again = notify.wait_for("READY=1\nSTATUS=active release v1", reloading);
+    notify.wait_for("FDSTORE=1\nFDNAME=proxy", ready_again);
     // The new image pings the watchdog (WatchdogSec= keeps working).
-    wait_for("WATCHDOG=1", ready_again);
+    notify.wait_for("WATCHDOG=1", ready_again);
     // The managed processes still inherit none of systemd's variables.
     let web = pid_of(&harness.process_in("v1", "web").unwrap());
     let environment = std::fs::read(format!("/proc/{web}/environ")).unwrap();

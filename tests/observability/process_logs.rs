@@ -33,26 +33,6 @@ fn config_with(web_log: Option<Value>, extra: Vec<Value>) -> impl FnOnce(&Path, 
     }
 }
 
-/// Remembers every running managed process so the harness kills its group even
-/// when the daemon logs to a file (and `process started` is not on stdout).
-fn track_processes(harness: &Harness) {
-    let status = harness.status();
-    let mut pids = Vec::new();
-    for release in status["releases"].as_array().unwrap() {
-        for process in release["processes"].as_array().unwrap() {
-            pids.extend(process["pid"].as_i64());
-        }
-    }
-    for entry in status["services"].as_array().unwrap() {
-        pids.extend(entry["process"]["pid"].as_i64());
-    }
-    harness
-        .extra_pids
-        .lock()
-        .unwrap()
-        .extend(pids.into_iter().map(|pid| pid as i32));
-}
-
 fn process_dropped_lines(harness: &Harness) -> u64 {
     harness.status()["logging"]["processDroppedLines"]
         .as_u64()
@@ -285,7 +265,7 @@ fn rotation_dates_the_old_file_and_keeps_n() {
         &["--log-rotation", "hourly", "--log-keep", "1"],
     );
     harness.deploy("v1");
-    track_processes(&harness);
+    harness.track_processes();
     wait_until(PATIENCE, "new lines in both live files", || {
         file_lines(&logs.join("web.log"))
             .iter()

@@ -6,55 +6,11 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Reads notifications into a list as they come.
-struct NotifySocket {
-    socket: UnixDatagram,
-    received: Vec<String>,
-}
-
-impl NotifySocket {
-    fn bind(path: &Path) -> NotifySocket {
-        let socket = UnixDatagram::bind(path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        NotifySocket {
-            socket,
-            received: Vec::new(),
-        }
-    }
-
-    /// Waits for a message containing `needle`; returns its index.
-    fn poll(&mut self, needle: &str) -> usize {
-        let deadline = Instant::now() + PATIENCE;
-        let mut searched = 0;
-        loop {
-            if let Some(offset) = self.received[searched..]
-                .iter()
-                .position(|m| m.contains(needle))
-            {
-                return searched + offset;
-            }
-            searched = self.received.len();
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} among {:?}",
-                self.received
-            );
-            let mut buffer = [0u8; 4096];
-            if let Ok(len) = self.socket.recv(&mut buffer) {
-                self.received
-                    .push(String::from_utf8_lossy(&buffer[..len]).into_owned());
-            }
-        }
-    }
-}
+use std::time::Duration;
 
 /// The environment a managed process was started with.
 fn environment_of(pid: i32) -> Vec<String> {
@@ -85,45 +41,38 @@ fn web_pid(harness: &Harness, release: &str) -> i32 {
 #[test]
 fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
     let mut harness = Harness::new(base_config);
-    let notify_path = harness.path("notify.sock");
-    let mut notify = NotifySocket::bind(&notify_path);
-    let daemon = harness.spawn_with(&[], |command| {
-        command
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", "300000");
-    });
-    harness.daemon = Some(daemon);
+    let notify = harness.spawn_under_systemd();
 
-    let ready = notify.poll("READY=1");
+    let ready = notify.wait_for("READY=1", 0);
     assert_eq!(
-        notify.received[ready],
+        notify.received()[ready],
         "READY=1\nSTATUS=no active release\n"
     );
     // Ready means serving: the proxy answers (no release yet) and so does control.
     assert_eq!(harness.get("/"), (503, "No active release\n".to_string()));
     assert_eq!(harness.status()["activeReleaseId"], Value::Null);
     assert!(
-        notify.received[..ready]
+        notify.received()[..ready]
             .iter()
             .all(|m| !m.contains("READY=1")),
         "READY=1 only once serving"
     );
-    notify.poll("WATCHDOG=1");
+    notify.wait_for("WATCHDOG=1", 0);
 
     harness.deploy("v1");
-    let reloading = notify.poll("RELOADING=1");
+    let reloading = notify.wait_for("RELOADING=1", 0);
     assert!(
-        notify.received[reloading].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        notify.received()[reloading].starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{}",
-        notify.received[reloading]
+        notify.received()[reloading]
     );
-    let status = notify.poll("STATUS=active release v1");
-    let reloaded = notify.received[reloading..]
+    let status = notify.wait_for("STATUS=active release v1", 0);
+    let reloaded = notify.received()[reloading..]
         .iter()
         .position(|m| m.starts_with("READY=1"))
         .map(|i| i + reloading)
         .expect("READY=1 after the reload");
-    assert!(reloaded < status, "{:?}", notify.received);
+    assert!(reloaded < status, "{:?}", notify.received());
 
     // Managed processes inherit none of systemd's variables.
     let environment = environment_of(web_pid(&harness, "v1"));
@@ -136,11 +85,11 @@ fn notify_socket_gets_ready_status_reloading_watchdog_and_stopping() {
         );
     }
 
-    let before_stop = notify.received.len();
+    let before_stop = notify.received().len();
     assert_eq!(harness.shutdown(), 0);
-    let stopping = notify.poll("STOPPING=1");
+    let stopping = notify.wait_for("STOPPING=1", 0);
     assert!(stopping >= before_stop);
-    assert_eq!(notify.received[stopping], "STOPPING=1\nSTATUS=stopping\n");
+    assert_eq!(notify.received()[stopping], "STOPPING=1\nSTATUS=stopping\n");
 }
 
 /// Spawns the daemon with `passed` as fds 3.. and the systemd variables set, the

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub use super::host::*;
+pub use super::notify::NotifySocket;
 pub use super::wait::*;
 pub use super::ws::*;
 
@@ -228,6 +229,21 @@ impl Harness {
         }
     }
 
+    /// Spawns the daemon the way systemd runs a `Type=notify` unit with a
+    /// watchdog (`WATCHDOG_USEC` 0.3 s); its notifications go to the returned
+    /// fake `NOTIFY_SOCKET`. Does not wait for readiness.
+    pub fn spawn_under_systemd(&mut self) -> NotifySocket {
+        let path = self.path("notify.sock");
+        let notify = NotifySocket::bind(&path);
+        let daemon = self.spawn_with(&[], |command| {
+            command
+                .env("NOTIFY_SOCKET", &path)
+                .env("WATCHDOG_USEC", "300000");
+        });
+        self.daemon = Some(daemon);
+        notify
+    }
+
     /// Starts the daemon and waits for its readiness line.
     pub fn start(&mut self) {
         self.start_with_env(&[]);
@@ -336,6 +352,28 @@ impl Harness {
     pub fn signal(&self, signal: i32) {
         let pid = self.daemon.as_ref().expect("daemon running").pid();
         unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Remembers every running managed process so the harness kills its group
+    /// even when the daemon logs to a file (and `process started` is not on
+    /// stdout).
+    pub fn track_processes(&self) {
+        let status = self.status();
+        let mut pids = Vec::new();
+        for release in status["releases"].as_array().unwrap() {
+            for process in release["processes"].as_array().unwrap() {
+                pids.extend(process["pid"].as_i64());
+            }
+        }
+        for section in ["services", "singletons"] {
+            for entry in status[section].as_array().unwrap() {
+                pids.extend(entry["process"]["pid"].as_i64());
+            }
+        }
+        self.extra_pids
+            .lock()
+            .unwrap()
+            .extend(pids.into_iter().map(|pid| pid as i32));
     }
 
     /// Every pid the daemon reported starting (for leak checks).

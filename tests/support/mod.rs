@@ -12,6 +12,7 @@
 //! | `proxy` | the proxy on its own, with upstreams written in Rust |
 //! | `lua` | hooks and managed processes below the daemon |
 //! | `config` | validation and loading of configs |
+//! | `notify` | a fake systemd `NOTIFY_SOCKET` that records every notification |
 //!
 //! Liveness is read from `/proc` here rather than taken from the library, so a
 //! bug in rollbridge's own process accounting cannot hide itself in the tests.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod host;
 pub mod lua;
+pub mod notify;
 pub mod proxy;
 pub mod wait;
 pub mod ws;

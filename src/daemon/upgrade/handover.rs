@@ -41,6 +41,11 @@ pub struct Handover {
     /// it when it cannot take over (the file may have been replaced on disk).
     pub previous_executable_fd: Option<RawFd>,
     pub config_path: PathBuf,
+    /// The config file's text as the previous image checked it before the exec:
+    /// when the new image cannot take over, the previous binary takes the
+    /// daemon back with it, even if the file changed or went away meanwhile.
+    #[serde(default)]
+    pub config_source: Option<String>,
     /// The binary being executed, hashed before the exec (outside the pause).
     pub next: Option<FileIdentity>,
     /// When the proxy stopped accepting (ms since the epoch), to report the pause.
@@ -74,6 +79,10 @@ pub struct Handover {
     /// stays on across the upgrade.
     #[serde(default)]
     pub maintenance: Option<String>,
+    /// Counters and histograms of `/metrics` and `status.logging`: the new
+    /// image continues them.
+    #[serde(default)]
+    pub counters: crate::observability::CounterSnapshot,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +320,7 @@ mod tests {
             },
             previous_executable_fd: None,
             config_path: "/etc/app/rollbridge.json".into(),
+            config_source: None,
             next: None,
             proxy_paused_at_ms: None,
             listeners: Listeners::default(),
@@ -331,6 +341,7 @@ mod tests {
                 bytes: b"GET / HTTP/1.1\r\nHo".to_vec(),
             }],
             maintenance: Some("Back at 10:00\n".into()),
+            counters: Default::default(),
         }
     }
 
@@ -342,6 +353,14 @@ mod tests {
         assert_eq!(read_document(&fd).unwrap(), document);
         // Read again from the start (a fallback passes the same memfd on).
         assert_eq!(read_document(&fd).unwrap(), document);
+    }
+
+    #[test]
+    fn a_document_without_counters_still_loads() {
+        let mut value = serde_json::to_value(empty()).unwrap();
+        value.as_object_mut().unwrap().remove("counters");
+        let document: Handover = serde_json::from_value(value).unwrap();
+        assert_eq!(document, empty());
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl Daemon {
         })
         .await
         .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))??;
-        self.check_config().await?;
+        let config_source = self.check_config().await?;
         if let Some(release) = self.state().detached.first() {
             return Err(UpgradeError::Detached(release.id.clone()));
         }
@@ -296,6 +296,7 @@ impl Daemon {
             .and_then(|document| {
                 Ok(Handover {
                     next,
+                    config_source: Some(config_source),
                     proxy_paused_at_ms: Some(
                         crate::util::time::now_ms() - pause_started.elapsed().as_millis() as i64,
                     ),
@@ -333,16 +334,22 @@ impl Daemon {
     }
 
     /// The config file must load, and name every process that is handed over.
-    async fn check_config(&self) -> Result<(), UpgradeError> {
+    /// Returns the text that was checked: a fallback to this binary loads it.
+    async fn check_config(&self) -> Result<String, UpgradeError> {
         let path = self.config_path.clone().ok_or(UpgradeError::NoConfigPath)?;
         let loading = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&loading))
-            .await
-            .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))?
-            .map_err(|error| UpgradeError::Config {
-                path: path.clone(),
-                reason: error.to_string(),
-            })?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let source = crate::config::load::read_config(&loading)?;
+            let loaded = crate::config::load_source(&loading, source.clone())?;
+            Ok::<_, crate::config::ConfigError>((source, loaded))
+        })
+        .await
+        .map_err(|e| UpgradeError::Prepare(std::io::Error::other(e)))?
+        .map_err(|error| UpgradeError::Config {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        let (source, loaded) = loaded;
         let known = |base_id: &str| loaded.config.processes.iter().any(|p| p.id == base_id);
         for process in self.every_process() {
             let def = process.definition();
@@ -350,7 +357,7 @@ impl Daemon {
                 return Err(UpgradeError::MissingProcess(def.instance_id));
             }
         }
-        Ok(())
+        Ok(source)
     }
 
     /// Control and metrics listeners, and the requester's connection.
@@ -513,6 +520,7 @@ impl Daemon {
             },
             previous_executable_fd: Some(previous_executable),
             config_path: self.config_path.clone().unwrap_or_default(),
+            config_source: None,
             next: None,
             proxy_paused_at_ms: None,
             listeners,
@@ -535,6 +543,10 @@ impl Daemon {
                 .maintenance
                 .as_ref()
                 .map(|body| String::from_utf8_lossy(body).into_owned()),
+            counters: self
+                .observability()
+                .map(|o| o.metrics().snapshot())
+                .unwrap_or_default(),
         })
     }
 }

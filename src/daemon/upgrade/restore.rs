@@ -138,9 +138,12 @@ pub async fn run(
     inherited: Inherited,
     observability: Arc<DaemonObservability>,
 ) -> Result<i32, StartError> {
-    let plan = match validate(&inherited.document) {
+    let plan = match validate(&inherited.document, inherited.fallback.is_some()) {
         Ok(plan) => plan,
-        Err(reason) => return Err(fall_back(&inherited, &reason.to_string())),
+        Err(reason) => {
+            let notifier = observability.notifier();
+            return Err(fall_back(&inherited, &reason.to_string(), notifier));
+        }
     };
     let Inherited {
         document,
@@ -157,13 +160,19 @@ pub async fn run(
 
 /// Everything that can fail, checked before anything is started. (A process
 /// that exited during the exec is not a failure: it is adopted as exited.)
-fn validate(document: &Handover) -> Result<Plan, TakeoverError> {
+/// The new image loads the config file; the previous binary taking the daemon
+/// back loads the text the previous image checked, so a file that changed or
+/// went away in between (the reason the new image gave up) does not stop it.
+fn validate(document: &Handover, falling_back: bool) -> Result<Plan, TakeoverError> {
     for (fd, kind, what) in document.descriptors() {
         if !kind.matches(fd) {
             return Err(TakeoverError::MissingDescriptor { what, fd });
         }
     }
-    let loaded = crate::config::load(&document.config_path)?;
+    let loaded = match (&document.config_source, falling_back) {
+        (Some(source), true) => crate::config::load_source(&document.config_path, source.clone())?,
+        _ => crate::config::load(&document.config_path)?,
+    };
     let registry = crate::daemon::setup::registry_for(&loaded)?;
     let config = loaded.config;
     for process in document.processes() {
@@ -186,8 +195,14 @@ fn validate(document: &Handover) -> Result<Plan, TakeoverError> {
 }
 
 /// Re-executes the previous binary with the same handover and says why. Returns
-/// only when that failed too.
-fn fall_back(inherited: &Inherited, reason: &str) -> StartError {
+/// only when that failed too. systemd's variables, which this image took out of
+/// its environment at start, go along: the previous binary reports readiness
+/// and keeps the watchdog going.
+fn fall_back(
+    inherited: &Inherited,
+    reason: &str,
+    notifier: &crate::observability::SystemdNotifier,
+) -> StartError {
     let document = &inherited.document;
     let Some(previous) = document.previous_executable_fd else {
         return StartError::Takeover(format!(
@@ -207,11 +222,13 @@ fn fall_back(inherited: &Inherited, reason: &str) -> StartError {
         .map(|(fd, _, _)| fd)
         .chain([previous])
         .collect();
+    let mut environment = super::systemd_environment(Some(notifier));
+    environment.push((FALLBACK_ENV.to_string(), reason.into()));
     let error = exec::replace_image(
         exec::Target::Descriptor(previous),
         &handed,
         inherited.memfd.as_raw_fd(),
-        &[(FALLBACK_ENV.to_string(), reason.into())],
+        &environment,
     );
     StartError::Takeover(format!(
         "the handover could not be taken over ({reason}), and the previous binary could not be executed again: {error}"
@@ -254,6 +271,14 @@ async fn take_over(
         .spawn_reopen_on_sighup()
         .map_err(StartError::Sighup)?;
     let drains = restore_state(&daemon, &document);
+    let releases = daemon.state().releases.clone();
+    let counters_of = move |id: &str| match releases.iter().find(|r| r.id == id) {
+        Some(release) => release.counters.clone(),
+        None => crate::proxy::ConnectionCounters::new(),
+    };
+    observability
+        .metrics()
+        .continue_from(&document.counters, &counters_of);
     if let Some(fd) = document.listeners.metrics {
         observability.inherit_metrics_listener(std::net::TcpListener::from(owned(fd)));
     }

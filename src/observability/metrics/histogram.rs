@@ -1,5 +1,6 @@
 //! A lock-free histogram: one atomic counter per bucket and an atomic sum.
 
+use super::snapshot::HistogramSnapshot;
 use super::text::{Kind, TextWriter, bound_label};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,13 +42,44 @@ impl Histogram {
 
     pub fn observe(&self, duration: Duration) {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        let slot = self
-            .bounds_micros
+        self.counts[self.slot(micros)].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The bucket a duration of `micros` falls in (the last one: above every bound).
+    fn slot(&self, micros: u64) -> usize {
+        self.bounds_micros
             .iter()
             .position(|bound| micros <= *bound)
-            .unwrap_or(self.bounds_micros.len());
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+            .unwrap_or(self.bounds_micros.len())
+    }
+
+    /// The counts so far, for the next image of the daemon (live upgrade).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds_seconds.to_vec(),
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds an earlier image's counts. Each earlier bucket goes into the first
+    /// bucket here whose bound is not below its own, so with other bounds every
+    /// cumulative count stays a count of observations at or below its `le`.
+    pub fn add(&self, earlier: &HistogramSnapshot) {
+        for (index, count) in earlier.counts.iter().enumerate() {
+            let micros = match earlier.bounds.get(index) {
+                Some(bound) if bound.is_finite() => (bound * 1_000_000.0).round() as u64,
+                _ => u64::MAX,
+            };
+            self.counts[self.slot(micros)].fetch_add(*count, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(earlier.sum_micros, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -123,5 +155,23 @@ mod tests {
             "{text}"
         );
         assert_eq!(histogram.count(), 4);
+    }
+
+    #[test]
+    fn an_earlier_snapshot_is_added_bucket_by_bucket() {
+        let earlier = Histogram::new(&[0.01, 0.1, 1.0]);
+        for millis in [5, 50, 500, 5000] {
+            earlier.observe(Duration::from_millis(millis));
+        }
+        let same = Histogram::new(&[0.01, 0.1, 1.0]);
+        same.observe(Duration::from_millis(1));
+        same.add(&earlier.snapshot());
+        assert_eq!(same.snapshot().counts, [2, 1, 1, 1]);
+        assert_eq!(same.snapshot().sum_micros, 5_556_000);
+        // Other bounds: each earlier bucket lands at or above its own bound.
+        let coarser = Histogram::new(&[0.1, 2.0]);
+        coarser.add(&earlier.snapshot());
+        assert_eq!(coarser.snapshot().counts, [2, 1, 1]);
+        assert_eq!(coarser.count(), 4);
     }
 }

@@ -49,7 +49,7 @@ impl HookOutcome {
         }
     }
 
-    fn parse(text: &str) -> Option<HookOutcome> {
+    pub(super) fn parse(text: &str) -> Option<HookOutcome> {
         [
             HookOutcome::Ok,
             HookOutcome::NotReady,

@@ -14,12 +14,14 @@ pub mod hooks;
 mod proxy;
 mod rollout;
 mod server;
+mod snapshot;
 mod text;
 
 pub use histogram::Histogram;
 pub use hooks::{HOOK_TARGET, HookCallLayer, HookOutcome, observe_hook};
 pub use proxy::{MAX_RELEASE_SERIES, ProxyMetrics, ReleaseStats};
 pub use server::{MetricsServer, MetricsServerError};
+pub use snapshot::{Count, CounterSnapshot, HistogramSnapshot, LabelledHistogram, ReleaseRequests};
 pub use text::CONTENT_TYPE;
 
 use super::events_layer::EventObserver;
@@ -28,6 +30,7 @@ use crate::proxy::Router;
 use crate::util::sync::Unpoisoned;
 use histogram::{DEPLOY_BUCKETS, HOOK_BUCKETS};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use text::{Kind, TextWriter};
@@ -69,6 +72,10 @@ pub struct Metrics {
     dropped_lines: RwLock<Vec<(&'static str, CountSource)>>,
     router: RwLock<Option<Arc<Router>>>,
     rollout: rollout::RolloutGauges,
+    /// Counts an earlier image of this daemon left (live upgrade), added to
+    /// the ones read from their sources.
+    carried_proc_scans: AtomicU64,
+    carried_dropped_lines: Mutex<BTreeMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,6 +93,8 @@ impl Metrics {
             dropped_lines: RwLock::default(),
             router: RwLock::default(),
             rollout: rollout::RolloutGauges::default(),
+            carried_proc_scans: AtomicU64::new(0),
+            carried_dropped_lines: Mutex::default(),
         })
     }
 
@@ -168,7 +177,7 @@ impl Metrics {
         self.rollout.write(&mut writer);
         self.write_lifecycle(&mut writer);
         self.write_memory(&mut writer);
-        write_proc_scans(&mut writer);
+        self.write_proc_scans(&mut writer);
         self.write_dropped_lines(&mut writer);
         writer.finish()
     }
@@ -287,29 +296,56 @@ impl Metrics {
             Kind::Counter,
             "Log lines lost instead of blocking: queue full or write failed (log = daemon, access, process).",
         );
-        let sources = self.dropped_lines.read().unpoisoned().clone();
-        for (log, source) in sources {
+        for (log, count) in self.dropped_lines_by_log() {
             writer.sample(
                 "rollbridge_log_lines_dropped_total",
-                &[("log", log)],
-                source() as f64,
+                &[("log", &log)],
+                count as f64,
             );
         }
     }
-}
 
-/// Full `/proc` directory passes so far, counted before this scrape's own.
-fn write_proc_scans(writer: &mut TextWriter) {
-    writer.family(
-        "rollbridge_proc_scans_total",
-        Kind::Counter,
-        "Full /proc directory passes made by the daemon (the supervision sampler makes one per tick for every process).",
-    );
-    writer.sample(
-        "rollbridge_proc_scans_total",
-        &[],
-        crate::process::snapshot::passes_total() as f64,
-    );
+    /// Dropped lines per log (`daemon`, `process`, `access`), an earlier
+    /// image's included, in the order the logs were added.
+    fn dropped_lines_by_log(&self) -> Vec<(String, u64)> {
+        let mut carried = self.carried_dropped_lines.lock().unpoisoned().clone();
+        let sources = self.dropped_lines.read().unpoisoned().clone();
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for (log, source) in sources {
+            let earlier = carried.remove(log).unwrap_or(0);
+            match counts.iter_mut().find(|(name, _)| name == log) {
+                Some((_, count)) => *count += source(),
+                None => counts.push((log.to_string(), earlier + source())),
+            }
+        }
+        // A log this image does not write (the config dropped it) keeps its count.
+        counts.extend(carried);
+        counts
+    }
+
+    /// Lines `log` dropped since the daemon started (across live upgrades).
+    pub fn dropped_lines(&self, log: &str) -> u64 {
+        self.dropped_lines_by_log()
+            .into_iter()
+            .find(|(name, _)| name == log)
+            .map_or(0, |(_, count)| count)
+    }
+
+    /// Full `/proc` directory passes since the daemon started (across live
+    /// upgrades).
+    fn proc_scans(&self) -> u64 {
+        crate::process::snapshot::passes_total() + self.carried_proc_scans.load(Ordering::Relaxed)
+    }
+
+    /// Full `/proc` directory passes so far, counted before this scrape's own.
+    fn write_proc_scans(&self, writer: &mut TextWriter) {
+        writer.family(
+            "rollbridge_proc_scans_total",
+            Kind::Counter,
+            "Full /proc directory passes made by the daemon (the supervision sampler makes one per tick for every process).",
+        );
+        writer.sample("rollbridge_proc_scans_total", &[], self.proc_scans() as f64);
+    }
 }
 
 /// The summed RSS of each sample's process group, from one `/proc` scan.

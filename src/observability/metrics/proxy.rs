@@ -1,6 +1,7 @@
 //! Request metrics per release, recorded on the proxy's hot path with atomics only.
 
 use super::histogram::{self, Histogram, REQUEST_BUCKETS};
+use super::snapshot::{Count, ReleaseRequests};
 use super::text::{Kind, TextWriter};
 use crate::proxy::{ConnectionCounters, ReleaseTarget};
 use crate::util::sync::Unpoisoned;
@@ -135,6 +136,46 @@ impl ProxyMetrics {
             }
         }
         stats
+    }
+
+    /// Request counts and durations so far, per release, for the next image of
+    /// the daemon (live upgrade).
+    pub(super) fn snapshot(&self) -> (Vec<ReleaseRequests>, u64) {
+        let releases = self.releases.lock().unpoisoned().clone();
+        let requests = releases
+            .iter()
+            .map(|stats| ReleaseRequests {
+                release_id: stats.release_id.to_string(),
+                by_class: CLASSES
+                    .iter()
+                    .zip(&stats.by_class)
+                    .map(|(class, count)| Count::new([*class], count.load(Ordering::Relaxed)))
+                    .collect(),
+                duration: stats.duration.snapshot(),
+            })
+            .collect();
+        (requests, self.unrouted())
+    }
+
+    /// Continues an earlier image's counts. `connections` gives each release's
+    /// drain counters (the gauges read them).
+    pub(super) fn continue_from(
+        &self,
+        requests: &[ReleaseRequests],
+        unrouted: u64,
+        connections: &dyn Fn(&str) -> Arc<ConnectionCounters>,
+    ) {
+        for earlier in requests {
+            let stats = self.register(&earlier.release_id, &connections(&earlier.release_id));
+            for count in &earlier.by_class {
+                let class = count.labels.first().map(String::as_str);
+                if let Some(index) = CLASSES.iter().position(|c| Some(*c) == class) {
+                    stats.by_class[index].fetch_add(count.value, Ordering::Relaxed);
+                }
+            }
+            stats.duration.add(&earlier.duration);
+        }
+        self.unrouted.fetch_add(unrouted, Ordering::Relaxed);
     }
 
     pub fn record_unrouted(&self) {
