@@ -25,9 +25,14 @@ use tokio::net::TcpStream;
 /// the connection, read by the same thread between polls.
 #[derive(Debug, Default)]
 pub(crate) struct HandoverState {
-    /// A request body was not read to its end: the socket may still hold some
-    /// of it, so this connection is not at a request boundary.
+    /// A request body is still being passed on: the socket may still hold
+    /// some of it, so this connection is not at a request boundary yet.
     body_unfinished: AtomicBool,
+    /// A request body was given up before its end (the app answered without
+    /// reading it all, or it failed): whether hyper found the boundary again is
+    /// not known, so this connection closes as usual instead of being handed
+    /// over.
+    body_abandoned: AtomicBool,
     /// The socket refused response bytes the last time hyper wrote.
     write_blocked: AtomicBool,
     /// The connection is being handed over: hyper's final `shutdown` must not
@@ -37,6 +42,7 @@ pub(crate) struct HandoverState {
 
 impl HandoverState {
     pub(crate) fn body_started(&self) {
+        self.body_abandoned.store(false, Ordering::Relaxed);
         self.body_unfinished.store(true, Ordering::Relaxed);
     }
 
@@ -44,10 +50,20 @@ impl HandoverState {
         self.body_unfinished.store(false, Ordering::Relaxed);
     }
 
+    pub(crate) fn body_abandoned(&self) {
+        self.body_abandoned.store(true, Ordering::Relaxed);
+        self.body_unfinished.store(false, Ordering::Relaxed);
+    }
+
     /// No body left unread and nothing of a response waiting for the socket
     /// (the caller checks that no request is in progress).
     pub(crate) fn at_boundary(&self) -> bool {
         !self.body_unfinished.load(Ordering::Relaxed) && !self.write_blocked.load(Ordering::Relaxed)
+    }
+
+    /// See `body_abandoned`.
+    pub(crate) fn may_be_mid_body(&self) -> bool {
+        self.body_abandoned.load(Ordering::Relaxed)
     }
 
     pub(crate) fn keep_socket(&self) {

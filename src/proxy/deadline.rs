@@ -133,6 +133,14 @@ impl ClientBody {
     }
 }
 
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.handover.body_abandoned();
+        }
+    }
+}
+
 impl Body for ClientBody {
     type Data = Bytes;
     type Error = ClientBodyError;

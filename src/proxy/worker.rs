@@ -299,7 +299,11 @@ async fn serve_client(
     // image (the request in progress finishes here first, kept alive).
     let tunnels = &watched.server.tunnels;
     while tunnels.handing_over() {
-        if !watched.activity.has_request_in_progress() && watched.handover.at_boundary() {
+        let idle = !watched.activity.has_request_in_progress();
+        if idle && watched.handover.may_be_mid_body() {
+            break;
+        }
+        if idle && watched.handover.at_boundary() {
             watched.handover.keep_socket();
             Pin::new(&mut connection).graceful_shutdown();
             // Between requests hyper closes on the very next poll; needing more
