@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Latency of fresh-connection requests through the proxy while the daemon is
-upgraded in place, against the same load without upgrades (baseline), in one
-run. Usage: load.py <rollbridge binary> <config> <proxy port> <upgrades>"""
+"""Latency of requests through the proxy while the daemon is upgraded in place,
+against the same load without upgrades (baseline), in one run: four clients on
+fresh connections and two on keep-alive connections (which must go on across
+every upgrade: a connection the proxy closes counts as a reconnect).
+Usage: load.py <rollbridge binary> <config> <proxy port> <upgrades>"""
+import http.client
 import socket
 import statistics
 import subprocess
@@ -12,26 +15,63 @@ import time
 BINARY, CONFIG, PORT, UPGRADES = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
 
+class Tally:
+    def __init__(self):
+        self.latencies, self.failures, self.reconnects = [], 0, 0
+
+    def line(self, name, kind):
+        latencies = sorted(self.latencies)
+        p99 = latencies[int(len(latencies) * 0.99)] * 1000
+        return (
+            f"{name:9} {kind:10} requests {len(latencies):6} failed {self.failures} "
+            f"p50 {statistics.median(latencies) * 1000:.2f} ms p99 {p99:.2f} ms "
+            f"max {latencies[-1] * 1000:.2f} ms"
+        )
+
+
+def fresh_client(tally, stop):
+    while not stop[0]:
+        started = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", PORT), timeout=10) as s:
+                s.sendall(b"GET /release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            if data.startswith(b"HTTP/1.1 200"):
+                tally.latencies.append(time.perf_counter() - started)
+            else:
+                tally.failures += 1
+        except OSError:
+            tally.failures += 1
+
+
+def keep_alive_client(tally, stop):
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    while not stop[0]:
+        started = time.perf_counter()
+        try:
+            connection.request("GET", "/release")
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                tally.latencies.append(time.perf_counter() - started)
+            else:
+                tally.failures += 1
+            if response.will_close:
+                tally.reconnects += 1
+                connection.close()
+        except (OSError, http.client.HTTPException):
+            # Closed between requests: a new connection, as clients do.
+            tally.reconnects += 1
+            connection.close()
+    connection.close()
+
+
 def phase(upgrade):
-    latencies, failures, stop = [], [0], [False]
-
-    def client():
-        while not stop[0]:
-            started = time.perf_counter()
-            try:
-                with socket.create_connection(("127.0.0.1", PORT), timeout=10) as s:
-                    s.sendall(b"GET /release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    data = b""
-                    while chunk := s.recv(4096):
-                        data += chunk
-                if data.startswith(b"HTTP/1.1 200"):
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    failures[0] += 1
-            except OSError:
-                failures[0] += 1
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    fresh, keep_alive, stop = Tally(), Tally(), [False]
+    threads = [threading.Thread(target=fresh_client, args=(fresh, stop)) for _ in range(4)]
+    threads += [threading.Thread(target=keep_alive_client, args=(keep_alive, stop)) for _ in range(2)]
     for thread in threads:
         thread.start()
     time.sleep(0.5)
@@ -42,11 +82,10 @@ def phase(upgrade):
     stop[0] = True
     for thread in threads:
         thread.join()
-    latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return len(latencies), failures[0], statistics.median(latencies) * 1000, p99, latencies[-1] * 1000
+    return fresh, keep_alive
 
 
 for name, upgrade in [("baseline", False), ("upgrades", True), ("baseline", False), ("upgrades", True)]:
-    count, failed, p50, p99, worst = phase(upgrade)
-    print(f"{name:9} requests {count:6} failed {failed} p50 {p50:.2f} ms p99 {p99:.2f} ms max {worst:.2f} ms")
+    fresh, keep_alive = phase(upgrade)
+    print(fresh.line(name, "fresh"))
+    print(keep_alive.line(name, "keep-alive") + f" reconnects {keep_alive.reconnects}")

@@ -3,7 +3,7 @@
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cargo build --release --bin rollbridge --manifest-path "$root/Cargo.toml" >&2
-bin="$root/target/release/rollbridge"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/rollbridge"
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$dir/release"
