@@ -3,7 +3,9 @@
 use super::{CliResult, ConfigArg};
 use crate::daemon::bootstrap::{self, StartOptions};
 use crate::daemon::upgrade::restore::{self, Inherited};
-use crate::observability::{DaemonObservability, LoggingOptions, Rotation, SystemdHandoff};
+use crate::observability::{
+    DaemonObservability, LoggingOptions, Rotation, SystemdHandoff, SystemdNotifier,
+};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -79,16 +81,20 @@ pub fn run(args: DaemonArgs) -> CliResult {
         keep: args.log_keep,
         level: args.log_level,
     };
+    // Read before the handoff clears it: a fallback passes it on.
+    let notifier = SystemdNotifier::from_env();
     // SAFETY: no other thread exists yet (the runtime is built below), so the
     // environment can be changed without racing a reader.
-    let handoff = unsafe { SystemdHandoff::take() }.map_err(anyhow::Error::msg)?;
-    let observability =
-        DaemonObservability::start(&logging, handoff).map_err(anyhow::Error::msg)?;
+    let handoff = unsafe { SystemdHandoff::take() }
+        .map_err(|error| cannot_start(&start, &notifier, error.to_string()))?;
+    let observability = DaemonObservability::start(&logging, handoff)
+        .map_err(|error| cannot_start(&start, &notifier, error.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("rollbridge-daemon")
-        .build()?;
+        .build()
+        .map_err(|error| cannot_start(&start, &notifier, error.to_string()))?;
     let code = runtime.block_on(async {
         let code = match start {
             Start::Upgraded(inherited) => restore::run(*inherited, observability.clone()).await,
@@ -111,4 +117,16 @@ pub fn run(args: DaemonArgs) -> CliResult {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
+}
+
+/// A failure before the daemon runs. An image started by a live upgrade gives
+/// the daemon back to the previous binary instead of ending it (this returns
+/// only when that is impossible too).
+fn cannot_start(start: &Start, notifier: &SystemdNotifier, reason: String) -> anyhow::Error {
+    match start {
+        Start::Upgraded(inherited) => {
+            anyhow::Error::msg(restore::fall_back(inherited, &reason, notifier).to_string())
+        }
+        Start::Fresh(_) => anyhow::Error::msg(reason),
+    }
 }

@@ -14,22 +14,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The script: `handover-format` goes straight to the real binary (the check
-/// passes); the real run moves `config` to `<config>.away` first.
-fn config_moving_binary(dir: &Path, config: &Path) -> PathBuf {
-    let script = dir.join("rollbridge-moves-the-config");
-    let config = config.display();
+/// A script standing in for a new binary: `handover-format` goes straight to
+/// the real binary (the check passes); the real run does `prepare` first.
+fn wrapper_binary(dir: &Path, name: &str, prepare: &str) -> PathBuf {
+    let script = dir.join(name);
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\n\
-             if [ \"$1\" != handover-format ]; then mv '{config}' '{config}.away'; fi\n\
+             if [ \"$1\" != handover-format ]; then {prepare}; fi\n\
              exec '{BIN}' \"$@\"\n"
         ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     script
+}
+
+/// The real run moves `config` to `<config>.away` first.
+fn config_moving_binary(dir: &Path, config: &Path) -> PathBuf {
+    let config = config.display();
+    let prepare = format!("mv '{config}' '{config}.away'");
+    wrapper_binary(dir, "rollbridge-moves-the-config", &prepare)
 }
 
 /// The position of the last message containing `needle`.
@@ -143,5 +149,39 @@ fn a_new_image_that_cannot_take_over_gives_the_daemon_back_to_the_previous_binar
     assert_eq!(process_pids(&harness.status()), pids_before);
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), daemon_pid);
+    assert_eq!(harness.shutdown(), 0);
+}
+
+#[test]
+fn a_new_image_failing_before_it_reads_its_config_gives_the_daemon_back_too() {
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let daemon_pid = harness.daemon.as_ref().unwrap().pid();
+    let before = harness.status();
+    let pids_before = process_pids(&before);
+    let mut socket = ws_connect(harness.proxy_port);
+    assert_eq!(ws_echo(&mut socket, "before"), "before");
+    // A broken socket-activation environment: the new image fails while it
+    // sets up, before it looks at the handover's config.
+    let binary = wrapper_binary(
+        harness.dir.path(),
+        "rollbridge-in-a-broken-environment",
+        "export LISTEN_PID=$$ LISTEN_FDS=bogus",
+    );
+    let (code, stdout, stderr) = upgrade(&harness, Some(&binary));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Upgrade refused: the new binary could not take over (socket activation: ")
+            && stderr.contains("the daemon went back to rollbridge"),
+        "{stderr}"
+    );
+    assert_eq!(harness.daemon.as_ref().unwrap().pid(), daemon_pid);
+    let after = harness.status();
+    assert_eq!(after["daemonRuntime"], before["daemonRuntime"]);
+    assert_eq!(process_pids(&after), pids_before, "app pids unchanged");
+    assert_eq!(ws_echo(&mut socket, "after"), "after");
+    assert_eq!(harness.get("/release"), (200, "v1".to_string()));
+    upgrade_ok(&harness, None);
+    assert_eq!(ws_echo(&mut socket, "upgraded"), "upgraded");
     assert_eq!(harness.shutdown(), 0);
 }

@@ -195,10 +195,11 @@ fn validate(document: &Handover, falling_back: bool) -> Result<Plan, TakeoverErr
 }
 
 /// Re-executes the previous binary with the same handover and says why. Returns
-/// only when that failed too. systemd's variables, which this image took out of
+/// only when that failed too. Also called by `rollbridge daemon` when this
+/// image fails even before it can read its config (logging, runtime). systemd's variables, which this image took out of
 /// its environment at start, go along: the previous binary reports readiness
 /// and keeps the watchdog going.
-fn fall_back(
+pub fn fall_back(
     inherited: &Inherited,
     reason: &str,
     notifier: &crate::observability::SystemdNotifier,
