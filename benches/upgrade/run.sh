@@ -2,8 +2,11 @@
 # Live upgrade under load (benches/upgrade/README.md). Release build only.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release --bin rollbridge --manifest-path "$root/Cargo.toml" >&2
-bin="${CARGO_TARGET_DIR:-$root/target}/release/rollbridge"
+# BIN=<path> measures an already built binary (e.g. the previous build).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bin rollbridge --manifest-path "$root/Cargo.toml" >&2
+fi
+bin="${BIN:-${CARGO_TARGET_DIR:-$root/target}/release/rollbridge}"
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$dir/release"

@@ -38,6 +38,9 @@ pub(crate) struct HandoverState {
     /// The connection is being handed over: hyper's final `shutdown` must not
     /// end the socket the next image goes on with.
     keep_socket: AtomicBool,
+    /// The connection is being handed over: no new request is read (the
+    /// request in progress still reads its body).
+    hold_reads: AtomicBool,
 }
 
 impl HandoverState {
@@ -68,6 +71,10 @@ impl HandoverState {
 
     pub(crate) fn keep_socket(&self) {
         self.keep_socket.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hold_reads(&self, hold: bool) {
+        self.hold_reads.store(hold, Ordering::Relaxed);
     }
 
     /// The connection closes after all: its final `shutdown` is a real one.
@@ -133,6 +140,14 @@ impl Read for ClientIo {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
+        let context = &self.context;
+        if context.handover.hold_reads.load(Ordering::Relaxed)
+            && !context.activity.has_request_in_progress()
+        {
+            // No waker is kept: the handover polls this connection itself, and
+            // reading resumes as soon as hyper is polled after `hold_reads(false)`.
+            return Poll::Pending;
+        }
         if !self.unread.is_empty() {
             let n = self.unread.len().min(buf.remaining());
             let replayed = self.unread.split_to(n);

@@ -52,6 +52,8 @@ pub(crate) struct ServerShared {
     pub(crate) allowed_upgrades: Vec<String>,
     /// Where a live upgrade collects the tunnels.
     pub(crate) tunnels: super::tunnel_handover::TunnelFreezer,
+    /// Where a live upgrade collects the keep-alive connections.
+    pub(crate) connections: super::connection_handover::ConnectionHandover,
 }
 
 /// What one client connection's requests share.

@@ -211,6 +211,7 @@ pub(super) mod tests {
             body_timeout: None,
             allowed_upgrades: Vec::new(),
             tunnels: Default::default(),
+            connections: Default::default(),
         });
         Arc::new(ConnectionContext {
             server,

@@ -18,8 +18,8 @@
 //! connections), `quickack` (no delayed-ACK stall on pooled connections),
 //! `relay` (the direct upstream exchange for requests without a body), `idle` (closing idle and slow client connections), `counters`,
 //! `client_io` (the client socket as hyper sees it, and what a live upgrade
-//! needs to take it between requests), `tunnel_handover` (connections handed to
-//! the next image), `router`, `target`, `traffic` (canary, pause, maintenance, readiness rules),
+//! needs to take it between requests), `connection_handover` and `tunnel_handover`
+//! (keep-alive connections and tunnels handed to the next image), `router`, `target`, `traffic` (canary, pause, maintenance, readiness rules),
 //! `traffic_answers` (the proxy's own answers under those rules), `stats`
 //! (per-release responses for rollouts), `errors`.
 //!
@@ -30,6 +30,7 @@
 
 mod body;
 mod client_io;
+mod connection_handover;
 mod counters;
 mod deadline;
 mod distribute;
@@ -52,6 +53,7 @@ mod tunnel_handover;
 mod upgrade;
 mod worker;
 
+pub use connection_handover::IdleConnection;
 pub use counters::{ConnectionCounters, ConnectionGuard};
 pub use errors::{ERROR_REPORT_INTERVAL, UpstreamError};
 pub use pool::{MAX_IDLE_PER_RELEASE, UPSTREAM_CONNECT_TIMEOUT};
@@ -61,4 +63,4 @@ pub use stats::{LATENCY_BOUNDS_MS, StatsSnapshot, TrafficStats};
 pub use target::ReleaseTarget;
 pub use traffic::{Canary, Hold, RoutingTable, StickyBy};
 pub use traffic_answers::RETRY_AFTER_SECONDS;
-pub use tunnel_handover::{FrozenTunnel, IdleConnection};
+pub use tunnel_handover::FrozenTunnel;

@@ -192,6 +192,7 @@ impl ProxyServer {
             body_timeout: options.body_timeout,
             allowed_upgrades: options.allowed_upgrades,
             tunnels: Default::default(),
+            connections: Default::default(),
         });
         let threads = options.threads.max(1);
         // Built up thread by thread: if a later step fails, dropping the partial
@@ -274,14 +275,13 @@ impl ProxyServer {
     /// next image (see [`ProxyServer::take_idle_connections`]) instead of
     /// closing them: idle ones at once, the others once their request is done.
     pub fn hand_over_idle_connections(&self) {
-        self.shared.tunnels.hand_over_idle_connections();
+        self.shared.connections.start();
     }
 
     /// The client connections kept by the pause, once every connection task has
     /// let go of its socket (waits until `deadline` at most), and how many
     /// connections this server still serves then (a response still being
-    /// written). From now on connections that reach a request boundary close as
-    /// usual.
+    /// written).
     pub async fn take_idle_connections(
         &self,
         deadline: tokio::time::Instant,
@@ -289,13 +289,20 @@ impl ProxyServer {
         while !self.shared.tasks.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let idle = self.shared.tunnels.take_idle();
+        let idle = self.shared.connections.take();
         (idle, self.shared.tasks.len())
     }
 
     /// Serves a client connection an earlier image handed over.
     pub fn adopt_connection(&self, connection: super::IdleConnection) {
-        self.shared.tunnels.adopt(connection);
+        self.shared.connections.adopt(connection);
+    }
+
+    /// After an upgrade that did not happen: the connections this paused
+    /// server still serves go on at `successor` once their request is done.
+    pub fn pass_late_connections_to(&self, successor: &ProxyServer) {
+        let successor = Arc::clone(&successor.shared);
+        self.shared.connections.pass_to(successor);
     }
 
     /// Stops every spliced tunnel and hands over its sockets and unsent bytes

@@ -47,16 +47,6 @@ pub struct FrozenTunnel {
     pub upstream_finished: bool,
 }
 
-/// A keep-alive client connection between two requests, handed from one image
-/// to the next.
-#[derive(Debug)]
-pub struct IdleConnection {
-    pub socket: std::net::TcpStream,
-    /// Read from the client and not yet parsed (the start of its next request),
-    /// to be served before what the socket delivers.
-    pub unread: bytes::Bytes,
-}
-
 /// The tunnels of one proxy server, as a freeze sees them.
 #[derive(Debug, Default)]
 pub(crate) struct TunnelFreezer {
@@ -65,14 +55,6 @@ pub(crate) struct TunnelFreezer {
     live: AtomicUsize,
     changed: Notify,
     frozen: Mutex<Vec<FrozenTunnel>>,
-    /// Set by a live upgrade before the proxy pauses: idle client connections
-    /// are handed over instead of closed.
-    handing_over: std::sync::atomic::AtomicBool,
-    idle: Mutex<Vec<IdleConnection>>,
-    /// Client connections an earlier image handed over, for the listening
-    /// thread to serve.
-    adopted: Mutex<Vec<IdleConnection>>,
-    adopted_ready: Notify,
 }
 
 /// Counts one tunnel task while it lives.
@@ -98,47 +80,6 @@ impl TunnelFreezer {
 
     pub(crate) fn deposit(&self, tunnel: FrozenTunnel) {
         self.frozen.lock().unpoisoned().push(tunnel);
-    }
-
-    pub(crate) fn hand_over_idle_connections(&self) {
-        self.handing_over.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn handing_over(&self) -> bool {
-        self.handing_over.load(Ordering::Acquire)
-    }
-
-    /// Keeps a client connection taken from hyper between two requests for the
-    /// next image. After [`TunnelFreezer::take_idle`] (an upgrade that is over)
-    /// the connection is simply closed, as any idle keep-alive connection may be.
-    pub(crate) fn deposit_idle(&self, connection: IdleConnection) {
-        let mut idle = self.idle.lock().unpoisoned();
-        if self.handing_over() {
-            idle.push(connection);
-        }
-    }
-
-    /// The connections kept so far; from now on connections close as usual.
-    pub(crate) fn take_idle(&self) -> Vec<IdleConnection> {
-        let mut idle = self.idle.lock().unpoisoned();
-        self.handing_over.store(false, Ordering::Release);
-        std::mem::take(&mut *idle)
-    }
-
-    pub(crate) fn adopt(&self, connection: IdleConnection) {
-        self.adopted.lock().unpoisoned().push(connection);
-        self.adopted_ready.notify_one();
-    }
-
-    /// The next batch of handed-over client connections (waits for one).
-    pub(crate) async fn adopted(&self) -> Vec<IdleConnection> {
-        loop {
-            let batch = std::mem::take(&mut *self.adopted.lock().unpoisoned());
-            if !batch.is_empty() {
-                return batch;
-            }
-            self.adopted_ready.notified().await;
-        }
     }
 
     /// Stops every tunnel and collects them (at most `limit` for the tasks to

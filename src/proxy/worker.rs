@@ -3,15 +3,19 @@
 //! connection, and how a connection ends (done, idle too long, graceful or hard
 //! stop).
 
+use super::body::ProxyBody;
 use super::client_io::ClientIo;
+use super::connection_handover::IdleConnection;
 use super::distribute::{Accepted, ConnectionLoad, Handoff, Inbox, ThreadLoads};
 use super::forward::{self, ConnectionContext, ServerShared};
 use super::headers::ClientInfo;
 use super::idle::IdleSweeper;
-use super::tunnel_handover::IdleConnection;
 use bytes::Bytes;
 use http::HeaderValue;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::server::conn::http1::UpgradeableConnection;
+use hyper::service::HttpService;
 use hyper::service::service_fn;
 use std::future::Future;
 use std::io;
@@ -91,7 +95,7 @@ pub(crate) async fn run_worker(setup: WorkerSetup) {
                 // like accepted ones.
                 let adopting = async {
                     loop {
-                        for adopted in serve.shared.tunnels.adopted().await {
+                        for adopted in serve.shared.connections.adopted().await {
                             let IdleConnection { socket, unread } = adopted;
                             let peer = socket.peer_addr();
                             let stream = socket
@@ -295,44 +299,12 @@ async fn serve_client(
             }
         }
     }
-    // A live upgrade: once between requests, the connection goes on in the next
-    // image (the request in progress finishes here first, kept alive).
-    let tunnels = &watched.server.tunnels;
-    while tunnels.handing_over() {
-        let idle = !watched.activity.has_request_in_progress();
-        if idle && watched.handover.may_be_mid_body() {
-            break;
-        }
-        if idle && watched.handover.at_boundary() {
-            watched.handover.keep_socket();
-            Pin::new(&mut connection).graceful_shutdown();
-            // Between requests hyper closes on the very next poll; needing more
-            // means it is finishing a response after all, and closes as usual.
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut connection).poll(cx))).await {
-                Poll::Ready(Ok(())) => {
-                    if let Some(parts) = connection.into_parts() {
-                        let (socket, unread) = parts.io.into_socket(parts.read_buf);
-                        if let Ok(socket) = socket.into_std() {
-                            tunnels.deposit_idle(IdleConnection { socket, unread });
-                        }
-                    }
-                    return;
-                }
-                Poll::Ready(Err(_)) => return,
-                Poll::Pending => {
-                    watched.handover.release_socket();
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = &mut connection => return,
-            _ = stop.everything.cancelled() => return,
-            // The request's end is seen when the connection is polled; a request
-            // body finishing is noticed on the next tick.
-            _ = tokio::time::sleep(HANDOVER_TICK) => {}
-        }
+    if watched.server.connections.handing_over() {
+        connection = match hand_over(connection, &watched, &stop).await {
+            HandoverEnd::Taken(taken) => return watched.server.connections.deposit(taken),
+            HandoverEnd::Done => return,
+            HandoverEnd::CloseAsUsual(connection) => connection,
+        };
     }
     // Graceful: finish the request in progress, then close instead of keeping alive.
     Pin::new(&mut connection).graceful_shutdown();
@@ -340,5 +312,83 @@ async fn serve_client(
         biased;
         _ = &mut connection => {}
         _ = stop.everything.cancelled() => {}
+    }
+}
+
+/// How a connection's part in a live upgrade ended.
+enum HandoverEnd<C> {
+    /// Taken from hyper between two requests.
+    Taken(IdleConnection),
+    /// The connection ended (or the server stopped).
+    Done,
+    /// Not at a request boundary hyper can be trusted with: it closes after
+    /// its response, as at any graceful stop.
+    CloseAsUsual(C),
+}
+
+/// The client connection as hyper serves it.
+type Served<S> = UpgradeableConnection<ClientIo, S>;
+
+/// A live upgrade: the connection reads no new request (see `client_io`);
+/// once the one in progress is done it is taken from hyper, to go on in the
+/// next image (or at the server serving in this one's place if the upgrade
+/// does not happen).
+async fn hand_over<S>(
+    mut connection: Served<S>,
+    context: &ConnectionContext,
+    stop: &ThreadStop,
+) -> HandoverEnd<Served<S>>
+where
+    S: HttpService<Incoming, ResBody = ProxyBody> + Unpin,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    Served<S>: Future<Output = hyper::Result<()>> + Unpin,
+{
+    let state = &context.handover;
+    state.hold_reads(true);
+    let idle = || !context.activity.has_request_in_progress();
+    let settled = || idle() && (state.may_be_mid_body() || state.at_boundary());
+    loop {
+        if idle() && state.may_be_mid_body() {
+            state.hold_reads(false);
+            return HandoverEnd::CloseAsUsual(connection);
+        }
+        if idle() && state.at_boundary() {
+            break;
+        }
+        // The request's end is seen right after the connection is polled; a
+        // request body finishing (on the upstream's task) on the next tick.
+        let progress = std::future::poll_fn(|cx| match Pin::new(&mut connection).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(true),
+            Poll::Pending if settled() => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        });
+        tokio::select! {
+            biased;
+            ended = progress => if ended { return HandoverEnd::Done },
+            _ = stop.everything.cancelled() => return HandoverEnd::Done,
+            _ = tokio::time::sleep(HANDOVER_TICK) => {}
+        }
+    }
+    state.keep_socket();
+    Pin::new(&mut connection).graceful_shutdown();
+    // Between requests hyper closes on the very next poll; needing more means
+    // it is finishing a response after all, and closes as usual.
+    match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut connection).poll(cx))).await {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => return HandoverEnd::Done,
+        Poll::Pending => {
+            state.release_socket();
+            state.hold_reads(false);
+            return HandoverEnd::CloseAsUsual(connection);
+        }
+    }
+    let Some(parts) = connection.into_parts() else {
+        return HandoverEnd::Done;
+    };
+    let (socket, unread) = parts.io.into_socket(parts.read_buf);
+    match socket.into_std() {
+        Ok(socket) => HandoverEnd::Taken(IdleConnection { socket, unread }),
+        Err(_) => HandoverEnd::Done,
     }
 }

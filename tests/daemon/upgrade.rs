@@ -816,3 +816,46 @@ fn a_response_a_client_is_slow_to_read_refuses_the_upgrade_and_arrives_whole() {
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), pid);
     assert_eq!(harness.shutdown(), 0);
 }
+
+#[test]
+fn keep_alive_connections_go_on_when_an_upgrade_is_refused_for_a_long_request() {
+    use std::io::Write;
+    let mut harness = Harness::started();
+    harness.deploy("v1");
+    let request = b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    // Idle at the pause: kept for the new image, then served by the old one.
+    let (mut idle, mut idle_reader) = raw_client(harness.proxy_port);
+    idle.write_all(request).unwrap();
+    assert_eq!(
+        read_response(&mut idle_reader),
+        (200, "v1".to_string(), false)
+    );
+    // Busy past the drain limit: the upgrade is refused for it.
+    let (mut busy, mut busy_reader) = raw_client(harness.proxy_port);
+    busy.write_all(b"GET /slow?ms=12000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (code, _, stderr) = upgrade(&harness, None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("still in flight"), "{stderr}");
+    idle.write_all(request).unwrap();
+    assert_eq!(
+        read_response(&mut idle_reader),
+        (200, "v1".to_string(), false)
+    );
+    // The long request finishes, kept alive, and its connection goes on.
+    assert_eq!(
+        read_response(&mut busy_reader),
+        (200, "v1".to_string(), false)
+    );
+    busy.write_all(request).unwrap();
+    assert_eq!(
+        read_response(&mut busy_reader),
+        (200, "v1".to_string(), false)
+    );
+    upgrade_ok(&harness, None);
+    for (stream, reader) in [(&mut idle, &mut idle_reader), (&mut busy, &mut busy_reader)] {
+        stream.write_all(request).unwrap();
+        assert_eq!(read_response(reader), (200, "v1".to_string(), false));
+    }
+    assert_eq!(harness.shutdown(), 0);
+}

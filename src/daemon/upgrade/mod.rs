@@ -434,24 +434,31 @@ impl Daemon {
     }
 
     /// Serves the proxy again on the daemon's own copy of the listening socket,
-    /// with the tunnels that were frozen; the paused server finishes what it
-    /// still serves.
+    /// with the tunnels that were frozen and the connections that were kept;
+    /// the paused server finishes what it still serves, and passes each of its
+    /// keep-alive connections on to the new server once its request is done.
     fn resume_proxy(
         self: &Arc<Self>,
         paused: Paused,
         tunnels: Vec<FrozenTunnel>,
         idle: Vec<IdleConnection>,
     ) {
+        let resumed = paused
+            .own
+            .map(|fd| serve_proxy(self, std::net::TcpListener::from(fd)));
         if let Some(server) = paused.server {
+            if let Some(Ok(proxy)) = &resumed {
+                server.pass_late_connections_to(proxy);
+            }
             tokio::spawn(server.finish());
         }
-        let Some(fd) = paused.own else { return };
-        match serve_proxy(self, std::net::TcpListener::from(fd)) {
-            Ok(proxy) => self.endpoints().proxy = Some(proxy),
-            Err(error) => {
+        match resumed {
+            Some(Ok(proxy)) => self.endpoints().proxy = Some(proxy),
+            Some(Err(error)) => {
                 tracing::error!("upgrade: could not serve the proxy again: {error}");
                 return;
             }
+            None => return,
         }
         adopt_tunnels(self, tunnels);
         adopt_connections(self, idle);
