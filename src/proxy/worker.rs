@@ -300,7 +300,8 @@ async fn serve_client(
         }
     }
     if watched.server.connections.handing_over() {
-        connection = match hand_over(connection, &watched, &stop).await {
+        // Boxed: only a handover pays for its state, not every connection's task.
+        connection = match Box::pin(hand_over(connection, &watched, &stop)).await {
             HandoverEnd::Taken(taken) => return watched.server.connections.deposit(taken),
             HandoverEnd::Done => return,
             HandoverEnd::CloseAsUsual(connection) => connection,
