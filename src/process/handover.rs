@@ -233,11 +233,35 @@ impl ProcessHandover {
 }
 
 impl ManagedProcess {
+    /// The upgrade this process was recorded for did not happen: it is
+    /// supervised here again, and a start asked for meanwhile (a crash or
+    /// memory restart) happens now.
+    pub fn handover_abandoned(self: &Arc<Self>) {
+        let deferred = {
+            let mut inner = self.lock();
+            inner.handed_over = false;
+            inner.deferred_start.take()
+        };
+        if let Some(reason) = deferred {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = me.start(reason).await {
+                    let id = me.instance_id();
+                    me.emit(crate::events::ProcessEvent::RestartFailed {
+                        error: e.to_string(),
+                        id,
+                    });
+                }
+            });
+        }
+    }
+
     /// What the next image needs to take this process over. The output pipes are
     /// duplicated (returned with the record, whose fd numbers are the copies').
     pub fn handover(&self) -> std::io::Result<(ProcessHandover, Vec<OwnedFd>)> {
         let clock_ms = u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.handed_over = true;
         let mut fds = Vec::new();
         let child = match &inner.child {
             Some(child) => {

@@ -72,6 +72,11 @@ pub(super) struct Inner {
     pub(super) intentional: bool,
     pub(super) history: RestartHistory,
     pub(super) restart_timer: Option<AbortHandle>,
+    /// Recorded in a live upgrade's handover: nothing is started any more in
+    /// this image (the next one would not know the child); a start asked for
+    /// meanwhile waits for [`ManagedProcess::handover_abandoned`].
+    pub(super) handed_over: bool,
+    pub(super) deferred_start: Option<StartReason>,
     /// The sampler subscription of the current child (`children`, memory).
     pub(super) sampling: Option<SampleSubscription>,
     pub(super) memory_restarting: bool,
@@ -130,6 +135,8 @@ impl ManagedProcess {
                 intentional: false,
                 history: RestartHistory::default(),
                 restart_timer: None,
+                handed_over: false,
+                deferred_start: None,
                 sampling: None,
                 memory_restarting: false,
                 memory_warned: false,
@@ -175,6 +182,10 @@ impl ManagedProcess {
         let (child, generation, exited_tx, def) = {
             let mut inner = self.lock();
             if inner.child.is_some() {
+                return Ok(());
+            }
+            if inner.handed_over {
+                inner.deferred_start = Some(reason);
                 return Ok(());
             }
             if reason == StartReason::Crash {

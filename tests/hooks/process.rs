@@ -1473,3 +1473,36 @@ async fn a_404_says_the_app_answers_but_lacks_the_route_and_how_to_set_it() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_recorded_for_an_upgrade_starts_nothing_until_the_upgrade_is_abandoned() {
+    let mut h = Harness::new();
+    h.wants_restart.store(true, Ordering::SeqCst);
+    let gate = h.path("crash-now");
+    let command = format!(
+        "while [ ! -e '{}' ]; do sleep 0.01; done; exit 1",
+        gate.display()
+    );
+    let mut cfg = config("recorded", &command);
+    cfg.restart_delay_ms = 10;
+    let process = h.process(cfg);
+    process.start(StartReason::Deploy).await.unwrap();
+    eventually("it runs", || process.pid().is_some()).await;
+    // Recorded in a live upgrade's handover: the next image would not know a
+    // child started after this.
+    let (_record, _descriptors) = process.handover().unwrap();
+    std::fs::write(&gate, "").unwrap();
+    eventually("it crashed", || process.state() == ProcessState::Failed).await;
+    // Its crash restart is due after 10 ms; nothing may start in this window.
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(process.pid(), None);
+    assert_eq!(process.restarts(), 0);
+    assert_eq!(h.events_named("process started").len(), 1);
+    // The upgrade did not happen: the restart is made after all.
+    std::fs::remove_file(&gate).unwrap();
+    process.handover_abandoned();
+    eventually("restarted", || process.pid().is_some()).await;
+    assert_eq!(process.restarts(), 1);
+    assert_eq!(h.events_named("process started").len(), 2);
+    stop_within_patience(&process).await;
+}

@@ -466,6 +466,10 @@ impl Daemon {
 
     /// Back to normal after an upgrade that did not happen.
     fn upgrade_abandoned(&self) {
+        // Supervision goes on here, with any restart that waited for the exec.
+        for process in self.every_process() {
+            process.handover_abandoned();
+        }
         if let Some(observability) = self.observability() {
             let active = self.state().active.as_ref().map(|r| r.id.clone());
             observability.reloaded(active.as_deref());
