@@ -368,6 +368,8 @@ where
             biased;
             ended = progress => if ended { return HandoverEnd::Done },
             _ = stop.everything.cancelled() => return HandoverEnd::Done,
+            // A client that stopped reading its response: as without an upgrade.
+            _ = context.activity.expired() => if idle() { return HandoverEnd::Done },
             _ = tokio::time::sleep(HANDOVER_TICK) => {}
         }
     }
