@@ -1501,8 +1501,9 @@ async fn a_process_recorded_for_an_upgrade_starts_nothing_until_the_upgrade_is_a
     // The upgrade did not happen: the restart is made after all.
     std::fs::remove_file(&gate).unwrap();
     process.handover_abandoned();
-    eventually("restarted", || process.pid().is_some()).await;
+    // (Waits for the event: the state is published a moment before it.)
+    eventually("restarted", || h.events_named("process started").len() == 2).await;
+    assert!(process.pid().is_some());
     assert_eq!(process.restarts(), 1);
-    assert_eq!(h.events_named("process started").len(), 2);
     stop_within_patience(&process).await;
 }
