@@ -34,15 +34,29 @@ const SHARDS: usize = 8;
 
 thread_local! {
     static CURRENT_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The proxy thread (and so the runtime) pooled connections were opened on.
+    static CURRENT_RUNTIME: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
+
+/// Numbers the proxy threads ever started, so a connection opened on one is
+/// never used on another that took the same shard (a live upgrade that did not
+/// happen serves with new threads while the paused ones finish; a connection's
+/// socket is registered with its thread's runtime, which ends with it).
+static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Called once by each proxy thread with its index.
 pub(crate) fn set_current_shard(thread_index: usize) {
     CURRENT_SHARD.with(|shard| shard.set(thread_index % SHARDS));
+    let runtime = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    CURRENT_RUNTIME.with(|current| current.set(runtime));
 }
 
 fn current_shard() -> usize {
     CURRENT_SHARD.with(|shard| shard.get())
+}
+
+fn current_runtime() -> u64 {
+    CURRENT_RUNTIME.with(|runtime| runtime.get())
 }
 
 #[derive(Debug)]
@@ -53,9 +67,10 @@ enum Endpoint {
 
 #[derive(Debug, Default)]
 struct IdleState {
-    senders: Vec<Sender>,
+    /// Each with the runtime it was opened on (see [`RUNTIMES`]).
+    senders: Vec<(u64, Sender)>,
     /// Idle connections of the direct path (`relay.rs`).
-    raw: Vec<RawConnection>,
+    raw: Vec<(u64, RawConnection)>,
     retired: bool,
 }
 
@@ -124,8 +139,9 @@ impl UpstreamPool {
 
     fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.lock(current_shard());
-        while let Some(sender) = idle.senders.pop() {
-            if !sender.is_closed() {
+        let runtime = current_runtime();
+        while let Some((opened_on, sender)) = idle.senders.pop() {
+            if opened_on == runtime && !sender.is_closed() {
                 return Some(sender);
             }
         }
@@ -135,8 +151,9 @@ impl UpstreamPool {
     /// An idle connection of the direct path that is still open, if any.
     pub(crate) fn take_idle_raw(&self) -> Option<RawConnection> {
         let mut idle = self.lock(current_shard());
-        while let Some(connection) = idle.raw.pop() {
-            if connection.still_open() {
+        let runtime = current_runtime();
+        while let Some((opened_on, connection)) = idle.raw.pop() {
+            if opened_on == runtime && connection.still_open() {
                 return Some(connection);
             }
         }
@@ -147,7 +164,7 @@ impl UpstreamPool {
     pub(crate) fn put_raw(&self, connection: RawConnection) {
         let mut idle = self.lock(current_shard());
         if !idle.retired && idle.raw.len() < MAX_IDLE_PER_RELEASE {
-            idle.raw.push(connection);
+            idle.raw.push((current_runtime(), connection));
         }
     }
 
@@ -158,7 +175,7 @@ impl UpstreamPool {
         }
         let mut idle = self.lock(current_shard());
         if !idle.retired && idle.senders.len() < MAX_IDLE_PER_RELEASE {
-            idle.senders.push(sender);
+            idle.senders.push((current_runtime(), sender));
         }
     }
 

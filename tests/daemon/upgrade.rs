@@ -817,12 +817,31 @@ fn a_response_a_client_is_slow_to_read_refuses_the_upgrade_and_arrives_whole() {
     assert_eq!(harness.shutdown(), 0);
 }
 
+/// The daemon's proxy threads (named `rollbridge-proxy-N`; `comm` keeps 15
+/// bytes).
+fn proxy_threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|name| name.starts_with("rollbridge-prox"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn keep_alive_connections_go_on_when_an_upgrade_is_refused_for_a_long_request() {
     use std::io::Write;
     let mut harness = Harness::started();
     harness.deploy("v1");
     let request = b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let pid = harness.daemon.as_ref().unwrap().pid();
+    let serving = proxy_threads(pid);
+    assert!(serving > 0);
     // Idle at the pause: kept for the new image, then served by the old one.
     let (mut idle, mut idle_reader) = raw_client(harness.proxy_port);
     idle.write_all(request).unwrap();
@@ -847,6 +866,12 @@ fn keep_alive_connections_go_on_when_an_upgrade_is_refused_for_a_long_request() 
         read_response(&mut busy_reader),
         (200, "v1".to_string(), false)
     );
+    // Once the paused proxy's threads are gone (and with them the runtime its
+    // upstream connections were registered with), the next request is served
+    // on a connection of the proxy serving now.
+    wait_until(PATIENCE, "the paused proxy's threads to end", || {
+        proxy_threads(pid) == serving
+    });
     busy.write_all(request).unwrap();
     assert_eq!(
         read_response(&mut busy_reader),
