@@ -212,6 +212,12 @@ fn handoff_services_start_per_release_and_stop_after_their_dependents() {
         harness.process_in("v1", "beacon").unwrap()["state"],
         "running"
     );
+    // The v2 beacon listens a moment before it writes its start line; a loaded
+    // machine can stretch that moment, so the line is waited for before v1 may
+    // stop (its WebSocket holds it).
+    wait_until(PATIENCE, "the v2 beacon's start line", || {
+        events_summary(&harness.path("beacon.log")).contains(&"start v2".to_string())
+    });
     socket.close(None).unwrap();
     drop(socket);
     wait_until(PATIENCE, "v1 to stop", || {
