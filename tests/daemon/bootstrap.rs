@@ -217,6 +217,8 @@ fn bootstrap_activates_the_exact_release_before_exposing_control() {
     wait_until(PATIENCE, "the web process to start", || {
         daemon.output.has_event("process started")
     });
+    // A window in which something must *not* happen (no signal to wait for):
+    // the control socket stays closed until the gate opens.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!harness.socket.exists(), "no control before activation");
     std::fs::write(harness.path("gate"), "").unwrap();

@@ -447,7 +447,11 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
         config["processes"].as_array_mut().unwrap().push(json!({
             "id": "stubborn",
             "policy": "companion",
-            "command": format!("APP_IGNORE_TERM=1 ROLLBRIDGE_PORT=0 {}", python("app.py")),
+            "command": format!(
+                "APP_IGNORE_TERM=1 APP_SIGNAL_LOG={} ROLLBRIDGE_PORT=0 {}",
+                dir.join("stubborn-signals").display(),
+                python("app.py")
+            ),
             "gracefulStopMs": 1500
         }));
         config
@@ -464,7 +468,13 @@ fn sigterm_shuts_down_and_a_second_signal_does_not_abandon_children() {
             .is_some_and(|logs| !logs.is_empty())
     });
     harness.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    // The second signal comes while the shutdown waits for the stubborn child.
+    let signals = harness.path("stubborn-signals");
+    wait_until(
+        PATIENCE,
+        "the shutdown to signal the stubborn child",
+        || std::fs::read_to_string(&signals).is_ok_and(|log| log.contains("SIGTERM")),
+    );
     harness.signal(libc::SIGTERM);
     harness.signal(libc::SIGINT);
     assert_eq!(harness.wait_exit(Duration::from_secs(20)), 0);
@@ -485,7 +495,8 @@ fn a_client_reset_is_recorded_and_harmless() {
         // Unix socket then sees ECONNRESET.
         let mut stream = UnixStream::connect(&harness.socket).unwrap();
         stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // Closed with the reply unread (it has arrived), the socket resets.
+        wait_until(PATIENCE, "the reply to arrive", || reply_waiting(&stream));
     }
     wait_until(
         Duration::from_secs(10),
@@ -600,4 +611,20 @@ fn a_blocked_shutdown_has_already_closed_its_endpoint_and_touches_no_other_daemo
     // The same config starts again at once.
     harness.start();
     assert_eq!(harness.status()["status"], "success");
+}
+
+/// Whether bytes wait to be read on `stream` (without reading them).
+fn reply_waiting(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    // SAFETY: a valid socket and a one-byte buffer; MSG_PEEK leaves it unread.
+    let peeked = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked > 0
 }
