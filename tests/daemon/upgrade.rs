@@ -648,40 +648,6 @@ fn an_idle_keep_alive_connection_goes_on_in_the_new_image() {
     assert_eq!(harness.shutdown(), 0);
 }
 
-/// Reads one response with a Content-Length body: (status, body, `Connection: close`).
-fn read_response(reader: &mut std::io::BufReader<TcpStream>) -> (u16, String, bool) {
-    use std::io::{BufRead, Read};
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        let read = reader.read_line(&mut line).expect("read a response line");
-        assert!(read > 0, "connection closed in a response head: {head:?}");
-        if line.trim_end().is_empty() {
-            break;
-        }
-        head.push(line.trim_end().to_ascii_lowercase());
-    }
-    let status = head[0].split(' ').nth(1).unwrap().parse().unwrap();
-    let header = |name: &str| {
-        head.iter()
-            .find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
-    let length: usize = header("content-length:").map_or(0, |v| v.parse().unwrap());
-    let close = header("connection:").is_some_and(|v| v.contains("close"));
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).expect("read a response body");
-    (status, String::from_utf8(body).unwrap(), close)
-}
-
-/// A client connection on which requests are written by hand.
-fn raw_client(port: u16) -> (TcpStream, std::io::BufReader<TcpStream>) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    let reader = std::io::BufReader::new(stream.try_clone().unwrap());
-    (stream, reader)
-}
-
 /// Runs `rollbridge upgrade` on a thread; the handle yields its reply and when
 /// it returned.
 fn upgrade_in_background(harness: &Harness) -> std::thread::JoinHandle<(Value, Instant)> {
@@ -706,16 +672,15 @@ fn upgrade_in_background(harness: &Harness) -> std::thread::JoinHandle<(Value, I
 
 #[test]
 fn a_request_in_flight_finishes_and_its_connection_goes_on_in_the_new_image() {
-    use std::io::Write;
     let mut harness = Harness::started();
     harness.deploy("v1");
     let pid = harness.daemon.as_ref().unwrap().pid();
-    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    let mut stream = KeepAlive::connect(harness.proxy_port).unwrap();
     stream
-        .write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let upgrading = upgrade_in_background(&harness);
-    let (status, body, close) = read_response(&mut reader);
+    let (status, body, close) = stream.response().unwrap();
     let answered = Instant::now();
     assert_eq!((status, body.as_str(), close), (200, "v1", false));
     let (reply, upgraded) = upgrading.join().unwrap();
@@ -727,71 +692,69 @@ fn a_request_in_flight_finishes_and_its_connection_goes_on_in_the_new_image() {
     );
     // The same connection is served by the new image.
     stream
-        .write_all(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .send(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
+    assert_eq!(stream.response().unwrap(), (200, "v1".to_string(), false));
     assert_eq!(harness.daemon.as_ref().unwrap().pid(), pid);
     assert_eq!(harness.shutdown(), 0);
 }
 
 #[test]
 fn a_request_body_still_arriving_finishes_and_its_connection_goes_on() {
-    use std::io::Write;
     let mut harness = Harness::started();
     harness.deploy("v1");
-    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    let mut stream = KeepAlive::connect(harness.proxy_port).unwrap();
     stream
-        .write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello")
+        .send(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello")
         .unwrap();
     let upgrading = upgrade_in_background(&harness);
     // The rest of the body comes while the upgrade waits for this request
     // (its checks of the binary take longer than this).
     std::thread::sleep(Duration::from_millis(300));
-    stream.write_all(b"world").unwrap();
+    stream.send(b"world").unwrap();
     assert_eq!(
-        read_response(&mut reader),
+        stream.response().unwrap(),
         (200, "v1:10".to_string(), false)
     );
     let (reply, _) = upgrading.join().unwrap();
     assert_eq!(reply["status"], "success", "{reply}");
     stream
-        .write_all(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc")
+        .send(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc")
         .unwrap();
-    assert_eq!(read_response(&mut reader), (200, "v1:3".to_string(), false));
+    assert_eq!(stream.response().unwrap(), (200, "v1:3".to_string(), false));
     assert_eq!(harness.shutdown(), 0);
 }
 
 #[test]
 fn the_start_of_a_request_read_before_an_upgrade_is_not_lost() {
-    use std::io::Write;
     let mut harness = Harness::started();
     harness.deploy("v1");
-    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    let mut stream = KeepAlive::connect(harness.proxy_port).unwrap();
     stream
-        .write_all(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .send(b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
+    assert_eq!(stream.response().unwrap(), (200, "v1".to_string(), false));
     // Half a request head: the proxy reads it and waits for the rest.
-    stream.write_all(b"GET /release HTTP/1.1\r\nHo").unwrap();
+    stream.send(b"GET /release HTTP/1.1\r\nHo").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     upgrade_ok(&harness, None);
-    stream.write_all(b"st: 127.0.0.1\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut reader), (200, "v1".to_string(), false));
+    stream.send(b"st: 127.0.0.1\r\n\r\n").unwrap();
+    assert_eq!(stream.response().unwrap(), (200, "v1".to_string(), false));
     assert_eq!(harness.shutdown(), 0);
 }
 
 #[test]
 fn a_response_a_client_is_slow_to_read_refuses_the_upgrade_and_arrives_whole() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let mut harness = Harness::started();
     harness.deploy("v1");
     let pid = harness.daemon.as_ref().unwrap().pid();
-    let (mut stream, mut reader) = raw_client(harness.proxy_port);
+    let mut stream = KeepAlive::connect(harness.proxy_port).unwrap();
     // Far more than the socket buffers hold: the proxy is still writing it
     // while this client reads nothing.
     const SIZE: usize = 64 << 20;
     stream
-        .write_all(format!("GET /big?bytes={SIZE} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .send(format!("GET /big?bytes={SIZE} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .unwrap();
     let (code, _, stderr) = upgrade(&harness, None);
     assert_eq!(code, 1, "{stderr}");
@@ -803,12 +766,12 @@ fn a_response_a_client_is_slow_to_read_refuses_the_upgrade_and_arrives_whole() {
     let mut head = String::new();
     while !head.ends_with("\r\n\r\n") {
         let mut byte = [0u8; 1];
-        reader.read_exact(&mut byte).unwrap();
+        stream.reader().read_exact(&mut byte).unwrap();
         head.push(byte[0] as char);
     }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut body = vec![0u8; SIZE];
-    reader.read_exact(&mut body).unwrap();
+    stream.reader().read_exact(&mut body).unwrap();
     assert!(body.iter().all(|&b| b == b'x'));
     // The daemon was untouched and upgrades once the response is delivered.
     assert_eq!(harness.get("/release"), (200, "v1".to_string()));
@@ -835,7 +798,6 @@ fn proxy_threads(pid: i32) -> usize {
 
 #[test]
 fn keep_alive_connections_go_on_when_an_upgrade_is_refused_for_a_long_request() {
-    use std::io::Write;
     let mut harness = Harness::started();
     harness.deploy("v1");
     let request = b"GET /release HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -843,44 +805,32 @@ fn keep_alive_connections_go_on_when_an_upgrade_is_refused_for_a_long_request() 
     let serving = proxy_threads(pid);
     assert!(serving > 0);
     // Idle at the pause: kept for the new image, then served by the old one.
-    let (mut idle, mut idle_reader) = raw_client(harness.proxy_port);
-    idle.write_all(request).unwrap();
-    assert_eq!(
-        read_response(&mut idle_reader),
-        (200, "v1".to_string(), false)
-    );
+    let mut idle = KeepAlive::connect(harness.proxy_port).unwrap();
+    idle.send(request).unwrap();
+    assert_eq!(idle.response().unwrap(), (200, "v1".to_string(), false));
     // Busy past the drain limit: the upgrade is refused for it.
-    let (mut busy, mut busy_reader) = raw_client(harness.proxy_port);
-    busy.write_all(b"GET /slow?ms=12000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    let mut busy = KeepAlive::connect(harness.proxy_port).unwrap();
+    busy.send(b"GET /slow?ms=12000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let (code, _, stderr) = upgrade(&harness, None);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("still in flight"), "{stderr}");
-    idle.write_all(request).unwrap();
-    assert_eq!(
-        read_response(&mut idle_reader),
-        (200, "v1".to_string(), false)
-    );
+    idle.send(request).unwrap();
+    assert_eq!(idle.response().unwrap(), (200, "v1".to_string(), false));
     // The long request finishes, kept alive, and its connection goes on.
-    assert_eq!(
-        read_response(&mut busy_reader),
-        (200, "v1".to_string(), false)
-    );
+    assert_eq!(busy.response().unwrap(), (200, "v1".to_string(), false));
     // Once the paused proxy's threads are gone (and with them the runtime its
     // upstream connections were registered with), the next request is served
     // on a connection of the proxy serving now.
     wait_until(PATIENCE, "the paused proxy's threads to end", || {
         proxy_threads(pid) == serving
     });
-    busy.write_all(request).unwrap();
-    assert_eq!(
-        read_response(&mut busy_reader),
-        (200, "v1".to_string(), false)
-    );
+    busy.send(request).unwrap();
+    assert_eq!(busy.response().unwrap(), (200, "v1".to_string(), false));
     upgrade_ok(&harness, None);
-    for (stream, reader) in [(&mut idle, &mut idle_reader), (&mut busy, &mut busy_reader)] {
-        stream.write_all(request).unwrap();
-        assert_eq!(read_response(reader), (200, "v1".to_string(), false));
+    for stream in [&mut idle, &mut busy] {
+        stream.send(request).unwrap();
+        assert_eq!(stream.response().unwrap(), (200, "v1".to_string(), false));
     }
     assert_eq!(harness.shutdown(), 0);
 }

@@ -77,7 +77,23 @@ impl KeepAlive {
     pub fn get(&mut self, path: &str) -> std::io::Result<(u16, String, bool)> {
         let port = self.port;
         let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.send(request.as_bytes())?;
+        self.response()
+    }
+
+    /// Writes bytes as they are (a request, or part of one).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.reader.get_mut().write_all(bytes)
+    }
+
+    /// The connection's reader, for a response read by hand.
+    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
+    /// Reads one response: status, body (by `Content-Length`), and whether it
+    /// said `Connection: close`; `Err` when the connection failed or was closed.
+    pub fn response(&mut self) -> std::io::Result<(u16, String, bool)> {
         let mut status_line = String::new();
         if self.reader.read_line(&mut status_line)? == 0 {
             return Err(std::io::Error::new(

@@ -304,12 +304,15 @@ async fn take_over(
         &daemon,
         document.tunnels.iter().map(frozen_tunnel).collect(),
     );
+    let mut unread_by_fd: std::collections::HashMap<RawFd, Vec<u8>> = document
+        .connections_unread
+        .iter()
+        .map(|unread| (unread.fd, unread.bytes.clone()))
+        .collect();
     let connections = document.connections.iter().map(|&fd| {
-        let unread = document
-            .connections_unread
-            .iter()
-            .find(|unread| unread.fd == fd)
-            .map(|unread| bytes::Bytes::from(unread.bytes.clone()))
+        let unread = unread_by_fd
+            .remove(&fd)
+            .map(bytes::Bytes::from)
             .unwrap_or_default();
         IdleConnection {
             socket: std::net::TcpStream::from(owned(fd)),
